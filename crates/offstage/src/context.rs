@@ -1,0 +1,137 @@
+//! The **context**: what a running task holds.
+//!
+//! The runtime hands every task body a [`Context`]: the task's id, the only writer of its
+//! state, its log, and the signal that it has been asked to stop. There is no public way to
+//! make one, so no code outside the task can write the task's state.
+//!
+//! ```
+//! use offstage::{Context, TaskError};
+//!
+//! async fn count(ctx: Context, to: u64) -> Result<u64, TaskError> {
+//!     for done in 1..=to {
+//!         ctx.checkpoint()?; // returns early if the task was killed
+//!         ctx.set_state(&serde_json::json!({ "done": done, "total": to }))?;
+//!         ctx.log(format!("counted {done}"));
+//!     }
+//!     Ok(to)
+//! }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, TaskError};
+use crate::id::TaskId;
+use crate::log::LogLevel;
+use crate::runtime::live::LiveTask;
+
+/// What a running task holds. Cheap to clone; every clone belongs to the same task.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) task: Arc<LiveTask>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("id", &self.task.id).finish()
+    }
+}
+
+impl Context {
+    /// This task's id.
+    pub fn id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// This task type's name.
+    pub fn name(&self) -> &str {
+        &self.task.started.name
+    }
+
+    /// Which attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.task.started.attempt
+    }
+
+    /// The owner the task was launched with.
+    pub fn owner(&self) -> Option<&str> {
+        self.task.started.owner.as_deref()
+    }
+
+    /// The state this task last wrote.
+    pub fn state(&self) -> Value {
+        Value::clone(&self.task.state())
+    }
+
+    /// Replaces this task's state. Every watcher gets the new state at once; the store gets it
+    /// within the runtime's flush interval and always before the task's final status.
+    ///
+    /// Fails, leaving the state as it was, if the value does not serialize to JSON or is larger
+    /// than the runtime's state cap.
+    pub fn set_state(&self, state: &impl Serialize) -> Result<(), Error> {
+        let value = serde_json::to_value(state).map_err(|e| {
+            Error::new(ErrorKind::InvalidArgument, format!("the state does not serialize to JSON: {e}"))
+        })?;
+        self.set_state_value(value)
+    }
+
+    fn set_state_value(&self, value: Value) -> Result<(), Error> {
+        let text = value.to_string();
+        let cap = self.task.rt.config.state_limit;
+        if text.len() > cap {
+            return Err(Error::new(
+                ErrorKind::StateTooLarge,
+                format!(
+                    "the state of task {} would be {} bytes, over the cap of {cap} bytes: keep \
+                     large data elsewhere (a table, a file) and put a reference in the state, or \
+                     raise the cap with RuntimeBuilder::state_limit",
+                    self.task.id,
+                    text.len()
+                ),
+            ));
+        }
+        self.task.set_state(value, text);
+        Ok(())
+    }
+
+    /// Changes this task's state in place: `f` gets the current state to modify.
+    pub fn update_state(&self, f: impl FnOnce(&mut Value)) -> Result<(), Error> {
+        let mut state = self.state();
+        f(&mut state);
+        self.set_state_value(state)
+    }
+
+    /// Appends a line to this task's log at level `info`.
+    pub fn log(&self, message: impl Into<String>) {
+        self.task.append_log(LogLevel::Info, message.into());
+    }
+
+    /// Appends a line to this task's log at `level`.
+    pub fn log_at(&self, level: LogLevel, message: impl Into<String>) {
+        self.task.append_log(level, message.into());
+    }
+
+    /// Resolves when the task is asked to stop (killed, timed out, or interrupted by shutdown).
+    /// Select on it around long awaits to stop promptly and tidily.
+    pub async fn cancelled(&self) {
+        self.task.cancel.cancelled().await
+    }
+
+    /// True once the task has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.task.cancel.is_cancelled()
+    }
+
+    /// `Err` (kind `cancelled`) once the task has been asked to stop, so a loop can end with
+    /// `ctx.checkpoint()?`. Costs one atomic load.
+    pub fn checkpoint(&self) -> Result<(), TaskError> {
+        if self.task.cancel.is_cancelled() {
+            Err(TaskError::cancelled())
+        } else {
+            Ok(())
+        }
+    }
+}

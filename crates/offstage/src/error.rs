@@ -1,0 +1,197 @@
+//! Errors: [`Error`] is what Offstage's own calls return; [`TaskError`] is how a task failed.
+//!
+//! Every `Error` message says what went wrong *and* how to fix it, because most of them end up
+//! in front of a person (an HTTP client, the CLI, a log).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of problem an [`Error`] is. Match on this, not on the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No task type of that name is registered. The message lists the registered names.
+    UnknownTaskType,
+    /// The args do not deserialize into the task type's args.
+    InvalidArgs,
+    /// No task has that id (it never existed, or it was purged).
+    NotFound,
+    /// The text is not a well-formed id.
+    InvalidId,
+    /// An argument to an Offstage call is out of range or malformed.
+    InvalidArgument,
+    /// A state write is larger than the runtime's state cap.
+    StateTooLarge,
+    /// The task failed; [`Error::task_error`] has its error.
+    TaskFailed,
+    /// The task was killed.
+    TaskKilled,
+    /// The task went missing (its node died or shut down mid-run).
+    TaskMissing,
+    /// The runtime is shutting down and accepts no new work.
+    ShuttingDown,
+    /// The database was written by a newer Offstage than this one.
+    SchemaTooNew,
+    /// The database file is not an Offstage database or is damaged.
+    Corrupt,
+    /// The store failed (I/O, connection, SQL). The message has the cause.
+    Store,
+}
+
+/// An error from an Offstage call.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    task_error: Option<Box<TaskError>>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    /// An error of `kind` whose message is `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), task_error: None, source: None }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn store(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(ErrorKind::Store, format!("{context}: {source}")).with_source(source)
+    }
+
+    pub(crate) fn not_found(id: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!(
+                "no task has id {id}: check the id, or it may have been purged \
+                 (list tasks to see the ids that exist)"
+            ),
+        )
+    }
+
+    /// The error of a task that ended badly, for `TaskFailed`, `TaskKilled` and `TaskMissing`.
+    pub(crate) fn from_task_end(status: crate::Status, id: impl fmt::Display, error: Option<TaskError>) -> Self {
+        let (kind, what) = match status {
+            crate::Status::Killed => (ErrorKind::TaskKilled, "was killed"),
+            crate::Status::Missing => (ErrorKind::TaskMissing, "went missing"),
+            _ => (ErrorKind::TaskFailed, "failed"),
+        };
+        let detail = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+        Self {
+            kind,
+            message: format!("task {id} {what}{detail}"),
+            task_error: error.map(Box::new),
+            source: None,
+        }
+    }
+
+    /// What kind of problem this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The task's own error, when this error reports a task that failed, was killed or went
+    /// missing.
+    pub fn task_error(&self) -> Option<&TaskError> {
+        self.task_error.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("task_error", &self.task_error)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+/// How a task failed: `{kind, message, detail}`, stored with the task as JSON.
+///
+/// Task functions return `Result<Output, TaskError>`. Any `std::error::Error` converts into a
+/// `TaskError` of kind `error` with `?`, keeping its chain of causes in `detail`; build one with
+/// [`TaskError::new`] to choose the kind (a short machine-readable word such as `bad_input`).
+///
+/// The runtime itself records these kinds: `panic`, `timeout`, `killed`, `cancelled`,
+/// `interrupted`, `missing`, `invalid_args`, `output` (the return value would not serialize).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// A short machine-readable word: `error`, `panic`, `timeout`, …
+    pub kind: String,
+    /// One line for people.
+    pub message: String,
+    /// Anything longer: a cause chain, a backtrace, a response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl TaskError {
+    /// An error of the given kind and message.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind: kind.into(), message: message.into(), detail: None }
+    }
+
+    /// The same error with `detail` attached.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// An error of kind `error` with the given message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self::new("error", message.to_string())
+    }
+
+    /// The error a task returns when it stops because it was asked to (see
+    /// [`crate::Context::checkpoint`]).
+    pub fn cancelled() -> Self {
+        Self::new("cancelled", "the task was asked to stop")
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
+    fn from(error: E) -> Self {
+        let mut chain = Vec::new();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        let task_error = TaskError::new("error", error.to_string());
+        if chain.is_empty() {
+            task_error
+        } else {
+            task_error.with_detail(format!("caused by: {}", chain.join("\ncaused by: ")))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Offstage: background tasks for Rust web applications, done completely.
+//!
+//! A request handler launches a named, long-running **task** and gets a [`Task`] handle back.
+//! From anywhere, anyone can read the task's live state and logs, get its return value or
+//! error, see whether it completed, failed, was killed or went missing, and kill it for real.
+//! Tasks and their history live in a durable **store** (SQLite by default) and survive
+//! restarts. Every change is an [`Event`] on one stream.
+//!
+//! The pieces, each in the module named for it:
+//!
+//! - [`registry`]: task types, the async functions tasks run;
+//! - [`Runtime`]: runs tasks, kills them, recovers after restarts;
+//! - [`Task`] and [`TaskRecord`]: the handle and the record;
+//! - [`Context`]: what a running task holds (state writer, log, cancellation);
+//! - [`Status`]: the lifecycle;
+//! - [`event`]: the event stream;
+//! - [`store`]: the durable record, one trait and its backends.
+//!
+//! ```no_run
+//! use offstage::{Context, Runtime, TaskError};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), offstage::Error> {
+//!     let rt = Runtime::builder()
+//!         .sqlite("offstage.db")
+//!         .task("count", |ctx: Context, to: u64| async move {
+//!             for done in 1..=to {
+//!                 ctx.checkpoint()?;
+//!                 ctx.set_state(&serde_json::json!({ "done": done, "total": to }))?;
+//!                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+//!             }
+//!             Ok::<_, TaskError>(to)
+//!         })
+//!         .build()
+//!         .await?;
+//!     let task = rt.launch_json("count", serde_json::json!(10)).await?;
+//!     println!("{} is {}", task.id(), task.status().await?);
+//!     task.kill().await?;
+//!     rt.shutdown().await
+//! }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod context;
+pub mod error;
+pub mod event;
+pub mod id;
+pub mod log;
+pub mod registry;
+pub mod runtime;
+pub mod status;
+pub mod store;
+pub mod task;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use context::Context;
+pub use error::{Error, ErrorKind, TaskError};
+pub use event::{Event, EventKind, RecvError, Subscription};
+pub use id::{NodeId, TaskId};
+pub use log::{LogLevel, LogLine};
+pub use registry::{TaskType, TaskTypeOptions};
+pub use runtime::{Config, Launch, LaunchOptions, Runtime, RuntimeBuilder};
+pub use status::Status;
+pub use task::{ListFilter, Task, TaskRecord};

@@ -1,0 +1,190 @@
+//! **Task types** and the registry that knows them.
+//!
+//! A task type is a name plus an async function `(ctx, args) -> Result<output, TaskError>`.
+//! Args and output are serde types stored as JSON. Register a closure with
+//! [`crate::RuntimeBuilder::task`], or implement [`TaskType`] on your own struct (it can hold
+//! the app's resources, such as a database pool) and register it with
+//! [`crate::RuntimeBuilder::register`]; then [`crate::Runtime::launch`] checks the args' type at
+//! compile time.
+//!
+//! ```
+//! use offstage::{Context, TaskError, TaskType};
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct Resize;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct ResizeArgs { path: String, width: u32 }
+//!
+//! impl TaskType for Resize {
+//!     const NAME: &'static str = "images.resize";
+//!     type Args = ResizeArgs;
+//!     type Output = String;
+//!
+//!     async fn run(&self, ctx: Context, args: ResizeArgs) -> Result<String, TaskError> {
+//!         ctx.set_state(&serde_json::json!({ "progress": 0.5 }))?;
+//!         Ok(format!("{}@{}", args.path, args.width))
+//!     }
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::error::{Error, ErrorKind, TaskError};
+
+/// A task type with compile-time checked args.
+pub trait TaskType: Send + Sync + 'static {
+    /// The name it is launched by: dotted lowercase words by convention (`images.resize`).
+    const NAME: &'static str;
+    /// What it is launched with.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What it returns when it completes.
+    type Output: Serialize + Send + 'static;
+
+    /// Options every launch of this type gets unless the launch says otherwise.
+    fn options(&self) -> TaskTypeOptions {
+        TaskTypeOptions::default()
+    }
+
+    /// The task's body.
+    fn run(
+        &self,
+        ctx: Context,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
+}
+
+/// Defaults for every launch of one task type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskTypeOptions {
+    /// Fail launches that run longer than this (error kind `timeout`).
+    pub timeout: Option<Duration>,
+}
+
+impl TaskTypeOptions {
+    /// These options with a timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A task body with its args already deserialized, ready to run once.
+pub(crate) type Prepared = Box<dyn FnOnce(Context) -> BoxFuture<'static, Result<Value, TaskError>> + Send>;
+
+type Prepare = dyn Fn(&Value) -> Result<Prepared, serde_json::Error> + Send + Sync;
+
+/// One registered task type, with its types erased.
+pub(crate) struct Registered {
+    pub(crate) options: TaskTypeOptions,
+    prepare: Box<Prepare>,
+}
+
+/// Every task type one runtime knows, by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    types: BTreeMap<String, Registered>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.types.keys()).finish()
+    }
+}
+
+fn output_to_json<O: Serialize>(output: O) -> Result<Value, TaskError> {
+    serde_json::to_value(output)
+        .map_err(|e| TaskError::new("output", format!("the return value did not serialize to JSON: {e}")))
+}
+
+impl Registry {
+    pub(crate) fn register<T: TaskType>(&mut self, task_type: T) {
+        let task_type = Arc::new(task_type);
+        let options = task_type.options();
+        let prepare = move |args: &Value| -> Result<Prepared, serde_json::Error> {
+            let args = T::Args::deserialize(args)?;
+            let task_type = Arc::clone(&task_type);
+            Ok(Box::new(move |ctx: Context| -> BoxFuture<'static, _> {
+                Box::pin(async move { output_to_json(task_type.run(ctx, args).await?) })
+            }))
+        };
+        self.types.insert(T::NAME.to_owned(), Registered { options, prepare: Box::new(prepare) });
+    }
+
+    pub(crate) fn register_fn<A, O, F, Fut>(&mut self, name: &str, options: TaskTypeOptions, f: F)
+    where
+        A: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let prepare = move |args: &Value| -> Result<Prepared, serde_json::Error> {
+            let args = A::deserialize(args)?;
+            let f = Arc::clone(&f);
+            Ok(Box::new(move |ctx: Context| -> BoxFuture<'static, _> {
+                Box::pin(async move { output_to_json(f(ctx, args).await?) })
+            }))
+        };
+        self.types.insert(name.to_owned(), Registered { options, prepare: Box::new(prepare) });
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<&Registered, Error> {
+        self.types.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.names().collect();
+            let known = if known.is_empty() {
+                "none are registered: register one with RuntimeBuilder::task".to_owned()
+            } else {
+                format!("the registered ones are {}", known.join(", "))
+            };
+            Error::new(
+                ErrorKind::UnknownTaskType,
+                format!("no task type is named `{name}`; {known}"),
+            )
+        })
+    }
+
+    /// Checks `args` against the type named `name` and returns the body ready to run.
+    pub(crate) fn prepare(&self, name: &str, args: &Value) -> Result<Prepared, Error> {
+        let registered = self.get(name)?;
+        (registered.prepare)(args).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgs,
+                format!("the args do not fit task type `{name}`: {e}; args were {}", preview(args)),
+            )
+        })
+    }
+}
+
+impl Registered {
+    pub(crate) fn prepare(&self, args: &Value) -> Result<Prepared, serde_json::Error> {
+        (self.prepare)(args)
+    }
+}
+
+/// At most 200 characters of a JSON value, for error messages.
+fn preview(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() <= 200 {
+        return text;
+    }
+    let mut end = 200;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

@@ -1,0 +1,254 @@
+//! Building a runtime: where it stores, which task types it runs, and its limits.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing_core::LevelFilter;
+
+use super::{maintenance, scheduler, Clock, Inner, Runtime};
+use crate::context::Context;
+use crate::error::{Error, ErrorKind, TaskError};
+use crate::event::EventBus;
+use crate::id::NodeId;
+use crate::log::{LogLimits, TaskLogCapture};
+use crate::registry::{Registry, TaskType, TaskTypeOptions};
+use crate::store::{NodeInfo, Store};
+
+/// A runtime's limits and intervals. Every field has a default suited to a web app.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Most tasks running at once on this node (default 1,000).
+    pub max_concurrency: usize,
+    /// How long a killed task gets to stop by itself before it is aborted (default 5 s).
+    pub kill_grace: Duration,
+    /// How long shutdown waits for running tasks to finish before interrupting them
+    /// (default 10 s).
+    pub shutdown_drain: Duration,
+    /// Largest state, as JSON bytes (default 1 MiB).
+    pub state_limit: usize,
+    /// Caps on each task's log (default 10,000 lines, 1 MiB).
+    pub log_limits: LogLimits,
+    /// How often unsaved state and log lines go to the store (default 50 ms).
+    pub flush_interval: Duration,
+    /// How often this node proves it is alive and picks up kill requests (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// A node whose heartbeat is older than this is dead and its tasks `missing`
+    /// (default 10 s). On SQLite a dead process on the same machine is noticed at once.
+    pub node_timeout: Duration,
+    /// How often the scheduler looks for tasks queued by other processes (default 500 ms).
+    pub poll_interval: Duration,
+    /// Recent events kept for subscribers that resume (default 16,384).
+    pub event_replay: usize,
+    /// `tracing` events inside a task at this level and above land in its log (default INFO).
+    pub capture_level: LevelFilter,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 1_000,
+            kill_grace: Duration::from_secs(5),
+            shutdown_drain: Duration::from_secs(10),
+            state_limit: 1024 * 1024,
+            log_limits: LogLimits::default(),
+            flush_interval: Duration::from_millis(50),
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+            event_replay: 16_384,
+            capture_level: LevelFilter::INFO,
+        }
+    }
+}
+
+enum StoreChoice {
+    #[cfg(feature = "sqlite")]
+    Sqlite(PathBuf),
+    Given(Arc<dyn Store>),
+}
+
+/// Builds a [`Runtime`]. Start with [`Runtime::builder`].
+pub struct RuntimeBuilder {
+    store: Option<StoreChoice>,
+    registry: Registry,
+    config: Config,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder").field("registry", &self.registry).field("config", &self.config).finish()
+    }
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self { store: None, registry: Registry::default(), config: Config::default() }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Stores tasks in the SQLite database at `path`, created if missing (the default is
+    /// `offstage.db` in the working directory).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(StoreChoice::Sqlite(path.into()));
+        self
+    }
+
+    /// Stores tasks in `store`.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(StoreChoice::Given(store));
+        self
+    }
+
+    /// Registers a task type whose body is the async function `f(ctx, args)`.
+    pub fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        self.task_with(name, TaskTypeOptions::default(), f)
+    }
+
+    /// [`RuntimeBuilder::task`] with options for every launch of the type.
+    pub fn task_with<A, O, F, Fut>(mut self, name: &str, options: TaskTypeOptions, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        self.registry.register_fn(name, options, f);
+        self
+    }
+
+    /// Registers a [`TaskType`], launchable with compile-time checked args.
+    pub fn register<T: TaskType>(mut self, task_type: T) -> Self {
+        self.registry.register(task_type);
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Most tasks running at once on this node.
+    pub fn max_concurrency(mut self, max: usize) -> Self {
+        self.config.max_concurrency = max;
+        self
+    }
+
+    /// Default grace period of a kill.
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.config.kill_grace = grace;
+        self
+    }
+
+    /// How long shutdown waits for running tasks.
+    pub fn shutdown_drain(mut self, drain: Duration) -> Self {
+        self.config.shutdown_drain = drain;
+        self
+    }
+
+    /// Largest state, as JSON bytes.
+    pub fn state_limit(mut self, bytes: usize) -> Self {
+        self.config.state_limit = bytes;
+        self
+    }
+
+    /// Caps on each task's log.
+    pub fn log_limits(mut self, max_lines: u64, max_bytes: u64) -> Self {
+        self.config.log_limits = LogLimits { max_lines, max_bytes };
+        self
+    }
+
+    /// Heartbeat interval and the silence after which a node counts as dead.
+    pub fn heartbeat(mut self, interval: Duration, node_timeout: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self.config.node_timeout = node_timeout;
+        self
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let bad = |message: &str| Err(Error::new(ErrorKind::InvalidArgument, message.to_owned()));
+        let c = &self.config;
+        if c.max_concurrency == 0 {
+            return bad("max_concurrency is 0, so no task could ever run: use at least 1");
+        }
+        if c.flush_interval.is_zero() || c.heartbeat_interval.is_zero() || c.poll_interval.is_zero() {
+            return bad("flush, heartbeat and poll intervals must be longer than zero");
+        }
+        if c.node_timeout <= c.heartbeat_interval {
+            return bad("node_timeout must be longer than heartbeat_interval, or live nodes would be declared dead");
+        }
+        if c.log_limits.max_lines < 2 {
+            return bad("log_limits.max_lines must leave room for a line and the truncation mark: use at least 2");
+        }
+        Ok(())
+    }
+
+    /// Opens the store, registers this node, marks the tasks of dead nodes `missing`, and
+    /// starts running tasks.
+    pub async fn build(self) -> Result<Runtime, Error> {
+        self.check()?;
+        let store: Arc<dyn Store> = match self.store {
+            Some(StoreChoice::Given(store)) => store,
+            #[cfg(feature = "sqlite")]
+            Some(StoreChoice::Sqlite(path)) => Arc::new(crate::store::sqlite::SqliteStore::open(path).await?),
+            #[cfg(feature = "sqlite")]
+            None => Arc::new(crate::store::sqlite::SqliteStore::open("offstage.db").await?),
+            #[cfg(not(feature = "sqlite"))]
+            None => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "no store: call RuntimeBuilder::store, or enable the `sqlite` feature",
+                ))
+            }
+        };
+        let clock = Clock::new();
+        let node = NodeId::new();
+        store
+            .register_node(&NodeInfo {
+                id: node,
+                host: super::host_name(),
+                pid: std::process::id(),
+                started_at: clock.now(),
+            })
+            .await?;
+        let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
+        let capture = tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
+        let names = self.registry.names().map(str::to_owned).collect();
+        let inner = Arc::new(Inner {
+            node,
+            store,
+            registry: self.registry,
+            names,
+            events: Arc::new(EventBus::new(self.config.event_replay)),
+            config: self.config,
+            clock,
+            live: Mutex::new(Default::default()),
+            dirty: Mutex::new(Vec::new()),
+            slots: AtomicUsize::new(0),
+            backlog: AtomicBool::new(true),
+            wake: Default::default(),
+            shutting_down: AtomicBool::new(false),
+            ended: Default::default(),
+            capture,
+        });
+        maintenance::recover(&inner).await?;
+        tokio::spawn(scheduler::run(Arc::downgrade(&inner)));
+        tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));
+        tokio::spawn(maintenance::flush_loop(Arc::downgrade(&inner)));
+        Ok(Runtime { inner })
+    }
+}

@@ -1,0 +1,203 @@
+//! Running one task: start it, supervise it (kill, timeout, panic), and finish it.
+//!
+//! Each task is one tokio task running [`supervise`], which polls the body and, in the same
+//! `select!`, waits for a stop request and the timeout. A stop fires the task's cancellation
+//! token, gives the body the grace period to return, then drops it: the body is aborted at the
+//! await where it is parked. Whatever happens, exactly one terminal status is recorded, with
+//! the last state the task wrote.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::Value;
+use tracing::instrument::WithSubscriber;
+
+use super::live::{LiveTask, StopReason, StopRequest};
+use super::Inner;
+use crate::context::Context;
+use crate::error::TaskError;
+use crate::event::EventKind;
+use crate::log::CURRENT_TASK;
+use crate::registry::Prepared;
+use crate::status::Status;
+use crate::store::Finish;
+use crate::task::TaskRecord;
+
+/// How a body ended, before it is recorded.
+enum Outcome {
+    Returned(Result<Value, TaskError>),
+    Panicked(String),
+    Stopped { request: StopRequest, aborted: bool },
+}
+
+/// Starts `record` (already `running` on this node in the store) in its slot. `prepared` is
+/// the body with its args deserialized, when the launcher already made it.
+pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepared>) {
+    let prepared = match prepared {
+        Some(prepared) => Ok(prepared),
+        None => match rt.registry.get(&record.name) {
+            Ok(registered) => registered.prepare(&record.args).map_err(|e| {
+                TaskError::new(
+                    "invalid_args",
+                    format!("the stored args no longer fit task type `{}`: {e}", record.name),
+                )
+            }),
+            Err(e) => Err(TaskError::new("unknown_task_type", e.to_string())),
+        },
+    };
+    let record = Arc::new(record);
+    let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record));
+    rt.live.lock().expect("live map poisoned").insert(record.id, Arc::clone(&live));
+    rt.publish(record.id, EventKind::Started { task: record });
+    match prepared {
+        Ok(prepared) => {
+            let body = prepared(Context { task: Arc::clone(&live) });
+            tokio::spawn(supervise(live, body));
+        }
+        Err(error) => {
+            tokio::spawn(finish(live, Outcome::Returned(Err(error))));
+        }
+    }
+}
+
+async fn supervise(live: Arc<LiveTask>, body: BoxFuture<'static, Result<Value, TaskError>>) {
+    let rt = Arc::clone(&live.rt);
+    let body = CURRENT_TASK.scope(Arc::clone(&live), body).with_subscriber(rt.capture.clone());
+    let mut body = std::pin::pin!(AssertUnwindSafe(body).catch_unwind());
+    let timeout = live.started.timeout_ms.map(Duration::from_millis);
+    let deadline = async {
+        match timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ended = tokio::select! {
+        biased;
+        result = &mut body => Ok(result),
+        request = live.stop_requested() => Err(request),
+        () = deadline => Err(StopRequest {
+            reason: StopReason::Timeout(timeout.unwrap_or_default()),
+            grace: rt.config.kill_grace,
+        }),
+    };
+    let outcome = match ended {
+        Ok(Ok(result)) => Outcome::Returned(result),
+        Ok(Err(panic)) => Outcome::Panicked(panic_message(panic.as_ref())),
+        Err(request) => {
+            live.request_stop(request);
+            live.cancel.cancel();
+            let aborted = request.grace.is_zero()
+                || tokio::time::timeout(request.grace, &mut body).await.is_err();
+            Outcome::Stopped { request, aborted }
+        }
+    };
+    // Dropping the body here is the abort: it stops at the await it was parked on.
+    finish(live, outcome).await;
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the task panicked with a non-string payload".to_owned())
+}
+
+fn describe(grace: Duration, aborted: bool) -> String {
+    if aborted {
+        format!("it did not stop within the {grace:?} grace period and was aborted")
+    } else {
+        "it stopped by itself within the grace period".to_owned()
+    }
+}
+
+fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
+    match outcome {
+        Outcome::Returned(Ok(value)) => (Status::Completed, Some(value), None),
+        Outcome::Returned(Err(error)) => (Status::Failed, None, Some(error)),
+        Outcome::Panicked(message) => (Status::Failed, None, Some(TaskError::new("panic", message))),
+        Outcome::Stopped { request, aborted } => {
+            let how = describe(request.grace, aborted);
+            match request.reason {
+                StopReason::Kill => {
+                    (Status::Killed, None, Some(TaskError::new("killed", format!("killed; {how}"))))
+                }
+                StopReason::Timeout(timeout) => (
+                    Status::Failed,
+                    None,
+                    Some(TaskError::new("timeout", format!("ran past its timeout of {timeout:?}; {how}"))),
+                ),
+                StopReason::Interrupted => (
+                    Status::Missing,
+                    None,
+                    Some(TaskError::new(
+                        "interrupted",
+                        format!("the runtime shut down before the task finished; {how}"),
+                    )),
+                ),
+            }
+        }
+    }
+}
+
+/// Records the terminal status, tells everyone, and frees the slot.
+async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
+    let rt = Arc::clone(&live.rt);
+    let (status, return_value, error) = terminal(outcome);
+    let final_record = {
+        let _saving = live.save_lock.lock().await;
+        let unsaved = live.take_unsaved();
+        let state = unsaved.state.unwrap_or_else(|| live.state().to_string());
+        let finish = Finish {
+            status,
+            state,
+            return_value: return_value.clone(),
+            error: error.clone(),
+            finished_at: rt.clock.now(),
+            logs: unsaved.logs,
+        };
+        let mut record = TaskRecord::clone(&live.started);
+        record.status = status;
+        record.state = Value::clone(&live.state());
+        record.return_value = return_value;
+        record.error = error;
+        record.finished_at = Some(finish.finished_at);
+        match save_finish(&rt, &live, finish).await {
+            Some(true) | None => record,
+            // Somebody else ended it (another node declared this one dead): the store is right.
+            Some(false) => match rt.store.get(live.id).await {
+                Ok(Some(stored)) => stored,
+                _ => record,
+            },
+        }
+    };
+    let final_record = Arc::new(final_record);
+    live.done.send_replace(Some(Arc::clone(&final_record)));
+    rt.publish(live.id, EventKind::Finished { task: final_record });
+    rt.live.lock().expect("live map poisoned").remove(&live.id);
+    rt.release_slots(1);
+    rt.ended.notify_waiters();
+}
+
+/// Saves the finish, retrying a failing store a few times. `None` if it never succeeded: the
+/// task then reads `running` in the store until a restart marks it `missing`.
+async fn save_finish(rt: &Inner, live: &LiveTask, finish: Finish) -> Option<bool> {
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match rt.store.finish(live.id, rt.node, finish.clone()).await {
+            Ok(applied) => return Some(applied),
+            Err(error) if attempt == 5 => {
+                tracing::error!(task = %live.id, %error, "could not record how the task ended");
+            }
+            Err(error) => {
+                tracing::warn!(task = %live.id, %error, "recording how the task ended failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,211 @@
+//! Launching: validate, make durable, then start at once or queue.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{executor, Inner};
+use crate::error::{Error, ErrorKind};
+use crate::event::EventKind;
+use crate::id::TaskId;
+use crate::status::Status;
+use crate::task::{Task, TaskRecord};
+
+/// Options of one launch. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchOptions {
+    /// A key to find the task by later.
+    pub key: Option<String>,
+    /// Who the task belongs to, as the app names them (a user id, a session).
+    pub owner: Option<String>,
+    /// Higher runs first among queued tasks (default 0).
+    pub priority: Option<i32>,
+    /// Fail the task (error kind `timeout`) if it runs longer than this; overrides the task
+    /// type's timeout.
+    #[serde(default, with = "optional_millis")]
+    pub timeout: Option<Duration>,
+    /// Do not start before this time.
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+mod optional_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+/// A launch being prepared: set options, then `.await` it for the [`Task`].
+///
+/// ```no_run
+/// # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
+/// use std::time::Duration;
+/// let task = rt
+///     .launch_json("reports.build", serde_json::json!({ "month": "2026-10" }))
+///     .owner("user-42")
+///     .priority(10)
+///     .timeout(Duration::from_secs(600))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a launch does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct Launch {
+    rt: Arc<Inner>,
+    name: String,
+    args: Result<Value, Error>,
+    options: LaunchOptions,
+    delay: Option<Duration>,
+}
+
+impl Launch {
+    pub(crate) fn new(rt: Arc<Inner>, name: String, args: Result<Value, Error>) -> Self {
+        Self { rt, name, args, options: LaunchOptions::default(), delay: None }
+    }
+
+    /// Replaces all options.
+    pub fn options(mut self, options: LaunchOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// A key to find the task by later.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.options.key = Some(key.into());
+        self
+    }
+
+    /// Who the task belongs to.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.options.owner = Some(owner.into());
+        self
+    }
+
+    /// Higher runs first among queued tasks.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = Some(priority);
+        self
+    }
+
+    /// Fail the task if it runs longer than `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Do not start before `at`.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.options.run_at = Some(at);
+        self
+    }
+
+    /// Do not start until `delay` from now.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    async fn run(self) -> Result<Task, Error> {
+        let Launch { rt, name, args, options, delay } = self;
+        if rt.is_shutting_down() {
+            return Err(Error::new(
+                ErrorKind::ShuttingDown,
+                "this runtime is shutting down and takes no new tasks: launch on another node or after the restart",
+            ));
+        }
+        let args = args?;
+        let prepared = rt.registry.prepare(&name, &args)?;
+        let registered = rt.registry.get(&name)?;
+        let timeout = options.timeout.or(registered.options.timeout);
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a timeout of zero would fail the task before it starts: give a positive timeout or none",
+            ));
+        }
+        let now = rt.clock.now();
+        let run_at = match (options.run_at, delay) {
+            (Some(at), _) => at.max(now),
+            (None, Some(delay)) => now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            (None, None) => now,
+        };
+        let due = run_at <= now;
+        // Start at once, skipping the queue, when that jumps over nobody: a due task, a free
+        // slot and no due task known to be waiting in the store.
+        let direct = due && !rt.backlog.load(Ordering::Acquire) && rt.try_reserve_slot();
+        let id = TaskId::new();
+        let queued = TaskRecord {
+            id,
+            name,
+            args,
+            status: Status::Queued,
+            state: Value::Object(Default::default()),
+            return_value: None,
+            error: None,
+            launched_at: now,
+            run_at,
+            started_at: None,
+            finished_at: None,
+            attempt: 0,
+            priority: options.priority.unwrap_or(0),
+            key: options.key,
+            owner: options.owner,
+            timeout_ms: timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
+            node: None,
+        };
+        let stored = if direct {
+            TaskRecord {
+                status: Status::Running,
+                started_at: Some(now),
+                attempt: 1,
+                node: Some(rt.node),
+                ..queued.clone()
+            }
+        } else {
+            queued.clone()
+        };
+        if let Err(error) = rt.store.launch(&stored).await {
+            if direct {
+                rt.release_slots(1);
+            }
+            return Err(error);
+        }
+        let task = Task { rt: Arc::clone(&rt), id, name: queued.name.as_str().into(), launched_at: now };
+        rt.publish(id, EventKind::Launched { task: Arc::new(queued) });
+        if direct {
+            executor::start(&rt, stored, Some(prepared));
+        } else {
+            if due {
+                rt.backlog.store(true, Ordering::Release);
+            }
+            rt.wake.notify_one();
+        }
+        Ok(task)
+    }
+}
+
+impl IntoFuture for Launch {
+    type Output = Result<Task, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Task, Error>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}

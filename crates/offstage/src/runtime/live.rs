@@ -1,0 +1,184 @@
+//! A task running on this node: its in-memory state, unsaved writes and stop signal.
+//!
+//! The runtime keeps one [`LiveTask`] per running task. Reads of a live task come from here, so
+//! they see the latest state rather than the last one saved; the flusher saves the unsaved part
+//! in batches, and `finish` saves whatever is left.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::Inner;
+use crate::event::EventKind;
+use crate::id::TaskId;
+use crate::log::{truncation_mark, LogLevel, LogLine};
+use crate::store::Pending;
+use crate::task::TaskRecord;
+
+/// Why the runtime is stopping a task before its body returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Somebody killed it: it ends `killed`.
+    Kill,
+    /// It ran past its timeout: it ends `failed` with kind `timeout`.
+    Timeout(Duration),
+    /// The runtime is shutting down and the drain period is over: it ends `missing` with kind
+    /// `interrupted`.
+    Interrupted,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StopRequest {
+    pub(crate) reason: StopReason,
+    pub(crate) grace: Duration,
+}
+
+/// Unsaved writes and the log counters, under one lock so that log sequence numbers, caps and
+/// event order agree.
+#[derive(Debug, Default)]
+struct Unsaved {
+    state: Option<String>,
+    logs: Vec<LogLine>,
+    next_log_seq: u64,
+    log_lines: u64,
+    log_bytes: u64,
+    log_truncated: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct LiveTask {
+    pub(crate) id: TaskId,
+    /// The record as it started running; `state` in it is stale, see `state`.
+    pub(crate) started: Arc<TaskRecord>,
+    /// The latest state the task wrote.
+    state: Mutex<Arc<Value>>,
+    unsaved: Mutex<Unsaved>,
+    /// True while this task sits in the runtime's list of tasks to flush.
+    dirty: AtomicBool,
+    /// Held while unsaved writes are on their way to the store, so `finish` never overtakes a
+    /// save of the same task.
+    pub(crate) save_lock: tokio::sync::Mutex<()>,
+    /// Fired when the task is asked to stop; what the body sees as `ctx.cancelled()`.
+    pub(crate) cancel: CancellationToken,
+    stop: Mutex<Option<StopRequest>>,
+    stop_notify: Notify,
+    /// The final record, once the task has ended.
+    pub(crate) done: watch::Sender<Option<Arc<TaskRecord>>>,
+    pub(crate) rt: Arc<Inner>,
+}
+
+impl LiveTask {
+    pub(crate) fn new(rt: Arc<Inner>, started: Arc<TaskRecord>) -> Arc<Self> {
+        let state = Arc::new(started.state.clone());
+        Arc::new(Self {
+            id: started.id,
+            started,
+            state: Mutex::new(state),
+            unsaved: Mutex::new(Unsaved { next_log_seq: 1, ..Unsaved::default() }),
+            dirty: AtomicBool::new(false),
+            save_lock: tokio::sync::Mutex::new(()),
+            cancel: CancellationToken::new(),
+            stop: Mutex::new(None),
+            stop_notify: Notify::new(),
+            done: watch::channel(None).0,
+            rt,
+        })
+    }
+
+    pub(crate) fn state(&self) -> Arc<Value> {
+        Arc::clone(&self.state.lock().expect("state poisoned"))
+    }
+
+    /// The record as of now, with the latest state.
+    pub(crate) fn snapshot(&self) -> TaskRecord {
+        if let Some(done) = self.done.borrow().as_ref() {
+            return TaskRecord::clone(done);
+        }
+        let mut record = TaskRecord::clone(&self.started);
+        record.state = Value::clone(&self.state());
+        record
+    }
+
+    /// Replaces the state; `text` is `state` serialized, already checked against the cap.
+    pub(crate) fn set_state(self: &Arc<Self>, state: Value, text: String) {
+        let state = Arc::new(state);
+        {
+            let mut unsaved = self.unsaved.lock().expect("unsaved poisoned");
+            *self.state.lock().expect("state poisoned") = Arc::clone(&state);
+            unsaved.state = Some(text);
+            // Published under the lock so events follow the order of the writes.
+            self.rt.publish(self.id, EventKind::State { state });
+        }
+        self.mark_dirty();
+    }
+
+    pub(crate) fn append_log(self: &Arc<Self>, level: LogLevel, message: String) {
+        {
+            let limits = self.rt.config.log_limits;
+            let mut unsaved = self.unsaved.lock().expect("unsaved poisoned");
+            if unsaved.log_truncated {
+                return;
+            }
+            let bytes = message.len() as u64;
+            let (level, message) = if unsaved.log_lines + 1 >= limits.max_lines
+                || unsaved.log_bytes + bytes > limits.max_bytes
+            {
+                unsaved.log_truncated = true;
+                (LogLevel::Warn, truncation_mark(limits))
+            } else {
+                (level, message)
+            };
+            unsaved.log_lines += 1;
+            unsaved.log_bytes += message.len() as u64;
+            let line = LogLine { seq: unsaved.next_log_seq, at: self.rt.clock.now(), level, message };
+            unsaved.next_log_seq += 1;
+            unsaved.logs.push(line.clone());
+            self.rt.publish(self.id, EventKind::Log { line: Arc::new(line) });
+        }
+        self.mark_dirty();
+    }
+
+    fn mark_dirty(self: &Arc<Self>) {
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            self.rt.dirty.lock().expect("dirty list poisoned").push(Arc::clone(self));
+        }
+    }
+
+    /// Takes the unsaved writes, leaving the task clean.
+    pub(crate) fn take_unsaved(&self) -> Pending {
+        self.dirty.store(false, Ordering::Release);
+        let mut unsaved = self.unsaved.lock().expect("unsaved poisoned");
+        Pending { state: unsaved.state.take(), logs: std::mem::take(&mut unsaved.logs) }
+    }
+
+    /// Asks the supervisor to stop the task. The first request wins.
+    pub(crate) fn request_stop(&self, request: StopRequest) {
+        let mut stop = self.stop.lock().expect("stop poisoned");
+        if stop.is_none() {
+            *stop = Some(request);
+            drop(stop);
+            self.stop_notify.notify_one();
+        }
+    }
+
+    /// Resolves when somebody asks the task to stop.
+    pub(crate) async fn stop_requested(&self) -> StopRequest {
+        loop {
+            if let Some(request) = *self.stop.lock().expect("stop poisoned") {
+                return request;
+            }
+            self.stop_notify.notified().await;
+        }
+    }
+
+    /// Resolves with the final record once the task has ended.
+    pub(crate) async fn finished(&self) -> Arc<TaskRecord> {
+        let mut done = self.done.subscribe();
+        let record = done.wait_for(Option::is_some).await.expect("the sender lives in self");
+        Arc::clone(record.as_ref().expect("waited for Some"))
+    }
+}

@@ -1,0 +1,120 @@
+//! Upkeep: heartbeats and kill requests, recovery of dead nodes' tasks, saving unsaved writes,
+//! and shutdown.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use super::live::{StopReason, StopRequest};
+use super::Inner;
+use crate::error::Error;
+use crate::event::EventKind;
+
+/// Marks the tasks of dead nodes `missing` and announces them.
+pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
+    let recovered = rt.store.recover(rt.node, rt.clock.now(), rt.config.node_timeout).await?;
+    for record in recovered {
+        tracing::warn!(task = %record.id, name = %record.name, "task went missing with its node");
+        rt.publish(record.id, EventKind::Finished { task: Arc::new(record) });
+    }
+    Ok(())
+}
+
+pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
+    let interval = match rt.upgrade() {
+        Some(rt) => rt.config.heartbeat_interval,
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(rt) = rt.upgrade() else { return };
+        if rt.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        match rt.store.heartbeat(rt.node, rt.clock.now()).await {
+            Ok(requests) => {
+                for request in requests {
+                    if let Some(live) = rt.live(request.task_id) {
+                        let grace = request.grace.unwrap_or(rt.config.kill_grace);
+                        live.request_stop(StopRequest { reason: StopReason::Kill, grace });
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+        if let Err(error) = recover(&rt).await {
+            tracing::warn!(%error, "recovering dead nodes' tasks failed");
+        }
+    }
+}
+
+pub(crate) async fn flush_loop(rt: Weak<Inner>) {
+    let interval = match rt.upgrade() {
+        Some(rt) => rt.config.flush_interval,
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(rt) = rt.upgrade() else { return };
+        flush(&rt).await;
+    }
+}
+
+/// Saves the unsaved state and log lines of every dirty live task, in one store call.
+pub(crate) async fn flush(rt: &Inner) {
+    let dirty = std::mem::take(&mut *rt.dirty.lock().expect("dirty list poisoned"));
+    if dirty.is_empty() {
+        return;
+    }
+    let mut guards = Vec::with_capacity(dirty.len());
+    let mut batch = Vec::with_capacity(dirty.len());
+    for live in &dirty {
+        guards.push(live.save_lock.lock().await);
+        let pending = live.take_unsaved();
+        if pending.state.is_some() || !pending.logs.is_empty() {
+            batch.push((live.id, pending));
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(error) = rt.store.save(batch).await {
+        tracing::warn!(%error, "saving task state and logs failed; their final state is saved when they end");
+    }
+    drop(guards);
+}
+
+pub(crate) async fn shutdown(rt: &Arc<Inner>) -> Result<(), Error> {
+    rt.shutting_down.store(true, Ordering::Release);
+    rt.wake.notify_one();
+    let drain = tokio::time::sleep(rt.config.shutdown_drain);
+    tokio::pin!(drain);
+    let mut interrupted = false;
+    loop {
+        let ended = rt.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if rt.live.lock().expect("live map poisoned").is_empty() {
+            break;
+        }
+        tokio::select! {
+            () = ended => {}
+            () = &mut drain, if !interrupted => {
+                interrupted = true;
+                let live: Vec<_> = rt.live.lock().expect("live map poisoned").values().cloned().collect();
+                for task in live {
+                    task.request_stop(StopRequest {
+                        reason: StopReason::Interrupted,
+                        grace: std::time::Duration::ZERO,
+                    });
+                }
+            }
+        }
+    }
+    flush(rt).await;
+    rt.store.deregister_node(rt.node).await
+}

@@ -1,0 +1,332 @@
+//! The **runtime**: runs tasks on this node, kills them for real, and survives restarts.
+//!
+//! A runtime is one *node*. It launches tasks into the store, claims queued ones when it has a
+//! free slot (highest priority first, then oldest), runs each body as a tokio task under a
+//! supervisor that enforces kills and timeouts, saves state and logs in batches, and reports
+//! every change as an [`crate::Event`]. When it starts, it marks the tasks of nodes that died
+//! (`missing`); when it shuts down, it drains, then records what it had to interrupt.
+//!
+//! ```no_run
+//! use offstage::{Context, Runtime, TaskError};
+//!
+//! # async fn demo() -> Result<(), offstage::Error> {
+//! let rt = Runtime::builder()
+//!     .sqlite("offstage.db")
+//!     .task("greet", |ctx: Context, name: String| async move {
+//!         ctx.log(format!("greeting {name}"));
+//!         Ok::<_, TaskError>(format!("hello, {name}"))
+//!     })
+//!     .build()
+//!     .await?;
+//! let task = rt.launch_json("greet", serde_json::json!("world")).await?;
+//! assert_eq!(task.wait().await?.return_value, Some(serde_json::json!("hello, world")));
+//! rt.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod executor;
+mod launch;
+pub(crate) mod live;
+mod maintenance;
+mod scheduler;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+pub use self::builder::{Config, RuntimeBuilder};
+pub use self::launch::{Launch, LaunchOptions};
+use self::live::{LiveTask, StopReason, StopRequest};
+use crate::error::Error;
+use crate::event::{EventBus, EventKind, Subscription};
+use crate::id::{NodeId, TaskId};
+use crate::log::LogLine;
+use crate::registry::Registry;
+use crate::status::Status;
+use crate::store::{KillOutcome, Store};
+use crate::task::{ListFilter, Task, TaskRecord};
+
+/// The runtime's clock: wall time advanced by tokio's clock, so tests that pause and advance
+/// tokio time move every timestamp and `run_at` check with it.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    wall: DateTime<Utc>,
+    base: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self { wall: Utc::now(), base: tokio::time::Instant::now() }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.base;
+        self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default()
+    }
+}
+}
+
+/// This machine's name, as nodes record it.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Everything a runtime shares between its handles, its loops and its running tasks.
+pub(crate) struct Inner {
+    pub(crate) node: NodeId,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    /// The registered names, in the form `Store::claim` takes them.
+    pub(crate) names: Vec<String>,
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
+    pub(crate) events: Arc<EventBus>,
+    /// Tasks running on this node.
+    pub(crate) live: Mutex<HashMap<TaskId, Arc<LiveTask>>>,
+    /// Live tasks with unsaved state or log lines, for the flusher.
+    pub(crate) dirty: Mutex<Vec<Arc<LiveTask>>>,
+    /// Slots in use: running tasks plus slots reserved for tasks about to start.
+    pub(crate) slots: AtomicUsize,
+    /// True when due tasks may be waiting in the store, so a launch must queue behind them
+    /// rather than start at once.
+    pub(crate) backlog: AtomicBool,
+    /// Wakes the scheduler: a slot freed up, or a task was queued.
+    pub(crate) wake: Notify,
+    pub(crate) shutting_down: AtomicBool,
+    /// Notified whenever a live task ends, for shutdown to wait on.
+    pub(crate) ended: Notify,
+    /// The `tracing` dispatcher wrapped around every task body to capture its events.
+    pub(crate) capture: tracing::Dispatch,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("node", &self.node).field("store", &self.store).finish()
+    }
+}
+
+/// A handle to a running runtime. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The store this runtime writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The names of the registered task types, sorted.
+    pub fn task_types(&self) -> Vec<String> {
+        self.inner.names.clone()
+    }
+
+    /// Launches a task of type `T`; the args' type is checked at compile time. Set options on
+    /// the returned [`Launch`], then `.await` it.
+    pub fn launch<T: crate::TaskType>(&self, args: T::Args) -> Launch {
+        let args = serde_json::to_value(args).map_err(|e| {
+            Error::new(
+                crate::ErrorKind::InvalidArgs,
+                format!("the args of `{}` do not serialize to JSON: {e}", T::NAME),
+            )
+        });
+        Launch::new(Arc::clone(&self.inner), T::NAME.to_owned(), args)
+    }
+
+    /// Launches a task by name with JSON args, as the HTTP API does. An unknown name and args
+    /// that do not fit the task type are errors here, not failed tasks.
+    pub fn launch_json(&self, name: &str, args: serde_json::Value) -> Launch {
+        Launch::new(Arc::clone(&self.inner), name.to_owned(), Ok(args))
+    }
+
+    /// A handle to task `id`; [`crate::ErrorKind::NotFound`] if there is no such task.
+    pub async fn get(&self, id: TaskId) -> Result<Task, Error> {
+        let record = self.inner.record(id).await?;
+        Ok(Task {
+            rt: Arc::clone(&self.inner),
+            id,
+            name: record.name.into(),
+            launched_at: record.launched_at,
+        })
+    }
+
+    /// Task `id`'s current record.
+    pub async fn record(&self, id: TaskId) -> Result<TaskRecord, Error> {
+        self.inner.record(id).await
+    }
+
+    /// Tasks matching `filter`, newest first. For the next page pass the last id as `before`.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error> {
+        self.inner.store.list(filter).await
+    }
+
+    /// Up to `limit` log lines of task `id` after sequence number `after` (0 for the start).
+    pub async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error> {
+        let lines = self.inner.store.logs(id, after, limit).await?;
+        if lines.is_empty() && self.inner.store.get(id).await?.is_none() {
+            return Err(Error::not_found(id));
+        }
+        Ok(lines)
+    }
+
+    /// Kills task `id` with the runtime's grace period and waits until it has ended.
+    pub async fn kill(&self, id: TaskId) -> Result<TaskRecord, Error> {
+        self.inner.kill(id, None).await
+    }
+
+    /// Kills task `id` with its own grace period and waits until it has ended.
+    pub async fn kill_with_grace(&self, id: TaskId, grace: Duration) -> Result<TaskRecord, Error> {
+        self.inner.kill(id, Some(grace)).await
+    }
+
+    /// Deletes every task that finished before `before`, and its logs. Returns how many.
+    pub async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        self.inner.store.purge(before).await
+    }
+
+    /// How many tasks the store holds with each status.
+    pub async fn counts(&self) -> Result<Vec<(Status, u64)>, Error> {
+        self.inner.store.counts().await
+    }
+
+    /// Every event of this node from now on.
+    pub fn events(&self) -> Subscription {
+        self.inner.events.subscribe()
+    }
+
+    /// Every event of this node after sequence number `seq`, then live ones.
+    pub fn events_since(&self, seq: u64) -> Subscription {
+        self.inner.events.subscribe_since(seq)
+    }
+
+    /// The event bus itself, for servers that fan it out (SSE).
+    pub fn event_bus(&self) -> &Arc<EventBus> {
+        &self.inner.events
+    }
+
+    /// The runtime's clock: wall time that follows tokio's (paused) clock in tests.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// How many tasks are running on this node.
+    pub fn running(&self) -> usize {
+        self.inner.live.lock().expect("live map poisoned").len()
+    }
+
+    /// Stops the runtime: no more launches or claims; running tasks get the drain period to
+    /// finish; any still running then is aborted and recorded `missing` with error kind
+    /// `interrupted`; unsaved writes are saved; the node deregisters.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        maintenance::shutdown(&self.inner).await
+    }
+}
+
+impl Inner {
+    pub(crate) fn publish(&self, task_id: TaskId, kind: EventKind) {
+        self.events.publish(task_id, self.clock.now(), kind);
+    }
+
+    pub(crate) fn live(&self, id: TaskId) -> Option<Arc<LiveTask>> {
+        self.live.lock().expect("live map poisoned").get(&id).cloned()
+    }
+
+    pub(crate) async fn record(&self, id: TaskId) -> Result<TaskRecord, Error> {
+        if let Some(live) = self.live(id) {
+            return Ok(live.snapshot());
+        }
+        self.store.get(id).await?.ok_or_else(|| Error::not_found(id))
+    }
+
+    pub(crate) async fn kill(&self, id: TaskId, grace: Option<Duration>) -> Result<TaskRecord, Error> {
+        let grace = grace.unwrap_or(self.config.kill_grace);
+        if let Some(live) = self.live(id) {
+            live.request_stop(StopRequest { reason: StopReason::Kill, grace });
+            return Ok(TaskRecord::clone(&*live.finished().await));
+        }
+        match self.store.kill(id, Some(grace), self.clock.now()).await? {
+            KillOutcome::Killed(record) => {
+                self.publish(id, EventKind::Finished { task: Arc::new(record.clone()) });
+                Ok(record)
+            }
+            KillOutcome::AlreadyFinished(record) => Ok(record),
+            KillOutcome::Requested { node } => {
+                if node == self.node {
+                    // Claimed by this node a moment ago: it may be live by now.
+                    if let Some(live) = self.live(id) {
+                        live.request_stop(StopRequest { reason: StopReason::Kill, grace });
+                    }
+                }
+                self.wait(id).await
+            }
+        }
+    }
+
+    pub(crate) async fn wait(&self, id: TaskId) -> Result<TaskRecord, Error> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            if let Some(live) = self.live(id) {
+                return Ok(TaskRecord::clone(&*live.finished().await));
+            }
+            // Subscribe before reading, so a `finished` between the two is not missed.
+            let mut events = self.events.subscribe_task(id);
+            let record = self.store.get(id).await?.ok_or_else(|| Error::not_found(id))?;
+            if record.status.is_terminal() {
+                return Ok(record);
+            }
+            // Tasks on other nodes (or other processes on this database) send no events here:
+            // fall back to reading the store, less often the longer it takes.
+            tokio::select! {
+                event = events.recv() => {
+                    if let Ok(crate::Event { kind: EventKind::Finished { task }, .. }) = event {
+                        return Ok(TaskRecord::clone(&task));
+                    }
+                }
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.config.poll_interval);
+        }
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Takes a slot if one is free.
+    pub(crate) fn try_reserve_slot(&self) -> bool {
+        let max = self.config.max_concurrency;
+        self.slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < max).then_some(used + 1))
+            .is_ok()
+    }
+
+    pub(crate) fn release_slots(&self, n: usize) {
+        if n > 0 {
+            self.slots.fetch_sub(n, Ordering::AcqRel);
+            self.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The scheduler: claims queued tasks from the store whenever this node has free slots.
+//!
+//! Launches that can start at once skip it (see `launch.rs`). It wakes when a task is queued or
+//! a slot frees up, at the next `run_at` of a delayed task, and every poll interval to pick up
+//! tasks queued by other processes sharing the database.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{executor, Inner};
+
+/// Most tasks claimed in one store call.
+const CLAIM_BATCH: usize = 256;
+
+pub(crate) async fn run(rt: Weak<Inner>) {
+    loop {
+        let Some(inner) = rt.upgrade() else { return };
+        if inner.is_shutting_down() {
+            return;
+        }
+        let wait = claim_once(&inner).await;
+        // Register for a wake-up before letting go of the runtime, so none is lost.
+        let woken = Arc::clone(&inner);
+        let notified = woken.wake.notified();
+        drop(inner);
+        match wait {
+            Some(Duration::ZERO) => continue,
+            Some(wait) => {
+                tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+/// Claims what fits; returns how long to sleep (`None`: until woken).
+async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
+    let mut reserved = 0;
+    while reserved < CLAIM_BATCH && rt.try_reserve_slot() {
+        reserved += 1;
+    }
+    if reserved == 0 {
+        // Full: a finishing task frees a slot and wakes us.
+        return None;
+    }
+    let now = rt.clock.now();
+    let claimed = match rt.store.claim(rt.node, &rt.names, now, reserved).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::warn!(%error, "claiming queued tasks failed; retrying");
+            rt.release_slots(reserved);
+            return Some(rt.config.poll_interval);
+        }
+    };
+    let full = claimed.len() == reserved;
+    rt.backlog.store(full, Ordering::Release);
+    rt.slots.fetch_sub(reserved - claimed.len(), Ordering::AcqRel);
+    for record in claimed {
+        executor::start(rt, record, None);
+    }
+    if full {
+        return Some(Duration::ZERO);
+    }
+    let next = match rt.store.next_run_at(&rt.names).await {
+        Ok(next) => next,
+        Err(error) => {
+            tracing::warn!(%error, "reading the next run_at failed");
+            None
+        }
+    };
+    let poll = rt.config.poll_interval;
+    Some(match next {
+        Some(at) if at > now => (at - rt.clock.now()).to_std().unwrap_or_default().min(poll),
+        _ => poll,
+    })
+}

@@ -1,0 +1,166 @@
+//! The **store**: the durable record of every task, behind one trait.
+//!
+//! One method per lifecycle step, no associated types, every time passed in by the caller
+//! (the runtime's clock is the only clock). The contract each method documents is what the
+//! conformance suite ([`crate::testing::conformance`]) checks on every backend; a new backend
+//! passes that suite before anything else uses it. SQL lives only in the backends.
+//!
+//! Backends: [`sqlite::SqliteStore`] (feature `sqlite`, on by default).
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::error::{Error, TaskError};
+use crate::id::{NodeId, TaskId};
+use crate::log::LogLine;
+use crate::status::Status;
+use crate::task::{ListFilter, TaskRecord};
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// A runtime's registration in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// A state write and log lines not yet saved, for one task.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pending {
+    /// The latest state as JSON text, if it changed since the last save.
+    pub state: Option<String>,
+    /// Log lines in sequence order.
+    pub logs: Vec<LogLine>,
+}
+
+/// How a running task ended, as the runtime reports it to [`Store::finish`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finish {
+    /// One of the terminal statuses.
+    pub status: Status,
+    /// The final state, as JSON text.
+    pub state: String,
+    /// The return value, for `completed`.
+    pub return_value: Option<Value>,
+    /// The error, for every other terminal status.
+    pub error: Option<TaskError>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Log lines not yet saved.
+    pub logs: Vec<LogLine>,
+}
+
+/// What [`Store::kill`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KillOutcome {
+    /// The task was queued; it is now `killed` and will never run.
+    Killed(TaskRecord),
+    /// The task is running on `node`; the kill request is recorded for that node to act on.
+    Requested {
+        /// The node running it.
+        node: NodeId,
+    },
+    /// The task had already ended.
+    AlreadyFinished(TaskRecord),
+}
+
+/// A recorded kill request for a task running on the asking node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KillRequest {
+    /// The task to kill.
+    pub task_id: TaskId,
+    /// The grace period the killer asked for, if it asked for one.
+    pub grace: Option<Duration>,
+}
+
+/// The durable record of tasks, logs and nodes.
+///
+/// Every method is one lifecycle step and is atomic: it happens entirely or not at all, and
+/// concurrent callers (other runtimes on the same database included) never see half of it.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Records that `node` is alive. Called once when a runtime starts.
+    async fn register_node(&self, node: &NodeInfo) -> Result<(), Error>;
+
+    /// Refreshes `node`'s liveness at `now` and returns the kill requests recorded for tasks
+    /// running on it.
+    async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error>;
+
+    /// Removes `node`. Called when a runtime has shut down cleanly.
+    async fn deregister_node(&self, node: NodeId) -> Result<(), Error>;
+
+    /// Finds nodes other than `me` that are dead (no heartbeat for `stale_after`, or, where the
+    /// backend can tell sooner, whose process is gone), marks every task still `running` on
+    /// them (or on no registered node) `missing`, removes the nodes, and returns the tasks it
+    /// marked. A live node's tasks are never touched.
+    async fn recover(
+        &self,
+        me: NodeId,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Result<Vec<TaskRecord>, Error>;
+
+    /// Inserts a new task. `task.status` is `queued`, or `running` when the launching node
+    /// claims it at once (then `task.node` is that node and `started_at` is set).
+    async fn launch(&self, task: &TaskRecord) -> Result<(), Error>;
+
+    /// Claims up to `limit` queued tasks whose `run_at` is due at `now` and whose name is in
+    /// `names`, highest priority first and then oldest first, for `node`: each becomes
+    /// `running`, its `attempt` goes up by one and `started_at` is `now`. No task is ever
+    /// claimed twice.
+    async fn claim(
+        &self,
+        node: NodeId,
+        names: &[String],
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error>;
+
+    /// The earliest `run_at` among queued tasks named in `names`.
+    async fn next_run_at(&self, names: &[String]) -> Result<Option<DateTime<Utc>>, Error>;
+
+    /// Saves state writes and log lines of running tasks. A state write to a task that is no
+    /// longer running is ignored (its final state was saved by `finish`); log lines are kept.
+    async fn save(&self, batch: Vec<(TaskId, Pending)>) -> Result<(), Error>;
+
+    /// Ends task `id`, running on `node`, as `finish` says. Returns false (and changes
+    /// nothing but the logs) if the task is no longer running on `node`, for instance because
+    /// another node declared `node` dead and marked it missing.
+    async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error>;
+
+    /// Kills task `id`: a queued task ends `killed` at once; for a running one the request is
+    /// recorded for its node (see [`Store::heartbeat`]).
+    async fn kill(
+        &self,
+        id: TaskId,
+        grace: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> Result<KillOutcome, Error>;
+
+    /// Task `id`, or `None` if there is no such task.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error>;
+
+    /// Tasks matching `filter`, newest first.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error>;
+
+    /// Up to `limit` log lines of task `id` with `seq > after`, in order.
+    async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error>;
+
+    /// Deletes every task that finished before `before`, with its logs. Returns how many.
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error>;
+
+    /// How many tasks have each status.
+    async fn counts(&self) -> Result<Vec<(Status, u64)>, Error>;
+}

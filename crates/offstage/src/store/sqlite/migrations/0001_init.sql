@@ -1,0 +1,54 @@
+-- Offstage schema version 1.
+-- Times are microseconds since the Unix epoch, UTC. JSON columns hold JSON text.
+
+CREATE TABLE offstage_tasks (
+    id            TEXT PRIMARY KEY NOT NULL,
+    name          TEXT NOT NULL,
+    args          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    state         TEXT NOT NULL DEFAULT '{}',
+    return_value  TEXT,
+    error         TEXT,
+    launched_at   INTEGER NOT NULL,
+    run_at        INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    attempt       INTEGER NOT NULL DEFAULT 0,
+    priority      INTEGER NOT NULL DEFAULT 0,
+    task_key      TEXT,
+    owner         TEXT,
+    timeout_ms    INTEGER,
+    node          TEXT,
+    -- Set when somebody asked to kill the task while it ran: the grace period in ms (-1 for
+    -- the runtime's default). The node running it picks the request up on its heartbeat.
+    kill_grace_ms INTEGER
+) WITHOUT ROWID;
+
+-- The queue: claimed in priority order, then launch (id) order.
+CREATE INDEX offstage_tasks_queue ON offstage_tasks (priority DESC, id) WHERE status = 'queued';
+-- Recovery and kill requests look up running tasks by node.
+CREATE INDEX offstage_tasks_running ON offstage_tasks (node) WHERE status = 'running';
+-- Listing, newest first, by each filter.
+CREATE INDEX offstage_tasks_by_status ON offstage_tasks (status, id);
+CREATE INDEX offstage_tasks_by_name ON offstage_tasks (name, id);
+CREATE INDEX offstage_tasks_by_owner ON offstage_tasks (owner, id) WHERE owner IS NOT NULL;
+CREATE INDEX offstage_tasks_by_key ON offstage_tasks (task_key, id) WHERE task_key IS NOT NULL;
+-- Purge.
+CREATE INDEX offstage_tasks_finished ON offstage_tasks (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE offstage_logs (
+    task_id  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    level    TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE offstage_nodes (
+    id            TEXT PRIMARY KEY NOT NULL,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL,
+    heartbeat_at  INTEGER NOT NULL
+) WITHOUT ROWID;

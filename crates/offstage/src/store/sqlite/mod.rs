@@ -1,0 +1,688 @@
+//! The SQLite store: one file, WAL, durable commits, a single writer with group commit.
+//!
+//! Every write goes to one writer thread that owns the only writing connection. The thread
+//! takes everything that queued up while the previous transaction committed, runs it in one
+//! transaction (each operation in its own savepoint, so one failure undoes only itself), and
+//! commits once. Under load one fsync covers hundreds of launches; when idle a launch commits
+//! alone. Reads use a small pool of separate connections, which WAL lets run beside the writer.
+//!
+//! Node liveness: each runtime holds an exclusive lock on `<db>-nodes/<node-id>.lock`. The
+//! kernel drops the lock when the process dies, so a runtime opening the database later sees at
+//! once which nodes on this machine are gone, without waiting for their heartbeats to go stale.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), offstage::Error> {
+//! let store = offstage::store::sqlite::SqliteStore::open("offstage.db").await?;
+//! # Ok(()) }
+//! ```
+
+mod rows;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use self::rows::{from_micros, micros, task_from_row, TASK_COLUMNS};
+use super::{Finish, KillOutcome, KillRequest, NodeInfo, Pending, Store};
+use crate::error::{Error, ErrorKind};
+use crate::id::{NodeId, TaskId};
+use crate::log::{LogLevel, LogLine};
+use crate::status::Status;
+use crate::task::{ListFilter, TaskRecord};
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// How hard SQLite works to keep a commit when the machine loses power.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a launch that returned survives a power cut. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the process, but a power cut may lose the last
+    /// commits. Faster on disks with slow fsync.
+    Normal,
+}
+
+/// Options for [`SqliteStore::open_with`].
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// Commit durability.
+    pub durability: Durability,
+}
+
+/// A work item for the writer thread: runs inside the open transaction and returns what to do
+/// once the transaction has committed (or failed to).
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
+
+/// The most jobs one transaction takes, so one commit never waits on an unbounded batch.
+const MAX_BATCH: usize = 4096;
+
+/// An Offstage store in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    /// Lock files of the nodes this process registered, held open (and so locked) until the
+    /// node deregisters or the process dies.
+    node_locks: Arc<Mutex<HashMap<NodeId, File>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn sqlite_error(path: &Path, what: &str, error: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(failure, _) = &error {
+        if matches!(failure.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) {
+            return Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{} is not an Offstage database or is damaged ({error}): point Offstage at a \
+                     new file, or restore this one from a backup",
+                    path.display()
+                ),
+            )
+            .with_source(error);
+        }
+    }
+    Error::store(&format!("SQLite {what} on {}", path.display()), error)
+}
+
+fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
+    let err = |e| sqlite_error(path, "migration", e);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(err)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(Error::new(
+            ErrorKind::SchemaTooNew,
+            format!(
+                "{} has schema version {version}, but this Offstage knows versions up to {known}: \
+                 it was written by a newer Offstage; upgrade Offstage to open it",
+                path.display()
+            ),
+        ));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1).map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default options.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
+    pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<Connection, Error> {
+                let mut conn = Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
+                configure(&conn, options.durability).map_err(|e| sqlite_error(&path, "open", e))?;
+                migrate(&path, &mut conn)?;
+                Ok(conn)
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Store, format!("opening SQLite failed: {e}")))??
+        };
+        let (writer, jobs) = mpsc::unbounded_channel();
+        // The writer is a blocking task of the caller's runtime: under paused test time this
+        // also keeps tokio from jumping the clock while a commit is in flight.
+        tokio::task::spawn_blocking(move || write_loop(opened, jobs));
+        Ok(Self {
+            path,
+            writer,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            node_locks: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn nodes_dir(&self) -> PathBuf {
+        let mut dir = self.path.clone().into_os_string();
+        dir.push("-nodes");
+        PathBuf::from(dir)
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its result once committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        let path = self.path.clone();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit| {
+                let result = match commit {
+                    Ok(()) => result.map_err(|e| sqlite_error(&path, "write", e)),
+                    Err(message) => Err(Error::new(
+                        ErrorKind::Store,
+                        format!("SQLite commit on {} failed: {message}", path.display()),
+                    )),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.writer.send(job).map_err(|_| self.writer_gone())?;
+        rx.await.map_err(|_| self.writer_gone())?
+    }
+
+    fn writer_gone(&self) -> Error {
+        Error::new(
+            ErrorKind::Store,
+            format!("the SQLite writer for {} has stopped; reopen the store", self.path.display()),
+        )
+    }
+
+    /// Runs `f` on a pooled read connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().expect("reader pool poisoned").pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
+                    conn.busy_timeout(Duration::from_secs(10))
+                        .map_err(|e| sqlite_error(&path, "open", e))?;
+                    conn
+                }
+            };
+            let result = f(&conn).map_err(|e| sqlite_error(&path, "read", e));
+            let mut pool = readers.lock().expect("reader pool poisoned");
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Store, format!("SQLite read task failed: {e}")))?
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    let result = f(conn);
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE op")?.execute([])?;
+    result
+}
+
+fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = error.to_string();
+            for job in batch.drain(..) {
+                // The job never ran; tell its caller why.
+                job(&conn)(Err(&message));
+            }
+            continue;
+        }
+        replies.extend(batch.drain(..).map(|job| job(&conn)));
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies.drain(..) {
+            reply(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("JSON values always serialize")
+}
+
+fn kill_grace_ms(grace: Option<Duration>) -> i64 {
+    grace.map_or(-1, |g| g.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn insert_logs(conn: &Connection, id: TaskId, logs: &[LogLine]) -> rusqlite::Result<()> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO offstage_logs (task_id, seq, at, level, message) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let id = id.to_string();
+    for line in logs {
+        insert.execute(params![id, line.seq as i64, micros(line.at), line.level.as_str(), line.message])?;
+    }
+    Ok(())
+}
+
+fn this_host() -> String {
+    crate::runtime::host_name()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn register_node(&self, node: &NodeInfo) -> Result<(), Error> {
+        let dir = self.nodes_dir();
+        let lock_path = dir.join(format!("{}.lock", node.id));
+        let file = std::fs::create_dir_all(&dir)
+            .and_then(|_| File::create(&lock_path))
+            .and_then(|file| file.try_lock().map(|_| file).map_err(std::io::Error::from))
+            .map_err(|e| Error::store(&format!("locking {}", lock_path.display()), e))?;
+        self.node_locks.lock().expect("node locks poisoned").insert(node.id, file);
+        let node = node.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO offstage_nodes (id, host, pid, started_at, heartbeat_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![node.id.to_string(), node.host, node.pid, micros(node.started_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error> {
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE offstage_nodes SET heartbeat_at = ?2 WHERE id = ?1")?
+                .execute(params![node.to_string(), micros(now)])?;
+            let mut select = conn.prepare_cached(
+                "SELECT id, kill_grace_ms FROM offstage_tasks \
+                 WHERE status = 'running' AND node = ?1 AND kill_grace_ms IS NOT NULL",
+            )?;
+            let requests = select
+                .query_map([node.to_string()], |row| {
+                    let id: String = row.get(0)?;
+                    let grace: i64 = row.get(1)?;
+                    Ok((id, grace))
+                })?
+                .filter_map(|row| {
+                    let (id, grace) = row.ok()?;
+                    Some(KillRequest {
+                        task_id: id.parse().ok()?,
+                        grace: (grace >= 0).then(|| Duration::from_millis(grace as u64)),
+                    })
+                })
+                .collect();
+            Ok(requests)
+        })
+        .await
+    }
+
+    async fn deregister_node(&self, node: NodeId) -> Result<(), Error> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM offstage_nodes WHERE id = ?1", [node.to_string()])?;
+            Ok(())
+        })
+        .await?;
+        if self.node_locks.lock().expect("node locks poisoned").remove(&node).is_some() {
+            let _ = std::fs::remove_file(self.nodes_dir().join(format!("{node}.lock")));
+        }
+        Ok(())
+    }
+
+    async fn recover(
+        &self,
+        me: NodeId,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let nodes_dir = self.nodes_dir();
+        let host = this_host();
+        let stale_before = micros(now) - stale_after.as_micros().min(i64::MAX as u128) as i64;
+        let (records, dead) = self
+            .write(move |conn| {
+                let nodes: Vec<(String, String, i64, i64)> = conn
+                    .prepare_cached("SELECT id, host, pid, heartbeat_at FROM offstage_nodes WHERE id != ?1")?
+                    .query_map([me.to_string()], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut dead = Vec::new();
+                for (id, node_host, pid, heartbeat_at) in nodes {
+                    let gone = heartbeat_at < stale_before
+                        || (node_host == host && lock_is_free(&nodes_dir.join(format!("{id}.lock"))));
+                    if gone {
+                        dead.push((id, node_host, pid));
+                    }
+                }
+                let mut records = Vec::new();
+                let mut mark = conn.prepare_cached(&format!(
+                    "UPDATE offstage_tasks SET status = 'missing', finished_at = ?2, error = ?3, \
+                     kill_grace_ms = NULL \
+                     WHERE status = 'running' AND node = ?1 RETURNING {TASK_COLUMNS}"
+                ))?;
+                for (id, node_host, pid) in &dead {
+                    let error = crate::TaskError::new(
+                        "missing",
+                        format!(
+                            "the node running this task (host {node_host}, pid {pid}) stopped \
+                             without finishing it"
+                        ),
+                    );
+                    let rows = mark.query_map(params![id, micros(now), json_text(&error)], task_from_row)?;
+                    for row in rows {
+                        records.push(row?);
+                    }
+                    conn.prepare_cached("DELETE FROM offstage_nodes WHERE id = ?1")?.execute([id])?;
+                }
+                // Running tasks of nodes that are not registered at all (removed by an earlier
+                // recovery that raced with their finish, or written by hand).
+                let orphan_error = crate::TaskError::new(
+                    "missing",
+                    "the node running this task is no longer registered",
+                );
+                let rows = conn
+                    .prepare_cached(&format!(
+                        "UPDATE offstage_tasks SET status = 'missing', finished_at = ?2, error = ?3, \
+                         kill_grace_ms = NULL \
+                         WHERE status = 'running' AND node != ?1 \
+                         AND node NOT IN (SELECT id FROM offstage_nodes) RETURNING {TASK_COLUMNS}"
+                    ))?
+                    .query_map(params![me.to_string(), micros(now), json_text(&orphan_error)], task_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                records.extend(rows);
+                Ok((records, dead))
+            })
+            .await?;
+        for (id, _, _) in dead {
+            let _ = std::fs::remove_file(self.nodes_dir().join(format!("{id}.lock")));
+        }
+        Ok(records)
+    }
+
+    async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
+        let task = task.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
+                 started_at, attempt, priority, task_key, owner, timeout_ms, node) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                task.id.to_string(),
+                task.name,
+                json_text(&task.args),
+                task.status.as_str(),
+                json_text(&task.state),
+                micros(task.launched_at),
+                micros(task.run_at),
+                task.started_at.map(micros),
+                task.attempt,
+                task.priority,
+                task.key,
+                task.owner,
+                task.timeout_ms.map(|t| t as i64),
+                task.node.map(|n| n.to_string()),
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        node: NodeId,
+        names: &[String],
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let names = json_text(&names);
+        let mut records = self
+            .write(move |conn| {
+                conn.prepare_cached(&format!(
+                    "UPDATE offstage_tasks SET status = 'running', node = ?1, started_at = ?2, \
+                     attempt = attempt + 1 \
+                     WHERE id IN (SELECT id FROM offstage_tasks \
+                         WHERE status = 'queued' AND run_at <= ?2 \
+                         AND name IN (SELECT value FROM json_each(?3)) \
+                         ORDER BY priority DESC, id LIMIT ?4) \
+                     RETURNING {TASK_COLUMNS}"
+                ))?
+                .query_map(params![node.to_string(), micros(now), names, limit as i64], task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    async fn next_run_at(&self, names: &[String]) -> Result<Option<DateTime<Utc>>, Error> {
+        let names = json_text(&names);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT min(run_at) FROM offstage_tasks WHERE status = 'queued' \
+                 AND name IN (SELECT value FROM json_each(?1))",
+            )?
+            .query_row([names], |row| row.get::<_, Option<i64>>(0))
+            .map(|at| at.map(from_micros))
+        })
+        .await
+    }
+
+    async fn save(&self, batch: Vec<(TaskId, Pending)>) -> Result<(), Error> {
+        self.write(move |conn| {
+            let mut update = conn.prepare_cached(
+                "UPDATE offstage_tasks SET state = ?2 WHERE id = ?1 AND status = 'running'",
+            )?;
+            for (id, pending) in &batch {
+                if let Some(state) = &pending.state {
+                    update.execute(params![id.to_string(), state])?;
+                }
+                insert_logs(conn, *id, &pending.logs)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error> {
+        self.write(move |conn| {
+            insert_logs(conn, id, &finish.logs)?;
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
+                     error = ?6, finished_at = ?7, kill_grace_ms = NULL \
+                     WHERE id = ?1 AND node = ?2 AND status = 'running'",
+                )?
+                .execute(params![
+                    id.to_string(),
+                    node.to_string(),
+                    finish.status.as_str(),
+                    finish.state,
+                    finish.return_value.as_ref().map(json_text),
+                    finish.error.as_ref().map(json_text),
+                    micros(finish.finished_at),
+                ])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn kill(
+        &self,
+        id: TaskId,
+        grace: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> Result<KillOutcome, Error> {
+        self.write(move |conn| {
+            let select = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1");
+            let Some(record) =
+                conn.prepare_cached(&select)?.query_row([id.to_string()], task_from_row).optional()?
+            else {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            };
+            match record.status {
+                Status::Queued => {
+                    let error = crate::TaskError::new("killed", "killed before it started");
+                    let record = conn
+                        .prepare_cached(&format!(
+                            "UPDATE offstage_tasks SET status = 'killed', finished_at = ?2, \
+                             error = ?3 WHERE id = ?1 RETURNING {TASK_COLUMNS}"
+                        ))?
+                        .query_row(params![id.to_string(), micros(now), json_text(&error)], task_from_row)?;
+                    Ok(KillOutcome::Killed(record))
+                }
+                Status::Running => {
+                    conn.prepare_cached("UPDATE offstage_tasks SET kill_grace_ms = ?2 WHERE id = ?1")?
+                        .execute(params![id.to_string(), kill_grace_ms(grace)])?;
+                    let node = record.node.expect("a running task has a node");
+                    Ok(KillOutcome::Requested { node })
+                }
+                _ => Ok(KillOutcome::AlreadyFinished(record)),
+            }
+        })
+        .await
+        .map_err(|e| if is_no_rows(&e) { Error::not_found(id) } else { e })
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1"))?
+                .query_row([id.to_string()], task_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let limit = filter.effective_limit();
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE 1 = 1");
+            let mut values: Vec<String> = Vec::new();
+            let mut bind = |sql: &mut String, column: &str, value: String| {
+                values.push(value);
+                sql.push_str(&format!(" AND {column} ?{}", values.len()));
+            };
+            if let Some(name) = filter.name {
+                bind(&mut sql, "name =", name);
+            }
+            if let Some(status) = filter.status {
+                bind(&mut sql, "status =", status.as_str().to_owned());
+            }
+            if let Some(owner) = filter.owner {
+                bind(&mut sql, "owner =", owner);
+            }
+            if let Some(key) = filter.key {
+                bind(&mut sql, "task_key =", key);
+            }
+            if let Some(before) = filter.before {
+                bind(&mut sql, "id <", before.to_string());
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            conn.prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(values.iter()), task_from_row)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, at, level, message FROM offstage_logs \
+                 WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?
+            .query_map(params![id.to_string(), after as i64, limit as i64], |row| {
+                Ok(LogLine {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    at: from_micros(row.get(1)?),
+                    level: LogLevel::parse(&row.get::<_, String>(2)?),
+                    message: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        self.write(move |conn| {
+            let before = micros(before);
+            conn.execute(
+                "DELETE FROM offstage_logs WHERE task_id IN \
+                 (SELECT id FROM offstage_tasks WHERE finished_at < ?1)",
+                [before],
+            )?;
+            let deleted = conn.execute("DELETE FROM offstage_tasks WHERE finished_at < ?1", [before])?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<Vec<(Status, u64)>, Error> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT status, count(*) FROM offstage_tasks GROUP BY status")?
+                .query_map([], |row| {
+                    let status: String = row.get(0)?;
+                    let count: i64 = row.get(1)?;
+                    Ok((status.parse::<Status>().unwrap_or(Status::Missing), count as u64))
+                })?
+                .collect()
+        })
+        .await
+    }
+}
+
+fn is_no_rows(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+        .is_some_and(|e| matches!(e, rusqlite::Error::QueryReturnedNoRows))
+}
+
+/// True when nobody holds the lock file at `path` (or it does not exist): its node is gone.
+fn lock_is_free(path: &Path) -> bool {
+    match File::options().write(true).open(path) {
+        Ok(file) => file.try_lock().is_ok(),
+        Err(_) => true,
+    }
+}

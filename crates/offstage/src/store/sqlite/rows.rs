@@ -1,0 +1,68 @@
+//! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Row;
+
+use crate::task::TaskRecord;
+
+/// The columns every task query selects, in the order [`task_from_row`] reads them.
+pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
+    launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node";
+
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+pub(super) fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+fn bad_column(index: usize, what: &str, error: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("column {index} is not a valid {what}: {error}").into(),
+    )
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| bad_column(index, "JSON value", e))
+}
+
+fn json_opt<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
+    match row.get::<_, Option<String>>(index)? {
+        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| bad_column(index, "JSON value", e)),
+        None => Ok(None),
+    }
+}
+
+fn parsed<T: std::str::FromStr<Err = crate::Error>>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e| bad_column(index, "value", e))
+}
+
+pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    Ok(TaskRecord {
+        id: parsed(row, 0)?,
+        name: row.get(1)?,
+        args: json(row, 2)?,
+        status: parsed(row, 3)?,
+        state: json(row, 4)?,
+        return_value: json_opt(row, 5)?,
+        error: json_opt(row, 6)?,
+        launched_at: from_micros(row.get(7)?),
+        run_at: from_micros(row.get(8)?),
+        started_at: row.get::<_, Option<i64>>(9)?.map(from_micros),
+        finished_at: row.get::<_, Option<i64>>(10)?.map(from_micros),
+        attempt: row.get(11)?,
+        priority: row.get(12)?,
+        key: row.get(13)?,
+        owner: row.get(14)?,
+        timeout_ms: row.get::<_, Option<i64>>(15)?.map(|t| t as u64),
+        node: row
+            .get::<_, Option<String>>(16)?
+            .map(|n| n.parse().map_err(|e| bad_column(16, "node id", e)))
+            .transpose()?,
+    })
+}

@@ -1,0 +1,235 @@
+//! The **task**: one launch of a task type, and the handle to it.
+//!
+//! [`TaskRecord`] is the durable record (every field the store keeps); [`Task`] is the
+//! read-only handle Anvil users know: it answers `status`, `state`, `return_value`, `error`,
+//! `is_running`, `is_completed`, can `kill` and `wait`, and streams the task's events. A handle
+//! never writes the task's state: only the task's own [`crate::Context`] can.
+//!
+//! ```no_run
+//! # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
+//! let task = rt.launch_json("demo.count", serde_json::json!({"to": 3})).await?;
+//! println!("{} is {}", task.id(), task.status().await?);
+//! let record = task.wait().await?;
+//! assert_eq!(record.termination_status(), Some(offstage::Status::Completed));
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, TaskError};
+use crate::event::Subscription;
+use crate::id::{NodeId, TaskId};
+use crate::runtime::Inner;
+use crate::status::Status;
+
+/// Everything the store keeps about one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Time-ordered unique id.
+    pub id: TaskId,
+    /// The task type's name.
+    pub name: String,
+    /// The args it was launched with, as JSON.
+    pub args: Value,
+    /// Where it is in its life.
+    pub status: Status,
+    /// The state the task last wrote (`{}` until it writes one).
+    pub state: Value,
+    /// What the task returned, once it completed.
+    pub return_value: Option<Value>,
+    /// How it failed, was killed or went missing.
+    pub error: Option<TaskError>,
+    /// When it was launched.
+    pub launched_at: DateTime<Utc>,
+    /// When it may start (equal to `launched_at` unless it was delayed).
+    pub run_at: DateTime<Utc>,
+    /// When its latest attempt started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached its terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How many times it has started running (0 while first queued).
+    pub attempt: u32,
+    /// Higher runs first among queued tasks.
+    pub priority: i32,
+    /// The key it was launched with, for lookup (and, later, uniqueness).
+    pub key: Option<String>,
+    /// Who launched it, as the launcher chose to name them.
+    pub owner: Option<String>,
+    /// Its timeout in milliseconds, if it has one.
+    pub timeout_ms: Option<u64>,
+    /// The node running (or that last ran) it.
+    pub node: Option<NodeId>,
+}
+
+impl TaskRecord {
+    /// `None` while queued or running, then the terminal status (Anvil's `termination_status`).
+    pub fn termination_status(&self) -> Option<Status> {
+        self.status.is_terminal().then_some(self.status)
+    }
+
+    /// True while the task is queued or running.
+    pub fn is_running(&self) -> bool {
+        !self.status.is_terminal()
+    }
+
+    /// Anvil's `is_completed`: `Ok(true)` once completed, `Ok(false)` while queued or running,
+    /// and an error (carrying the task's error) if it failed, was killed or went missing.
+    pub fn is_completed(&self) -> Result<bool, Error> {
+        match self.status {
+            Status::Queued | Status::Running => Ok(false),
+            Status::Completed => Ok(true),
+            status => Err(Error::from_task_end(status, self.id, self.error.clone())),
+        }
+    }
+
+    /// How long it ran (or has been running, as of `now`).
+    pub fn duration(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let started = self.started_at?;
+        let end = self.finished_at.unwrap_or(now);
+        (end - started).to_std().ok()
+    }
+}
+
+/// Which tasks [`crate::Runtime::list`] returns: newest first, one page at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListFilter {
+    /// Only tasks of this task type.
+    pub name: Option<String>,
+    /// Only tasks with this status.
+    pub status: Option<Status>,
+    /// Only tasks launched with this owner.
+    pub owner: Option<String>,
+    /// Only tasks launched with this key.
+    pub key: Option<String>,
+    /// Only tasks older than this id: pass the last id of the previous page.
+    pub before: Option<TaskId>,
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+impl ListFilter {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: usize = 100;
+    /// The largest page size.
+    pub const MAX_LIMIT: usize = 1_000;
+
+    /// The page size to use, clamped to `1..=MAX_LIMIT`.
+    pub fn effective_limit(&self) -> usize {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT)
+    }
+}
+
+/// A read-only handle to one task, on this node or any other.
+///
+/// Cloning is cheap. Every accessor reads the latest value: from memory when the task runs on
+/// this node, from the store otherwise.
+#[derive(Clone)]
+pub struct Task {
+    pub(crate) rt: Arc<Inner>,
+    pub(crate) id: TaskId,
+    pub(crate) name: Arc<str>,
+    pub(crate) launched_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("id", &self.id).field("name", &self.name).finish()
+    }
+}
+
+impl Task {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task type's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When it was launched (Anvil's `start_time`).
+    pub fn launched_at(&self) -> DateTime<Utc> {
+        self.launched_at
+    }
+
+    /// The whole current record.
+    pub async fn record(&self) -> Result<TaskRecord, Error> {
+        self.rt.record(self.id).await
+    }
+
+    /// The current status, including `queued` and `running`.
+    pub async fn status(&self) -> Result<Status, Error> {
+        Ok(self.record().await?.status)
+    }
+
+    /// `None` while queued or running, then how it ended.
+    pub async fn termination_status(&self) -> Result<Option<Status>, Error> {
+        Ok(self.record().await?.termination_status())
+    }
+
+    /// The state the task last wrote (`{}` before its first write). Live on this node: this is
+    /// the latest write, not the last one saved.
+    pub async fn state(&self) -> Result<Value, Error> {
+        Ok(self.record().await?.state)
+    }
+
+    /// The state, deserialized into `T`.
+    pub async fn state_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        let state = self.state().await?;
+        serde_json::from_value(state).map_err(|e| {
+            Error::new(
+                crate::ErrorKind::InvalidArgument,
+                format!("the state of task {} does not fit the requested type: {e}", self.id),
+            )
+        })
+    }
+
+    /// What the task returned, once it completed.
+    pub async fn return_value(&self) -> Result<Option<Value>, Error> {
+        Ok(self.record().await?.return_value)
+    }
+
+    /// How the task failed, was killed or went missing.
+    pub async fn error(&self) -> Result<Option<TaskError>, Error> {
+        Ok(self.record().await?.error)
+    }
+
+    /// True while queued or running.
+    pub async fn is_running(&self) -> Result<bool, Error> {
+        Ok(self.record().await?.is_running())
+    }
+
+    /// `Ok(true)` once completed, `Ok(false)` before, an error if it failed, was killed or went
+    /// missing (as Anvil's `is_completed` raises).
+    pub async fn is_completed(&self) -> Result<bool, Error> {
+        self.record().await?.is_completed()
+    }
+
+    /// Kills the task with the runtime's grace period and waits until it has ended. Returns the
+    /// final record: `killed`, or whatever it reached first if it had already finished.
+    pub async fn kill(&self) -> Result<TaskRecord, Error> {
+        self.rt.kill(self.id, None).await
+    }
+
+    /// [`Task::kill`] with its own grace period; zero aborts at once.
+    pub async fn kill_with_grace(&self, grace: Duration) -> Result<TaskRecord, Error> {
+        self.rt.kill(self.id, Some(grace)).await
+    }
+
+    /// Waits until the task reaches a terminal status and returns its final record.
+    pub async fn wait(&self) -> Result<TaskRecord, Error> {
+        self.rt.wait(self.id).await
+    }
+
+    /// This task's events from now on, ending after its `finished` event.
+    pub fn events(&self) -> Subscription {
+        self.rt.events.subscribe_task(self.id)
+    }
+}

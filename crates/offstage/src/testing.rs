@@ -1,0 +1,66 @@
+//! Helpers for testing apps that use Offstage, and the conformance suite every store passes.
+//!
+//! Enable the `testing` feature in your dev-dependencies.
+
+pub mod conformance;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::event::{Event, EventKind, Subscription};
+use crate::id::TaskId;
+use crate::status::Status;
+use crate::task::TaskRecord;
+
+/// A plausible finished record, for tests of code that consumes records.
+pub fn sample_record(id: TaskId) -> TaskRecord {
+    let now = Utc::now();
+    TaskRecord {
+        id,
+        name: "sample".to_owned(),
+        args: Value::Null,
+        status: Status::Completed,
+        state: serde_json::json!({}),
+        return_value: Some(Value::Null),
+        error: None,
+        launched_at: now,
+        run_at: now,
+        started_at: Some(now),
+        finished_at: Some(now),
+        attempt: 1,
+        priority: 0,
+        key: None,
+        owner: None,
+        timeout_ms: None,
+        node: None,
+    }
+}
+
+/// Waits for the first event that `pred` accepts, failing after `limit` of tokio time.
+pub async fn wait_for_event(
+    events: &mut Subscription,
+    limit: Duration,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Event {
+    let found = tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await {
+                Ok(event) if pred(&event) => return event,
+                Ok(_) => continue,
+                Err(error) => panic!("event stream ended while waiting: {error}"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no matching event within {limit:?}"))
+}
+
+/// Waits until task `id` has started running.
+pub async fn wait_started(events: &mut Subscription, id: TaskId) -> Event {
+    wait_for_event(events, Duration::from_secs(30), |e| {
+        e.task_id == id && matches!(e.kind, EventKind::Started { .. })
+    })
+    .await
+}
