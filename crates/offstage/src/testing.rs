@@ -64,3 +64,23 @@ pub async fn wait_started(events: &mut Subscription, id: TaskId) -> Event {
     })
     .await
 }
+
+/// Keeps a paused tokio clock from jumping ahead on its own while the test holds the guard.
+///
+/// With `start_paused = true`, tokio advances the clock to the next timer whenever every task
+/// is idle, including while a task waits on a store's I/O thread, which would fire grace
+/// periods and timeouts early. Holding this guard (a parked blocking task) stops that; the
+/// test moves time itself with `tokio::time::advance`.
+pub fn hold_clock() -> ClockHold {
+    let (release, parked) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = parked.recv();
+    });
+    ClockHold { _release: release }
+}
+
+/// Returned by [`hold_clock`]; lets the clock auto-advance again when dropped.
+#[derive(Debug)]
+pub struct ClockHold {
+    _release: std::sync::mpsc::Sender<()>,
+}

@@ -63,7 +63,20 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
     }
 }
 
+/// Removes a task from the live map if its supervisor is dropped before it could finish (the
+/// app's tokio runtime is shutting down), which also breaks the runtime ↔ task reference cycle.
+struct Unlist(Arc<LiveTask>);
+
+impl Drop for Unlist {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.0.rt.live.lock() {
+            live.remove(&self.0.id);
+        }
+    }
+}
+
 async fn supervise(live: Arc<LiveTask>, body: BoxFuture<'static, Result<Value, TaskError>>) {
+    let _unlist = Unlist(Arc::clone(&live));
     let rt = Arc::clone(&live.rt);
     let body = CURRENT_TASK.scope(Arc::clone(&live), body).with_subscriber(rt.capture.clone());
     let mut body = std::pin::pin!(AssertUnwindSafe(body).catch_unwind());

@@ -144,7 +144,7 @@ impl LiveTask {
 
     fn mark_dirty(self: &Arc<Self>) {
         if !self.dirty.swap(true, Ordering::AcqRel) {
-            self.rt.dirty.lock().expect("dirty list poisoned").push(Arc::clone(self));
+            self.rt.dirty.lock().expect("dirty list poisoned").push(Arc::downgrade(self));
         }
     }
 

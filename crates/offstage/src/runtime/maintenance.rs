@@ -66,7 +66,10 @@ pub(crate) async fn flush_loop(rt: Weak<Inner>) {
 
 /// Saves the unsaved state and log lines of every dirty live task, in one store call.
 pub(crate) async fn flush(rt: &Inner) {
-    let dirty = std::mem::take(&mut *rt.dirty.lock().expect("dirty list poisoned"));
+    let dirty: Vec<_> = std::mem::take(&mut *rt.dirty.lock().expect("dirty list poisoned"))
+        .into_iter()
+        .filter_map(|live| live.upgrade())
+        .collect();
     if dirty.is_empty() {
         return;
     }

@@ -67,9 +67,10 @@ impl Clock {
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
         let elapsed = tokio::time::Instant::now() - self.base;
-        self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default()
+        let now = self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default();
+        // Microseconds are what every store keeps; finer digits would not survive a round trip.
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
-}
 }
 
 /// This machine's name, as nodes record it.
@@ -96,7 +97,8 @@ pub(crate) struct Inner {
     /// Tasks running on this node.
     pub(crate) live: Mutex<HashMap<TaskId, Arc<LiveTask>>>,
     /// Live tasks with unsaved state or log lines, for the flusher.
-    pub(crate) dirty: Mutex<Vec<Arc<LiveTask>>>,
+    /// Weak, so a task that ended (its unsaved writes taken by `finish`) is simply skipped.
+    pub(crate) dirty: Mutex<Vec<std::sync::Weak<LiveTask>>>,
     /// Slots in use: running tasks plus slots reserved for tasks about to start.
     pub(crate) slots: AtomicUsize,
     /// True when due tasks may be waiting in the store, so a launch must queue behind them

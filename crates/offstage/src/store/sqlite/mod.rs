@@ -155,9 +155,12 @@ impl SqliteStore {
             .map_err(|e| Error::new(ErrorKind::Store, format!("opening SQLite failed: {e}")))??
         };
         let (writer, jobs) = mpsc::unbounded_channel();
-        // The writer is a blocking task of the caller's runtime: under paused test time this
-        // also keeps tokio from jumping the clock while a commit is in flight.
-        tokio::task::spawn_blocking(move || write_loop(opened, jobs));
+        // A thread of its own rather than a blocking task: it must never hold up the shutdown
+        // of the app's tokio runtime. It ends when the last handle to the store is dropped.
+        std::thread::Builder::new()
+            .name("offstage-sqlite-writer".to_owned())
+            .spawn(move || write_loop(opened, jobs))
+            .map_err(|e| Error::store("starting the SQLite writer thread", e))?;
         Ok(Self {
             path,
             writer,

@@ -1,0 +1,115 @@
+//! The conformance suite: what every store, and the runtime on top of it, must do.
+//!
+//! Written once, run on every backend: a backend's test file implements [`Backend`] and calls
+//! [`crate::conformance_tests!`], which expands into one named `#[tokio::test]` per check
+//! (`sqlite::kill_running_task`, later `postgres::kill_running_task`). Change semantics here
+//! first.
+//!
+//! ```ignore
+//! struct Sqlite;
+//! #[async_trait::async_trait]
+//! impl offstage::testing::conformance::Backend for Sqlite { /* ... */ }
+//! offstage::conformance_tests!(Sqlite);
+//! ```
+
+mod durability;
+mod lifecycle;
+mod stopping;
+mod tasks;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use self::durability::*;
+pub use self::lifecycle::*;
+pub use self::stopping::*;
+pub use self::tasks::{runtime, runtime_with};
+use crate::store::Store;
+
+/// A database backend under test.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Names a new, empty database (a file path, a schema) for one test.
+    fn new_database(&self) -> String;
+
+    /// Opens the database named `database`; opening it twice gives two independent handles,
+    /// as two processes would have.
+    async fn open(&self, database: &str) -> Arc<dyn Store>;
+}
+
+/// The SQLite backend, on files in the system's temporary directory.
+#[cfg(feature = "sqlite")]
+#[derive(Debug, Default)]
+pub struct SqliteBackend;
+
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn new_database(&self) -> String {
+        let dir = std::env::temp_dir().join("offstage-tests");
+        std::fs::create_dir_all(&dir).expect("creating the test directory");
+        dir.join(format!("{}.db", uuid::Uuid::now_v7())).to_string_lossy().into_owned()
+    }
+
+    async fn open(&self, database: &str) -> Arc<dyn Store> {
+        Arc::new(crate::store::sqlite::SqliteStore::open(database).await.expect("opening SQLite"))
+    }
+}
+
+/// Expands into one test per conformance check, for `$backend` (an expression of a type that
+/// implements [`Backend`]). Checks that depend on time run with tokio's clock paused.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:expr) => {
+        $crate::conformance_tests!(@real $backend;
+            launch_runs_and_completes,
+            typed_launch_runs,
+            unknown_task_type_lists_registered_names,
+            args_that_do_not_fit_are_rejected_at_launch,
+            unknown_id_is_not_found,
+            state_is_live_for_readers_and_saved_at_the_end,
+            oversized_state_is_an_error_the_task_can_handle,
+            logs_are_sequenced_and_capture_tracing,
+            log_cap_leaves_a_truncation_mark,
+            failed_task_keeps_its_error,
+            panic_fails_the_task_and_the_runtime_keeps_running,
+            kill_running_task_that_cooperates,
+            kill_after_completion_stays_completed,
+            kill_queued_task_never_runs,
+            concurrency_limit_then_priority_then_launch_order,
+            list_filters_and_pages_newest_first,
+            purge_deletes_finished_before,
+            history_survives_reopening,
+            dead_node_tasks_are_marked_missing,
+            live_node_tasks_are_never_marked_missing,
+            kill_reaches_a_task_on_another_node,
+            events_resume_after_a_sequence_number,
+            ten_thousand_tasks_none_lost
+        );
+        $crate::conformance_tests!(@paused $backend;
+            kill_task_that_ignores_cancellation_aborts_after_grace,
+            kill_with_zero_grace_aborts_at_once,
+            timeout_fails_with_kind_timeout,
+            run_at_is_honoured,
+            shutdown_drains_then_interrupts
+        );
+    };
+    (@real $backend:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::testing::conformance::$name(&$backend).await
+            }
+        )*
+    };
+    (@paused $backend:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $name() {
+                let _hold = $crate::testing::hold_clock();
+                $crate::testing::conformance::$name(&$backend).await
+            }
+        )*
+    };
+}

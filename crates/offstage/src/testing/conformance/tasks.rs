@@ -1,0 +1,108 @@
+//! The task types the conformance suite runs, and runtimes that know them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::Backend;
+use crate::{Context, Runtime, RuntimeBuilder, TaskError, TaskType};
+
+/// A typed task type: doubles a number.
+#[derive(Debug)]
+pub struct Double;
+
+/// [`Double`]'s args.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DoubleArgs {
+    /// The number to double.
+    pub n: i64,
+}
+
+impl TaskType for Double {
+    const NAME: &'static str = "test.double";
+    type Args = DoubleArgs;
+    type Output = i64;
+
+    async fn run(&self, _ctx: Context, args: DoubleArgs) -> Result<i64, TaskError> {
+        Ok(args.n * 2)
+    }
+}
+
+/// Args naming a duration in milliseconds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Millis {
+    /// How long.
+    pub ms: u64,
+}
+
+/// Registers the suite's task types on `builder`.
+pub fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
+    builder
+        .register(Double)
+        .task("test.noop", |_ctx: Context, _args: Value| async { Ok::<_, TaskError>(()) })
+        .task("test.echo", |_ctx: Context, args: Value| async move { Ok::<_, TaskError>(args) })
+        .task("test.sleep", |ctx: Context, args: Millis| async move {
+            ctx.set_state(&json!({ "sleeping": args.ms }))?;
+            tokio::time::sleep(Duration::from_millis(args.ms)).await;
+            Ok::<_, TaskError>(args.ms)
+        })
+        // Writes state, then waits to be told to stop, and stops.
+        .task("test.until_cancelled", |ctx: Context, _args: Value| async move {
+            ctx.set_state(&json!({ "phase": "waiting" }))?;
+            ctx.cancelled().await;
+            ctx.set_state(&json!({ "phase": "stopping" }))?;
+            ctx.checkpoint()?;
+            Ok::<_, TaskError>(())
+        })
+        // Never looks at its cancellation: only an abort stops it.
+        .task("test.stubborn", |ctx: Context, _args: Value| async move {
+            let mut n = 0u64;
+            while n < u64::MAX {
+                n += 1;
+                ctx.set_state(&json!({ "n": n }))?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<_, TaskError>(n)
+        })
+        .task("test.fail", |_ctx: Context, message: String| async move {
+            Err::<(), _>(TaskError::new("bad_input", message).with_detail("some detail"))
+        })
+        .task("test.panic", |_ctx: Context, message: String| async move {
+            if !message.is_empty() {
+                panic!("{message}");
+            }
+            Ok::<_, TaskError>(())
+        })
+        .task("test.big_state", |ctx: Context, bytes: usize| async move {
+            ctx.set_state(&json!({ "small": true }))?;
+            let refused = ctx.set_state(&json!({ "big": "x".repeat(bytes) })).is_err();
+            Ok::<_, TaskError>(json!({ "refused": refused, "state": ctx.state() }))
+        })
+        .task("test.log", |ctx: Context, lines: u64| async move {
+            for i in 1..=lines {
+                ctx.log(format!("line {i}"));
+                tracing::info!(i, "traced");
+            }
+            Ok::<_, TaskError>(lines)
+        })
+}
+
+/// A runtime on a new database of `backend`, knowing the suite's task types.
+pub async fn runtime(backend: &dyn Backend) -> (Runtime, String) {
+    let database = backend.new_database();
+    let rt = runtime_with(backend, &database, |b| b).await;
+    (rt, database)
+}
+
+/// A runtime on `database`, knowing the suite's task types, configured further by `configure`.
+pub async fn runtime_with(
+    backend: &dyn Backend,
+    database: &str,
+    configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
+) -> Runtime {
+    let store = backend.open(database).await;
+    let builder = with_test_tasks(Runtime::builder().store(Arc::clone(&store)));
+    configure(builder).build().await.expect("building the runtime")
+}
