@@ -1,1 +1,108 @@
-fn main(){}
+//! `offstage-bench`: measures Offstage the way the peer task queues were measured.
+//!
+//! Run with `cargo run --release -p offstage-bench -- [--json] [--quick]`. Prints a table; with
+//! `--json` the last line is one JSON object with every figure. Each measurement gets a fresh
+//! SQLite database (durable: WAL, `synchronous=FULL`) in a temporary directory.
+
+mod measure;
+
+use std::path::PathBuf;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if let Some(unknown) = args.iter().enumerate().find(|(i, a)| {
+        !matches!(a.as_str(), "--json" | "--quick" | "--only")
+            && args.get(i.wrapping_sub(1)).map(String::as_str) != Some("--only")
+    }) {
+        eprintln!("unknown argument `{}`; usage: offstage-bench [--json] [--quick] [--only METRIC-PREFIX]", unknown.1);
+        std::process::exit(2);
+    }
+    let dir = std::env::temp_dir().join(format!("offstage-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("creating the scratch directory");
+    let results = run(&dir, quick, only.as_deref());
+    if std::env::var_os("OFFSTAGE_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    println!("{:<28} {:>14}  {}", "metric", "value", "target");
+    for (name, value, target) in &results {
+        println!("{name:<28} {value:>14.3}  {target}");
+    }
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(name, value, _)| (name.to_string(), serde_json::json!(value)))
+            .collect();
+        println!("{}", serde_json::Value::Object(object));
+    }
+}
+
+fn run(
+    dir: &std::path::Path,
+    quick: bool,
+    only: Option<&str>,
+) -> Vec<(&'static str, f64, &'static str)> {
+    let wanted = |metric: &str| only.is_none_or(|prefix| metric.starts_with(prefix));
+    let db = |name: &str| -> PathBuf { dir.join(format!("{name}.db")) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = if quick { 20_000 } else { 100_000 };
+    let sleepers = if quick { 20_000 } else { 100_000 };
+    let mut out = Vec::new();
+    if wanted("idle") {
+        let idle = rt.block_on(measure::idle_rss(&db("idle")));
+        out.push(("idle_rss_mib", idle, "≤ 20"));
+    }
+    if wanted("commit") {
+        let (p50, p99) = measure::commit_latency(&db("commit"), 500);
+        out.push(("commit_full_p50_ms", p50, "disk floor"));
+        out.push(("commit_full_p99_ms", p99, "disk floor"));
+    }
+    if wanted("throughput") {
+        let throughput = rt.block_on(measure::throughput(&db("throughput"), n, 1_000));
+        out.push(("throughput_tasks_per_s", throughput, "≥ 50,000"));
+    }
+    if wanted("launch") {
+        let (p50, p99) = rt.block_on(measure::launch_latency(&db("launch"), 500));
+        out.push(("launch_p50_ms", p50, "≤ 0.3"));
+        out.push(("launch_p99_ms", p99, "≤ 1"));
+    }
+    if wanted("state") {
+        let (p50, p99) = rt.block_on(measure::state_event_latency(&db("state"), 2_000));
+        out.push(("state_event_p50_ms", p50, "≤ 0.5"));
+        out.push(("state_event_p99_ms", p99, "≤ 1"));
+    }
+    if wanted("kill") {
+        let (p50, p99) = rt.block_on(measure::kill_cooperative(&db("kill"), 200));
+        out.push(("kill_coop_p50_ms", p50, "≤ 5"));
+        out.push(("kill_coop_p99_ms", p99, "-"));
+    }
+    drop(rt);
+    if wanted("sleeping") {
+        // Last, in a runtime of its own: it leaves 100,000 tasks asleep.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (rss, count) = rt.block_on(measure::sleeping_rss(&db("sleeping"), sleepers));
+        let name = if count == 100_000 {
+            "sleeping_100k_rss_mib"
+        } else {
+            "sleeping_20k_rss_mib"
+        };
+        out.push((name, rss, "≤ 500 (100k)"));
+        rt.shutdown_background();
+    }
+    out
+}

@@ -36,7 +36,9 @@ pub struct Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("id", &self.task.id).finish()
+        f.debug_struct("Context")
+            .field("id", &self.task.id)
+            .finish()
     }
 }
 
@@ -73,7 +75,10 @@ impl Context {
     /// than the runtime's state cap.
     pub fn set_state(&self, state: &impl Serialize) -> Result<(), Error> {
         let value = serde_json::to_value(state).map_err(|e| {
-            Error::new(ErrorKind::InvalidArgument, format!("the state does not serialize to JSON: {e}"))
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("the state does not serialize to JSON: {e}"),
+            )
         })?;
         self.set_state_value(value)
     }

@@ -50,7 +50,12 @@ pub struct Error {
 impl Error {
     /// An error of `kind` whose message is `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), task_error: None, source: None }
+        Self {
+            kind,
+            message: message.into(),
+            task_error: None,
+            source: None,
+        }
     }
 
     pub(crate) fn with_source(
@@ -61,7 +66,10 @@ impl Error {
         self
     }
 
-    pub(crate) fn store(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn store(
+        context: &str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Self::new(ErrorKind::Store, format!("{context}: {source}")).with_source(source)
     }
 
@@ -76,7 +84,11 @@ impl Error {
     }
 
     /// The error of a task that ended badly, for `TaskFailed`, `TaskKilled` and `TaskMissing`.
-    pub(crate) fn from_task_end(status: crate::Status, id: impl fmt::Display, error: Option<TaskError>) -> Self {
+    pub(crate) fn from_task_end(
+        status: crate::Status,
+        id: impl fmt::Display,
+        error: Option<TaskError>,
+    ) -> Self {
         let (kind, what) = match status {
             crate::Status::Killed => (ErrorKind::TaskKilled, "was killed"),
             crate::Status::Missing => (ErrorKind::TaskMissing, "went missing"),
@@ -152,7 +164,11 @@ pub struct TaskError {
 impl TaskError {
     /// An error of the given kind and message.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: kind.into(), message: message.into(), detail: None }
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            detail: None,
+        }
     }
 
     /// The same error with `detail` attached.

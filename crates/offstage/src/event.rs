@@ -146,7 +146,12 @@ impl EventBus {
         let mut inner = self.inner.lock().expect("event bus poisoned");
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let event = Event { seq, task_id, at, kind };
+        let event = Event {
+            seq,
+            task_id,
+            at,
+            kind,
+        };
         if inner.replay.len() == self.replay_capacity {
             inner.replay.pop_front();
         }
@@ -154,7 +159,9 @@ impl EventBus {
         if inner.per_task.len() > 1024 {
             // Drop channels nobody listens to any more (subscribers to tasks that never finish
             // on this node, or that went away early).
-            inner.per_task.retain(|_, sender| sender.receiver_count() > 0);
+            inner
+                .per_task
+                .retain(|_, sender| sender.receiver_count() > 0);
         }
         if !inner.per_task.is_empty() {
             let sender = if finished {
@@ -229,7 +236,10 @@ impl EventBus {
         let oldest = inner.replay.front().map_or(inner.next_seq, |e| e.seq);
         let mut backlog: VecDeque<Result<Event, RecvError>> = VecDeque::new();
         if seq + 1 < oldest {
-            backlog.push_back(Err(RecvError::Gap { first: seq + 1, last: oldest - 1 }));
+            backlog.push_back(Err(RecvError::Gap {
+                first: seq + 1,
+                last: oldest - 1,
+            }));
         }
         backlog.extend(
             inner
@@ -304,7 +314,10 @@ impl Subscription {
                 }
                 Err(broadcast::error::RecvError::Closed) => return Err(RecvError::Closed),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let replay = self.bus.as_ref().and_then(|bus| bus.replay_after(self.last_seq, self.task));
+                    let replay = self
+                        .bus
+                        .as_ref()
+                        .and_then(|bus| bus.replay_after(self.last_seq, self.task));
                     match replay {
                         Some(events) => self.backlog.extend(events.into_iter().map(Ok)),
                         None => {
@@ -346,7 +359,9 @@ mod tests {
     use super::*;
 
     fn state(n: i64) -> EventKind {
-        EventKind::State { state: Arc::new(serde_json::json!({ "n": n })) }
+        EventKind::State {
+            state: Arc::new(serde_json::json!({ "n": n })),
+        }
     }
 
     #[tokio::test]
@@ -387,7 +402,13 @@ mod tests {
         bus.publish(other, Utc::now(), state(0));
         bus.publish(id, Utc::now(), state(1));
         let record = crate::testing::sample_record(id);
-        bus.publish(id, Utc::now(), EventKind::Finished { task: Arc::new(record) });
+        bus.publish(
+            id,
+            Utc::now(),
+            EventKind::Finished {
+                task: Arc::new(record),
+            },
+        );
         assert_eq!(sub.recv().await.unwrap().kind.name(), "state");
         assert_eq!(sub.recv().await.unwrap().kind.name(), "finished");
         assert_eq!(sub.recv().await, Err(RecvError::Closed));

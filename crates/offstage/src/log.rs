@@ -91,7 +91,10 @@ pub struct LogLimits {
 
 impl Default for LogLimits {
     fn default() -> Self {
-        Self { max_lines: 10_000, max_bytes: 1024 * 1024 }
+        Self {
+            max_lines: 10_000,
+            max_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -120,7 +123,9 @@ pub struct TaskLogCapture {
 
 impl fmt::Debug for TaskLogCapture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskLogCapture").field("level", &self.level).finish()
+        f.debug_struct("TaskLogCapture")
+            .field("level", &self.level)
+            .finish()
     }
 }
 

@@ -80,7 +80,8 @@ impl TaskTypeOptions {
 }
 
 /// A task body with its args already deserialized, ready to run once.
-pub(crate) type Prepared = Box<dyn FnOnce(Context) -> BoxFuture<'static, Result<Value, TaskError>> + Send>;
+pub(crate) type Prepared =
+    Box<dyn FnOnce(Context) -> BoxFuture<'static, Result<Value, TaskError>> + Send>;
 
 type Prepare = dyn Fn(&Value) -> Result<Prepared, serde_json::Error> + Send + Sync;
 
@@ -103,8 +104,12 @@ impl std::fmt::Debug for Registry {
 }
 
 fn output_to_json<O: Serialize>(output: O) -> Result<Value, TaskError> {
-    serde_json::to_value(output)
-        .map_err(|e| TaskError::new("output", format!("the return value did not serialize to JSON: {e}")))
+    serde_json::to_value(output).map_err(|e| {
+        TaskError::new(
+            "output",
+            format!("the return value did not serialize to JSON: {e}"),
+        )
+    })
 }
 
 impl Registry {
@@ -118,7 +123,13 @@ impl Registry {
                 Box::pin(async move { output_to_json(task_type.run(ctx, args).await?) })
             }))
         };
-        self.types.insert(T::NAME.to_owned(), Registered { options, prepare: Box::new(prepare) });
+        self.types.insert(
+            T::NAME.to_owned(),
+            Registered {
+                options,
+                prepare: Box::new(prepare),
+            },
+        );
     }
 
     pub(crate) fn register_fn<A, O, F, Fut>(&mut self, name: &str, options: TaskTypeOptions, f: F)
@@ -136,7 +147,13 @@ impl Registry {
                 Box::pin(async move { output_to_json(f(ctx, args).await?) })
             }))
         };
-        self.types.insert(name.to_owned(), Registered { options, prepare: Box::new(prepare) });
+        self.types.insert(
+            name.to_owned(),
+            Registered {
+                options,
+                prepare: Box::new(prepare),
+            },
+        );
     }
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
@@ -164,7 +181,10 @@ impl Registry {
         (registered.prepare)(args).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidArgs,
-                format!("the args do not fit task type `{name}`: {e}; args were {}", preview(args)),
+                format!(
+                    "the args do not fit task type `{name}`: {e}; args were {}",
+                    preview(args)
+                ),
             )
         })
     }

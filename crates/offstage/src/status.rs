@@ -80,15 +80,18 @@ impl FromStr for Status {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        Status::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "`{s}` is not a status: use one of queued, running, completed, failed, \
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "`{s}` is not a status: use one of queued, running, completed, failed, \
                      killed, missing"
-                ),
-            )
-        })
+                    ),
+                )
+            })
     }
 }
 
@@ -108,6 +111,10 @@ mod tests {
             assert_eq!(status.as_str().parse::<Status>().unwrap(), status);
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
-        assert!("done".parse::<Status>().unwrap_err().to_string().contains("one of queued"));
+        assert!("done"
+            .parse::<Status>()
+            .unwrap_err()
+            .to_string()
+            .contains("one of queued"));
     }
 }

@@ -121,7 +121,9 @@ impl ListFilter {
 
     /// The page size to use, clamped to `1..=MAX_LIMIT`.
     pub fn effective_limit(&self) -> usize {
-        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT)
+        self.limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .clamp(1, Self::MAX_LIMIT)
     }
 }
 
@@ -139,7 +141,10 @@ pub struct Task {
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("id", &self.id).field("name", &self.name).finish()
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -186,7 +191,10 @@ impl Task {
         serde_json::from_value(state).map_err(|e| {
             Error::new(
                 crate::ErrorKind::InvalidArgument,
-                format!("the state of task {} does not fit the requested type: {e}", self.id),
+                format!(
+                    "the state of task {} does not fit the requested type: {e}",
+                    self.id
+                ),
             )
         })
     }

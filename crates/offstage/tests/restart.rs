@@ -16,7 +16,9 @@ const CHILD_DATABASE: &str = "OFFSTAGE_TEST_CHILD_DATABASE";
 /// starts this binary with `CHILD_DATABASE` set.
 #[tokio::test]
 async fn restart_child_process() {
-    let Ok(database) = std::env::var(CHILD_DATABASE) else { return };
+    let Ok(database) = std::env::var(CHILD_DATABASE) else {
+        return;
+    };
     let rt = runtime_with(&SqliteBackend, &database, |b| b).await;
     let task = rt.launch_json("test.stubborn", json!(null)).await.unwrap();
     // Wait until a state write has reached the store, as the parent will check it.
@@ -35,7 +37,12 @@ async fn restart_child_process() {
 async fn sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone() {
     let database = SqliteBackend.new_database();
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "restart_child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "restart_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DATABASE, &database)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -43,7 +50,11 @@ async fn sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone(
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let id: TaskId = loop {
-        let line = lines.next_line().await.unwrap().expect("the child exited before its task ran");
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the child exited before its task ran");
         // The harness prints "test restart_child_process ... " on the same line first.
         if let Some((_, id)) = line.split_once("child task ") {
             break id.parse().unwrap();
@@ -64,6 +75,9 @@ async fn sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone(
     let record = rt.record(id).await.unwrap();
     assert_eq!(record.status, Status::Missing);
     assert_eq!(record.error.as_ref().unwrap().kind, "missing");
-    assert!(record.state["n"].as_u64().unwrap() >= 1, "the last saved state is kept");
+    assert!(
+        record.state["n"].as_u64().unwrap() >= 1,
+        "the last saved state is kept"
+    );
     assert!(record.finished_at.is_some());
 }

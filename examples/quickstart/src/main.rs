@@ -42,15 +42,30 @@ async fn main() -> Result<(), offstage::Error> {
         .await?;
 
     let mut events = rt.events();
-    let short = rt.launch_json("count", json!({ "to": 10, "interval_ms": 50 })).owner("quickstart").await?;
-    let long = rt.launch_json("count", json!({ "to": 1000, "interval_ms": 50 })).owner("quickstart").await?;
+    let short = rt
+        .launch_json("count", json!({ "to": 10, "interval_ms": 50 }))
+        .owner("quickstart")
+        .await?;
+    let long = rt
+        .launch_json("count", json!({ "to": 1000, "interval_ms": 50 }))
+        .owner("quickstart")
+        .await?;
     let failing = rt.launch_json("fail", json!("the input was empty")).await?;
-    println!("launched {} (short count), {} (long count), {} (fails)", short.id(), long.id(), failing.id());
+    println!(
+        "launched {} (short count), {} (long count), {} (fails)",
+        short.id(),
+        long.id(),
+        failing.id()
+    );
 
     // Watch live: every state write and log line arrives as an event, no polling.
     let mut long_steps = 0;
     while let Ok(event) = events.recv().await {
-        let who = if event.task_id == long.id() { "long " } else { "short" };
+        let who = if event.task_id == long.id() {
+            "long "
+        } else {
+            "short"
+        };
         match &event.kind {
             EventKind::State { state } if event.task_id != failing.id() => {
                 println!("  {who} state {state}");
@@ -69,15 +84,34 @@ async fn main() -> Result<(), offstage::Error> {
 
     // Kill the long one: it stops at its next await, keeping its last state.
     let killed = long.kill().await?;
-    println!("killed {}: status {}, last state {}", killed.id, killed.status, killed.state);
+    println!(
+        "killed {}: status {}, last state {}",
+        killed.id, killed.status, killed.state
+    );
 
     let failed = failing.wait().await?;
-    println!("{} failed with {:?}", failed.id, failed.error.map(|e| e.to_string()));
+    println!(
+        "{} failed with {:?}",
+        failed.id,
+        failed.error.map(|e| e.to_string())
+    );
 
     println!("\nlatest tasks in quickstart.db (newest first):");
     println!("{:<38} {:<7} {:<10} {}", "id", "name", "status", "state");
-    for task in rt.list(&ListFilter { limit: Some(10), ..ListFilter::default() }).await? {
-        println!("{:<38} {:<7} {:<10} {}", task.id.to_string(), task.name, task.status.as_str(), task.state);
+    for task in rt
+        .list(&ListFilter {
+            limit: Some(10),
+            ..ListFilter::default()
+        })
+        .await?
+    {
+        println!(
+            "{:<38} {:<7} {:<10} {}",
+            task.id.to_string(),
+            task.name,
+            task.status.as_str(),
+            task.state
+        );
     }
     rt.shutdown().await
 }

@@ -82,13 +82,20 @@ pub struct RuntimeBuilder {
 
 impl std::fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuntimeBuilder").field("registry", &self.registry).field("config", &self.config).finish()
+        f.debug_struct("RuntimeBuilder")
+            .field("registry", &self.registry)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
 impl Default for RuntimeBuilder {
     fn default() -> Self {
-        Self { store: None, registry: Registry::default(), config: Config::default() }
+        Self {
+            store: None,
+            registry: Registry::default(),
+            config: Config::default(),
+        }
     }
 }
 
@@ -168,7 +175,10 @@ impl RuntimeBuilder {
 
     /// Caps on each task's log.
     pub fn log_limits(mut self, max_lines: u64, max_bytes: u64) -> Self {
-        self.config.log_limits = LogLimits { max_lines, max_bytes };
+        self.config.log_limits = LogLimits {
+            max_lines,
+            max_bytes,
+        };
         self
     }
 
@@ -185,7 +195,8 @@ impl RuntimeBuilder {
         if c.max_concurrency == 0 {
             return bad("max_concurrency is 0, so no task could ever run: use at least 1");
         }
-        if c.flush_interval.is_zero() || c.heartbeat_interval.is_zero() || c.poll_interval.is_zero() {
+        if c.flush_interval.is_zero() || c.heartbeat_interval.is_zero() || c.poll_interval.is_zero()
+        {
             return bad("flush, heartbeat and poll intervals must be longer than zero");
         }
         if c.node_timeout <= c.heartbeat_interval {
@@ -204,7 +215,9 @@ impl RuntimeBuilder {
         let store: Arc<dyn Store> = match self.store {
             Some(StoreChoice::Given(store)) => store,
             #[cfg(feature = "sqlite")]
-            Some(StoreChoice::Sqlite(path)) => Arc::new(crate::store::sqlite::SqliteStore::open(path).await?),
+            Some(StoreChoice::Sqlite(path)) => {
+                Arc::new(crate::store::sqlite::SqliteStore::open(path).await?)
+            }
             #[cfg(feature = "sqlite")]
             None => Arc::new(crate::store::sqlite::SqliteStore::open("offstage.db").await?),
             #[cfg(not(feature = "sqlite"))]
@@ -226,7 +239,8 @@ impl RuntimeBuilder {
             })
             .await?;
         let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
-        let capture = tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
+        let capture =
+            tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
         let names = self.registry.names().map(str::to_owned).collect();
         let inner = Arc::new(Inner {
             node,
@@ -240,6 +254,7 @@ impl RuntimeBuilder {
             dirty: Mutex::new(Vec::new()),
             slots: AtomicUsize::new(0),
             backlog: AtomicBool::new(true),
+            handoff: AtomicUsize::new(0),
             wake: Default::default(),
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),

@@ -42,7 +42,10 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
             Ok(registered) => registered.prepare(&record.args).map_err(|e| {
                 TaskError::new(
                     "invalid_args",
-                    format!("the stored args no longer fit task type `{}`: {e}", record.name),
+                    format!(
+                        "the stored args no longer fit task type `{}`: {e}",
+                        record.name
+                    ),
                 )
             }),
             Err(e) => Err(TaskError::new("unknown_task_type", e.to_string())),
@@ -50,14 +53,27 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
     };
     let record = Arc::new(record);
     let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record));
-    rt.live.lock().expect("live map poisoned").insert(record.id, Arc::clone(&live));
+    rt.live
+        .lock()
+        .expect("live map poisoned")
+        .insert(record.id, Arc::clone(&live));
     rt.publish(record.id, EventKind::Started { task: record });
     match prepared {
         Ok(prepared) => {
-            let body = prepared(Context { task: Arc::clone(&live) });
-            tokio::spawn(supervise(live, body));
+            // The timeout counts from now, not from the supervisor's first poll.
+            let deadline = live.started.timeout_ms.map(|ms| {
+                (
+                    tokio::time::Instant::now() + Duration::from_millis(ms),
+                    Duration::from_millis(ms),
+                )
+            });
+            let body = prepared(Context {
+                task: Arc::clone(&live),
+            });
+            tokio::spawn(supervise(live, body, deadline));
         }
         Err(error) => {
+            rt.release_slots(1);
             tokio::spawn(finish(live, Outcome::Returned(Err(error))));
         }
     }
@@ -75,15 +91,36 @@ impl Drop for Unlist {
     }
 }
 
-async fn supervise(live: Arc<LiveTask>, body: BoxFuture<'static, Result<Value, TaskError>>) {
+type Deadline = Option<(tokio::time::Instant, Duration)>;
+
+async fn supervise(
+    live: Arc<LiveTask>,
+    body: BoxFuture<'static, Result<Value, TaskError>>,
+    deadline: Deadline,
+) {
     let _unlist = Unlist(Arc::clone(&live));
-    let rt = Arc::clone(&live.rt);
-    let body = CURRENT_TASK.scope(Arc::clone(&live), body).with_subscriber(rt.capture.clone());
+    // The body is dropped when `run` returns: that is the abort, at the await it was parked on.
+    let outcome = run(&live, body, deadline).await;
+    // The body no longer runs: its slot is free even while the outcome is being saved.
+    live.rt.release_slots(1);
+    finish(live, outcome).await;
+}
+
+/// Polls the body to its end, or stops it as asked (kill, timeout, shutdown).
+async fn run(
+    live: &Arc<LiveTask>,
+    body: BoxFuture<'static, Result<Value, TaskError>>,
+    deadline: Deadline,
+) -> Outcome {
+    let rt = &live.rt;
+    let body = CURRENT_TASK
+        .scope(Arc::clone(live), body)
+        .with_subscriber(rt.capture.clone());
     let mut body = std::pin::pin!(AssertUnwindSafe(body).catch_unwind());
-    let timeout = live.started.timeout_ms.map(Duration::from_millis);
+    let timeout = deadline.map(|(_, timeout)| timeout);
     let deadline = async {
-        match timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
+        match deadline {
+            Some((at, _)) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };
@@ -96,19 +133,19 @@ async fn supervise(live: Arc<LiveTask>, body: BoxFuture<'static, Result<Value, T
             grace: rt.config.kill_grace,
         }),
     };
-    let outcome = match ended {
+    match ended {
         Ok(Ok(result)) => Outcome::Returned(result),
         Ok(Err(panic)) => Outcome::Panicked(panic_message(panic.as_ref())),
         Err(request) => {
             live.request_stop(request);
             live.cancel.cancel();
             let aborted = request.grace.is_zero()
-                || tokio::time::timeout(request.grace, &mut body).await.is_err();
+                || tokio::time::timeout(request.grace, &mut body)
+                    .await
+                    .is_err();
             Outcome::Stopped { request, aborted }
         }
-    };
-    // Dropping the body here is the abort: it stops at the await it was parked on.
-    finish(live, outcome).await;
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -131,17 +168,24 @@ fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
     match outcome {
         Outcome::Returned(Ok(value)) => (Status::Completed, Some(value), None),
         Outcome::Returned(Err(error)) => (Status::Failed, None, Some(error)),
-        Outcome::Panicked(message) => (Status::Failed, None, Some(TaskError::new("panic", message))),
+        Outcome::Panicked(message) => {
+            (Status::Failed, None, Some(TaskError::new("panic", message)))
+        }
         Outcome::Stopped { request, aborted } => {
             let how = describe(request.grace, aborted);
             match request.reason {
-                StopReason::Kill => {
-                    (Status::Killed, None, Some(TaskError::new("killed", format!("killed; {how}"))))
-                }
+                StopReason::Kill => (
+                    Status::Killed,
+                    None,
+                    Some(TaskError::new("killed", format!("killed; {how}"))),
+                ),
                 StopReason::Timeout(timeout) => (
                     Status::Failed,
                     None,
-                    Some(TaskError::new("timeout", format!("ran past its timeout of {timeout:?}; {how}"))),
+                    Some(TaskError::new(
+                        "timeout",
+                        format!("ran past its timeout of {timeout:?}; {how}"),
+                    )),
                 ),
                 StopReason::Interrupted => (
                     Status::Missing,
@@ -188,10 +232,11 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         }
     };
     let final_record = Arc::new(final_record);
+    // Out of the live map first: whoever sees the task end and asks again reads the store,
+    // which already has the final record.
+    rt.live.lock().expect("live map poisoned").remove(&live.id);
     live.done.send_replace(Some(Arc::clone(&final_record)));
     rt.publish(live.id, EventKind::Finished { task: final_record });
-    rt.live.lock().expect("live map poisoned").remove(&live.id);
-    rt.release_slots(1);
     rt.ended.notify_waiters();
 }
 

@@ -77,7 +77,13 @@ pub struct Launch {
 
 impl Launch {
     pub(crate) fn new(rt: Arc<Inner>, name: String, args: Result<Value, Error>) -> Self {
-        Self { rt, name, args, options: LaunchOptions::default(), delay: None }
+        Self {
+            rt,
+            name,
+            args,
+            options: LaunchOptions::default(),
+            delay: None,
+        }
     }
 
     /// Replaces all options.
@@ -123,7 +129,13 @@ impl Launch {
     }
 
     async fn run(self) -> Result<Task, Error> {
-        let Launch { rt, name, args, options, delay } = self;
+        let Launch {
+            rt,
+            name,
+            args,
+            options,
+            delay,
+        } = self;
         if rt.is_shutting_down() {
             return Err(Error::new(
                 ErrorKind::ShuttingDown,
@@ -143,13 +155,16 @@ impl Launch {
         let now = rt.clock.now();
         let run_at = match (options.run_at, delay) {
             (Some(at), _) => at.max(now),
-            (None, Some(delay)) => now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            (None, Some(delay)) => {
+                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+            }
             (None, None) => now,
         };
         let due = run_at <= now;
-        // Start at once, skipping the queue, when that jumps over nobody: a due task, a free
-        // slot and no due task known to be waiting in the store.
-        let direct = due && !rt.backlog.load(Ordering::Acquire) && rt.try_reserve_slot();
+        // Start at once, skipping the queue, when the task is due and a slot is free. Slots
+        // that free up while tasks wait in the store go to the scheduler instead (see
+        // `release_slots`), so this never takes a slot a queued task was waiting for.
+        let direct = due && rt.try_reserve_slot();
         let id = TaskId::new();
         let queued = TaskRecord {
             id,
@@ -187,8 +202,18 @@ impl Launch {
             }
             return Err(error);
         }
-        let task = Task { rt: Arc::clone(&rt), id, name: queued.name.as_str().into(), launched_at: now };
-        rt.publish(id, EventKind::Launched { task: Arc::new(queued) });
+        let task = Task {
+            rt: Arc::clone(&rt),
+            id,
+            name: queued.name.as_str().into(),
+            launched_at: now,
+        };
+        rt.publish(
+            id,
+            EventKind::Launched {
+                task: Arc::new(queued),
+            },
+        );
         if direct {
             executor::start(&rt, stored, Some(prepared));
         } else {

@@ -78,7 +78,10 @@ impl LiveTask {
             id: started.id,
             started,
             state: Mutex::new(state),
-            unsaved: Mutex::new(Unsaved { next_log_seq: 1, ..Unsaved::default() }),
+            unsaved: Mutex::new(Unsaved {
+                next_log_seq: 1,
+                ..Unsaved::default()
+            }),
             dirty: AtomicBool::new(false),
             save_lock: tokio::sync::Mutex::new(()),
             cancel: CancellationToken::new(),
@@ -134,17 +137,31 @@ impl LiveTask {
             };
             unsaved.log_lines += 1;
             unsaved.log_bytes += message.len() as u64;
-            let line = LogLine { seq: unsaved.next_log_seq, at: self.rt.clock.now(), level, message };
+            let line = LogLine {
+                seq: unsaved.next_log_seq,
+                at: self.rt.clock.now(),
+                level,
+                message,
+            };
             unsaved.next_log_seq += 1;
             unsaved.logs.push(line.clone());
-            self.rt.publish(self.id, EventKind::Log { line: Arc::new(line) });
+            self.rt.publish(
+                self.id,
+                EventKind::Log {
+                    line: Arc::new(line),
+                },
+            );
         }
         self.mark_dirty();
     }
 
     fn mark_dirty(self: &Arc<Self>) {
         if !self.dirty.swap(true, Ordering::AcqRel) {
-            self.rt.dirty.lock().expect("dirty list poisoned").push(Arc::downgrade(self));
+            self.rt
+                .dirty
+                .lock()
+                .expect("dirty list poisoned")
+                .push(Arc::downgrade(self));
         }
     }
 
@@ -152,7 +169,10 @@ impl LiveTask {
     pub(crate) fn take_unsaved(&self) -> Pending {
         self.dirty.store(false, Ordering::Release);
         let mut unsaved = self.unsaved.lock().expect("unsaved poisoned");
-        Pending { state: unsaved.state.take(), logs: std::mem::take(&mut unsaved.logs) }
+        Pending {
+            state: unsaved.state.take(),
+            logs: std::mem::take(&mut unsaved.logs),
+        }
     }
 
     /// Asks the supervisor to stop the task. The first request wins.
@@ -178,7 +198,10 @@ impl LiveTask {
     /// Resolves with the final record once the task has ended.
     pub(crate) async fn finished(&self) -> Arc<TaskRecord> {
         let mut done = self.done.subscribe();
-        let record = done.wait_for(Option::is_some).await.expect("the sender lives in self");
+        let record = done
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in self");
         Arc::clone(record.as_ref().expect("waited for Some"))
     }
 }

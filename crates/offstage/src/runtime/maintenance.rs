@@ -11,10 +11,18 @@ use crate::event::EventKind;
 
 /// Marks the tasks of dead nodes `missing` and announces them.
 pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
-    let recovered = rt.store.recover(rt.node, rt.clock.now(), rt.config.node_timeout).await?;
+    let recovered = rt
+        .store
+        .recover(rt.node, rt.clock.now(), rt.config.node_timeout)
+        .await?;
     for record in recovered {
         tracing::warn!(task = %record.id, name = %record.name, "task went missing with its node");
-        rt.publish(record.id, EventKind::Finished { task: Arc::new(record) });
+        rt.publish(
+            record.id,
+            EventKind::Finished {
+                task: Arc::new(record),
+            },
+        );
     }
     Ok(())
 }
@@ -38,7 +46,10 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
                 for request in requests {
                     if let Some(live) = rt.live(request.task_id) {
                         let grace = request.grace.unwrap_or(rt.config.kill_grace);
-                        live.request_stop(StopRequest { reason: StopReason::Kill, grace });
+                        live.request_stop(StopRequest {
+                            reason: StopReason::Kill,
+                            grace,
+                        });
                     }
                 }
             }

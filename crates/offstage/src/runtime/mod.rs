@@ -62,7 +62,10 @@ pub(crate) struct Clock {
 
 impl Clock {
     fn new() -> Self {
-        Self { wall: Utc::now(), base: tokio::time::Instant::now() }
+        Self {
+            wall: Utc::now(),
+            base: tokio::time::Instant::now(),
+        }
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
@@ -101,9 +104,13 @@ pub(crate) struct Inner {
     pub(crate) dirty: Mutex<Vec<std::sync::Weak<LiveTask>>>,
     /// Slots in use: running tasks plus slots reserved for tasks about to start.
     pub(crate) slots: AtomicUsize,
-    /// True when due tasks may be waiting in the store, so a launch must queue behind them
-    /// rather than start at once.
+    /// True when due tasks may be waiting in the store: a slot that frees up then goes to the
+    /// scheduler (through `handoff`) instead of to whichever launch comes next, so queued tasks
+    /// get freed slots in priority order.
     pub(crate) backlog: AtomicBool,
+    /// Slots freed while there was a backlog, still counted in `slots`, kept for the
+    /// scheduler's next claim.
+    pub(crate) handoff: AtomicUsize,
     /// Wakes the scheduler: a slot freed up, or a task was queued.
     pub(crate) wake: Notify,
     pub(crate) shutting_down: AtomicBool,
@@ -115,7 +122,10 @@ pub(crate) struct Inner {
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("node", &self.node).field("store", &self.store).finish()
+        f.debug_struct("Runtime")
+            .field("node", &self.node)
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -253,25 +263,44 @@ impl Inner {
     }
 
     pub(crate) fn live(&self, id: TaskId) -> Option<Arc<LiveTask>> {
-        self.live.lock().expect("live map poisoned").get(&id).cloned()
+        self.live
+            .lock()
+            .expect("live map poisoned")
+            .get(&id)
+            .cloned()
     }
 
     pub(crate) async fn record(&self, id: TaskId) -> Result<TaskRecord, Error> {
         if let Some(live) = self.live(id) {
             return Ok(live.snapshot());
         }
-        self.store.get(id).await?.ok_or_else(|| Error::not_found(id))
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::not_found(id))
     }
 
-    pub(crate) async fn kill(&self, id: TaskId, grace: Option<Duration>) -> Result<TaskRecord, Error> {
+    pub(crate) async fn kill(
+        &self,
+        id: TaskId,
+        grace: Option<Duration>,
+    ) -> Result<TaskRecord, Error> {
         let grace = grace.unwrap_or(self.config.kill_grace);
         if let Some(live) = self.live(id) {
-            live.request_stop(StopRequest { reason: StopReason::Kill, grace });
+            live.request_stop(StopRequest {
+                reason: StopReason::Kill,
+                grace,
+            });
             return Ok(TaskRecord::clone(&*live.finished().await));
         }
         match self.store.kill(id, Some(grace), self.clock.now()).await? {
             KillOutcome::Killed(record) => {
-                self.publish(id, EventKind::Finished { task: Arc::new(record.clone()) });
+                self.publish(
+                    id,
+                    EventKind::Finished {
+                        task: Arc::new(record.clone()),
+                    },
+                );
                 Ok(record)
             }
             KillOutcome::AlreadyFinished(record) => Ok(record),
@@ -279,7 +308,10 @@ impl Inner {
                 if node == self.node {
                     // Claimed by this node a moment ago: it may be live by now.
                     if let Some(live) = self.live(id) {
-                        live.request_stop(StopRequest { reason: StopReason::Kill, grace });
+                        live.request_stop(StopRequest {
+                            reason: StopReason::Kill,
+                            grace,
+                        });
                     }
                 }
                 self.wait(id).await
@@ -295,7 +327,11 @@ impl Inner {
             }
             // Subscribe before reading, so a `finished` between the two is not missed.
             let mut events = self.events.subscribe_task(id);
-            let record = self.store.get(id).await?.ok_or_else(|| Error::not_found(id))?;
+            let record = self
+                .store
+                .get(id)
+                .await?
+                .ok_or_else(|| Error::not_found(id))?;
             if record.status.is_terminal() {
                 return Ok(record);
             }
@@ -321,14 +357,22 @@ impl Inner {
     pub(crate) fn try_reserve_slot(&self) -> bool {
         let max = self.config.max_concurrency;
         self.slots
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < max).then_some(used + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < max).then_some(used + 1)
+            })
             .is_ok()
     }
 
+    /// Frees `n` slots: to the scheduler if tasks are waiting in the store, otherwise to all.
     pub(crate) fn release_slots(&self, n: usize) {
-        if n > 0 {
-            self.slots.fetch_sub(n, Ordering::AcqRel);
-            self.wake.notify_one();
+        if n == 0 {
+            return;
         }
+        if self.backlog.load(Ordering::Acquire) {
+            self.handoff.fetch_add(n, Ordering::AcqRel);
+        } else {
+            self.slots.fetch_sub(n, Ordering::AcqRel);
+        }
+        self.wake.notify_one();
     }
 }

@@ -39,7 +39,7 @@ pub(crate) async fn run(rt: Weak<Inner>) {
 
 /// Claims what fits; returns how long to sleep (`None`: until woken).
 async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
-    let mut reserved = 0;
+    let mut reserved = rt.handoff.swap(0, Ordering::AcqRel);
     while reserved < CLAIM_BATCH && rt.try_reserve_slot() {
         reserved += 1;
     }
@@ -52,13 +52,14 @@ async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
         Ok(claimed) => claimed,
         Err(error) => {
             tracing::warn!(%error, "claiming queued tasks failed; retrying");
-            rt.release_slots(reserved);
+            rt.slots.fetch_sub(reserved, Ordering::AcqRel);
             return Some(rt.config.poll_interval);
         }
     };
     let full = claimed.len() == reserved;
     rt.backlog.store(full, Ordering::Release);
-    rt.slots.fetch_sub(reserved - claimed.len(), Ordering::AcqRel);
+    rt.slots
+        .fetch_sub(reserved - claimed.len(), Ordering::AcqRel);
     for record in claimed {
         executor::start(rt, record, None);
     }

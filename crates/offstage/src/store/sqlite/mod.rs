@@ -2,8 +2,9 @@
 //!
 //! Every write goes to one writer thread that owns the only writing connection. The thread
 //! takes everything that queued up while the previous transaction committed, runs it in one
-//! transaction (each operation in its own savepoint, so one failure undoes only itself), and
-//! commits once. Under load one fsync covers hundreds of launches; when idle a launch commits
+//! transaction and commits once. Operations carry no savepoint each (a savepoint per operation
+//! cost more than the operation, in statement-journal writes): an operation is one statement,
+//! which SQLite makes atomic, or fails only when the whole commit would fail too (I/O errors). Under load one fsync covers hundreds of launches; when idle a launch commits
 //! alone. Reads use a small pool of separate connections, which WAL lets run beside the writer.
 //!
 //! Node liveness: each runtime holds an exclusive lock on `<db>-nodes/<node-id>.lock`. The
@@ -78,14 +79,19 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 fn sqlite_error(path: &Path, what: &str, error: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
     if let rusqlite::Error::SqliteFailure(failure, _) = &error {
-        if matches!(failure.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) {
+        if matches!(
+            failure.code,
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt
+        ) {
             return Error::new(
                 ErrorKind::Corrupt,
                 format!(
@@ -114,8 +120,12 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
 
 fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
     let err = |e| sqlite_error(path, "migration", e);
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(err)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(err)?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(Error::new(
@@ -129,7 +139,8 @@ fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(err)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1).map_err(err)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(err)?;
     }
     tx.commit().map_err(err)
 }
@@ -146,7 +157,8 @@ impl SqliteStore {
         let opened = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || -> Result<Connection, Error> {
-                let mut conn = Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
+                let mut conn =
+                    Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
                 configure(&conn, options.durability).map_err(|e| sqlite_error(&path, "open", e))?;
                 migrate(&path, &mut conn)?;
                 Ok(conn)
@@ -188,7 +200,7 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
+            let result = f(conn);
             Box::new(move |commit| {
                 let result = match commit {
                     Ok(()) => result.map_err(|e| sqlite_error(&path, "write", e)),
@@ -207,7 +219,10 @@ impl SqliteStore {
     fn writer_gone(&self) -> Error {
         Error::new(
             ErrorKind::Store,
-            format!("the SQLite writer for {} has stopped; reopen the store", self.path.display()),
+            format!(
+                "the SQLite writer for {} has stopped; reopen the store",
+                self.path.display()
+            ),
         )
     }
 
@@ -223,7 +238,8 @@ impl SqliteStore {
             let conn = match pooled {
                 Some(conn) => conn,
                 None => {
-                    let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
+                    let conn =
+                        Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
                     conn.busy_timeout(Duration::from_secs(10))
                         .map_err(|e| sqlite_error(&path, "open", e))?;
                     conn
@@ -239,19 +255,6 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::new(ErrorKind::Store, format!("SQLite read task failed: {e}")))?
     }
-}
-
-fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-    let result = f(conn);
-    if result.is_err() {
-        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
-    }
-    conn.prepare_cached("RELEASE op")?.execute([])?;
-    result
 }
 
 fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
@@ -302,7 +305,13 @@ fn insert_logs(conn: &Connection, id: TaskId, logs: &[LogLine]) -> rusqlite::Res
     )?;
     let id = id.to_string();
     for line in logs {
-        insert.execute(params![id, line.seq as i64, micros(line.at), line.level.as_str(), line.message])?;
+        insert.execute(params![
+            id,
+            line.seq as i64,
+            micros(line.at),
+            line.level.as_str(),
+            line.message
+        ])?;
     }
     Ok(())
 }
@@ -320,13 +329,21 @@ impl Store for SqliteStore {
             .and_then(|_| File::create(&lock_path))
             .and_then(|file| file.try_lock().map(|_| file).map_err(std::io::Error::from))
             .map_err(|e| Error::store(&format!("locking {}", lock_path.display()), e))?;
-        self.node_locks.lock().expect("node locks poisoned").insert(node.id, file);
+        self.node_locks
+            .lock()
+            .expect("node locks poisoned")
+            .insert(node.id, file);
         let node = node.clone();
         self.write(move |conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO offstage_nodes (id, host, pid, started_at, heartbeat_at) \
                  VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![node.id.to_string(), node.host, node.pid, micros(node.started_at)],
+                params![
+                    node.id.to_string(),
+                    node.host,
+                    node.pid,
+                    micros(node.started_at)
+                ],
             )?;
             Ok(())
         })
@@ -362,11 +379,20 @@ impl Store for SqliteStore {
 
     async fn deregister_node(&self, node: NodeId) -> Result<(), Error> {
         self.write(move |conn| {
-            conn.execute("DELETE FROM offstage_nodes WHERE id = ?1", [node.to_string()])?;
+            conn.execute(
+                "DELETE FROM offstage_nodes WHERE id = ?1",
+                [node.to_string()],
+            )?;
             Ok(())
         })
         .await?;
-        if self.node_locks.lock().expect("node locks poisoned").remove(&node).is_some() {
+        if self
+            .node_locks
+            .lock()
+            .expect("node locks poisoned")
+            .remove(&node)
+            .is_some()
+        {
             let _ = std::fs::remove_file(self.nodes_dir().join(format!("{node}.lock")));
         }
         Ok(())
@@ -484,13 +510,16 @@ impl Store for SqliteStore {
                 conn.prepare_cached(&format!(
                     "UPDATE offstage_tasks SET status = 'running', node = ?1, started_at = ?2, \
                      attempt = attempt + 1 \
-                     WHERE id IN (SELECT id FROM offstage_tasks \
+                     WHERE id IN (SELECT id FROM offstage_tasks INDEXED BY offstage_tasks_queue \
                          WHERE status = 'queued' AND run_at <= ?2 \
                          AND name IN (SELECT value FROM json_each(?3)) \
                          ORDER BY priority DESC, id LIMIT ?4) \
                      RETURNING {TASK_COLUMNS}"
                 ))?
-                .query_map(params![node.to_string(), micros(now), names, limit as i64], task_from_row)?
+                .query_map(
+                    params![node.to_string(), micros(now), names, limit as i64],
+                    task_from_row,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
@@ -558,8 +587,10 @@ impl Store for SqliteStore {
     ) -> Result<KillOutcome, Error> {
         self.write(move |conn| {
             let select = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1");
-            let Some(record) =
-                conn.prepare_cached(&select)?.query_row([id.to_string()], task_from_row).optional()?
+            let Some(record) = conn
+                .prepare_cached(&select)?
+                .query_row([id.to_string()], task_from_row)
+                .optional()?
             else {
                 return Err(rusqlite::Error::QueryReturnedNoRows);
             };
@@ -571,12 +602,17 @@ impl Store for SqliteStore {
                             "UPDATE offstage_tasks SET status = 'killed', finished_at = ?2, \
                              error = ?3 WHERE id = ?1 RETURNING {TASK_COLUMNS}"
                         ))?
-                        .query_row(params![id.to_string(), micros(now), json_text(&error)], task_from_row)?;
+                        .query_row(
+                            params![id.to_string(), micros(now), json_text(&error)],
+                            task_from_row,
+                        )?;
                     Ok(KillOutcome::Killed(record))
                 }
                 Status::Running => {
-                    conn.prepare_cached("UPDATE offstage_tasks SET kill_grace_ms = ?2 WHERE id = ?1")?
-                        .execute(params![id.to_string(), kill_grace_ms(grace)])?;
+                    conn.prepare_cached(
+                        "UPDATE offstage_tasks SET kill_grace_ms = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id.to_string(), kill_grace_ms(grace)])?;
                     let node = record.node.expect("a running task has a node");
                     Ok(KillOutcome::Requested { node })
                 }
@@ -584,14 +620,22 @@ impl Store for SqliteStore {
             }
         })
         .await
-        .map_err(|e| if is_no_rows(&e) { Error::not_found(id) } else { e })
+        .map_err(|e| {
+            if is_no_rows(&e) {
+                Error::not_found(id)
+            } else {
+                e
+            }
+        })
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1"))?
-                .query_row([id.to_string()], task_from_row)
-                .optional()
+            conn.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1"
+            ))?
+            .query_row([id.to_string()], task_from_row)
+            .optional()
         })
         .await
     }
@@ -656,7 +700,10 @@ impl Store for SqliteStore {
                  (SELECT id FROM offstage_tasks WHERE finished_at < ?1)",
                 [before],
             )?;
-            let deleted = conn.execute("DELETE FROM offstage_tasks WHERE finished_at < ?1", [before])?;
+            let deleted = conn.execute(
+                "DELETE FROM offstage_tasks WHERE finished_at < ?1",
+                [before],
+            )?;
             Ok(deleted as u64)
         })
         .await
@@ -668,7 +715,10 @@ impl Store for SqliteStore {
                 .query_map([], |row| {
                     let status: String = row.get(0)?;
                     let count: i64 = row.get(1)?;
-                    Ok((status.parse::<Status>().unwrap_or(Status::Missing), count as u64))
+                    Ok((
+                        status.parse::<Status>().unwrap_or(Status::Missing),
+                        count as u64,
+                    ))
                 })?
                 .collect()
         })

@@ -30,14 +30,22 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite
     serde_json::from_str(&text).map_err(|e| bad_column(index, "JSON value", e))
 }
 
-fn json_opt<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
+fn json_opt<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<T>> {
     match row.get::<_, Option<String>>(index)? {
-        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| bad_column(index, "JSON value", e)),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| bad_column(index, "JSON value", e)),
         None => Ok(None),
     }
 }
 
-fn parsed<T: std::str::FromStr<Err = crate::Error>>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+fn parsed<T: std::str::FromStr<Err = crate::Error>>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     text.parse().map_err(|e| bad_column(index, "value", e))
 }

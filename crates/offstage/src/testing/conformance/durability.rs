@@ -15,9 +15,19 @@ use crate::{ErrorKind, ListFilter, NodeId, Status, TaskRecord};
 /// Everything about finished tasks reads the same after the store is reopened.
 pub async fn history_survives_reopening(backend: &dyn Backend) {
     let (rt, database) = runtime(backend).await;
-    let done = rt.launch_json("test.log", json!(2)).owner("alice").await.unwrap();
+    let done = rt
+        .launch_json("test.log", json!(2))
+        .owner("alice")
+        .await
+        .unwrap();
     let done = done.wait().await.unwrap();
-    let failed = rt.launch_json("test.fail", json!("oops")).await.unwrap().wait().await.unwrap();
+    let failed = rt
+        .launch_json("test.fail", json!("oops"))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     rt.shutdown().await.unwrap();
     drop(rt);
 
@@ -29,7 +39,10 @@ pub async fn history_survives_reopening(backend: &dyn Backend) {
     assert_eq!(task.launched_at(), done.launched_at);
     assert_eq!(rt.logs(done.id, 0, 10).await.unwrap().len(), 4);
     let listed = rt.list(&ListFilter::default()).await.unwrap();
-    assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), [failed.id, done.id]);
+    assert_eq!(
+        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [failed.id, done.id]
+    );
 }
 
 fn running_record(node: NodeId, launched: chrono::DateTime<Utc>) -> TaskRecord {
@@ -52,7 +65,12 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
     let database = backend.new_database();
     let store = backend.open(&database).await;
     let long_ago = Utc::now() - chrono::Duration::hours(1);
-    let dead = NodeInfo { id: NodeId::new(), host: "elsewhere".into(), pid: 1, started_at: long_ago };
+    let dead = NodeInfo {
+        id: NodeId::new(),
+        host: "elsewhere".into(),
+        pid: 1,
+        started_at: long_ago,
+    };
     store.register_node(&dead).await.unwrap();
     let orphan = running_record(dead.id, long_ago);
     store.launch(&orphan).await.unwrap();
@@ -63,32 +81,60 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
     let error = record.error.unwrap();
     assert_eq!(error.kind, "missing");
     assert!(error.message.contains("elsewhere"), "{}", error.message);
-    assert_eq!(rt.get(orphan.id).await.unwrap().is_completed().await.unwrap_err().kind(), ErrorKind::TaskMissing);
+    assert_eq!(
+        rt.get(orphan.id)
+            .await
+            .unwrap()
+            .is_completed()
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TaskMissing
+    );
     // Recovery runs once: a second pass finds nothing more.
-    assert!(rt.store().recover(rt.node_id(), rt.now(), Duration::from_secs(10)).await.unwrap().is_empty());
+    assert!(rt
+        .store()
+        .recover(rt.node_id(), rt.now(), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A second runtime opening the same database never marks a live runtime's tasks missing.
 pub async fn live_node_tasks_are_never_marked_missing(backend: &dyn Backend) {
     let (first, database) = runtime(backend).await;
     let mut events = first.events();
-    let task = first.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let task = first
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     wait_started(&mut events, task.id()).await;
     let second = runtime_with(backend, &database, |b| b).await;
-    let recovered = second.store().recover(second.node_id(), second.now(), Duration::from_secs(10)).await.unwrap();
+    let recovered = second
+        .store()
+        .recover(second.node_id(), second.now(), Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(recovered.is_empty(), "{recovered:?}");
-    assert_eq!(second.record(task.id()).await.unwrap().status, Status::Running);
+    assert_eq!(
+        second.record(task.id()).await.unwrap().status,
+        Status::Running
+    );
     assert_eq!(task.kill().await.unwrap().status, Status::Killed);
 }
 
 /// A kill sent through one node stops a task running on another.
 pub async fn kill_reaches_a_task_on_another_node(backend: &dyn Backend) {
     let database = backend.new_database();
-    let fast = |b: crate::RuntimeBuilder| b.heartbeat(Duration::from_millis(50), Duration::from_secs(10));
+    let fast =
+        |b: crate::RuntimeBuilder| b.heartbeat(Duration::from_millis(50), Duration::from_secs(10));
     let first = runtime_with(backend, &database, fast).await;
     let second = runtime_with(backend, &database, fast).await;
     let mut events = first.events();
-    let task = first.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let task = first
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     wait_started(&mut events, task.id()).await;
     let record = second.kill(task.id()).await.unwrap();
     assert_eq!(record.status, Status::Killed);
@@ -104,17 +150,31 @@ pub async fn purge_deletes_finished_before(backend: &dyn Backend) {
     let cutoff = rt.now() + chrono::Duration::milliseconds(1);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let mut events = rt.events();
-    let running = rt.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let running = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     wait_started(&mut events, running.id()).await;
     let queued = rt.launch_json("test.echo", json!(1)).await.unwrap();
     assert_eq!(rt.purge(cutoff).await.unwrap(), 1);
-    assert_eq!(rt.get(old.id()).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(rt.logs(old.id(), 0, 10).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        rt.get(old.id()).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        rt.logs(old.id(), 0, 10).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(running.status().await.unwrap(), Status::Running);
     assert_eq!(queued.status().await.unwrap(), Status::Queued);
     running.kill().await.unwrap();
     queued.wait().await.unwrap();
-    assert_eq!(rt.purge(rt.now() + chrono::Duration::seconds(1)).await.unwrap(), 2);
+    assert_eq!(
+        rt.purge(rt.now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(rt.list(&ListFilter::default()).await.unwrap().is_empty());
 }
 

@@ -13,7 +13,10 @@ use crate::{ErrorKind, EventKind, ListFilter, LogLevel, Status, TaskId};
 pub async fn launch_runs_and_completes(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
     let mut events = rt.events();
-    let task = rt.launch_json("test.echo", json!({ "hello": "world" })).await.unwrap();
+    let task = rt
+        .launch_json("test.echo", json!({ "hello": "world" }))
+        .await
+        .unwrap();
     let record = task.wait().await.unwrap();
     assert_eq!(record.status, Status::Completed);
     assert_eq!(record.termination_status(), Some(Status::Completed));
@@ -57,10 +60,16 @@ pub async fn unknown_task_type_lists_registered_names(backend: &dyn Backend) {
 /// Args that do not deserialize into the task type's args fail the launch, not the task.
 pub async fn args_that_do_not_fit_are_rejected_at_launch(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
-    let error = rt.launch_json("test.sleep", json!({ "seconds": 1 })).await.unwrap_err();
+    let error = rt
+        .launch_json("test.sleep", json!({ "seconds": 1 }))
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidArgs);
     assert!(error.message().contains("missing field `ms`"), "{error}");
-    let error = rt.launch_json("test.double", json!({ "n": "two" })).await.unwrap_err();
+    let error = rt
+        .launch_json("test.double", json!({ "n": "two" }))
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidArgs);
     assert!(rt.list(&ListFilter::default()).await.unwrap().is_empty());
 }
@@ -71,7 +80,10 @@ pub async fn unknown_id_is_not_found(backend: &dyn Backend) {
     let id = TaskId::new();
     assert_eq!(rt.get(id).await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(rt.kill(id).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(rt.logs(id, 0, 10).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        rt.logs(id, 0, 10).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(rt.store().get(id).await.unwrap(), None);
 }
 
@@ -79,12 +91,17 @@ pub async fn unknown_id_is_not_found(backend: &dyn Backend) {
 pub async fn state_is_live_for_readers_and_saved_at_the_end(backend: &dyn Backend) {
     let (rt, database) = runtime(backend).await;
     let mut events = rt.events();
-    let task = rt.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let task = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     let event = wait_for_event(&mut events, Duration::from_secs(30), |e| {
         matches!(e.kind, EventKind::State { .. })
     })
     .await;
-    let EventKind::State { state } = event.kind else { unreachable!() };
+    let EventKind::State { state } = event.kind else {
+        unreachable!()
+    };
     assert_eq!(*state, json!({ "phase": "waiting" }));
     // A read-only handle sees the latest state while it runs.
     assert_eq!(task.state().await.unwrap(), json!({ "phase": "waiting" }));
@@ -96,18 +113,36 @@ pub async fn state_is_live_for_readers_and_saved_at_the_end(backend: &dyn Backen
     assert_eq!(record.state, json!({ "phase": "stopping" }));
     // What the store kept is the same, as another process opening the database sees it.
     let other = backend.open(&database).await;
-    assert_eq!(other.get(task.id()).await.unwrap().unwrap().state, json!({ "phase": "stopping" }));
+    assert_eq!(
+        other.get(task.id()).await.unwrap().unwrap().state,
+        json!({ "phase": "stopping" })
+    );
 }
 
 /// A state over the cap is refused with an error the task can handle; the old state stays.
 pub async fn oversized_state_is_an_error_the_task_can_handle(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.state_limit(1024)).await;
-    let record = rt.launch_json("test.big_state", json!(2000)).await.unwrap().wait().await.unwrap();
+    let record = rt
+        .launch_json("test.big_state", json!(2000))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(record.status, Status::Completed);
-    assert_eq!(record.return_value, Some(json!({ "refused": true, "state": { "small": true } })));
+    assert_eq!(
+        record.return_value,
+        Some(json!({ "refused": true, "state": { "small": true } }))
+    );
     assert_eq!(record.state, json!({ "small": true }));
-    let record = rt.launch_json("test.big_state", json!(10)).await.unwrap().wait().await.unwrap();
+    let record = rt
+        .launch_json("test.big_state", json!(10))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(record.return_value.unwrap()["refused"], json!(false));
 }
 
@@ -118,8 +153,21 @@ pub async fn logs_are_sequenced_and_capture_tracing(backend: &dyn Backend) {
     task.wait().await.unwrap();
     let lines = rt.logs(task.id(), 0, 100).await.unwrap();
     let text: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
-    assert_eq!(text, ["line 1", "traced i=1", "line 2", "traced i=2", "line 3", "traced i=3"]);
-    assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        text,
+        [
+            "line 1",
+            "traced i=1",
+            "line 2",
+            "traced i=2",
+            "line 3",
+            "traced i=3"
+        ]
+    );
+    assert_eq!(
+        lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
     assert!(lines.iter().all(|l| l.level == LogLevel::Info));
     let after = rt.logs(task.id(), 4, 100).await.unwrap();
     assert_eq!(after.iter().map(|l| l.seq).collect::<Vec<_>>(), [5, 6]);
@@ -141,11 +189,17 @@ pub async fn log_cap_leaves_a_truncation_mark(backend: &dyn Backend) {
 /// A task that returns an error ends `failed` with that error; `is_completed` reports it.
 pub async fn failed_task_keeps_its_error(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
-    let task = rt.launch_json("test.fail", json!("no such file")).await.unwrap();
+    let task = rt
+        .launch_json("test.fail", json!("no such file"))
+        .await
+        .unwrap();
     let record = task.wait().await.unwrap();
     assert_eq!(record.status, Status::Failed);
     let error = record.error.clone().unwrap();
-    assert_eq!((error.kind.as_str(), error.message.as_str()), ("bad_input", "no such file"));
+    assert_eq!(
+        (error.kind.as_str(), error.message.as_str()),
+        ("bad_input", "no such file")
+    );
     assert_eq!(error.detail.as_deref(), Some("some detail"));
     let raised = task.is_completed().await.unwrap_err();
     assert_eq!(raised.kind(), ErrorKind::TaskFailed);
@@ -157,11 +211,26 @@ pub async fn failed_task_keeps_its_error(backend: &dyn Backend) {
 /// A panic ends the task `failed` with kind `panic`; other tasks carry on.
 pub async fn panic_fails_the_task_and_the_runtime_keeps_running(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
-    let record = rt.launch_json("test.panic", json!("it broke")).await.unwrap().wait().await.unwrap();
+    let record = rt
+        .launch_json("test.panic", json!("it broke"))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(record.status, Status::Failed);
     let error = record.error.unwrap();
-    assert_eq!((error.kind.as_str(), error.message.as_str()), ("panic", "it broke"));
-    let after = rt.launch_json("test.echo", json!(1)).await.unwrap().wait().await.unwrap();
+    assert_eq!(
+        (error.kind.as_str(), error.message.as_str()),
+        ("panic", "it broke")
+    );
+    let after = rt
+        .launch_json("test.echo", json!(1))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(after.status, Status::Completed);
 }
 
@@ -170,11 +239,22 @@ pub async fn concurrency_limit_then_priority_then_launch_order(backend: &dyn Bac
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
     let mut events = rt.events();
-    let blocker = rt.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let blocker = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     wait_started(&mut events, blocker.id()).await;
-    let low = rt.launch_json("test.echo", json!("low")).priority(-1).await.unwrap();
+    let low = rt
+        .launch_json("test.echo", json!("low"))
+        .priority(-1)
+        .await
+        .unwrap();
     let first = rt.launch_json("test.echo", json!("first")).await.unwrap();
-    let high = rt.launch_json("test.echo", json!("high")).priority(5).await.unwrap();
+    let high = rt
+        .launch_json("test.echo", json!("high"))
+        .priority(5)
+        .await
+        .unwrap();
     let second = rt.launch_json("test.echo", json!("second")).await.unwrap();
     for task in [&low, &first, &high, &second] {
         assert_eq!(task.status().await.unwrap(), Status::Queued);
@@ -188,7 +268,10 @@ pub async fn concurrency_limit_then_priority_then_launch_order(backend: &dyn Bac
             order.push(task.args.clone());
         }
     }
-    assert_eq!(order, [json!("high"), json!("first"), json!("second"), json!("low")]);
+    assert_eq!(
+        order,
+        [json!("high"), json!("first"), json!("second"), json!("low")]
+    );
     for task in [low, first, high, second] {
         assert_eq!(task.wait().await.unwrap().status, Status::Completed);
     }
@@ -200,7 +283,12 @@ pub async fn list_filters_and_pages_newest_first(backend: &dyn Backend) {
     let mut ids = Vec::new();
     for i in 0..5 {
         let owner = if i % 2 == 0 { "alice" } else { "bob" };
-        let task = rt.launch_json("test.echo", json!(i)).owner(owner).key(format!("k{i}")).await.unwrap();
+        let task = rt
+            .launch_json("test.echo", json!(i))
+            .owner(owner)
+            .key(format!("k{i}"))
+            .await
+            .unwrap();
         task.wait().await.unwrap();
         ids.push(task.id());
     }
@@ -214,20 +302,68 @@ pub async fn list_filters_and_pages_newest_first(backend: &dyn Backend) {
     expected.reverse();
     assert_eq!(listed, expected, "newest first");
 
-    let page = |before: Option<TaskId>| ListFilter { limit: Some(2), before, ..ListFilter::default() };
+    let page = |before: Option<TaskId>| ListFilter {
+        limit: Some(2),
+        before,
+        ..ListFilter::default()
+    };
     let first = rt.list(&page(None)).await.unwrap();
     let second = rt.list(&page(Some(first[1].id))).await.unwrap();
-    assert_eq!([first[0].id, first[1].id, second[0].id, second[1].id], expected[..4]);
+    assert_eq!(
+        [first[0].id, first[1].id, second[0].id, second[1].id],
+        expected[..4]
+    );
 
     let by = |filter: ListFilter| {
         let rt = rt.clone();
-        async move { rt.list(&filter).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>() }
+        async move {
+            rt.list(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
     };
-    assert_eq!(by(ListFilter { owner: Some("bob".into()), ..Default::default() }).await, [ids[3], ids[1]]);
-    assert_eq!(by(ListFilter { status: Some(Status::Failed), ..Default::default() }).await, [failed.id()]);
-    assert_eq!(by(ListFilter { name: Some("test.echo".into()), ..Default::default() }).await.len(), 5);
-    assert_eq!(by(ListFilter { key: Some("k2".into()), ..Default::default() }).await, [ids[2]]);
-    assert!(by(ListFilter { name: Some("test.nothing".into()), ..Default::default() }).await.is_empty());
+    assert_eq!(
+        by(ListFilter {
+            owner: Some("bob".into()),
+            ..Default::default()
+        })
+        .await,
+        [ids[3], ids[1]]
+    );
+    assert_eq!(
+        by(ListFilter {
+            status: Some(Status::Failed),
+            ..Default::default()
+        })
+        .await,
+        [failed.id()]
+    );
+    assert_eq!(
+        by(ListFilter {
+            name: Some("test.echo".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        by(ListFilter {
+            key: Some("k2".into()),
+            ..Default::default()
+        })
+        .await,
+        [ids[2]]
+    );
+    assert!(by(ListFilter {
+        name: Some("test.nothing".into()),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
 }
 
 /// Events after a sequence number replay from the buffer with no gap or duplicate.

@@ -49,11 +49,17 @@ impl Backend for SqliteBackend {
     fn new_database(&self) -> String {
         let dir = std::env::temp_dir().join("offstage-tests");
         std::fs::create_dir_all(&dir).expect("creating the test directory");
-        dir.join(format!("{}.db", uuid::Uuid::now_v7())).to_string_lossy().into_owned()
+        dir.join(format!("{}.db", uuid::Uuid::now_v7()))
+            .to_string_lossy()
+            .into_owned()
     }
 
     async fn open(&self, database: &str) -> Arc<dyn Store> {
-        Arc::new(crate::store::sqlite::SqliteStore::open(database).await.expect("opening SQLite"))
+        Arc::new(
+            crate::store::sqlite::SqliteStore::open(database)
+                .await
+                .expect("opening SQLite"),
+        )
     }
 }
 

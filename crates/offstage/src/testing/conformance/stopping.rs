@@ -14,15 +14,25 @@ use crate::{ErrorKind, EventKind, Status};
 pub async fn kill_running_task_that_cooperates(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
     let mut events = rt.events();
-    let task = rt.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let task = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     wait_started(&mut events, task.id()).await;
     let record = task.kill().await.unwrap();
     assert_eq!(record.status, Status::Killed);
     assert_eq!(record.state, json!({ "phase": "stopping" }));
     let error = record.error.unwrap();
     assert_eq!(error.kind, "killed");
-    assert!(error.message.contains("stopped by itself"), "{}", error.message);
-    assert_eq!(task.is_completed().await.unwrap_err().kind(), ErrorKind::TaskKilled);
+    assert!(
+        error.message.contains("stopped by itself"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        task.is_completed().await.unwrap_err().kind(),
+        ErrorKind::TaskKilled
+    );
     assert_eq!(rt.running(), 0);
 }
 
@@ -42,7 +52,11 @@ pub async fn kill_task_that_ignores_cancellation_aborts_after_grace(backend: &dy
         tokio::task::yield_now().await;
     }
     tokio::time::advance(Duration::from_secs(4)).await;
-    assert_eq!(task.status().await.unwrap(), Status::Running, "still in its grace period");
+    assert_eq!(
+        task.status().await.unwrap(),
+        Status::Running,
+        "still in its grace period"
+    );
     tokio::time::advance(Duration::from_secs(2)).await;
     let record = kill.await.unwrap();
     assert_eq!(record.status, Status::Killed);
@@ -75,8 +89,14 @@ pub async fn kill_after_completion_stays_completed(backend: &dyn Backend) {
     for _ in 0..20 {
         let task = rt.launch_json("test.echo", json!(1)).await.unwrap();
         let record = task.kill().await.unwrap();
-        assert!(matches!(record.status, Status::Completed | Status::Killed), "{record:?}");
-        assert_eq!(rt.store().get(task.id()).await.unwrap().unwrap().status, record.status);
+        assert!(
+            matches!(record.status, Status::Completed | Status::Killed),
+            "{record:?}"
+        );
+        assert_eq!(
+            rt.store().get(task.id()).await.unwrap().unwrap().status,
+            record.status
+        );
     }
 }
 
@@ -85,7 +105,10 @@ pub async fn kill_queued_task_never_runs(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
     let mut events = rt.events();
-    let blocker = rt.launch_json("test.until_cancelled", json!(null)).await.unwrap();
+    let blocker = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
     wait_started(&mut events, blocker.id()).await;
     let queued = rt.launch_json("test.echo", json!("never")).await.unwrap();
     assert_eq!(queued.status().await.unwrap(), Status::Queued);
@@ -115,7 +138,11 @@ pub async fn timeout_fails_with_kind_timeout(backend: &dyn Backend) {
     assert_eq!(record.error.unwrap().kind, "timeout");
     assert_eq!(record.state, json!({ "phase": "stopping" }));
     // A zero timeout is refused at launch.
-    let error = rt.launch_json("test.noop", json!(null)).timeout(Duration::ZERO).await.unwrap_err();
+    let error = rt
+        .launch_json("test.noop", json!(null))
+        .timeout(Duration::ZERO)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidArgument);
 }
 
@@ -123,7 +150,11 @@ pub async fn timeout_fails_with_kind_timeout(backend: &dyn Backend) {
 pub async fn run_at_is_honoured(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
     let mut events = rt.events();
-    let task = rt.launch_json("test.echo", json!("later")).delay(Duration::from_secs(60)).await.unwrap();
+    let task = rt
+        .launch_json("test.echo", json!("later"))
+        .delay(Duration::from_secs(60))
+        .await
+        .unwrap();
     let record = task.record().await.unwrap();
     assert_eq!((record.run_at - record.launched_at).num_seconds(), 60);
     tokio::time::advance(Duration::from_secs(30)).await;
@@ -141,9 +172,15 @@ pub async fn run_at_is_honoured(backend: &dyn Backend) {
 /// `missing` with kind `interrupted`, and refuses new launches.
 pub async fn shutdown_drains_then_interrupts(backend: &dyn Backend) {
     let database = backend.new_database();
-    let rt = runtime_with(backend, &database, |b| b.shutdown_drain(Duration::from_secs(10))).await;
+    let rt = runtime_with(backend, &database, |b| {
+        b.shutdown_drain(Duration::from_secs(10))
+    })
+    .await;
     let mut events = rt.events();
-    let quick = rt.launch_json("test.sleep", json!({ "ms": 2_000 })).await.unwrap();
+    let quick = rt
+        .launch_json("test.sleep", json!({ "ms": 2_000 }))
+        .await
+        .unwrap();
     let slow = rt.launch_json("test.stubborn", json!(null)).await.unwrap();
     wait_started(&mut events, slow.id()).await;
     let shutdown = tokio::spawn({
@@ -158,8 +195,14 @@ pub async fn shutdown_drains_then_interrupts(backend: &dyn Backend) {
         e.task_id == quick.id() && matches!(e.kind, EventKind::Finished { .. })
     })
     .await;
-    let EventKind::Finished { task } = finished.kind else { unreachable!() };
-    assert_eq!(task.status, Status::Completed, "finished within the drain period");
+    let EventKind::Finished { task } = finished.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        task.status,
+        Status::Completed,
+        "finished within the drain period"
+    );
     tokio::time::advance(Duration::from_secs(8)).await;
     shutdown.await.unwrap().unwrap();
     let other = backend.open(&database).await;

@@ -41,21 +41,28 @@ pub struct Millis {
 pub fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder
         .register(Double)
-        .task("test.noop", |_ctx: Context, _args: Value| async { Ok::<_, TaskError>(()) })
-        .task("test.echo", |_ctx: Context, args: Value| async move { Ok::<_, TaskError>(args) })
+        .task("test.noop", |_ctx: Context, _args: Value| async {
+            Ok::<_, TaskError>(())
+        })
+        .task("test.echo", |_ctx: Context, args: Value| async move {
+            Ok::<_, TaskError>(args)
+        })
         .task("test.sleep", |ctx: Context, args: Millis| async move {
             ctx.set_state(&json!({ "sleeping": args.ms }))?;
             tokio::time::sleep(Duration::from_millis(args.ms)).await;
             Ok::<_, TaskError>(args.ms)
         })
         // Writes state, then waits to be told to stop, and stops.
-        .task("test.until_cancelled", |ctx: Context, _args: Value| async move {
-            ctx.set_state(&json!({ "phase": "waiting" }))?;
-            ctx.cancelled().await;
-            ctx.set_state(&json!({ "phase": "stopping" }))?;
-            ctx.checkpoint()?;
-            Ok::<_, TaskError>(())
-        })
+        .task(
+            "test.until_cancelled",
+            |ctx: Context, _args: Value| async move {
+                ctx.set_state(&json!({ "phase": "waiting" }))?;
+                ctx.cancelled().await;
+                ctx.set_state(&json!({ "phase": "stopping" }))?;
+                ctx.checkpoint()?;
+                Ok::<_, TaskError>(())
+            },
+        )
         // Never looks at its cancellation: only an abort stops it.
         .task("test.stubborn", |ctx: Context, _args: Value| async move {
             let mut n = 0u64;
@@ -104,5 +111,8 @@ pub async fn runtime_with(
 ) -> Runtime {
     let store = backend.open(database).await;
     let builder = with_test_tasks(Runtime::builder().store(Arc::clone(&store)));
-    configure(builder).build().await.expect("building the runtime")
+    configure(builder)
+        .build()
+        .await
+        .expect("building the runtime")
 }

@@ -24,8 +24,10 @@ CREATE TABLE offstage_tasks (
     kill_grace_ms INTEGER
 ) WITHOUT ROWID;
 
--- The queue: claimed in priority order, then launch (id) order.
-CREATE INDEX offstage_tasks_queue ON offstage_tasks (priority DESC, id) WHERE status = 'queued';
+-- The queue: claimed in priority order, then launch (id) order. Covers the claim's filters, so
+-- a claim reads only the index entries it takes (plus delayed ones ahead of them).
+CREATE INDEX offstage_tasks_queue ON offstage_tasks (priority DESC, id, run_at, name)
+    WHERE status = 'queued';
 -- Recovery and kill requests look up running tasks by node.
 CREATE INDEX offstage_tasks_running ON offstage_tasks (node) WHERE status = 'running';
 -- Listing, newest first, by each filter.
