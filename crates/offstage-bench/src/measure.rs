@@ -58,47 +58,30 @@ pub async fn idle_rss(db: &Path) -> f64 {
     rss
 }
 
-/// No-op tasks launched one call at a time, `in_flight` launches at once, until all `n` have
-/// completed (as their `finished` events say). Tasks per second.
+/// No-op tasks launched one call at a time, `in_flight` launch-and-wait calls at once, until
+/// all `n` have completed. Tasks per second.
 pub async fn throughput(db: &Path, n: usize, in_flight: usize) -> f64 {
     let rt = Runtime::builder()
         .sqlite(db)
         .task("noop", noop)
-        .config({
-            let mut config = offstage::Config::default();
-            config.max_concurrency = in_flight * 10;
-            config.event_replay = 1 << 18;
-            config
-        })
+        .max_concurrency(in_flight * 10)
         .build()
         .await
         .unwrap();
-    let mut events = rt.events();
-    let counter = tokio::spawn(async move {
-        let mut completed = 0;
-        while completed < n {
-            match events.recv().await {
-                Ok(event) => {
-                    if let EventKind::Finished { task } = &event.kind {
-                        assert_eq!(task.status, Status::Completed);
-                        completed += 1;
-                    }
-                }
-                Err(error) => panic!("the counter lost events: {error}"),
-            }
-        }
-    });
     let start = Instant::now();
     let permits = Arc::new(Semaphore::new(in_flight));
     for _ in 0..n {
         let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
         let rt = rt.clone();
         tokio::spawn(async move {
-            rt.launch_json("noop", Value::Null).await.unwrap();
+            let task = rt.launch_json("noop", Value::Null).await.unwrap();
+            let record = task.wait().await.unwrap();
+            assert_eq!(record.status, Status::Completed);
             drop(permit);
         });
     }
-    counter.await.unwrap();
+    // Every permit back: every task has completed.
+    let _all = permits.acquire_many(in_flight as u32).await.unwrap();
     let elapsed = start.elapsed();
     rt.shutdown().await.unwrap();
     n as f64 / elapsed.as_secs_f64()

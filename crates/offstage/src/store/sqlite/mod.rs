@@ -114,6 +114,9 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
         Durability::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
+    // Up to 64 MiB of page cache (allocated only as pages are used): with a few hundred
+    // thousand tasks the indexes stop falling out of the cache between commits.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -356,7 +359,7 @@ impl Store for SqliteStore {
                 .execute(params![node.to_string(), micros(now)])?;
             let mut select = conn.prepare_cached(
                 "SELECT id, kill_grace_ms FROM offstage_tasks \
-                 WHERE status = 'running' AND node = ?1 AND kill_grace_ms IS NOT NULL",
+                 WHERE kill_grace_ms IS NOT NULL AND node = ?1 AND status = 'running'",
             )?;
             let requests = select
                 .query_map([node.to_string()], |row| {
@@ -469,7 +472,17 @@ impl Store for SqliteStore {
     }
 
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
-        let task = task.clone();
+        // Everything is turned into SQL values here, so the writer thread only runs SQL.
+        let id = task.id.to_string();
+        let name = task.name.clone();
+        let args = json_text(&task.args);
+        let state = json_text(&task.state);
+        let status = task.status.as_str();
+        let times = (micros(task.launched_at), micros(task.run_at), task.started_at.map(micros));
+        let (attempt, priority) = (task.attempt, task.priority);
+        let (key, owner) = (task.key.clone(), task.owner.clone());
+        let timeout_ms = task.timeout_ms.map(|t| t as i64);
+        let node = task.node.map(|n| n.to_string());
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
@@ -477,20 +490,8 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
-                task.id.to_string(),
-                task.name,
-                json_text(&task.args),
-                task.status.as_str(),
-                json_text(&task.state),
-                micros(task.launched_at),
-                micros(task.run_at),
-                task.started_at.map(micros),
-                task.attempt,
-                task.priority,
-                task.key,
-                task.owner,
-                task.timeout_ms.map(|t| t as i64),
-                task.node.map(|n| n.to_string()),
+                id, name, args, status, state, times.0, times.1, times.2, attempt, priority, key,
+                owner, timeout_ms, node,
             ])?;
             Ok(())
         })
@@ -557,23 +558,21 @@ impl Store for SqliteStore {
     }
 
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error> {
+        let text_id = id.to_string();
+        let node = node.to_string();
+        let return_value = finish.return_value.as_ref().map(json_text);
+        let error = finish.error.as_ref().map(json_text);
+        let finished_at = micros(finish.finished_at);
+        let Finish { status, state, logs, .. } = finish;
         self.write(move |conn| {
-            insert_logs(conn, id, &finish.logs)?;
+            insert_logs(conn, id, &logs)?;
             let changed = conn
                 .prepare_cached(
                     "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
                      error = ?6, finished_at = ?7, kill_grace_ms = NULL \
                      WHERE id = ?1 AND node = ?2 AND status = 'running'",
                 )?
-                .execute(params![
-                    id.to_string(),
-                    node.to_string(),
-                    finish.status.as_str(),
-                    finish.state,
-                    finish.return_value.as_ref().map(json_text),
-                    finish.error.as_ref().map(json_text),
-                    micros(finish.finished_at),
-                ])?;
+                .execute(params![text_id, node, status.as_str(), state, return_value, error, finished_at])?;
             Ok(changed == 1)
         })
         .await
