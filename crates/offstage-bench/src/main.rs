@@ -13,6 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 
+use offstage::store::sqlite::Durability;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
@@ -80,9 +82,13 @@ fn run(
         out.push(("throughput_4000_in_flight_tasks_per_s", throughput, "-"));
     }
     if wanted("launch") {
-        let (p50, p99) = rt.block_on(measure::launch_latency(&db("launch"), 500));
+        let (p50, p99) = rt.block_on(measure::launch_latency(&db("launch"), 500, Durability::Full));
         out.push(("launch_p50_ms", p50, "≤ 0.3"));
         out.push(("launch_p99_ms", p99, "≤ 1"));
+        let normal = db("launch_normal");
+        let (p50, p99) = rt.block_on(measure::launch_latency(&normal, 500, Durability::Normal));
+        out.push(("launch_sync_normal_p50_ms", p50, "-"));
+        out.push(("launch_sync_normal_p99_ms", p99, "-"));
     }
     if wanted("state") {
         let (p50, p99) = rt.block_on(measure::state_event_latency(&db("state"), 2_000));

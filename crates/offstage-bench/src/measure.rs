@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use offstage::store::sqlite::{Durability, SqliteOptions, SqliteStore};
 use offstage::{Context, EventKind, Runtime, Status, TaskError};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -88,11 +89,13 @@ pub async fn throughput(db: &Path, n: usize, in_flight: usize) -> f64 {
 }
 
 /// Launch → first statement of the body, on an idle runtime, launches 0–10 ms apart.
-pub async fn launch_latency(db: &Path, n: usize) -> (f64, f64) {
+pub async fn launch_latency(db: &Path, n: usize, durability: Durability) -> (f64, f64) {
     let started: Arc<Mutex<Option<Instant>>> = Arc::default();
     let slot = Arc::clone(&started);
+    let options = SqliteOptions::default().durability(durability);
+    let store = SqliteStore::open_with(db, options).await.unwrap();
     let rt = Runtime::builder()
-        .sqlite(db)
+        .store(Arc::new(store))
         .task("probe", move |_ctx: Context, _args: Value| {
             *slot.lock().unwrap() = Some(Instant::now());
             async { Ok::<_, TaskError>(()) }
@@ -220,7 +223,7 @@ pub async fn sleeping_rss(db: &Path, n: usize) -> (f64, usize) {
 }
 
 /// The disk's floor: one durable (WAL, `synchronous=FULL`) single-row SQLite commit at a time,
-/// with no Offstage code involved.
+/// 0–10 ms apart as the launches in [`launch_latency`], with no Offstage code involved.
 pub fn commit_latency(db: &Path, n: usize) -> (f64, f64) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
@@ -228,7 +231,9 @@ pub fn commit_latency(db: &Path, n: usize) -> (f64, f64) {
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT)")
         .unwrap();
     let mut samples = Vec::with_capacity(n);
+    let mut seed = 0x9E37_79B9_7F4A_7C15;
     for _ in 0..n {
+        std::thread::sleep(next_gap(&mut seed, 10_000));
         let before = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t (payload) VALUES ('{}'); COMMIT")
             .unwrap();

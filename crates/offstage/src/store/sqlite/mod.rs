@@ -148,6 +148,14 @@ fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
     tx.commit().map_err(err)
 }
 
+impl SqliteOptions {
+    /// These options with `durability`.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default options.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
