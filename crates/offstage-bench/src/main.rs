@@ -38,9 +38,9 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    println!("{:<28} {:>14}  {}", "metric", "value", "target");
+    println!("{:<38} {:>12}  target", "metric", "value");
     for (name, value, target) in &results {
-        println!("{name:<28} {value:>14.3}  {target}");
+        println!("{name:<38} {value:>12.3}  {target}");
     }
     if json {
         let object: serde_json::Map<String, serde_json::Value> = results
@@ -82,7 +82,11 @@ fn run(
         out.push(("throughput_4000_in_flight_tasks_per_s", throughput, "-"));
     }
     if wanted("launch") {
-        let (p50, p99) = rt.block_on(measure::launch_latency(&db("launch"), 500, Durability::Full));
+        let (p50, p99) = rt.block_on(measure::launch_latency(
+            &db("launch"),
+            500,
+            Durability::Full,
+        ));
         out.push(("launch_p50_ms", p50, "≤ 0.3"));
         out.push(("launch_p99_ms", p99, "≤ 1"));
         let normal = db("launch_normal");

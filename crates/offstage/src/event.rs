@@ -192,6 +192,7 @@ impl EventBus {
             last_seq: inner.next_seq - 1,
             task: None,
             bus: None,
+            ended: false,
         }
     }
 
@@ -215,6 +216,7 @@ impl EventBus {
             last_seq: inner.next_seq - 1,
             task: Some(task_id),
             bus: None,
+            ended: false,
         }
     }
 
@@ -255,6 +257,7 @@ impl EventBus {
             last_seq: inner.next_seq - 1,
             task,
             bus: Some(Arc::clone(self)),
+            ended: false,
         }
     }
 
@@ -288,11 +291,26 @@ pub struct Subscription {
     task: Option<TaskId>,
     /// Kept by resumable subscriptions, to recover from lag out of the replay buffer.
     bus: Option<Arc<EventBus>>,
+    /// Set once a followed task's `finished` event has been handed out: nothing follows it.
+    ended: bool,
 }
 
 impl Subscription {
     /// The next event; [`RecvError::Closed`] after a followed task's `finished` event.
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
+        if self.ended {
+            return Err(RecvError::Closed);
+        }
+        let next = self.next().await;
+        if let Ok(event) = &next {
+            if self.task.is_some() && matches!(event.kind, EventKind::Finished { .. }) {
+                self.ended = true;
+            }
+        }
+        next
+    }
+
+    async fn next(&mut self) -> Result<Event, RecvError> {
         loop {
             if let Some(next) = self.backlog.pop_front() {
                 if let Ok(event) = &next {
@@ -304,12 +322,6 @@ impl Subscription {
                 Ok(event) if event.seq <= self.last_seq => continue,
                 Ok(event) => {
                     self.last_seq = event.seq;
-                    if self.task.is_some() && matches!(event.kind, EventKind::Finished { .. }) {
-                        // Nothing follows a task's `finished`: end the stream after it.
-                        let (tx, rx) = broadcast::channel(1);
-                        drop(tx);
-                        self.rx = rx;
-                    }
                     return Ok(event);
                 }
                 Err(broadcast::error::RecvError::Closed) => return Err(RecvError::Closed),

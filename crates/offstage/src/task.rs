@@ -131,12 +131,23 @@ impl ListFilter {
 ///
 /// Cloning is cheap. Every accessor reads the latest value: from memory when the task runs on
 /// this node, from the store otherwise.
+///
+/// Only the task itself writes its state, through its [`crate::Context`]; a handle cannot:
+///
+/// ```compile_fail
+/// # async fn demo(task: offstage::Task) {
+/// task.set_state(&serde_json::json!({ "done": 1 })); // no such method on a handle
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Task {
     pub(crate) rt: Arc<Inner>,
     pub(crate) id: TaskId,
     pub(crate) name: Arc<str>,
     pub(crate) launched_at: DateTime<Utc>,
+    /// The event sequence number just before this handle's view of the task begins: before
+    /// its `launched` event for a handle from a launch, "now" for one from `get`.
+    pub(crate) since: u64,
 }
 
 impl fmt::Debug for Task {
@@ -236,8 +247,10 @@ impl Task {
         self.rt.wait(self.id).await
     }
 
-    /// This task's events from now on, ending after its `finished` event.
+    /// This task's events, ending after its `finished` event. For a handle returned by a
+    /// launch this starts with the `launched` event (replayed while it is still in the
+    /// runtime's replay buffer); for one from [`crate::Runtime::get`], with the next event.
     pub fn events(&self) -> Subscription {
-        self.rt.events.subscribe_task(self.id)
+        self.rt.events.subscribe_task_since(self.id, self.since)
     }
 }

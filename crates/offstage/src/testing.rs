@@ -84,3 +84,36 @@ pub fn hold_clock() -> ClockHold {
 pub struct ClockHold {
     _release: std::sync::mpsc::Sender<()>,
 }
+
+/// Runs one task to its end on a throwaway runtime (its own SQLite file in the system's
+/// temporary directory) and returns the final record: a unit test of a task body in one line.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use offstage::{Context, Runtime, Status, TaskError};
+///
+/// let builder = Runtime::builder()
+///     .task("double", |_ctx: Context, n: i64| async move { Ok::<_, TaskError>(n * 2) });
+/// let record = offstage::testing::run_inline(builder, "double", serde_json::json!(21)).await.unwrap();
+/// assert_eq!(record.status, Status::Completed);
+/// assert_eq!(record.return_value, Some(serde_json::json!(42)));
+/// # }
+/// ```
+#[cfg(feature = "sqlite")]
+pub async fn run_inline(
+    builder: crate::RuntimeBuilder,
+    name: &str,
+    args: Value,
+) -> Result<TaskRecord, crate::Error> {
+    use conformance::Backend;
+    let database = conformance::SqliteBackend.new_database();
+    let rt = builder.sqlite(&database).build().await?;
+    let record = rt.launch_json(name, args).await?.wait().await;
+    rt.shutdown().await?;
+    drop(rt);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{database}{suffix}"));
+    }
+    let _ = std::fs::remove_dir_all(format!("{database}-nodes"));
+    record
+}

@@ -97,7 +97,7 @@ async fn main() -> Result<(), offstage::Error> {
     );
 
     println!("\nlatest tasks in quickstart.db (newest first):");
-    println!("{:<38} {:<7} {:<10} {}", "id", "name", "status", "state");
+    println!("{:<38} {:<7} {:<10} state", "id", "name", "status");
     for task in rt
         .list(&ListFilter {
             limit: Some(10),

@@ -74,6 +74,7 @@ enum StoreChoice {
 }
 
 /// Builds a [`Runtime`]. Start with [`Runtime::builder`].
+#[derive(Default)]
 pub struct RuntimeBuilder {
     store: Option<StoreChoice>,
     registry: Registry,
@@ -86,16 +87,6 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("registry", &self.registry)
             .field("config", &self.config)
             .finish()
-    }
-}
-
-impl Default for RuntimeBuilder {
-    fn default() -> Self {
-        Self {
-            store: None,
-            registry: Registry::default(),
-            config: Config::default(),
-        }
     }
 }
 

@@ -202,18 +202,18 @@ impl Launch {
             }
             return Err(error);
         }
+        let name = queued.name.as_str().into();
+        let launched = EventKind::Launched {
+            task: Arc::new(queued),
+        };
+        let seq = rt.events.publish(id, now, launched);
         let task = Task {
             rt: Arc::clone(&rt),
             id,
-            name: queued.name.as_str().into(),
+            name,
             launched_at: now,
+            since: seq - 1,
         };
-        rt.publish(
-            id,
-            EventKind::Launched {
-                task: Arc::new(queued),
-            },
-        );
         if direct {
             executor::start(&rt, stored, Some(prepared));
         } else {

@@ -176,12 +176,14 @@ impl Runtime {
 
     /// A handle to task `id`; [`crate::ErrorKind::NotFound`] if there is no such task.
     pub async fn get(&self, id: TaskId) -> Result<Task, Error> {
+        let since = self.inner.events.last_seq();
         let record = self.inner.record(id).await?;
         Ok(Task {
             rt: Arc::clone(&self.inner),
             id,
             name: record.name.into(),
             launched_at: record.launched_at,
+            since,
         })
     }
 

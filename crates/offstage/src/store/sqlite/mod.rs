@@ -486,7 +486,11 @@ impl Store for SqliteStore {
         let args = json_text(&task.args);
         let state = json_text(&task.state);
         let status = task.status.as_str();
-        let times = (micros(task.launched_at), micros(task.run_at), task.started_at.map(micros));
+        let times = (
+            micros(task.launched_at),
+            micros(task.run_at),
+            task.started_at.map(micros),
+        );
         let (attempt, priority) = (task.attempt, task.priority);
         let (key, owner) = (task.key.clone(), task.owner.clone());
         let timeout_ms = task.timeout_ms.map(|t| t as i64);
@@ -571,7 +575,12 @@ impl Store for SqliteStore {
         let return_value = finish.return_value.as_ref().map(json_text);
         let error = finish.error.as_ref().map(json_text);
         let finished_at = micros(finish.finished_at);
-        let Finish { status, state, logs, .. } = finish;
+        let Finish {
+            status,
+            state,
+            logs,
+            ..
+        } = finish;
         self.write(move |conn| {
             insert_logs(conn, id, &logs)?;
             let changed = conn
@@ -580,7 +589,15 @@ impl Store for SqliteStore {
                      error = ?6, finished_at = ?7, kill_grace_ms = NULL \
                      WHERE id = ?1 AND node = ?2 AND status = 'running'",
                 )?
-                .execute(params![text_id, node, status.as_str(), state, return_value, error, finished_at])?;
+                .execute(params![
+                    text_id,
+                    node,
+                    status.as_str(),
+                    state,
+                    return_value,
+                    error,
+                    finished_at
+                ])?;
             Ok(changed == 1)
         })
         .await

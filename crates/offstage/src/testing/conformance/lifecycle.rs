@@ -34,6 +34,13 @@ pub async fn launch_runs_and_completes(backend: &dyn Backend) {
         kinds.push(event.kind.name());
     }
     assert_eq!(kinds, ["launched", "started", "finished"]);
+    // The handle's own stream replays the same events and ends after `finished`.
+    let mut own = task.events();
+    let mut own_kinds = Vec::new();
+    while let Ok(event) = own.recv().await {
+        own_kinds.push(event.kind.name());
+    }
+    assert_eq!(own_kinds, ["launched", "started", "finished"]);
     // Another handle to the same task reads the same record, from the store.
     let again = rt.get(task.id()).await.unwrap();
     assert_eq!(again.record().await.unwrap(), record);
@@ -173,7 +180,7 @@ pub async fn logs_are_sequenced_and_capture_tracing(backend: &dyn Backend) {
     assert_eq!(after.iter().map(|l| l.seq).collect::<Vec<_>>(), [5, 6]);
 }
 
-/// Past the line cap the log ends with a visible truncation mark.
+/// Past the line cap, or the byte cap, the log ends with a visible truncation mark.
 pub async fn log_cap_leaves_a_truncation_mark(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.log_limits(5, 1 << 20)).await;
@@ -184,6 +191,20 @@ pub async fn log_cap_leaves_a_truncation_mark(backend: &dyn Backend) {
     let last = lines.last().unwrap();
     assert_eq!(last.level, LogLevel::Warn);
     assert!(last.message.contains("log truncated"), "{}", last.message);
+    assert_eq!(
+        lines[..4].iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+
+    // "line N" and "traced i=N" lines of 6 and 10 bytes: 35 bytes hold four of them.
+    let rt = runtime_with(backend, &database, |b| b.log_limits(1_000, 35)).await;
+    let task = rt.launch_json("test.log", json!(50)).await.unwrap();
+    task.wait().await.unwrap();
+    let lines = rt.logs(task.id(), 0, 1000).await.unwrap();
+    let text: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(text[..4], ["line 1", "traced i=1", "line 2", "traced i=2"]);
+    assert_eq!(lines.len(), 5, "{text:?}");
+    assert!(lines[4].message.contains("log truncated"));
 }
 
 /// A task that returns an error ends `failed` with that error; `is_completed` reports it.
