@@ -27,13 +27,20 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
-    let interval = match rt.upgrade() {
-        Some(rt) => rt.config.heartbeat_interval,
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(interval);
+/// A tick every `period(config)`, skipping missed ticks rather than bursting.
+fn ticker(
+    rt: &Weak<Inner>,
+    period: fn(&super::Config) -> std::time::Duration,
+) -> Option<tokio::time::Interval> {
+    let mut ticks = tokio::time::interval(period(&rt.upgrade()?.config));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(ticks)
+}
+
+pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
+    let Some(mut ticks) = ticker(&rt, |c| c.heartbeat_interval) else {
+        return;
+    };
     ticks.tick().await;
     loop {
         ticks.tick().await;
@@ -62,12 +69,9 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
 }
 
 pub(crate) async fn flush_loop(rt: Weak<Inner>) {
-    let interval = match rt.upgrade() {
-        Some(rt) => rt.config.flush_interval,
-        None => return,
+    let Some(mut ticks) = ticker(&rt, |c| c.flush_interval) else {
+        return;
     };
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let Some(rt) = rt.upgrade() else { return };

@@ -6,10 +6,9 @@ use chrono::Utc;
 use futures::future::join_all;
 use serde_json::json;
 
-use super::tasks::{runtime, runtime_with};
+use super::tasks::{runtime, runtime_with, start_blocker};
 use super::Backend;
 use crate::store::NodeInfo;
-use crate::testing::wait_started;
 use crate::{ErrorKind, ListFilter, NodeId, Status, TaskRecord};
 
 /// Everything about finished tasks reads the same after the store is reopened.
@@ -104,11 +103,7 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
 pub async fn live_node_tasks_are_never_marked_missing(backend: &dyn Backend) {
     let (first, database) = runtime(backend).await;
     let mut events = first.events();
-    let task = first
-        .launch_json("test.until_cancelled", json!(null))
-        .await
-        .unwrap();
-    wait_started(&mut events, task.id()).await;
+    let task = start_blocker(&first, &mut events).await;
     let second = runtime_with(backend, &database, |b| b).await;
     let recovered = second
         .store()
@@ -131,11 +126,7 @@ pub async fn kill_reaches_a_task_on_another_node(backend: &dyn Backend) {
     let first = runtime_with(backend, &database, fast).await;
     let second = runtime_with(backend, &database, fast).await;
     let mut events = first.events();
-    let task = first
-        .launch_json("test.until_cancelled", json!(null))
-        .await
-        .unwrap();
-    wait_started(&mut events, task.id()).await;
+    let task = start_blocker(&first, &mut events).await;
     let record = second.kill(task.id()).await.unwrap();
     assert_eq!(record.status, Status::Killed);
     assert_eq!(record.node, Some(first.node_id()));
@@ -150,11 +141,7 @@ pub async fn purge_deletes_finished_before(backend: &dyn Backend) {
     let cutoff = rt.now() + chrono::Duration::milliseconds(1);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let mut events = rt.events();
-    let running = rt
-        .launch_json("test.until_cancelled", json!(null))
-        .await
-        .unwrap();
-    wait_started(&mut events, running.id()).await;
+    let running = start_blocker(&rt, &mut events).await;
     let queued = rt.launch_json("test.echo", json!(1)).await.unwrap();
     assert_eq!(rt.purge(cutoff).await.unwrap(), 1);
     assert_eq!(

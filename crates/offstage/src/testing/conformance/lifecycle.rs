@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::tasks::{runtime, runtime_with, Double, DoubleArgs};
+use super::tasks::{runtime, runtime_with, start_blocker, Double, DoubleArgs};
 use super::Backend;
-use crate::testing::{wait_for_event, wait_started};
+use crate::testing::wait_for_event;
 use crate::{ErrorKind, EventKind, ListFilter, LogLevel, Status, TaskId};
 
 /// A launched task runs, completes with its return value, and its events arrive in order.
@@ -260,11 +260,7 @@ pub async fn concurrency_limit_then_priority_then_launch_order(backend: &dyn Bac
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
     let mut events = rt.events();
-    let blocker = rt
-        .launch_json("test.until_cancelled", json!(null))
-        .await
-        .unwrap();
-    wait_started(&mut events, blocker.id()).await;
+    let blocker = start_blocker(&rt, &mut events).await;
     let low = rt
         .launch_json("test.echo", json!("low"))
         .priority(-1)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::tasks::{runtime, runtime_with};
+use super::tasks::{runtime, runtime_with, start_blocker};
 use super::Backend;
 use crate::testing::{wait_for_event, wait_started};
 use crate::{ErrorKind, EventKind, Status};
@@ -14,11 +14,7 @@ use crate::{ErrorKind, EventKind, Status};
 pub async fn kill_running_task_that_cooperates(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;
     let mut events = rt.events();
-    let task = rt
-        .launch_json("test.until_cancelled", json!(null))
-        .await
-        .unwrap();
-    wait_started(&mut events, task.id()).await;
+    let task = start_blocker(&rt, &mut events).await;
     let record = task.kill().await.unwrap();
     assert_eq!(record.status, Status::Killed);
     assert_eq!(record.state, json!({ "phase": "stopping" }));
@@ -105,11 +101,7 @@ pub async fn kill_queued_task_never_runs(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
     let mut events = rt.events();
-    let blocker = rt
-        .launch_json("test.until_cancelled", json!(null))
-        .await
-        .unwrap();
-    wait_started(&mut events, blocker.id()).await;
+    let blocker = start_blocker(&rt, &mut events).await;
     let queued = rt.launch_json("test.echo", json!("never")).await.unwrap();
     assert_eq!(queued.status().await.unwrap(), Status::Queued);
     let record = queued.kill().await.unwrap();

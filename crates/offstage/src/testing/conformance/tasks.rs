@@ -116,3 +116,14 @@ pub async fn runtime_with(
         .await
         .expect("building the runtime")
 }
+
+/// Launches `test.until_cancelled` on `rt` and waits until it runs: a task that holds its slot
+/// until it is killed. `events` must have been subscribed before.
+pub async fn start_blocker(rt: &Runtime, events: &mut crate::Subscription) -> crate::Task {
+    let task = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .await
+        .unwrap();
+    crate::testing::wait_started(events, task.id()).await;
+    task
+}
