@@ -1,0 +1,103 @@
+//! Server-Sent Events: `/api/events` (every task) and `/api/tasks/{id}/events` (one task).
+//!
+//! Each SSE event's `id` is the event's sequence number, so a reconnecting client's
+//! `Last-Event-ID` resumes right after the last event it saw, without gaps or duplicates, as long
+//! as the runtime's replay buffer still holds them; if not, the stream starts with a `gap` event
+//! telling the client to re-read the tasks. A task's stream ends after its `finished` event.
+//! Comments every 15 s keep idle connections open through proxies.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use offstage::{RecvError, Subscription};
+
+use crate::error::ApiError;
+use crate::extract::TaskIdPath;
+use crate::AppState;
+
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_last_event_id",
+                "Last-Event-ID must be the id of an event this server sent (a whole number)",
+            )
+        })
+}
+
+fn keep_alive() -> KeepAlive {
+    KeepAlive::new().interval(Duration::from_secs(15))
+}
+
+fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    subscription.into_stream().map(|item| {
+        Ok(match item {
+            Ok(event) => SseEvent::default()
+                .id(event.seq.to_string())
+                .event(event.kind.name())
+                .json_data(&event)
+                .unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped")),
+            Err(RecvError::Gap { first, last }) => SseEvent::default()
+                .event("gap")
+                .data(format!(r#"{{"first":{first},"last":{last}}}"#)),
+            Err(RecvError::Closed) => SseEvent::default().comment("closed"),
+        })
+    })
+}
+
+pub(crate) async fn all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let subscription = match last_event_id(&headers)? {
+        Some(seq) => state.runtime.events_since(seq),
+        None => state.runtime.events(),
+    };
+    Ok(Sse::new(sse_stream(subscription)).keep_alive(keep_alive()))
+}
+
+pub(crate) async fn task(
+    State(state): State<AppState>,
+    TaskIdPath(id): TaskIdPath,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let bus = state.runtime.event_bus();
+    // Subscribe first, then read: nothing that happens in between is missed.
+    let since = last_event_id(&headers)?.unwrap_or_else(|| bus.last_seq());
+    let subscription = bus.subscribe_task_since(id, since);
+    let record = state.runtime.record(id).await?;
+    let stream = if record.status.is_terminal() && since >= bus.last_seq() {
+        // Already over: one `finished` event with the final record, then the end.
+        let at = record.finished_at.unwrap_or(record.launched_at);
+        let kind = offstage::EventKind::Finished {
+            task: record.into(),
+        };
+        let event = offstage::Event {
+            seq: since,
+            task_id: id,
+            at,
+            kind,
+        };
+        let data = SseEvent::default()
+            .id(since.to_string())
+            .event("finished")
+            .json_data(&event);
+        let data =
+            data.unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped"));
+        futures::stream::iter([Ok(data)]).left_stream()
+    } else {
+        sse_stream(subscription).right_stream()
+    };
+    Ok(Sse::new(stream).keep_alive(keep_alive()))
+}

@@ -1,0 +1,4 @@
+//! The HTTP API's routes.
+
+pub(crate) mod events;
+pub(crate) mod tasks;

@@ -1,0 +1,79 @@
+//! The API's errors: `{"error": {"code", "message"}}` with a status that fits.
+//!
+//! Every error a client can cause is a 4xx whose message says how to fix the request. An
+//! [`ApiError`] may also carry an internal cause; it is logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use offstage::ErrorKind;
+use serde_json::json;
+
+/// An error answer: status, a stable machine-readable code, and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<offstage::Error> for ApiError {
+    fn from(error: offstage::Error) -> Self {
+        let (status, code) = match error.kind() {
+            ErrorKind::UnknownTaskType => (StatusCode::BAD_REQUEST, "unknown_task_type"),
+            ErrorKind::InvalidArgs => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_args"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::InvalidId => (StatusCode::BAD_REQUEST, "invalid_id"),
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            _ => {
+                return Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "internal",
+                    message: "the server failed to handle this request; its log has the cause"
+                        .into(),
+                    cause: Some(error.to_string()),
+                }
+            }
+        };
+        Self::new(status, code, error.message())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(code = self.code, %cause, "request failed");
+        }
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}

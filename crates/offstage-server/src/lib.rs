@@ -1,0 +1,90 @@
+//! Offstage over HTTP: the JSON API, live events over Server-Sent Events, and bearer-token auth,
+//! as an axum [`Router`] that an app mounts or the `offstage` binary serves.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = offstage::Runtime::builder().sqlite("app.db").build().await?;
+//! let router = offstage_server::app(offstage_server::AppState::new(runtime));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7700").await?;
+//! axum::serve(listener, router).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod api;
+pub mod auth;
+pub mod demo;
+pub mod error;
+mod extract;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+
+pub use auth::{Role, Tokens};
+pub use error::ApiError;
+
+/// Largest request body the API reads.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The runtime the API drives.
+    pub runtime: offstage::Runtime,
+    /// Who may do what.
+    pub tokens: Tokens,
+}
+
+impl AppState {
+    /// An open API (no tokens) over `runtime`.
+    pub fn new(runtime: offstage::Runtime) -> Self {
+        Self {
+            runtime,
+            tokens: Tokens::default(),
+        }
+    }
+
+    /// The same state, requiring `tokens`.
+    pub fn with_tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = tokens;
+        self
+    }
+}
+
+/// The whole HTTP API as a router.
+pub fn app(state: AppState) -> Router {
+    let read = Router::new()
+        .route("/api/tasks", get(api::tasks::list))
+        .route("/api/tasks/{id}", get(api::tasks::show))
+        .route("/api/tasks/{id}/logs", get(api::tasks::logs))
+        .route("/api/tasks/{id}/events", get(api::events::task))
+        .route("/api/events", get(api::events::all))
+        .route("/api/task-types", get(api::tasks::task_types))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::read));
+    let launch = Router::new()
+        .route("/api/tasks", post(api::tasks::launch))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::launch));
+    let control = Router::new()
+        .route("/api/tasks/{id}/kill", post(api::tasks::kill))
+        .route("/api/tasks", axum::routing::delete(api::tasks::purge))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::control));
+    Router::new()
+        .merge(read)
+        .merge(launch)
+        .merge(control)
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "ok": true })) }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_such_route",
+                "no such route: the API lives under /api/tasks, /api/events and /api/task-types",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

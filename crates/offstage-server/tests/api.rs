@@ -1,0 +1,496 @@
+//! The HTTP API driven in-process through the router (`oneshot`), on a real SQLite file.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use offstage::testing::conformance::{Backend, SqliteBackend};
+use offstage::{Runtime, Status};
+use offstage_server::{app, demo, AppState, Role, Tokens};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+async fn runtime() -> Runtime {
+    let db = SqliteBackend.new_database();
+    demo::register(Runtime::builder().sqlite(db))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn open_app() -> (Router, Runtime) {
+    let rt = runtime().await;
+    (app(AppState::new(rt.clone())), rt)
+}
+
+async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    (status, body)
+}
+
+fn post(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+#[tokio::test]
+async fn launch_show_list_and_logs() {
+    let (app, rt) = open_app().await;
+    let (status, task) = call(
+        &app,
+        post(
+            "/api/tasks",
+            r#"{"name":"demo.log","args":{"lines":3},"owner":"ann","priority":2,"key":"k1"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    for field in [
+        "name",
+        "args",
+        "status",
+        "state",
+        "return_value",
+        "error",
+        "launched_at",
+        "started_at",
+        "finished_at",
+        "attempt",
+        "priority",
+        "key",
+        "owner",
+        "termination_status",
+        "is_running",
+    ] {
+        assert!(task.get(field).is_some(), "missing {field}: {task}");
+    }
+    assert_eq!(task["owner"], "ann");
+    rt.get(id.parse().unwrap())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+
+    let (status, shown) = call(&app, get(&format!("/api/tasks/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["termination_status"], "completed");
+    assert_eq!(shown["is_running"], false);
+    assert_eq!(shown["return_value"], 3);
+
+    let (status, logs) = call(&app, get(&format!("/api/tasks/{id}/logs?after=1"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["line 2 of 3", "line 3 of 3"]);
+    assert_eq!(logs["next_after"], 3);
+
+    call(
+        &app,
+        post("/api/tasks", r#"{"name":"demo.echo","args":{"value":1}}"#),
+    )
+    .await;
+    let (status, page) = call(&app, get("/api/tasks?owner=ann")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 1);
+    let (_, page) = call(&app, get("/api/tasks?limit=1")).await;
+    assert_eq!(page["tasks"][0]["name"], "demo.echo", "newest first");
+    let before = page["next_before"].as_str().unwrap();
+    let (_, next) = call(&app, get(&format!("/api/tasks?limit=1&before={before}"))).await;
+    assert_eq!(next["tasks"][0]["id"], id);
+
+    let (status, types) = call(&app, get("/api/task-types")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(types["task_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "demo.count"));
+    let (status, health) = call(&app, get("/healthz")).await;
+    assert_eq!((status, health), (StatusCode::OK, json!({ "ok": true })));
+}
+
+#[tokio::test]
+async fn kill_answers_202_and_the_task_ends_killed() {
+    let (app, rt) = open_app().await;
+    let mut events = rt.events();
+    let (_, task) = call(
+        &app,
+        post(
+            "/api/tasks",
+            r#"{"name":"demo.sleep","args":{"seconds":600}}"#,
+        ),
+    )
+    .await;
+    let id: offstage::TaskId = task["id"].as_str().unwrap().parse().unwrap();
+    offstage::testing::wait_started(&mut events, id).await;
+    let (status, body) = call(
+        &app,
+        post(&format!("/api/tasks/{id}/kill"), r#"{"grace_ms":0}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let record = rt.get(id).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.status, Status::Killed);
+    // Killing it again reports how it ended.
+    let (status, body) = call(&app, post(&format!("/api/tasks/{id}/kill"), "")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("killed"))
+    );
+}
+
+#[tokio::test]
+async fn purge_needs_a_cutoff_and_deletes_finished_tasks() {
+    let (app, rt) = open_app().await;
+    let (_, task) = call(
+        &app,
+        post("/api/tasks", r#"{"name":"demo.echo","args":{"value":1}}"#),
+    )
+    .await;
+    rt.get(task["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let (status, body) = call(
+        &app,
+        Request::delete("/api/tasks").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "missing_finished_before")
+    );
+    let cutoff = (rt.now() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, body) = call(
+        &app,
+        Request::delete(format!("/api/tasks?finished_before={cutoff}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "purged": 1 })));
+    let (status, _) = call(
+        &app,
+        get(&format!("/api/tasks/{}", task["id"].as_str().unwrap())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
+    let (app, _rt) = open_app().await;
+    let unknown = offstage::TaskId::new();
+    let too_big = format!(
+        r#"{{"name":"demo.echo","args":{{"value":"{}"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let cases: Vec<(Request<Body>, StatusCode, &str, &str)> = vec![
+        (
+            post("/api/tasks", "{bad"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "one JSON object",
+        ),
+        (
+            post("/api/tasks", r#"{"name":5}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "invalid type",
+        ),
+        (
+            post("/api/tasks", r#"{"name":"demo.echo","colour":"red"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "unknown field `colour`",
+        ),
+        (
+            post("/api/tasks", r#"{"name":"nope"}"#),
+            StatusCode::BAD_REQUEST,
+            "unknown_task_type",
+            "demo.count, demo.echo",
+        ),
+        (
+            post("/api/tasks", r#"{"name":"demo.count","args":{"to":"x"}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_args",
+            "expected u64",
+        ),
+        (
+            post(
+                "/api/tasks",
+                r#"{"name":"demo.echo","args":{"value":1},"timeout_s":-1}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_timeout",
+            "positive",
+        ),
+        (
+            post("/api/tasks", &too_big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "1 MiB",
+        ),
+        (
+            Request::post("/api/tasks").body(Body::from("{}")).unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_json",
+            "Content-Type",
+        ),
+        (
+            get(&format!("/api/tasks/{unknown}")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no task has id",
+        ),
+        (
+            get("/api/tasks/not-an-id"),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "expected a UUID",
+        ),
+        (
+            get(&format!("/api/tasks/{unknown}/logs")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no task has id",
+        ),
+        (
+            get(&format!("/api/tasks/{unknown}/events")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no task has id",
+        ),
+        (
+            post(&format!("/api/tasks/{unknown}/kill"), ""),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no task has id",
+        ),
+        (
+            get("/api/tasks?status=done"),
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "one of queued",
+        ),
+        (
+            get("/api/tasks?limit=0"),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            "1 to 1000",
+        ),
+        (
+            get("/api/tasks?limit=many"),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit",
+        ),
+        (
+            get("/api/tasks?colour=red"),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "unknown field",
+        ),
+        (
+            get("/api/tasks?before=x"),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "expected a UUID",
+        ),
+        (
+            Request::get("/api/events")
+                .header("last-event-id", "abc")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_last_event_id",
+            "whole number",
+        ),
+        (
+            get("/nowhere"),
+            StatusCode::NOT_FOUND,
+            "no_such_route",
+            "/api/tasks",
+        ),
+    ];
+    for (request, status, code, hint) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (got, body) = call(&app, request).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(error_code(&body), code, "{what}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(hint), "{what}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_and_roles() {
+    let rt = runtime().await;
+    let tokens = Tokens::new([
+        (Role::Read, "r".to_owned()),
+        (Role::Launch, "l".to_owned()),
+        (Role::Control, "c".to_owned()),
+    ]);
+    let app = app(AppState::new(rt.clone()).with_tokens(tokens));
+    let with = |request: Request<Body>, token: Option<&str>| {
+        let (mut parts, body) = request.into_parts();
+        if let Some(token) = token {
+            parts.headers.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+        }
+        Request::from_parts(parts, body)
+    };
+    let launch = r#"{"name":"demo.sleep","args":{"seconds":600}}"#;
+    let (status, body) = call(&app, with(get("/api/tasks"), None)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, _) = call(&app, with(get("/api/tasks"), Some("wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&app, with(get("/api/tasks"), Some("r"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, with(post("/api/tasks", launch), Some("r"))).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("role launch"));
+    let (status, task) = call(&app, with(post("/api/tasks", launch), Some("l"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let kill = format!("/api/tasks/{}/kill", task["id"].as_str().unwrap());
+    let (status, _) = call(&app, with(post(&kill, r#"{"grace_ms":0}"#), Some("l"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "kill needs control");
+    let (status, _) = call(&app, with(post(&kill, r#"{"grace_ms":0}"#), Some("c"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = call(&app, with(get("/healthz"), None)).await;
+    assert_eq!(status, StatusCode::OK, "health needs no token");
+}
+
+#[tokio::test]
+async fn sse_streams_a_task_and_ends_after_finished() {
+    let (app, rt) = open_app().await;
+    let (_, task) = call(
+        &app,
+        post(
+            "/api/tasks",
+            r#"{"name":"demo.count","args":{"to":3,"interval_ms":20}}"#,
+        ),
+    )
+    .await;
+    let id = task["id"].as_str().unwrap();
+    // Resume from before the launch: every event of the task, in order, then the end.
+    let request = Request::get(format!("/api/tasks/{id}/events"))
+        .header("last-event-id", "0")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["launched", "started", "state", "state", "state", "finished"],
+        "{text}"
+    );
+    let ids: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Resuming after the third event gives exactly the rest.
+    let request = Request::get(format!("/api/tasks/{id}/events"))
+        .header("last-event-id", ids[2].to_string())
+        .body(Body::empty())
+        .unwrap();
+    let rest = app
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let rest = String::from_utf8(rest.to_vec()).unwrap();
+    let rest_ids: Vec<u64> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(rest_ids, ids[3..]);
+    // A finished task's stream is its final record, then the end.
+    let (status, _) = call(&app, get(&format!("/api/tasks/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let done = app
+        .clone()
+        .oneshot(get(&format!("/api/tasks/{id}/events")))
+        .await
+        .unwrap();
+    let done = String::from_utf8(
+        done.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        done.contains("event: finished") && done.contains("\"completed\""),
+        "{done}"
+    );
+    drop(rt);
+}
