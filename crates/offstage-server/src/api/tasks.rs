@@ -73,12 +73,13 @@ pub(crate) async fn launch(
             ))
         }
     };
-    let mut options = LaunchOptions::default();
-    options.key = request.key;
-    options.owner = request.owner;
-    options.priority = request.priority;
-    options.timeout = timeout;
-    options.run_at = request.run_at;
+    let options = LaunchOptions {
+        key: request.key,
+        owner: request.owner,
+        priority: request.priority,
+        timeout,
+        run_at: request.run_at,
+    };
     let task = state
         .runtime
         .launch_json(&request.name, request.args)
