@@ -14,6 +14,7 @@
 
 mod api;
 pub mod auth;
+pub mod cli;
 pub mod demo;
 pub mod error;
 mod extract;

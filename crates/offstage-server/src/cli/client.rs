@@ -1,0 +1,117 @@
+//! The CLI's HTTP client: JSON calls with the API's errors, and a reader for SSE streams.
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// What went wrong talking to the server, already worded for the terminal.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+/// A connection to one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends a request and returns the JSON body, turning API errors into their message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(Failure(api_error(status, &body)))
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> Failure {
+        Failure(format!(
+            "cannot reach the Offstage server at {} ({error}); start one with `offstage serve`, \
+             or point at yours with --server or OFFSTAGE_SERVER",
+            self.base
+        ))
+    }
+
+    /// Opens an SSE stream and calls `on_event(event_name, data)` for each event until it
+    /// returns false or the stream ends.
+    pub async fn follow(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &Value) -> bool,
+    ) -> Result<(), Failure> {
+        let response = self
+            .request(Method::GET, path)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(Failure(api_error(status, &body)));
+        }
+        let mut bytes = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|e| Failure(format!("the event stream broke off: {e}")))?;
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            // Events end with a blank line; handle every complete one in the buffer.
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut name = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let value: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                if !on_event(name, &value) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn api_error(status: StatusCode, body: &Value) -> String {
+    match body["error"]["message"].as_str() {
+        Some(message) => format!("{message} (HTTP {})", status.as_u16()),
+        None => format!("the server answered HTTP {}", status.as_u16()),
+    }
+}

@@ -1,0 +1,415 @@
+//! The `offstage` command line: `serve` runs a server; every other command talks to one.
+
+mod client;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use self::client::{Client, Failure};
+
+/// Exit code when a waited-for task ended but did not complete.
+const TASK_DID_NOT_COMPLETE: u8 = 3;
+
+/// The command line's arguments.
+#[derive(Parser, Debug)]
+#[command(
+    name = "offstage",
+    version,
+    about = "Background tasks, durable and killable, over HTTP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Remote {
+    /// The server to talk to.
+    #[arg(
+        long,
+        env = "OFFSTAGE_SERVER",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
+    server: String,
+    /// A bearer token for a server that needs one.
+    #[arg(long, env = "OFFSTAGE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the server: the HTTP API and live events (SSE).
+    Serve(serve::Serve),
+    /// Launches a task.
+    Launch {
+        /// The task type's name.
+        name: String,
+        /// The args as JSON.
+        #[arg(long, default_value = "null")]
+        args: String,
+        /// Who the task belongs to.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Higher runs first.
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Fail the task if it runs longer than this many seconds.
+        #[arg(long)]
+        timeout_s: Option<f64>,
+        /// Wait until it ends, with a progress bar; exit 3 unless it completed.
+        #[arg(long)]
+        wait: bool,
+        /// Like --wait, and print its log lines as they come.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Lists tasks, newest first.
+    List {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows one task.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Kills a task and waits until it has ended.
+    Kill {
+        id: String,
+        /// How long the task gets to stop by itself before it is aborted.
+        #[arg(long)]
+        grace_ms: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Prints a task's log.
+    Logs {
+        id: String,
+        /// Keep printing new lines until the task ends.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deletes tasks that finished before a time.
+    Purge {
+        /// An RFC 3339 time, such as 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        finished_before: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("offstage: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(Failure(message)) => {
+            eprintln!("offstage: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn task_path(id: &str) -> Result<String, Failure> {
+    let id: offstage::TaskId = id
+        .parse()
+        .map_err(|e: offstage::Error| Failure(e.to_string()))?;
+    Ok(format!("/api/tasks/{id}"))
+}
+
+async fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Serve(serve) => serve::run(serve)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure),
+        Command::Launch {
+            name,
+            args,
+            owner,
+            priority,
+            timeout_s,
+            wait,
+            follow,
+            remote,
+        } => {
+            let client = Client::new(&remote.server, remote.token);
+            let args: Value = serde_json::from_str(&args).map_err(|e| {
+                Failure(format!(
+                    "--args is not JSON ({e}): for example --args '{{\"to\": 10}}'"
+                ))
+            })?;
+            let body = json!({ "name": name, "args": args, "owner": owner, "priority": priority, "timeout_s": timeout_s });
+            let task = client.call(Method::POST, "/api/tasks", Some(&body)).await?;
+            if !(wait || follow) {
+                if remote.json {
+                    print_json(&task);
+                } else {
+                    println!("{}", task["id"].as_str().unwrap_or_default());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let id = task["id"].as_str().unwrap_or_default().to_owned();
+            if !remote.json {
+                eprintln!("launched {id}");
+            }
+            wait_for(&client, &id, follow, remote.json).await
+        }
+        Command::List {
+            name,
+            status,
+            owner,
+            limit,
+            remote,
+        } => {
+            let client = Client::new(&remote.server, remote.token);
+            let mut query = vec![format!("limit={limit}")];
+            for (key, value) in [("name", name), ("status", status), ("owner", owner)] {
+                if let Some(value) = value {
+                    query.push(format!("{key}={}", urlencode(&value)));
+                }
+            }
+            let page = client
+                .call(
+                    Method::GET,
+                    &format!("/api/tasks?{}", query.join("&")),
+                    None,
+                )
+                .await?;
+            if remote.json {
+                print_json(&page);
+            } else {
+                print!(
+                    "{}",
+                    output::table(
+                        page["tasks"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                    )
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, remote } => {
+            let client = Client::new(&remote.server, remote.token);
+            let task = client.call(Method::GET, &task_path(&id)?, None).await?;
+            if remote.json {
+                print_json(&task);
+            } else {
+                print!("{}", output::detail(&task));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kill {
+            id,
+            grace_ms,
+            remote,
+        } => {
+            let client = Client::new(&remote.server, remote.token);
+            let path = task_path(&id)?;
+            let body = grace_ms
+                .map(|ms| json!({ "grace_ms": ms }))
+                .unwrap_or_else(|| json!({}));
+            client
+                .call(Method::POST, &format!("{path}/kill"), Some(&body))
+                .await?;
+            let mut last = Value::Null;
+            client
+                .follow(&format!("{path}/events"), |name, data| {
+                    if name == "finished" {
+                        last = data["task"].clone();
+                        return false;
+                    }
+                    true
+                })
+                .await?;
+            if last.is_null() {
+                last = client.call(Method::GET, &path, None).await?;
+            }
+            if remote.json {
+                print_json(&last);
+            } else {
+                println!(
+                    "{} {}",
+                    last["id"].as_str().unwrap_or(&id),
+                    last["status"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { id, follow, remote } => {
+            let client = Client::new(&remote.server, remote.token);
+            let path = task_path(&id)?;
+            let mut after = 0u64;
+            loop {
+                let page = client
+                    .call(Method::GET, &format!("{path}/logs?after={after}"), None)
+                    .await?;
+                let lines = page["lines"].as_array().cloned().unwrap_or_default();
+                for line in &lines {
+                    print_line(line, remote.json);
+                }
+                after = page["next_after"].as_u64().unwrap_or(after);
+                if lines.is_empty() {
+                    break;
+                }
+            }
+            if follow {
+                let events = format!("{path}/events");
+                client
+                    .follow(&events, |name, data| {
+                        if name == "log" && data["line"]["seq"].as_u64().unwrap_or(0) > after {
+                            print_line(&data["line"], remote.json);
+                        }
+                        name != "finished"
+                    })
+                    .await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Purge {
+            finished_before,
+            remote,
+        } => {
+            let client = Client::new(&remote.server, remote.token);
+            let path = format!("/api/tasks?finished_before={}", urlencode(&finished_before));
+            let result = client.call(Method::DELETE, &path, None).await?;
+            if remote.json {
+                print_json(&result);
+            } else {
+                println!("purged {} tasks", result["purged"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_line(line: &Value, json: bool) {
+    if json {
+        println!("{line}");
+    } else {
+        let seq = line["seq"].as_u64().unwrap_or(0);
+        let level = line["level"].as_str().unwrap_or("");
+        println!(
+            "{seq:>5} {level:<5} {}",
+            line["message"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// Follows task `id` to its end with a progress bar; the exit code says whether it completed.
+async fn wait_for(
+    client: &Client,
+    id: &str,
+    show_logs: bool,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let path = format!("/api/tasks/{id}");
+    let current = client.call(Method::GET, &path, None).await?;
+    let bar = output::bar(current["name"].as_str().unwrap_or("task"));
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last = current.clone();
+    if !current["status"]
+        .as_str()
+        .is_some_and(|s| ["completed", "failed", "killed", "missing"].contains(&s))
+    {
+        client
+            .follow(&format!("{path}/events"), |name, data| {
+                match name {
+                    "state" => {
+                        if let Some((done, total)) = output::progress(&data["state"]) {
+                            bar.set_length(total);
+                            bar.set_position(done);
+                        }
+                    }
+                    "log" if show_logs => {
+                        bar.println(data["line"]["message"].as_str().unwrap_or(""))
+                    }
+                    "finished" => {
+                        last = data["task"].clone();
+                        return false;
+                    }
+                    _ => {}
+                }
+                true
+            })
+            .await?;
+    }
+    bar.finish_and_clear();
+    if last["status"] != "completed" && last["termination_status"].is_null() {
+        // The stream ended without a final record: read it.
+        last = client.call(Method::GET, &path, None).await?;
+    }
+    if json {
+        print_json(&last);
+    } else {
+        let status = last["status"].as_str().unwrap_or("?");
+        match &last["error"] {
+            Value::Null => println!("{id} {status} {}", last["return_value"]),
+            error => println!(
+                "{id} {status}: {} ({})",
+                error["message"].as_str().unwrap_or(""),
+                error["kind"].as_str().unwrap_or("")
+            ),
+        }
+    }
+    Ok(if last["status"] == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(TASK_DID_NOT_COMPLETE)
+    })
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

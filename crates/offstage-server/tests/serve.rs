@@ -1,0 +1,223 @@
+//! A real `offstage serve` process on a free port, driven by the real `offstage` CLI.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use offstage::testing::conformance::{Backend, SqliteBackend};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_offstage");
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    db: String,
+}
+
+impl Server {
+    fn start(db: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--demo", "--addr", "127.0.0.1:0", "--db", db])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("offstage listening on ")
+            .expect(&first)
+            .to_owned();
+        Server {
+            child,
+            url,
+            db: db.to_owned(),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("OFFSTAGE_SERVER", &self.url)
+            .env_remove("OFFSTAGE_TOKEN")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_cli_drives_a_server_with_meaningful_exit_codes() {
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let done = server.cli(&[
+        "launch",
+        "demo.count",
+        "--args",
+        r#"{"to":3,"interval_ms":10}"#,
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let record: Value = serde_json::from_str(&stdout(&done)).unwrap();
+    assert_eq!(
+        (record["status"].as_str(), record["return_value"].as_u64()),
+        (Some("completed"), Some(3))
+    );
+
+    let failed = server.cli(&[
+        "launch",
+        "demo.fail",
+        "--args",
+        r#"{"message":"bad input"}"#,
+        "--wait",
+    ]);
+    assert_eq!(
+        failed.status.code(),
+        Some(3),
+        "a task that did not complete: {}",
+        stdout(&failed)
+    );
+    assert!(stdout(&failed).contains("bad input"));
+
+    let launched = server.cli(&["launch", "demo.log", "--args", r#"{"lines":2}"#, "--follow"]);
+    assert_eq!(launched.status.code(), Some(0));
+    let id = record["id"].as_str().unwrap();
+    let shown = server.cli(&["show", id]);
+    assert!(stdout(&shown).contains("completed"), "{}", stdout(&shown));
+
+    let listed = server.cli(&["list", "--json", "--status", "failed"]);
+    let page: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 1);
+
+    let sleeping = server.cli(&["launch", "demo.sleep", "--args", r#"{"seconds":600}"#]);
+    let sleeping_id = stdout(&sleeping).trim().to_owned();
+    let killed = server.cli(&["kill", &sleeping_id, "--grace-ms", "0"]);
+    assert_eq!(killed.status.code(), Some(0), "{}", stderr(&killed));
+    assert!(stdout(&killed).contains("killed"), "{}", stdout(&killed));
+
+    let logs = server.cli(&["logs", stdout(&launched).split_whitespace().next().unwrap()]);
+    assert!(stdout(&logs).contains("line 2 of 2"), "{}", stdout(&logs));
+
+    let unknown = server.cli(&["launch", "demo.nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("the registered ones are"),
+        "{}",
+        stderr(&unknown)
+    );
+    let bad_id = server.cli(&["show", "nope"]);
+    assert_eq!(bad_id.status.code(), Some(1));
+    let purged = server.cli(&[
+        "purge",
+        "--finished-before",
+        "2999-01-01T00:00:00Z",
+        "--json",
+    ]);
+    let purged: Value = serde_json::from_str(&stdout(&purged)).unwrap();
+    assert!(purged["purged"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn tokens_are_required_when_configured() {
+    let server = Server::start(
+        &SqliteBackend.new_database(),
+        &["--token", "read:r", "--token", "control:c"],
+    );
+    let anonymous = server.cli(&["list"]);
+    assert_eq!(anonymous.status.code(), Some(1));
+    assert!(
+        stderr(&anonymous).contains("HTTP 401"),
+        "{}",
+        stderr(&anonymous)
+    );
+    let reader = server.cli(&[
+        "launch",
+        "demo.echo",
+        "--args",
+        r#"{"value":1}"#,
+        "--token",
+        "r",
+    ]);
+    assert!(stderr(&reader).contains("HTTP 403"), "{}", stderr(&reader));
+    let controller = server.cli(&[
+        "launch",
+        "demo.echo",
+        "--args",
+        r#"{"value":1}"#,
+        "--token",
+        "c",
+        "--wait",
+    ]);
+    assert_eq!(controller.status.code(), Some(0), "{}", stderr(&controller));
+}
+
+#[test]
+fn refuses_to_serve_beyond_loopback_without_tokens() {
+    let output = Command::new(BIN)
+        .args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--db",
+            &SqliteBackend.new_database(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("--token ROLE:SECRET"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn history_survives_a_killed_server_and_running_tasks_read_missing() {
+    let db = SqliteBackend.new_database();
+    let mut server = Server::start(&db, &[]);
+    let done = server.cli(&[
+        "launch",
+        "demo.echo",
+        "--args",
+        r#"{"value":"kept"}"#,
+        "--wait",
+        "--json",
+    ]);
+    let done: Value = serde_json::from_str(&stdout(&done)).unwrap();
+    let running = server.cli(&["launch", "demo.sleep", "--args", r#"{"seconds":600}"#]);
+    let running = stdout(&running).trim().to_owned();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = Server::start(&server.db.clone(), &[]);
+    let shown: Value = serde_json::from_str(&stdout(&server.cli(&[
+        "show",
+        done["id"].as_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(shown["return_value"], "kept");
+    let shown: Value =
+        serde_json::from_str(&stdout(&server.cli(&["show", &running, "--json"]))).unwrap();
+    assert_eq!(shown["status"], "missing");
+    assert_eq!(shown["error"]["kind"], "missing");
+}
