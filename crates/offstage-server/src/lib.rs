@@ -18,6 +18,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 mod extract;
+pub mod metrics;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -36,14 +37,19 @@ pub struct AppState {
     pub runtime: offstage::Runtime,
     /// Who may do what.
     pub tokens: Tokens,
+    /// Task durations for `/metrics`.
+    pub durations: metrics::Durations,
 }
 
 impl AppState {
-    /// An open API (no tokens) over `runtime`.
+    /// An open API (no tokens) over `runtime`. Call it inside a tokio runtime: it starts
+    /// recording task durations for `/metrics`.
     pub fn new(runtime: offstage::Runtime) -> Self {
+        let durations = metrics::Durations::record(&runtime);
         Self {
             runtime,
             tokens: Tokens::default(),
+            durations,
         }
     }
 
@@ -63,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/{id}/events", get(api::events::task))
         .route("/api/events", get(api::events::all))
         .route("/api/task-types", get(api::tasks::task_types))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::read));
     let launch = Router::new()
         .route("/api/tasks", post(api::tasks::launch))

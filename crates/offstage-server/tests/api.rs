@@ -131,6 +131,29 @@ async fn launch_show_list_and_logs() {
         .unwrap()
         .iter()
         .any(|t| t["name"] == "demo.count"));
+    let response = app.clone().oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(r#"offstage_tasks{name="demo.log",status="completed"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("offstage_queue_depth 0"), "{text}");
+    assert!(
+        text.contains(
+            r#"offstage_task_duration_seconds_count{name="demo.log",status="completed"} 1"#
+        ),
+        "{text}"
+    );
     let (status, health) = call(&app, get("/healthz")).await;
     assert_eq!((status, health), (StatusCode::OK, json!({ "ok": true })));
 }

@@ -221,8 +221,8 @@ impl Runtime {
         self.inner.store.purge(before).await
     }
 
-    /// How many tasks the store holds with each status.
-    pub async fn counts(&self) -> Result<Vec<(Status, u64)>, Error> {
+    /// How many tasks the store holds of each task type and status, sorted by name.
+    pub async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error> {
         self.inner.store.counts().await
     }
 

@@ -161,6 +161,6 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Deletes every task that finished before `before`, with its logs. Returns how many.
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error>;
 
-    /// How many tasks have each status.
-    async fn counts(&self) -> Result<Vec<(Status, u64)>, Error>;
+    /// How many tasks there are of each task type and status, sorted by name then status.
+    async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
 }

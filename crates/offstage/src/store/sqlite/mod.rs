@@ -733,18 +733,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn counts(&self) -> Result<Vec<(Status, u64)>, Error> {
+    async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT status, count(*) FROM offstage_tasks GROUP BY status")?
-                .query_map([], |row| {
-                    let status: String = row.get(0)?;
-                    let count: i64 = row.get(1)?;
-                    Ok((
-                        status.parse::<Status>().unwrap_or(Status::Missing),
-                        count as u64,
-                    ))
-                })?
-                .collect()
+            conn.prepare_cached(
+                "SELECT name, status, count(*) FROM offstage_tasks GROUP BY name, status \
+                 ORDER BY name, status",
+            )?
+            .query_map([], |row| {
+                let status: String = row.get(1)?;
+                let count: i64 = row.get(2)?;
+                let status = status.parse::<Status>().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?;
+                Ok((row.get(0)?, status, count as u64))
+            })?
+            .collect()
         })
         .await
     }

@@ -181,5 +181,8 @@ pub async fn ten_thousand_tasks_none_lost(backend: &dyn Backend) {
         assert_eq!(record.return_value, Some(json!(i)));
     }
     let counts = rt.counts().await.unwrap();
-    assert_eq!(counts, [(Status::Completed, 10_000)]);
+    assert_eq!(
+        counts,
+        [("test.echo".to_owned(), Status::Completed, 10_000)]
+    );
 }
