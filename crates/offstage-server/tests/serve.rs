@@ -221,3 +221,84 @@ fn history_survives_a_killed_server_and_running_tasks_read_missing() {
     assert_eq!(shown["status"], "missing");
     assert_eq!(shown["error"]["kind"], "missing");
 }
+
+#[test]
+fn sigterm_drains_then_records_interrupted_tasks() {
+    let db = SqliteBackend.new_database();
+    let mut server = Server::start(&db, &["--drain-s", "0.2"]);
+    let quick = server.cli(&[
+        "launch",
+        "demo.echo",
+        "--args",
+        r#"{"value":1}"#,
+        "--wait",
+        "--json",
+    ]);
+    let quick: Value = serde_json::from_str(&stdout(&quick)).unwrap();
+    let long = server.cli(&["launch", "demo.sleep", "--args", r#"{"seconds":600}"#]);
+    let long = stdout(&long).trim().to_owned();
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "a graceful shutdown exits 0: {status}");
+
+    let server = Server::start(&db, &[]);
+    let shown: Value =
+        serde_json::from_str(&stdout(&server.cli(&["show", &long, "--json"]))).unwrap();
+    assert_eq!(
+        (shown["status"].as_str(), shown["error"]["kind"].as_str()),
+        (Some("missing"), Some("interrupted"))
+    );
+    let shown: Value = serde_json::from_str(&stdout(&server.cli(&[
+        "show",
+        quick["id"].as_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(shown["status"], "completed");
+}
+
+#[test]
+fn sse_over_tcp_resumes_with_last_event_id() {
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let task: Value = http
+            .post(format!("{}/api/tasks", server.url))
+            .json(&serde_json::json!({ "name": "demo.count", "args": { "to": 4, "interval_ms": 20 } }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = format!("{}/api/tasks/{}/events", server.url, task["id"].as_str().unwrap());
+        let read_all = |last: u64| {
+            let http = http.clone();
+            let events = events.clone();
+            async move {
+                let response = http.get(&events).header("last-event-id", last.to_string()).send().await.unwrap();
+                assert_eq!(response.headers()["content-type"], "text/event-stream");
+                response.text().await.unwrap()
+            }
+        };
+        let all = read_all(0).await;
+        let ids: Vec<u64> = all.lines().filter_map(|l| l.strip_prefix("id: ")).map(|s| s.parse().unwrap()).collect();
+        let kinds: Vec<&str> = all.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(kinds.first(), Some(&"launched"));
+        assert_eq!(kinds.last(), Some(&"finished"), "the stream ends after finished");
+        assert_eq!(kinds.iter().filter(|k| **k == "state").count(), 4);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+        let rest = read_all(ids[3]).await;
+        let rest_ids: Vec<u64> = rest.lines().filter_map(|l| l.strip_prefix("id: ")).map(|s| s.parse().unwrap()).collect();
+        assert_eq!(rest_ids, ids[4..], "no gaps, no duplicates");
+    });
+}

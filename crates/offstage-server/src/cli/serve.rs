@@ -23,6 +23,10 @@ pub struct Serve {
     /// Allows serving without tokens on an address other than loopback.
     #[arg(long)]
     insecure: bool,
+    /// On SIGINT/SIGTERM, how long running tasks get to finish before they are recorded
+    /// `missing` (kind `interrupted`).
+    #[arg(long, default_value_t = 10.0)]
+    drain_s: f64,
 }
 
 pub async fn run(serve: Serve) -> Result<(), String> {
@@ -41,7 +45,11 @@ pub async fn run(serve: Serve) -> Result<(), String> {
             serve.addr
         ));
     }
-    let mut builder = offstage::Runtime::builder().sqlite(&serve.db);
+    let drain = std::time::Duration::try_from_secs_f64(serve.drain_s)
+        .map_err(|_| format!("--drain-s {} is not a number of seconds", serve.drain_s))?;
+    let mut builder = offstage::Runtime::builder()
+        .sqlite(&serve.db)
+        .shutdown_drain(drain);
     if serve.demo {
         builder = demo::register(builder);
     }
