@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({ "ok": true })) }),
         )
+        .route("/api/openapi.json", get(api::openapi::document))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -151,6 +151,7 @@ impl std::error::Error for Error {
 /// The runtime itself records these kinds: `panic`, `timeout`, `killed`, `cancelled`,
 /// `interrupted`, `missing`, `invalid_args`, `output` (the return value would not serialize).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskError {
     /// A short machine-readable word: `error`, `panic`, `timeout`, …
     pub kind: String,

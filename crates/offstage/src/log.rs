@@ -18,6 +18,7 @@ use tracing_core::{Dispatch, Event, Level, LevelFilter, Metadata, Subscriber};
 
 /// How important a log line is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Fine-grained tracing.
@@ -69,6 +70,7 @@ impl From<Level> for LogLevel {
 
 /// One line of one task's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// 1 for the task's first line, one more for each line after.
     pub seq: u64,

@@ -30,18 +30,23 @@ use crate::status::Status;
 
 /// Everything the store keeps about one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskRecord {
     /// Time-ordered unique id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: TaskId,
     /// The task type's name.
     pub name: String,
     /// The args it was launched with, as JSON.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub args: Value,
     /// Where it is in its life.
     pub status: Status,
     /// The state the task last wrote (`{}` until it writes one).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub state: Value,
     /// What the task returned, once it completed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub return_value: Option<Value>,
     /// How it failed, was killed or went missing.
     pub error: Option<TaskError>,
@@ -64,6 +69,7 @@ pub struct TaskRecord {
     /// Its timeout in milliseconds, if it has one.
     pub timeout_ms: Option<u64>,
     /// The node running (or that last ran) it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub node: Option<NodeId>,
 }
 

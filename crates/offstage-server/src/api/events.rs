@@ -56,6 +56,10 @@ fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<SseEvent,
     })
 }
 
+/// Every event of every task, as Server-Sent Events.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this event")),
+    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; gap")))]
 pub(crate) async fn all(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -67,6 +71,11 @@ pub(crate) async fn all(
     Ok(Sse::new(sse_stream(subscription)).keep_alive(keep_alive()))
 }
 
+/// One task's events as Server-Sent Events; the stream ends after `finished`.
+#[utoipa::path(get, path = "/api/tasks/{id}/events", tag = "events",
+    params(("id" = String, Path, description = "task id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event")),
+    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished"),
+        (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,

@@ -1,4 +1,5 @@
 //! The HTTP API's routes.
 
 pub(crate) mod events;
+pub(crate) mod openapi;
 pub(crate) mod tasks;

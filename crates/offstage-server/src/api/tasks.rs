@@ -10,17 +10,20 @@ use chrono::{DateTime, Utc};
 use offstage::{LaunchOptions, ListFilter, LogLine, Status, TaskId, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::{Body, Query, TaskIdPath};
 use crate::AppState;
 
 /// A task as the API shows it: every field of the record, plus the derived ones.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
     #[serde(flatten)]
     record: TaskRecord,
+    /// `null` while queued or running, then how it ended.
     termination_status: Option<Status>,
+    /// True while queued or running.
     is_running: bool,
 }
 
@@ -35,20 +38,32 @@ impl From<TaskRecord> for TaskView {
 }
 
 /// `POST /api/tasks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchRequest {
+    /// The task type's name (see `GET /api/task-types`).
     name: String,
+    /// The args, as the task type takes them.
     #[serde(default)]
+    #[schema(value_type = Object)]
     args: Value,
+    /// A key to find the task by later.
     key: Option<String>,
+    /// Not supported yet: leave it out.
     on_conflict: Option<String>,
+    /// Fail the task if it runs longer than this many seconds.
     timeout_s: Option<f64>,
+    /// Higher runs first among queued tasks.
     priority: Option<i32>,
+    /// Do not start before this time (RFC 3339).
     run_at: Option<DateTime<Utc>>,
+    /// Who the task belongs to.
     owner: Option<String>,
 }
 
+/// Launches a task.
+#[utoipa::path(post, path = "/api/tasks", request_body = LaunchRequest, tag = "tasks",
+    responses((status = 201, body = TaskView), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn launch(
     State(state): State<AppState>,
     Body(request): Body<LaunchRequest>,
@@ -90,25 +105,36 @@ pub(crate) async fn launch(
 }
 
 /// `GET /api/tasks` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only tasks of this task type.
     name: Option<String>,
+    /// Only tasks with this status: queued, running, completed, failed, killed or missing.
     status: Option<String>,
+    /// Only tasks with this owner.
     owner: Option<String>,
+    /// Only tasks with this key.
     key: Option<String>,
+    /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
+    /// Only tasks older than this id: the previous page's `next_before`.
     before: Option<String>,
 }
 
 /// A page of tasks, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {
     tasks: Vec<TaskView>,
     /// Pass as `before` for the next page; `null` on the last page.
+    #[schema(value_type = Option<String>, format = Uuid)]
     next_before: Option<TaskId>,
 }
 
+/// Lists tasks, newest first.
+#[utoipa::path(get, path = "/api/tasks", params(ListQuery), tag = "tasks",
+    responses((status = 200, body = TaskPage), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -149,6 +175,9 @@ pub(crate) async fn list(
     }))
 }
 
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{id}", params(("id" = String, Path, description = "task id")), tag = "tasks",
+    responses((status = 200, body = TaskView), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
@@ -157,12 +186,17 @@ pub(crate) async fn show(
 }
 
 /// `POST /api/tasks/{id}/kill` body (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillRequest {
+    /// How long the task gets to stop by itself before it is aborted (default: the server's).
     grace_ms: Option<u64>,
 }
 
+/// Kills a task: 202 while it stops, 200 if it had already ended.
+#[utoipa::path(post, path = "/api/tasks/{id}/kill", params(("id" = String, Path, description = "task id")),
+    request_body(content = Option<KillRequest>), tag = "tasks",
+    responses((status = 202, body = TaskView), (status = 200, body = TaskView), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn kill(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
@@ -199,22 +233,28 @@ pub(crate) async fn kill(
 }
 
 /// `GET /api/tasks/{id}/logs` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// Only lines with a higher sequence number (default 0: from the start).
     #[serde(default)]
     after: u64,
+    /// At most this many (1 to 10000, default 1000).
     limit: Option<usize>,
 }
 
 /// Log lines in order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogPage {
     lines: Vec<LogLine>,
     /// Pass as `after` for the next lines.
     next_after: u64,
 }
 
+/// A task's log lines, in order.
+#[utoipa::path(get, path = "/api/tasks/{id}/logs", params(("id" = String, Path, description = "task id"), LogsQuery), tag = "tasks",
+    responses((status = 200, body = LogPage), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
@@ -233,12 +273,17 @@ pub(crate) async fn logs(
 }
 
 /// `DELETE /api/tasks` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PurgeQuery {
+    /// Delete tasks that finished before this time (RFC 3339). Required.
     finished_before: Option<DateTime<Utc>>,
 }
 
+/// Deletes tasks that finished before a time, with their logs.
+#[utoipa::path(delete, path = "/api/tasks", params(PurgeQuery), tag = "tasks",
+    responses((status = 200, description = "`{\"purged\": n}`"), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn purge(
     State(state): State<AppState>,
     Query(query): Query<PurgeQuery>,
@@ -253,6 +298,9 @@ pub(crate) async fn purge(
     Ok(Json(serde_json::json!({ "purged": purged })))
 }
 
+/// The registered task types.
+#[utoipa::path(get, path = "/api/task-types", tag = "tasks",
+    responses((status = 200, description = "`{\"task_types\": [{\"name\", \"workers\"}]}`")))]
 pub(crate) async fn task_types(State(state): State<AppState>) -> Json<Value> {
     let types: Vec<Value> = state
         .runtime
