@@ -4,6 +4,7 @@
 //! `--json` the last line is one JSON object with every figure. Each measurement gets a fresh
 //! SQLite database (durable: WAL, `synchronous=FULL`) in a temporary directory.
 
+mod http;
 mod measure;
 
 /// The allocator a throughput-minded service would pick; glibc malloc showed up as ~15% of
@@ -103,6 +104,16 @@ fn run(
         let (p50, p99) = rt.block_on(measure::kill_cooperative(&db("kill"), 200));
         out.push(("kill_coop_p50_ms", p50, "≤ 5"));
         out.push(("kill_coop_p99_ms", p99, "-"));
+    }
+    if wanted("sse") {
+        let (p50, p99) = rt.block_on(http::sse_state_latency(&db("sse"), 2_000));
+        out.push(("sse_state_p50_ms", p50, "≤ 0.5"));
+        out.push(("sse_state_p99_ms", p99, "≤ 2"));
+    }
+    if wanted("http") {
+        let launches = if quick { 5_000 } else { 20_000 };
+        let rate = rt.block_on(http::http_launch_rate(&db("http"), launches, 64));
+        out.push(("http_launch_per_s", rate, "-"));
     }
     drop(rt);
     if wanted("sleeping") {

@@ -26,7 +26,7 @@ pub fn rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
     samples[index]
