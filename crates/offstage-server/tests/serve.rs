@@ -100,6 +100,11 @@ fn the_cli_drives_a_server_with_meaningful_exit_codes() {
 
     let launched = server.cli(&["launch", "demo.log", "--args", r#"{"lines":2}"#, "--follow"]);
     assert_eq!(launched.status.code(), Some(0));
+    assert!(
+        stdout(&launched).contains("line 2 of 2"),
+        "--follow prints the log: {}",
+        stdout(&launched)
+    );
     let id = record["id"].as_str().unwrap();
     let shown = server.cli(&["show", id]);
     assert!(stdout(&shown).contains("completed"), "{}", stdout(&shown));
@@ -114,7 +119,16 @@ fn the_cli_drives_a_server_with_meaningful_exit_codes() {
     assert_eq!(killed.status.code(), Some(0), "{}", stderr(&killed));
     assert!(stdout(&killed).contains("killed"), "{}", stdout(&killed));
 
-    let logs = server.cli(&["logs", stdout(&launched).split_whitespace().next().unwrap()]);
+    // The last line is "<id> completed 2", after the log lines.
+    let followed = stdout(&launched);
+    let followed_id = followed
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let logs = server.cli(&["logs", followed_id]);
     assert!(stdout(&logs).contains("line 2 of 2"), "{}", stdout(&logs));
 
     let unknown = server.cli(&["launch", "demo.nope"]);

@@ -261,6 +261,12 @@ impl EventBus {
         }
     }
 
+    /// Task `task_id`'s events after `seq` that are still in the replay buffer, or `None` if
+    /// events after `seq` have already left it.
+    pub fn replay_task(&self, task_id: TaskId, seq: u64) -> Option<Vec<Event>> {
+        self.replay_after(seq, Some(task_id))
+    }
+
     /// Events after `seq` still in the replay buffer, or `None` if some are gone.
     fn replay_after(&self, seq: u64, task: Option<TaskId>) -> Option<Vec<Event>> {
         let inner = self.inner.lock().expect("event bus poisoned");

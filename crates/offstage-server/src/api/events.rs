@@ -40,14 +40,18 @@ fn keep_alive() -> KeepAlive {
     KeepAlive::new().interval(Duration::from_secs(15))
 }
 
+fn sse_event(event: &offstage::Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.seq.to_string())
+        .event(event.kind.name())
+        .json_data(event)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped"))
+}
+
 fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     subscription.into_stream().map(|item| {
         Ok(match item {
-            Ok(event) => SseEvent::default()
-                .id(event.seq.to_string())
-                .event(event.kind.name())
-                .json_data(&event)
-                .unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped")),
+            Ok(event) => sse_event(&event),
             Err(RecvError::Gap { first, last }) => SseEvent::default()
                 .event("gap")
                 .data(format!(r#"{{"first":{first},"last":{last}}}"#)),
@@ -86,25 +90,27 @@ pub(crate) async fn task(
     let since = last_event_id(&headers)?.unwrap_or_else(|| bus.last_seq());
     let subscription = bus.subscribe_task_since(id, since);
     let record = state.runtime.record(id).await?;
-    let stream = if record.status.is_terminal() && since >= bus.last_seq() {
-        // Already over: one `finished` event with the final record, then the end.
-        let at = record.finished_at.unwrap_or(record.launched_at);
-        let kind = offstage::EventKind::Finished {
-            task: record.into(),
-        };
-        let event = offstage::Event {
-            seq: since,
-            task_id: id,
-            at,
-            kind,
-        };
-        let data = SseEvent::default()
-            .id(since.to_string())
-            .event("finished")
-            .json_data(&event);
-        let data =
-            data.unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped"));
-        futures::stream::iter([Ok(data)]).left_stream()
+    let stream = if record.status.is_terminal() {
+        // Already over: what the buffer still has after `since`, and the final record if the
+        // buffer's `finished` is not among it; then the end.
+        drop(subscription);
+        let mut events = bus.replay_task(id, since).unwrap_or_default();
+        if !events
+            .last()
+            .is_some_and(|e| matches!(e.kind, offstage::EventKind::Finished { .. }))
+        {
+            let at = record.finished_at.unwrap_or(record.launched_at);
+            let kind = offstage::EventKind::Finished {
+                task: record.into(),
+            };
+            events.push(offstage::Event {
+                seq: bus.last_seq().max(since),
+                task_id: id,
+                at,
+                kind,
+            });
+        }
+        futures::stream::iter(events.into_iter().map(|event| Ok(sse_event(&event)))).left_stream()
     } else {
         sse_stream(subscription).right_stream()
     };

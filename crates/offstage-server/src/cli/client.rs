@@ -62,18 +62,21 @@ impl Client {
     }
 
     /// Opens an SSE stream and calls `on_event(event_name, data)` for each event until it
-    /// returns false or the stream ends.
+    /// returns false or the stream ends. With `after`, the server first replays the events
+    /// after that sequence number that it still holds (0: all of them).
     pub async fn follow(
         &self,
         path: &str,
+        after: Option<u64>,
         mut on_event: impl FnMut(&str, &Value) -> bool,
     ) -> Result<(), Failure> {
-        let response = self
+        let mut request = self
             .request(Method::GET, path)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .header("accept", "text/event-stream");
+        if let Some(after) = after {
+            request = request.header("last-event-id", after.to_string());
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         if !status.is_success() {
             let body: Value = response.json().await.unwrap_or(Value::Null);

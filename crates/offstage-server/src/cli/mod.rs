@@ -256,7 +256,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                 .await?;
             let mut last = Value::Null;
             client
-                .follow(&format!("{path}/events"), |name, data| {
+                .follow(&format!("{path}/events"), None, |name, data| {
                     if name == "finished" {
                         last = data["task"].clone();
                         return false;
@@ -298,7 +298,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             if follow {
                 let events = format!("{path}/events");
                 client
-                    .follow(&events, |name, data| {
+                    .follow(&events, Some(0), |name, data| {
                         if name == "log" && data["line"]["seq"].as_u64().unwrap_or(0) > after {
                             print_line(&data["line"], remote.json);
                         }
@@ -357,7 +357,7 @@ async fn wait_for(
         .is_some_and(|s| ["completed", "failed", "killed", "missing"].contains(&s))
     {
         client
-            .follow(&format!("{path}/events"), |name, data| {
+            .follow(&format!("{path}/events"), Some(0), |name, data| {
                 match name {
                     "state" => {
                         if let Some((done, total)) = output::progress(&data["state"]) {
@@ -365,9 +365,8 @@ async fn wait_for(
                             bar.set_position(done);
                         }
                     }
-                    "log" if show_logs => {
-                        bar.println(data["line"]["message"].as_str().unwrap_or(""))
-                    }
+                    // Printed above the bar, to stdout, also when stdout is not a terminal.
+                    "log" if show_logs => bar.suspend(|| print_line(&data["line"], json)),
                     "finished" => {
                         last = data["task"].clone();
                         return false;
