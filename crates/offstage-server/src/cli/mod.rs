@@ -352,10 +352,17 @@ async fn wait_for(
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut last = current.clone();
-    if !current["status"]
-        .as_str()
-        .is_some_and(|s| ["completed", "failed", "killed", "missing"].contains(&s))
-    {
+    let ended = current["termination_status"].is_string();
+    if ended && show_logs {
+        // Over before we got here: its whole log is in the store.
+        let logs = client
+            .call(Method::GET, &format!("{path}/logs"), None)
+            .await?;
+        for line in logs["lines"].as_array().into_iter().flatten() {
+            print_line(line, json);
+        }
+    }
+    if !ended {
         client
             .follow(&format!("{path}/events"), Some(0), |name, data| {
                 match name {
