@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -21,26 +21,8 @@ async fn serve(rt: &Runtime) -> SocketAddr {
 /// A task writes its state `n` times, 1 ms apart; an SSE client on
 /// `/api/tasks/{id}/events` notes when each write arrives.
 pub async fn sse_state_latency(db: &Path, n: usize) -> (f64, f64) {
-    let written: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
-    let log = Arc::clone(&written);
-    let rt = Runtime::builder()
-        .sqlite(db)
-        .task("writer", move |ctx: Context, n: usize| {
-            let log = Arc::clone(&log);
-            async move {
-                // Give the SSE client time to connect before the first write.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for i in 0..n {
-                    log.lock().unwrap().push(Instant::now());
-                    ctx.set_state(&json!({ "i": i }))?;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Ok::<_, TaskError>(())
-            }
-        })
-        .build()
-        .await
-        .unwrap();
+    // The head start gives the SSE client time to connect before the first write.
+    let (rt, written) = crate::measure::state_writer(db, Duration::from_millis(200)).await;
     let addr = serve(&rt).await;
     let task = rt.launch_json("writer", json!(n)).await.unwrap();
     let response = reqwest::get(format!("http://{addr}/api/tasks/{}/events", task.id()))

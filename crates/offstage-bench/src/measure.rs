@@ -120,16 +120,17 @@ pub async fn launch_latency(db: &Path, n: usize, durability: Durability) -> (f64
     )
 }
 
-/// A task writes its state `n` times, 1 ms apart; a subscriber on the event stream notes when
-/// each write arrives.
-pub async fn state_event_latency(db: &Path, n: usize) -> (f64, f64) {
-    let written: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
+/// A runtime with task type `writer`: after `head_start`, it writes its state `{"i": i}` for
+/// `i` in `0..n` (its args), 1 ms apart, noting in the returned list when it wrote each.
+pub async fn state_writer(db: &Path, head_start: Duration) -> (Runtime, Arc<Mutex<Vec<Instant>>>) {
+    let written: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let log = Arc::clone(&written);
     let rt = Runtime::builder()
         .sqlite(db)
         .task("writer", move |ctx: Context, n: usize| {
             let log = Arc::clone(&log);
             async move {
+                tokio::time::sleep(head_start).await;
                 for i in 0..n {
                     log.lock().unwrap().push(Instant::now());
                     ctx.set_state(&json!({ "i": i }))?;
@@ -141,6 +142,13 @@ pub async fn state_event_latency(db: &Path, n: usize) -> (f64, f64) {
         .build()
         .await
         .unwrap();
+    (rt, written)
+}
+
+/// A task writes its state `n` times, 1 ms apart; a subscriber on the event stream notes when
+/// each write arrives.
+pub async fn state_event_latency(db: &Path, n: usize) -> (f64, f64) {
+    let (rt, written) = state_writer(db, Duration::ZERO).await;
     let mut events = rt.events();
     let task = rt.launch_json("writer", json!(n)).await.unwrap();
     let mut samples = Vec::with_capacity(n);

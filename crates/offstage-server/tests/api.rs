@@ -35,6 +35,11 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     (status, body)
 }
 
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
 fn post(uri: &str, body: &str) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
@@ -133,16 +138,7 @@ async fn launch_show_list_and_logs() {
         .any(|t| t["name"] == "demo.count"));
     let response = app.clone().oneshot(get("/metrics")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = body_text(response).await;
     assert!(
         text.contains(r#"offstage_tasks{name="demo.log",status="completed"} 1"#),
         "{text}"
@@ -447,16 +443,7 @@ async fn sse_streams_a_task_and_ends_after_finished() {
         response.headers()[header::CONTENT_TYPE],
         "text/event-stream"
     );
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = body_text(response).await;
     let kinds: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("event: "))
@@ -502,15 +489,7 @@ async fn sse_streams_a_task_and_ends_after_finished() {
         .oneshot(get(&format!("/api/tasks/{id}/events")))
         .await
         .unwrap();
-    let done = String::from_utf8(
-        done.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let done = body_text(done).await;
     assert!(
         done.contains("event: finished") && done.contains("\"completed\""),
         "{done}"
