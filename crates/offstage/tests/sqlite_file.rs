@@ -56,3 +56,11 @@ async fn reopening_keeps_the_schema_and_the_data() {
     assert_eq!(read.id, record.id);
     assert_eq!(read.name, record.name);
 }
+
+#[tokio::test]
+async fn a_database_in_a_missing_directory_says_so() {
+    let path = format!("{}-missing/tasks.db", SqliteBackend.new_database());
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Store);
+    assert!(error.message().contains("does not exist"), "{error}");
+}

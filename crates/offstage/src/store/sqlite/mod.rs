@@ -165,6 +165,19 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
     pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(Error::new(
+                    ErrorKind::Store,
+                    format!(
+                        "cannot create the database {}: the directory {} does not exist; create \
+                         it first or choose another path",
+                        path.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
         let opened = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || -> Result<Connection, Error> {
