@@ -327,7 +327,6 @@ fn insert_logs(conn: &Connection, id: TaskId, logs: &[LogLine]) -> rusqlite::Res
         "INSERT OR IGNORE INTO offstage_logs (task_id, seq, at, level, message) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let id = id.to_string();
     for line in logs {
         insert.execute(params![
             id,
@@ -362,12 +361,7 @@ impl Store for SqliteStore {
             conn.execute(
                 "INSERT OR REPLACE INTO offstage_nodes (id, host, pid, started_at, heartbeat_at) \
                  VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![
-                    node.id.to_string(),
-                    node.host,
-                    node.pid,
-                    micros(node.started_at)
-                ],
+                params![node.id, node.host, node.pid, micros(node.started_at)],
             )?;
             Ok(())
         })
@@ -377,24 +371,21 @@ impl Store for SqliteStore {
     async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error> {
         self.write(move |conn| {
             conn.prepare_cached("UPDATE offstage_nodes SET heartbeat_at = ?2 WHERE id = ?1")?
-                .execute(params![node.to_string(), micros(now)])?;
+                .execute(params![node, micros(now)])?;
             let mut select = conn.prepare_cached(
                 "SELECT id, kill_grace_ms FROM offstage_tasks \
                  WHERE kill_grace_ms IS NOT NULL AND node = ?1 AND status = 'running'",
             )?;
             let requests = select
-                .query_map([node.to_string()], |row| {
-                    let id: String = row.get(0)?;
+                .query_map([node], |row| {
+                    let task_id: TaskId = row.get(0)?;
                     let grace: i64 = row.get(1)?;
-                    Ok((id, grace))
-                })?
-                .filter_map(|row| {
-                    let (id, grace) = row.ok()?;
-                    Some(KillRequest {
-                        task_id: id.parse().ok()?,
+                    Ok(KillRequest {
+                        task_id,
                         grace: (grace >= 0).then(|| Duration::from_millis(grace as u64)),
                     })
-                })
+                })?
+                .filter_map(Result::ok)
                 .collect();
             Ok(requests)
         })
@@ -403,10 +394,7 @@ impl Store for SqliteStore {
 
     async fn deregister_node(&self, node: NodeId) -> Result<(), Error> {
         self.write(move |conn| {
-            conn.execute(
-                "DELETE FROM offstage_nodes WHERE id = ?1",
-                [node.to_string()],
-            )?;
+            conn.execute("DELETE FROM offstage_nodes WHERE id = ?1", [node])?;
             Ok(())
         })
         .await?;
@@ -433,9 +421,9 @@ impl Store for SqliteStore {
         let stale_before = micros(now) - stale_after.as_micros().min(i64::MAX as u128) as i64;
         let (records, dead) = self
             .write(move |conn| {
-                let nodes: Vec<(String, String, i64, i64)> = conn
+                let nodes: Vec<(NodeId, String, i64, i64)> = conn
                     .prepare_cached("SELECT id, host, pid, heartbeat_at FROM offstage_nodes WHERE id != ?1")?
-                    .query_map([me.to_string()], |row| {
+                    .query_map([me], |row| {
                         Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                     })?
                     .collect::<rusqlite::Result<_>>()?;
@@ -480,7 +468,7 @@ impl Store for SqliteStore {
                          WHERE status = 'running' AND node != ?1 \
                          AND node NOT IN (SELECT id FROM offstage_nodes) RETURNING {TASK_COLUMNS}"
                     ))?
-                    .query_map(params![me.to_string(), micros(now), json_text(&orphan_error)], task_from_row)?
+                    .query_map(params![me, micros(now), json_text(&orphan_error)], task_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 records.extend(rows);
                 Ok((records, dead))
@@ -494,7 +482,7 @@ impl Store for SqliteStore {
 
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
         // Everything is turned into SQL values here, so the writer thread only runs SQL.
-        let id = task.id.to_string();
+        let id = task.id;
         let name = task.name.clone();
         let args = json_text(&task.args);
         let state = json_text(&task.state);
@@ -507,7 +495,7 @@ impl Store for SqliteStore {
         let (attempt, priority) = (task.attempt, task.priority);
         let (key, owner) = (task.key.clone(), task.owner.clone());
         let timeout_ms = task.timeout_ms.map(|t| t as i64);
-        let node = task.node.map(|n| n.to_string());
+        let node = task.node;
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
@@ -543,7 +531,7 @@ impl Store for SqliteStore {
                      RETURNING {TASK_COLUMNS}"
                 ))?
                 .query_map(
-                    params![node.to_string(), micros(now), names, limit as i64],
+                    params![node, micros(now), names, limit as i64],
                     task_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -573,7 +561,7 @@ impl Store for SqliteStore {
             )?;
             for (id, pending) in &batch {
                 if let Some(state) = &pending.state {
-                    update.execute(params![id.to_string(), state])?;
+                    update.execute(params![id, state])?;
                 }
                 insert_logs(conn, *id, &pending.logs)?;
             }
@@ -583,8 +571,6 @@ impl Store for SqliteStore {
     }
 
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error> {
-        let text_id = id.to_string();
-        let node = node.to_string();
         let return_value = finish.return_value.as_ref().map(json_text);
         let error = finish.error.as_ref().map(json_text);
         let finished_at = micros(finish.finished_at);
@@ -603,7 +589,7 @@ impl Store for SqliteStore {
                      WHERE id = ?1 AND node = ?2 AND status = 'running'",
                 )?
                 .execute(params![
-                    text_id,
+                    id,
                     node,
                     status.as_str(),
                     state,
@@ -626,7 +612,7 @@ impl Store for SqliteStore {
             let select = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1");
             let Some(record) = conn
                 .prepare_cached(&select)?
-                .query_row([id.to_string()], task_from_row)
+                .query_row([id], task_from_row)
                 .optional()?
             else {
                 return Err(rusqlite::Error::QueryReturnedNoRows);
@@ -639,17 +625,14 @@ impl Store for SqliteStore {
                             "UPDATE offstage_tasks SET status = 'killed', finished_at = ?2, \
                              error = ?3 WHERE id = ?1 RETURNING {TASK_COLUMNS}"
                         ))?
-                        .query_row(
-                            params![id.to_string(), micros(now), json_text(&error)],
-                            task_from_row,
-                        )?;
+                        .query_row(params![id, micros(now), json_text(&error)], task_from_row)?;
                     Ok(KillOutcome::Killed(record))
                 }
                 Status::Running => {
                     conn.prepare_cached(
                         "UPDATE offstage_tasks SET kill_grace_ms = ?2 WHERE id = ?1",
                     )?
-                    .execute(params![id.to_string(), kill_grace_ms(grace)])?;
+                    .execute(params![id, kill_grace_ms(grace)])?;
                     let node = record.node.expect("a running task has a node");
                     Ok(KillOutcome::Requested { node })
                 }
@@ -671,7 +654,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1"
             ))?
-            .query_row([id.to_string()], task_from_row)
+            .query_row([id], task_from_row)
             .optional()
         })
         .await
@@ -682,29 +665,32 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let limit = filter.effective_limit();
             let mut sql = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE 1 = 1");
-            let mut values: Vec<String> = Vec::new();
-            let mut bind = |sql: &mut String, column: &str, value: String| {
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            let mut bind = |sql: &mut String, column: &str, value: Box<dyn rusqlite::ToSql>| {
                 values.push(value);
                 sql.push_str(&format!(" AND {column} ?{}", values.len()));
             };
             if let Some(name) = filter.name {
-                bind(&mut sql, "name =", name);
+                bind(&mut sql, "name =", Box::new(name));
             }
             if let Some(status) = filter.status {
-                bind(&mut sql, "status =", status.as_str().to_owned());
+                bind(&mut sql, "status =", Box::new(status.as_str()));
             }
             if let Some(owner) = filter.owner {
-                bind(&mut sql, "owner =", owner);
+                bind(&mut sql, "owner =", Box::new(owner));
             }
             if let Some(key) = filter.key {
-                bind(&mut sql, "task_key =", key);
+                bind(&mut sql, "task_key =", Box::new(key));
             }
             if let Some(before) = filter.before {
-                bind(&mut sql, "id <", before.to_string());
+                bind(&mut sql, "id <", Box::new(before));
             }
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
             conn.prepare_cached(&sql)?
-                .query_map(rusqlite::params_from_iter(values.iter()), task_from_row)?
+                .query_map(
+                    rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
+                    task_from_row,
+                )?
                 .collect()
         })
         .await
@@ -716,7 +702,7 @@ impl Store for SqliteStore {
                 "SELECT seq, at, level, message FROM offstage_logs \
                  WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?
-            .query_map(params![id.to_string(), after as i64, limit as i64], |row| {
+            .query_map(params![id, after as i64, limit as i64], |row| {
                 Ok(LogLine {
                     seq: row.get::<_, i64>(0)? as u64,
                     at: from_micros(row.get(1)?),

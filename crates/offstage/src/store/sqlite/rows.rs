@@ -52,7 +52,7 @@ fn parsed<T: std::str::FromStr<Err = crate::Error>>(
 
 pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     Ok(TaskRecord {
-        id: parsed(row, 0)?,
+        id: row.get(0)?,
         name: row.get(1)?,
         args: json(row, 2)?,
         status: parsed(row, 3)?,
@@ -68,9 +68,34 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         key: row.get(13)?,
         owner: row.get(14)?,
         timeout_ms: row.get::<_, Option<i64>>(15)?.map(|t| t as u64),
-        node: row
-            .get::<_, Option<String>>(16)?
-            .map(|n| n.parse().map_err(|e| bad_column(16, "node id", e)))
-            .transpose()?,
+        node: row.get(16)?,
     })
 }
+
+/// Ids are stored as their 16 UUID bytes: a third of the text form, in every index that
+/// carries them, and in the same (time) order.
+macro_rules! blob_id {
+    ($id:ty) => {
+        impl rusqlite::ToSql for $id {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::Owned(
+                    rusqlite::types::Value::Blob(self.as_uuid().as_bytes().to_vec()),
+                ))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $id {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let bytes = value.as_blob()?;
+                uuid::Uuid::from_slice(bytes)
+                    .map(<$id>::from)
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+blob_id!(crate::id::TaskId);
+blob_id!(crate::id::NodeId);

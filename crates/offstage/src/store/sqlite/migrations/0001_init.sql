@@ -1,8 +1,9 @@
 -- Offstage schema version 1.
--- Times are microseconds since the Unix epoch, UTC. JSON columns hold JSON text.
+-- Times are microseconds since the Unix epoch, UTC. JSON columns hold JSON text. Ids (task
+-- and node) are the 16 bytes of their UUIDv7, which sort in time order.
 
 CREATE TABLE offstage_tasks (
-    id            TEXT PRIMARY KEY NOT NULL,
+    id            BLOB PRIMARY KEY NOT NULL,
     name          TEXT NOT NULL,
     args          TEXT NOT NULL,
     status        TEXT NOT NULL,
@@ -18,7 +19,7 @@ CREATE TABLE offstage_tasks (
     task_key      TEXT,
     owner         TEXT,
     timeout_ms    INTEGER,
-    node          TEXT,
+    node          BLOB,
     -- Set when somebody asked to kill the task while it ran: the grace period in ms (-1 for
     -- the runtime's default). The node running it picks the request up on its heartbeat.
     kill_grace_ms INTEGER
@@ -40,7 +41,7 @@ CREATE INDEX offstage_tasks_by_key ON offstage_tasks (task_key, id) WHERE task_k
 -- most of what it reads, while an index would cost every task a write.
 
 CREATE TABLE offstage_logs (
-    task_id  TEXT NOT NULL,
+    task_id  BLOB NOT NULL,
     seq      INTEGER NOT NULL,
     at       INTEGER NOT NULL,
     level    TEXT NOT NULL,
@@ -49,7 +50,7 @@ CREATE TABLE offstage_logs (
 ) WITHOUT ROWID;
 
 CREATE TABLE offstage_nodes (
-    id            TEXT PRIMARY KEY NOT NULL,
+    id            BLOB PRIMARY KEY NOT NULL,
     host          TEXT NOT NULL,
     pid           INTEGER NOT NULL,
     started_at    INTEGER NOT NULL,
