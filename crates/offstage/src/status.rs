@@ -96,12 +96,6 @@ impl FromStr for Status {
     }
 }
 
-/// How a task ended: its status is one of the four terminal ones.
-///
-/// This is Anvil's `termination_status`: `None` on a [`crate::TaskRecord`] while the task is
-/// queued or running.
-pub type TerminationStatus = Status;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,8 +103,9 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Finds nodes other than `me` that are dead (no heartbeat for `stale_after`, or, where the
     /// backend can tell sooner, whose process is gone), marks every task still `running` on
-    /// them (or on no registered node) `missing`, removes the nodes, and returns the tasks it
-    /// marked. A live node's tasks are never touched.
+    /// them `missing`, removes the nodes, and returns the tasks it marked. On the first call
+    /// through a store handle, and whenever a node died, tasks `running` on no registered node
+    /// are marked too. A live node's tasks are never touched.
     async fn recover(
         &self,
         me: NodeId,

@@ -75,6 +75,8 @@ pub struct SqliteStore {
     /// Lock files of the nodes this process registered, held open (and so locked) until the
     /// node deregisters or the process dies.
     node_locks: Arc<Mutex<HashMap<NodeId, File>>>,
+    /// Set once the first recovery through this handle has looked for orphaned tasks.
+    swept_orphans: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -202,6 +204,7 @@ impl SqliteStore {
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             node_locks: Arc::new(Mutex::new(HashMap::new())),
+            swept_orphans: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -419,6 +422,9 @@ impl Store for SqliteStore {
         let nodes_dir = self.nodes_dir();
         let host = this_host();
         let stale_before = micros(now) - stale_after.as_micros().min(i64::MAX as u128) as i64;
+        let sweep_orphans = !self
+            .swept_orphans
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
         let (records, dead) = self
             .write(move |conn| {
                 let nodes: Vec<(NodeId, String, i64, i64)> = conn
@@ -455,8 +461,12 @@ impl Store for SqliteStore {
                     }
                     conn.prepare_cached("DELETE FROM offstage_nodes WHERE id = ?1")?.execute([id])?;
                 }
-                // Running tasks of nodes that are not registered at all (removed by an earlier
-                // recovery that raced with their finish, or written by hand).
+                // Running tasks of nodes that are not registered at all (written by hand, or by
+                // a node whose row was removed). Only worth a look once per open and when a
+                // node died: the sweep reads every running task, and this runs every heartbeat.
+                if !sweep_orphans && dead.is_empty() {
+                    return Ok((records, dead));
+                }
                 let orphan_error = crate::TaskError::new(
                     "missing",
                     "the node running this task is no longer registered",

@@ -137,9 +137,8 @@ pub async fn purge_deletes_finished_before(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
     let old = rt.launch_json("test.log", json!(2)).await.unwrap();
-    old.wait().await.unwrap();
-    let cutoff = rt.now() + chrono::Duration::milliseconds(1);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let finished = old.wait().await.unwrap().finished_at.unwrap();
+    let cutoff = finished + chrono::Duration::microseconds(1);
     let mut events = rt.events();
     let running = start_blocker(&rt, &mut events).await;
     let queued = rt.launch_json("test.echo", json!(1)).await.unwrap();
@@ -156,6 +155,11 @@ pub async fn purge_deletes_finished_before(backend: &dyn Backend) {
     assert_eq!(queued.status().await.unwrap(), Status::Queued);
     running.kill().await.unwrap();
     queued.wait().await.unwrap();
+    assert_eq!(
+        rt.purge(cutoff).await.unwrap(),
+        0,
+        "both finished after the cutoff"
+    );
     assert_eq!(
         rt.purge(rt.now() + chrono::Duration::seconds(1))
             .await
