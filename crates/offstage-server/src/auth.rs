@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -120,12 +120,13 @@ impl Tokens {
         self.by_secret.is_empty()
     }
 
-    fn check(&self, request: &Request, needed: Role) -> Result<(), ApiError> {
+    /// The role of the token `headers` present. On an open API that is `control`: anyone may do
+    /// anything.
+    pub fn role_of(&self, headers: &HeaderMap) -> Result<Role, ApiError> {
         if self.is_open() {
-            return Ok(());
+            return Ok(Role::Control);
         }
-        let presented = request
-            .headers()
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
@@ -136,18 +137,25 @@ impl Tokens {
                 "this server needs a token: send `Authorization: Bearer <token>`",
             ));
         };
-        match self.by_secret.get(secret.trim()) {
-            None => Err(ApiError::new(
+        self.by_secret.get(secret.trim()).copied().ok_or_else(|| {
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "the token is not one this server knows: check it, or ask for a new one",
-            )),
-            Some(role) if role.allows(needed) => Ok(()),
-            Some(role) => Err(ApiError::new(
+            )
+        })
+    }
+
+    fn check(&self, request: &Request, needed: Role) -> Result<(), ApiError> {
+        let role = self.role_of(request.headers())?;
+        if role.allows(needed) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("this needs a token with role {needed}; yours has role {role}"),
-            )),
+            ))
         }
     }
 }

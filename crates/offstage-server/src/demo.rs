@@ -47,19 +47,29 @@ fn duration(seconds: f64) -> Result<Duration, TaskError> {
         .map_err(|_| TaskError::new("bad_input", format!("{seconds} is not a number of seconds")))
 }
 
+/// Waits `total`, or stops early when the task is killed: the demo tasks cooperate, so a kill
+/// takes effect at once instead of after the grace period.
+async fn pause(ctx: &Context, total: Duration) -> Result<(), TaskError> {
+    tokio::select! {
+        () = tokio::time::sleep(total) => Ok(()),
+        () = ctx.cancelled() => Err(TaskError::cancelled()),
+    }
+}
+
 /// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log` and `demo.spin`.
 pub fn register(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
             let total = duration(args.seconds)?;
             ctx.set_state(&json!({ "sleeping_s": args.seconds }))?;
-            tokio::time::sleep(total).await;
+            pause(&ctx, total).await?;
             Ok::<_, TaskError>(args.seconds)
         })
         .task("demo.count", |ctx: Context, args: Count| async move {
             for done in 1..=args.to {
-                tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+                pause(&ctx, Duration::from_millis(args.interval_ms)).await?;
                 ctx.set_state(&json!({ "done": done, "total": args.to }))?;
+                ctx.log(format!("counted {done} of {}", args.to));
             }
             Ok::<_, TaskError>(args.to)
         })

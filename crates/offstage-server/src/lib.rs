@@ -1,5 +1,5 @@
-//! Offstage over HTTP: the JSON API, live events over Server-Sent Events, and bearer-token auth,
-//! as an axum [`Router`] that an app mounts or the `offstage` binary serves.
+//! Offstage over HTTP: the JSON API, live events over Server-Sent Events, bearer-token auth and
+//! the dashboard, as an axum [`Router`] that an app mounts or the `offstage` binary serves.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,6 +15,7 @@
 mod api;
 pub mod auth;
 pub mod cli;
+mod dashboard;
 pub mod demo;
 pub mod error;
 mod extract;
@@ -87,11 +88,14 @@ pub fn app(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({ "ok": true })) }),
         )
         .route("/api/openapi.json", get(api::openapi::document))
+        .route("/api/me", get(api::session::me))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
                 "no_such_route",
-                "no such route: the API lives under /api/tasks, /api/events and /api/task-types",
+                "no such route: /api/openapi.json lists the API's routes; the dashboard is at /",
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

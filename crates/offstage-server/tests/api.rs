@@ -35,6 +35,12 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     (status, body)
 }
 
+async fn call_raw(app: &Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    (status, body_text(response).await)
+}
+
 async fn body_text(response: axum::response::Response) -> String {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
@@ -358,7 +364,13 @@ async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
             get("/nowhere"),
             StatusCode::NOT_FOUND,
             "no_such_route",
-            "/api/tasks",
+            "/api/openapi.json",
+        ),
+        (
+            get("/assets/nothing.js"),
+            StatusCode::NOT_FOUND,
+            "no_such_asset",
+            "open /",
         ),
     ];
     for (request, status, code, hint) in cases {
@@ -418,6 +430,57 @@ async fn tokens_and_roles() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _) = call(&app, with(get("/healthz"), None)).await;
     assert_eq!(status, StatusCode::OK, "health needs no token");
+    // What a token may do, for the dashboard to show only what it can use.
+    for (token, role) in [("r", "read"), ("l", "launch"), ("c", "control")] {
+        let (status, me) = call(&app, with(get("/api/me"), Some(token))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (me["role"].as_str(), &me["auth_required"]),
+            (Some(role), &Value::Bool(true))
+        );
+    }
+    let (status, _) = call(&app, with(get("/api/me"), Some("wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The page itself loads without a token: it asks for one.
+    let (status, _) = call_raw(&app, with(get("/"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_with_validators() {
+    let (app, _rt) = open_app().await;
+    let (_, me) = call(&app, get("/api/me")).await;
+    assert_eq!(
+        me,
+        serde_json::json!({ "role": "control", "auth_required": false })
+    );
+    let response = app.clone().oneshot(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    let page = body_text(response).await;
+    for asset in ["assets/app.js", "assets/style.css"] {
+        assert!(page.contains(asset), "the page loads {asset}");
+        let (status, body) = call_raw(&app, get(&format!("/{asset}"))).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        assert!(body.len() > 1000, "{asset} is the real file");
+    }
+    // A browser that has the page revalidates it and gets 304 while it is unchanged.
+    let etag = headers[header::ETAG].clone();
+    let again = Request::builder()
+        .uri("/")
+        .header(header::IF_NONE_MATCH, etag)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(again).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test]
@@ -450,7 +513,7 @@ async fn sse_streams_a_task_and_ends_after_finished() {
         .collect();
     assert_eq!(
         kinds,
-        ["launched", "started", "state", "state", "state", "finished"],
+        ["launched", "started", "state", "log", "state", "log", "state", "log", "finished"],
         "{text}"
     );
     let ids: Vec<u64> = text
@@ -513,6 +576,7 @@ async fn openapi_describes_every_route_the_router_serves() {
     let expected = [
         "DELETE /api/tasks",
         "GET /api/events",
+        "GET /api/me",
         "GET /api/task-types",
         "GET /api/tasks",
         "GET /api/tasks/{id}",

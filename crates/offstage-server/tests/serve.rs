@@ -1,61 +1,13 @@
 //! A real `offstage serve` process on a free port, driven by the real `offstage` CLI.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Output};
 
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_offstage");
-
-/// A server process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    db: String,
-}
-
-impl Server {
-    fn start(db: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--demo", "--addr", "127.0.0.1:0", "--db", db])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("offstage listening on ")
-            .expect(&first)
-            .to_owned();
-        Server {
-            child,
-            url,
-            db: db.to_owned(),
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("OFFSTAGE_SERVER", &self.url)
-            .env_remove("OFFSTAGE_TOKEN")
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, BIN};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

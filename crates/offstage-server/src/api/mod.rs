@@ -2,4 +2,5 @@
 
 pub(crate) mod events;
 pub(crate) mod openapi;
+pub(crate) mod session;
 pub(crate) mod tasks;

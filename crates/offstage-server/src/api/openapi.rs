@@ -16,6 +16,7 @@ use utoipa::OpenApi;
         super::tasks::task_types,
         super::events::all,
         super::events::task,
+        super::session::me,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth)
