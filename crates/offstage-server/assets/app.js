@@ -420,6 +420,7 @@ function listView(main, params) {
   newestParams.delete("before");
   newest.href = `#/${newestParams.size ? `?${newestParams}` : ""}`;
   const problem = h("p", { class: "notice error", role: "alert", hidden: true });
+  const summary = h("nav", { class: "summary", "aria-label": "Tasks by status" });
 
   main.append(
     h("div", { class: "page-head" },
@@ -438,15 +439,46 @@ function listView(main, params) {
         h("button", { type: "submit" }, "Open"),
         findError)),
     h("datalist", { id: "task-types" }),
+    summary,
     problem,
     h("div", { class: "table-wrap" }, table),
     empty,
     h("nav", { class: "pager", "aria-label": "Pages" }, newest, older));
 
-  api("api/task-types").then((body) => {
-    $("#task-types").replaceChildren(
+  // How many tasks there are of each status (of the filtered task type, if one is): read with
+  // the task types, and again at most once a second while tasks start and end.
+  let countsTimer = null;
+  async function refreshCounts() {
+    let body;
+    try { body = await api("api/task-types"); } catch { return; }
+    $("#task-types")?.replaceChildren(
       ...body.task_types.map((type) => h("option", { value: type.name })));
-  }).catch(() => {});
+    const totals = Object.fromEntries(STATUSES.map((status) => [status, 0]));
+    for (const type of body.task_types) {
+      if (filter.name && type.name !== filter.name) continue;
+      for (const status of STATUSES) totals[status] += type.counts[status] || 0;
+    }
+    const link = (status, label, count) => {
+      const next = new URLSearchParams();
+      if (filter.name) next.set("name", filter.name);
+      if (filter.owner) next.set("owner", filter.owner);
+      if (status) next.set("status", status);
+      return h("a", {
+        class: `chip${status ? ` s-${status}` : ""}`, href: `#/${next.size ? `?${next}` : ""}`,
+        "aria-current": (filter.status || "") === status ? "true" : null,
+        "data-status": status || "all",
+      }, status && h("span", { class: "mark", "aria-hidden": "true" }, STATUS_MARK[status]),
+      h("span", { class: "count" }, count.toLocaleString()), ` ${label}`);
+    };
+    const all = STATUSES.reduce((sum, status) => sum + totals[status], 0);
+    summary.replaceChildren(link("", "all", all),
+      ...STATUSES.map((status) => link(status, status, totals[status])));
+  }
+  const refreshCountsSoon = () => {
+    if (countsTimer) return;
+    countsTimer = setTimeout(() => { countsTimer = null; refreshCounts(); }, 1000);
+  };
+  refreshCounts();
 
   function renderRow(task) {
     const link = h("a", { href: `#/tasks/${task.id}` }, task.name);
@@ -538,6 +570,7 @@ function listView(main, params) {
       if (type === "state") {
         if (known) { known.state = event.state; renderRow(known); }
       } else if (type === "launched" || type === "started" || type === "finished") {
+        refreshCountsSoon();
         const task = event.task;
         if (known) { Object.assign(known, task); renderRow(known); continue; }
         // New rows appear only on the first page, and only if they belong on it.
@@ -557,7 +590,12 @@ function listView(main, params) {
     event: (type, data) => queue.push([type, data]),
     failed: (error) => { problem.textContent = error.message; problem.hidden = false; },
   });
-  return { stop: () => stream.stop() };
+  return {
+    stop() {
+      stream.stop();
+      clearTimeout(countsTimer);
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

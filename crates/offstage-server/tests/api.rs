@@ -137,11 +137,23 @@ async fn launch_show_list_and_logs() {
 
     let (status, types) = call(&app, get("/api/task-types")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(types["task_types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["name"] == "demo.count"));
+    let of = |name: &str| {
+        types["task_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {types}"))
+            .clone()
+    };
+    assert_eq!(of("demo.count")["workers"], json!(["in-process"]));
+    assert_eq!(of("demo.count")["counts"]["completed"], 0);
+    assert_eq!(of("demo.log")["counts"]["completed"], 1);
+    assert_eq!(
+        of("demo.log")["counts"].as_object().unwrap().len(),
+        6,
+        "every status"
+    );
     let response = app.clone().oneshot(get("/metrics")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = body_text(response).await;

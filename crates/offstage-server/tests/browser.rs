@@ -386,21 +386,39 @@ async fn the_list_shows_every_status_and_filters() {
             json!(0.02),
         )
         .await;
+    for (status, count) in [
+        ("all", "5"),
+        ("running", "2"),
+        ("failed", "1"),
+        ("queued", "0"),
+    ] {
+        browser
+            .wait(
+                &format!(".summary [data-status={status}] .count"),
+                "text",
+                json!(count),
+            )
+            .await;
+    }
     browser.screenshot("dashboard-tasks").await;
+    // The counts follow what happens.
+    let failed_too = api.launch("demo.fail", json!({ "message": "again" })).await;
+    browser.wait(&row(&failed_too), "count", json!(1)).await;
+    browser
+        .wait(".summary [data-status=failed] .count", "text", json!("2"))
+        .await;
 
     // Filtering by status keeps only those, and the filter is in the URL.
     browser.goto("#/?status=failed").await;
     browser.wait(&row(&failed), "count", json!(1)).await;
     browser.wait(&row(&done), "gone", json!(null)).await;
-    assert_eq!(
-        browser
-            .client
-            .find_all(Locator::Css("tbody tr"))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    browser.wait(&row(&failed_too), "count", json!(1)).await;
+    let rows = browser.client.find_all(Locator::Css("tbody tr")).await;
+    assert_eq!(rows.unwrap().len(), 2, "only the two failed tasks");
+    assert!(browser
+        .text(".summary [aria-current]")
+        .await
+        .contains("failed"));
 
     // Find by id opens the task; a malformed id says what an id looks like.
     browser.goto("").await;

@@ -1,5 +1,6 @@
 //! `/api/tasks`: launch, list, show, kill, logs, purge; `/api/task-types`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -298,15 +299,54 @@ pub(crate) async fn purge(
     Ok(Json(serde_json::json!({ "purged": purged })))
 }
 
-/// The registered task types.
+/// One task type: who serves it and how many of its tasks the store holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskTypeView {
+    /// The task type's name.
+    name: String,
+    /// Where its tasks run: `in-process` when this node serves it; empty when no worker
+    /// serves it (tasks of it stay queued), as for types only older tasks still name.
+    workers: Vec<String>,
+    /// How many of its tasks the store holds, by status (every status, zeros included).
+    #[schema(value_type = Object)]
+    counts: BTreeMap<Status, u64>,
+}
+
+/// The task types.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskTypes {
+    /// Registered task types, then those only stored tasks name, each sorted by name.
+    task_types: Vec<TaskTypeView>,
+}
+
+/// The registered task types, with their task counts.
 #[utoipa::path(get, path = "/api/task-types", tag = "tasks",
-    responses((status = 200, description = "`{\"task_types\": [{\"name\", \"workers\"}]}`")))]
-pub(crate) async fn task_types(State(state): State<AppState>) -> Json<Value> {
-    let types: Vec<Value> = state
+    responses((status = 200, body = TaskTypes), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<TaskTypes>, ApiError> {
+    let zeros = || Status::ALL.iter().map(|status| (*status, 0)).collect();
+    let mut types: Vec<TaskTypeView> = state
         .runtime
         .task_types()
         .into_iter()
-        .map(|name| serde_json::json!({ "name": name, "workers": ["in-process"] }))
+        .map(|name| TaskTypeView {
+            name,
+            workers: vec!["in-process".to_owned()],
+            counts: zeros(),
+        })
         .collect();
-    Json(serde_json::json!({ "task_types": types }))
+    for (name, status, count) in state.runtime.counts().await? {
+        let index = match types.iter().position(|t| t.name == name) {
+            Some(index) => index,
+            None => {
+                types.push(TaskTypeView {
+                    name,
+                    workers: Vec::new(),
+                    counts: zeros(),
+                });
+                types.len() - 1
+            }
+        };
+        types[index].counts.insert(status, count);
+    }
+    Ok(Json(TaskTypes { task_types: types }))
 }
