@@ -96,3 +96,71 @@ pub async fn http_launch_rate(db: &Path, n: usize, clients: usize) -> f64 {
     rt.shutdown().await.unwrap();
     n as f64 / elapsed.as_secs_f64()
 }
+
+/// What the dashboard asks for, with `n` tasks in the store (a tenth of them failed, spread over
+/// four task types): the first page, a page filtered by status, a page deep in the history
+/// filtered by name, and the counts by status. Each is `samples` requests in a row; p50 in ms.
+pub async fn dashboard_queries(db: &Path, n: usize, samples: usize) -> Vec<(&'static str, f64)> {
+    let mut builder = Runtime::builder().sqlite(db).max_concurrency(10_000);
+    for name in ["alpha", "beta", "gamma", "delta"] {
+        builder = builder.task(name, |_ctx: Context, fail: bool| async move {
+            if fail {
+                return Err(TaskError::new("bench", "failed on purpose"));
+            }
+            Ok(())
+        });
+    }
+    let rt = builder.build().await.unwrap();
+    let names = ["alpha", "beta", "gamma", "delta"];
+    let mut middle = None;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let rt = rt.clone();
+            async move {
+                let task = rt.launch_json(names[i % 4], json!(i % 10 == 0)).await;
+                let task = task.unwrap();
+                task.wait().await.unwrap();
+                task.id()
+            }
+        })
+        .buffer_unordered(1_000)
+        .enumerate()
+        .for_each(|(i, id)| {
+            if i == n / 2 {
+                middle = Some(id);
+            }
+            async {}
+        })
+        .await;
+    let addr = serve(&rt).await;
+    let http = reqwest::Client::new();
+    let middle = middle.unwrap();
+    let queries = [
+        ("dashboard_first_page_p50_ms", "/api/tasks?limit=50".to_owned()),
+        (
+            "dashboard_failed_page_p50_ms",
+            "/api/tasks?limit=50&status=failed".to_owned(),
+        ),
+        (
+            "dashboard_deep_page_by_name_p50_ms",
+            format!("/api/tasks?limit=50&name=gamma&before={middle}"),
+        ),
+        ("dashboard_counts_p50_ms", "/api/task-types".to_owned()),
+    ];
+    let mut out = Vec::new();
+    for (metric, path) in queries {
+        let url = format!("http://{addr}{path}");
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            let response = http.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            let body = response.bytes().await.unwrap();
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            assert!(body.len() > 100, "{path} answered with data");
+        }
+        out.push((metric, crate::measure::percentile(&mut times, 0.5)));
+    }
+    rt.shutdown().await.unwrap();
+    out
+}

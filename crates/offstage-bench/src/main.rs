@@ -115,6 +115,11 @@ fn run(
         let rate = rt.block_on(http::http_launch_rate(&db("http"), launches, 64));
         out.push(("http_launch_per_s", rate, "-"));
     }
+    if wanted("dashboard") {
+        for (metric, p50) in rt.block_on(http::dashboard_queries(&db("dashboard"), n, 200)) {
+            out.push((metric, p50, "-"));
+        }
+    }
     drop(rt);
     if wanted("sleeping") {
         // Last, in a runtime of its own: it leaves 100,000 tasks asleep.

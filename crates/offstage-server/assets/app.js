@@ -486,7 +486,8 @@ function listView(main, params) {
       h("td", {}, badge(task.status)),
       h("td", { class: "name" }, link),
       h("td", {}, progressEl(task)),
-      h("td", {}, timeEl(task.started_at)),
+      h("td", {}, task.started_at || task.status !== "queued" ? timeEl(task.started_at)
+        : h("span", { class: "muted" }, "at ", timeEl(task.run_at))),
       h("td", { class: "num" }, durationEl(task)),
       h("td", {}, task.owner || h("span", { class: "muted" }, "—")),
       h("td", { class: "id" }, h("code", { title: task.id }, shortId(task.id))),

@@ -121,7 +121,8 @@ impl Browser {
             .unwrap();
     }
 
-    /// Waits until `selector` satisfies `mode`: `text` (some match contains `arg`), `count` (at
+    /// Waits until `selector` satisfies `mode`: `text` (some match contains `arg`), `exact` (some
+    /// match's trimmed text is `arg`), `count` (at
     /// least `arg` matches), `gone` (no match), `shown` (some match is displayed), `hidden`
     /// (every match is hidden), `at-least` (some match's `value` is at least `arg`).
     async fn wait(&self, selector: &str, mode: &str, arg: Value) {
@@ -132,6 +133,7 @@ impl Browser {
                 const all = [...document.querySelectorAll(selector)];
                 switch (mode) {
                     case "text": return all.some((el) => el.textContent.includes(arg));
+                    case "exact": return all.some((el) => el.textContent.trim() === arg);
                     case "count": return all.length >= arg;
                     case "gone": return all.length === 0;
                     case "shown": return all.some(shown);
@@ -365,6 +367,17 @@ async fn the_list_shows_every_status_and_filters() {
         .launch("demo.count", json!({ "to": 500, "interval_ms": 50 }))
         .await;
     let sleeping = api.launch("demo.sleep", json!({ "seconds": 600 })).await;
+    api.launch("demo.count", json!({ "to": 90, "interval_ms": 40 }))
+        .await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let response = api
+        .request(reqwest::Method::POST, "/api/tasks")
+        .json(&json!({ "name": "demo.echo", "args": { "value": 1 }, "run_at": later }))
+        .send()
+        .await
+        .unwrap();
+    let queued: Value = response.json().await.unwrap();
+    let queued = queued["id"].as_str().unwrap().to_owned();
 
     let browser = Browser::open(&server).await;
     browser.goto("").await;
@@ -374,6 +387,7 @@ async fn the_list_shows_every_status_and_filters() {
         (&killed, "killed"),
         (&counting, "running"),
         (&sleeping, "running"),
+        (&queued, "queued"),
     ] {
         browser
             .wait(&format!("{} .badge", row(id)), "text", json!(status))
@@ -386,16 +400,17 @@ async fn the_list_shows_every_status_and_filters() {
             json!(0.02),
         )
         .await;
+    assert!(browser.text(&row(&queued)).await.contains("waiting"));
     for (status, count) in [
-        ("all", "5"),
-        ("running", "2"),
+        ("all", "7"),
+        ("running", "3"),
         ("failed", "1"),
-        ("queued", "0"),
+        ("queued", "1"),
     ] {
         browser
             .wait(
                 &format!(".summary [data-status={status}] .count"),
-                "text",
+                "exact",
                 json!(count),
             )
             .await;
@@ -405,7 +420,7 @@ async fn the_list_shows_every_status_and_filters() {
     let failed_too = api.launch("demo.fail", json!({ "message": "again" })).await;
     browser.wait(&row(&failed_too), "count", json!(1)).await;
     browser
-        .wait(".summary [data-status=failed] .count", "text", json!("2"))
+        .wait(".summary [data-status=failed] .count", "exact", json!("2"))
         .await;
 
     // Filtering by status keeps only those, and the filter is in the URL.
