@@ -136,7 +136,10 @@ pub async fn dashboard_queries(db: &Path, n: usize, samples: usize) -> Vec<(&'st
     let http = reqwest::Client::new();
     let middle = middle.unwrap();
     let queries = [
-        ("dashboard_first_page_p50_ms", "/api/tasks?limit=50".to_owned()),
+        (
+            "dashboard_first_page_p50_ms",
+            "/api/tasks?limit=50".to_owned(),
+        ),
         (
             "dashboard_failed_page_p50_ms",
             "/api/tasks?limit=50&status=failed".to_owned(),

@@ -3,8 +3,11 @@
 // No framework and no build step: this file is served as is, compiled into the `offstage` binary.
 // It reads the same JSON API and event stream as every other client. Views are routes in the URL
 // hash (`#/`, `#/tasks/<id>`, `#/launch`), so a reload or a shared link shows the same thing.
-// Every URL is relative, so the page works wherever the router is mounted.
+// Every URL starts from the base the server put in the page, so it works wherever the router is
+// mounted.
 "use strict";
+
+const BASE = document.querySelector('meta[name="offstage-base"]')?.content || "";
 
 // ---------------------------------------------------------------------------------------------
 // Small DOM helpers. Data is only ever put in the page as text, never parsed as HTML.
@@ -150,7 +153,7 @@ async function api(path, { method = "GET", body } = {}) {
   const headers = authHeaders(body === undefined ? {} : { "Content-Type": "application/json" });
   let response;
   try {
-    response = await fetch(path, {
+    response = await fetch(BASE + path, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
@@ -200,7 +203,9 @@ class EventStream {
       try {
         const headers = authHeaders({ Accept: "text/event-stream" });
         if (this.lastId !== null) headers["Last-Event-ID"] = String(this.lastId);
-        const response = await fetch(this.path, { headers, signal: this.controller.signal });
+        const response = await fetch(BASE + this.path, {
+          headers, signal: this.controller.signal,
+        });
         if (!response.ok) {
           const body = await response.json().catch(() => null);
           const message = body && body.error ? body.error.message : response.statusText;
@@ -932,7 +937,7 @@ function signIn(reason) {
 }
 
 async function whoAmI() {
-  const response = await fetch("api/me", { headers: authHeaders() });
+  const response = await fetch(`${BASE}api/me`, { headers: authHeaders() });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     throw new ApiError(response.status, body?.error?.code, body?.error?.message

@@ -4,10 +4,12 @@
 //! `include_bytes!`: no build step, nothing to install, and the page an app serves is the one its
 //! `offstage-server` version was tested with. The page talks to the same JSON API and event
 //! stream as every other client (it reads events with `fetch`, not `EventSource`, so it can send
-//! the bearer token), and every URL it uses is relative, so the router works mounted under a
-//! prefix too (`Router::nest("/offstage/", ...)`: open it with the trailing slash).
+//! the bearer token). The page is told the path it was served at, and builds every URL from it,
+//! so the router works mounted under a prefix too (`Router::nest("/offstage", app(state))`).
 
-use axum::extract::Path;
+use std::borrow::Cow;
+
+use axum::extract::{OriginalUri, Path};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -56,14 +58,22 @@ fn etag(bytes: &[u8]) -> String {
 }
 
 fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    let tag = etag(asset.bytes);
+    serve_bytes(asset.content_type, Cow::Borrowed(asset.bytes), headers)
+}
+
+fn serve_bytes(
+    content_type: &'static str,
+    bytes: Cow<'static, [u8]>,
+    headers: &HeaderMap,
+) -> Response {
+    let tag = etag(&bytes);
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|seen| seen.as_bytes() == tag.as_bytes());
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
+        ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
     };
     let headers = response.headers_mut();
     // Revalidate every time: a new server version must never run an old script.
@@ -86,9 +96,21 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
     response
 }
 
-/// `GET /`: the page.
-pub(crate) async fn index(headers: HeaderMap) -> Response {
-    serve(&ASSETS[0], &headers)
+/// `GET /`: the page, with the path it is served at as the base of every URL it uses.
+pub(crate) async fn index(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let path = uri.path();
+    // `http::Uri` keeps quotes and angle brackets out of a path, so it is safe in an attribute.
+    let base = if path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
+    };
+    let page = String::from_utf8_lossy(ASSETS[0].bytes).replace("{{base}}", &base);
+    serve_bytes(
+        ASSETS[0].content_type,
+        Cow::Owned(page.into_bytes()),
+        &headers,
+    )
 }
 
 /// `GET /assets/{file}`: its scripts, styles and icon.

@@ -634,3 +634,24 @@ async fn openapi_describes_every_route_the_router_serves() {
     let launch = &doc["components"]["schemas"]["LaunchRequest"]["properties"];
     assert!(launch.get("timeout_s").is_some() && launch.get("owner").is_some());
 }
+
+#[tokio::test]
+async fn the_dashboard_works_mounted_under_a_prefix() {
+    let rt = runtime().await;
+    let mounted = Router::new().nest("/offstage", app(AppState::new(rt.clone())));
+    let (status, page) = call_raw(&mounted, get("/offstage")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"content="/offstage/""#), "{page}");
+    assert!(page.contains(r#"src="/offstage/assets/app.js""#), "{page}");
+    for uri in [
+        "/offstage/assets/app.js",
+        "/offstage/assets/style.css",
+        "/offstage/api/me",
+    ] {
+        let (status, _) = call_raw(&mounted, get(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+    // At the root, the base is the root.
+    let (_, page) = call_raw(&app(AppState::new(rt)), get("/")).await;
+    assert!(page.contains(r#"src="/assets/app.js""#), "{page}");
+}

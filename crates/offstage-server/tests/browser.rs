@@ -166,6 +166,15 @@ impl Browser {
         }
     }
 
+    /// Form controls on the page that no label names: each one is an accessibility bug.
+    async fn unlabeled(&self) -> Vec<Value> {
+        const SCRIPT: &str = "return [...document.querySelectorAll('input, select, textarea')]
+            .filter((el) => el.labels.length === 0 && !el.getAttribute('aria-label'))
+            .map((el) => el.outerHTML)";
+        let found = self.client.execute(SCRIPT, vec![]).await.unwrap();
+        found.as_array().cloned().unwrap_or_default()
+    }
+
     async fn text(&self, selector: &str) -> String {
         match self.client.find(Locator::Css(selector)).await {
             Ok(element) => element.text().await.unwrap_or_default(),
@@ -330,6 +339,7 @@ async fn a_launched_task_appears_live_with_progress_and_logs() {
         .wait("pre[aria-label=State]", "text", json!("\"total\": 40"))
         .await;
     browser.screenshot("dashboard-task-running").await;
+    assert_eq!(browser.unlabeled().await, Vec::<Value>::new());
 
     // It ends completed, with its return value, and the log has every line.
     browser.wait(".badge", "text", json!("completed")).await;
@@ -416,6 +426,7 @@ async fn the_list_shows_every_status_and_filters() {
             .await;
     }
     browser.screenshot("dashboard-tasks").await;
+    assert_eq!(browser.unlabeled().await, Vec::<Value>::new());
     // The counts follow what happens.
     let failed_too = api.launch("demo.fail", json!({ "message": "again" })).await;
     browser.wait(&row(&failed_too), "count", json!(1)).await;
@@ -609,6 +620,7 @@ async fn tokens_sign_in_and_a_read_only_token_sees_no_kill_or_launch() {
         )
         .await;
     browser.screenshot("dashboard-sign-in").await;
+    assert_eq!(browser.unlabeled().await, Vec::<Value>::new());
 
     browser.fill("#token", "reader-secret").await;
     browser.click(".signin button[type=submit]").await;
@@ -671,6 +683,7 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     let error = browser.text("#l-error").await;
     assert!(error.contains("demo.count"), "{error}");
     browser.screenshot("dashboard-launch-error").await;
+    assert_eq!(browser.unlabeled().await, Vec::<Value>::new());
 
     browser
         .fill("#l-args", r#"{"to": 3, "interval_ms": 10}"#)
@@ -681,5 +694,55 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     browser.wait("h1", "text", json!("demo.count")).await;
     browser.wait(".badge", "text", json!("completed")).await;
     browser.wait(".facts", "text", json!("grace")).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_list_pages_through_history_newest_first() {
+    if !enabled("the_list_pages_through_history_newest_first") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(api.launch("demo.echo", json!({ "value": i })).await);
+    }
+    let browser = Browser::open(&server).await;
+    browser.goto("").await;
+    browser.wait(&row(&ids[59]), "count", json!(1)).await;
+    let shown = |browser: &Browser| {
+        let client = browser.client.clone();
+        async move {
+            let ids = client
+                .execute(
+                    "return [...document.querySelectorAll('tbody tr')].map((tr) => tr.dataset.id)",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            serde_json::from_value::<Vec<String>>(ids).unwrap()
+        }
+    };
+    let first: Vec<String> = ids[10..].iter().rev().cloned().collect();
+    assert_eq!(shown(&browser).await, first, "the newest 50, newest first");
+
+    browser.click(".pager a:not([hidden])").await;
+    browser.wait(&row(&ids[0]), "count", json!(1)).await;
+    let rest: Vec<String> = ids[..10].iter().rev().cloned().collect();
+    assert_eq!(shown(&browser).await, rest, "then the 10 oldest");
+    // A new task does not land on an older page.
+    let newer = api.launch("demo.echo", json!({ "value": "new" })).await;
+    api.wait_finished(&newer).await;
+    // The counts moving shows the page has had the new task's events.
+    browser
+        .wait(".summary [data-status=all] .count", "exact", json!("61"))
+        .await;
+    assert!(!shown(&browser).await.contains(&newer));
+    assert_eq!(shown(&browser).await, rest);
+    browser.client.back().await.unwrap();
+    browser.wait(&row(&newer), "count", json!(1)).await;
+    assert_eq!(shown(&browser).await.len(), 50);
     browser.close().await;
 }
