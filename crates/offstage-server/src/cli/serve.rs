@@ -20,6 +20,10 @@ pub struct Serve {
     /// Registers the built-in demo task types (demo.sleep, demo.count, demo.echo, ...).
     #[arg(long)]
     demo: bool,
+    /// A task type that remote workers serve: launchable before any worker serving it
+    /// connects (its tasks wait queued). Repeat for more.
+    #[arg(long = "remote-type", value_name = "NAME")]
+    remote_types: Vec<String>,
     /// Allows serving without tokens on an address other than loopback.
     #[arg(long)]
     insecure: bool,
@@ -52,6 +56,9 @@ pub async fn run(serve: Serve) -> Result<(), String> {
         .shutdown_drain(drain);
     if serve.demo {
         builder = demo::register(builder);
+    }
+    for name in serve.remote_types {
+        builder = builder.remote_task(name);
     }
     let rt = builder.build().await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(serve.addr)

@@ -79,6 +79,7 @@ pub struct RuntimeBuilder {
     store: Option<StoreChoice>,
     registry: Registry,
     config: Config,
+    remote: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -173,6 +174,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares a task type that workers serve (`docs/worker-protocol.md`): it can be launched
+    /// while no worker serving it is connected, and its tasks wait `queued` until one is. Types
+    /// that connected workers announce can be launched without this.
+    pub fn remote_task(mut self, name: impl Into<String>) -> Self {
+        self.remote.insert(name.into());
+        self
+    }
+
     /// Heartbeat interval and the silence after which a node counts as dead.
     pub fn heartbeat(mut self, interval: Duration, node_timeout: Duration) -> Self {
         self.config.heartbeat_interval = interval;
@@ -250,6 +259,7 @@ impl RuntimeBuilder {
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
             capture,
+            workers: super::dispatch::Workers::new(self.remote),
         });
         maintenance::recover(&inner).await?;
         tokio::spawn(scheduler::run(Arc::downgrade(&inner)));

@@ -143,9 +143,16 @@ impl Launch {
             ));
         }
         let args = args?;
-        let prepared = rt.registry.prepare(&name, &args)?;
-        let registered = rt.registry.get(&name)?;
-        let timeout = options.timeout.or(registered.options.timeout);
+        // A type no in-process registration knows may be one workers serve: then its args are
+        // the worker's to check, and the task waits queued for a worker to claim it.
+        let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
+        let (prepared, type_timeout) = if elsewhere {
+            (None, None)
+        } else {
+            let prepared = rt.registry.prepare(&name, &args)?;
+            (Some(prepared), rt.registry.get(&name)?.options.timeout)
+        };
+        let timeout = options.timeout.or(type_timeout);
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -164,7 +171,7 @@ impl Launch {
         // Start at once, skipping the queue, when the task is due and a slot is free. Slots
         // that free up while tasks wait in the store go to the scheduler instead (see
         // `release_slots`), so this never takes a slot a queued task was waiting for.
-        let direct = due && rt.try_reserve_slot();
+        let direct = due && !elsewhere && rt.try_reserve_slot();
         let id = TaskId::new();
         let queued = TaskRecord {
             id,
@@ -215,7 +222,9 @@ impl Launch {
             since: seq - 1,
         };
         if direct {
-            executor::start(&rt, stored, Some(prepared));
+            executor::start(&rt, stored, prepared);
+        } else if elsewhere {
+            rt.workers.wake.notify_waiters();
         } else {
             if due {
                 rt.backlog.store(true, Ordering::Release);

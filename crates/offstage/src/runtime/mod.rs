@@ -25,6 +25,7 @@
 //! ```
 
 mod builder;
+mod dispatch;
 mod executor;
 mod launch;
 pub(crate) mod live;
@@ -41,6 +42,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use self::builder::{Config, RuntimeBuilder};
+pub use self::dispatch::WorkerInfo;
 pub use self::launch::{Launch, LaunchOptions};
 use self::live::{LiveTask, StopReason, StopRequest};
 use crate::error::Error;
@@ -118,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) ended: Notify,
     /// The `tracing` dispatcher wrapped around every task body to capture its events.
     pub(crate) capture: tracing::Dispatch,
+    /// Connected workers and the task types they serve.
+    pub(crate) workers: dispatch::Workers,
 }
 
 impl fmt::Debug for Inner {
@@ -139,6 +143,32 @@ impl Runtime {
     /// Starts building a runtime.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// Serves one worker connection (`docs/worker-protocol.md`) until it ends: `incoming` is
+    /// the worker's messages as text, replies go to `outgoing`. Transports call this: the
+    /// server's WebSocket endpoint, the isolation pool's Unix sockets. On a protocol error the
+    /// worker has been sent `error`, and the error is returned so the transport can close with
+    /// it as the reason; the worker's running tasks are then `missing`, like those of a worker
+    /// that disconnected.
+    pub async fn serve_worker(
+        &self,
+        incoming: impl futures::Stream<Item = String> + Send + Unpin,
+        outgoing: tokio::sync::mpsc::UnboundedSender<String>,
+        peer: &str,
+    ) -> Result<(), crate::worker::protocol::ProtocolError> {
+        dispatch::serve(&self.inner, incoming, outgoing, peer).await
+    }
+
+    /// The workers connected to this node.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.workers.list()
+    }
+
+    /// Task types served by workers: those declared with [`RuntimeBuilder::remote_task`] and
+    /// those connected workers announced.
+    pub fn worker_task_types(&self) -> Vec<String> {
+        self.inner.workers.task_types().into_iter().collect()
     }
 
     /// This node's id.
@@ -351,7 +381,7 @@ impl Inner {
         }
     }
 
-    fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 
