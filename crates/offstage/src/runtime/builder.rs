@@ -229,6 +229,17 @@ impl RuntimeBuilder {
                 started_at: clock.now(),
             })
             .await?;
+        // Listen before anything happens here, so no notice sent after this node exists is
+        // missed.
+        let heard = store.listen().await?;
+        let announce = match &heard {
+            Some(_) => {
+                let (announce, notices) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(super::cluster::announce_loop(Arc::clone(&store), notices));
+                Some(announce)
+            }
+            None => None,
+        };
         let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
         let capture =
             tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
@@ -250,7 +261,11 @@ impl RuntimeBuilder {
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
             capture,
+            announce,
         });
+        if let Some(heard) = heard {
+            tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
+        }
         maintenance::recover(&inner).await?;
         tokio::spawn(scheduler::run(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));

@@ -206,7 +206,7 @@ impl Launch {
         let launched = EventKind::Launched {
             task: Arc::new(queued),
         };
-        let seq = rt.events.publish(id, now, launched);
+        let seq = rt.publish_at(id, now, launched);
         let task = Task {
             rt: Arc::clone(&rt),
             id,
@@ -219,6 +219,7 @@ impl Launch {
         } else {
             if due {
                 rt.backlog.store(true, Ordering::Release);
+                rt.tell_others(crate::store::Notice::Queued);
             }
             rt.wake.notify_one();
         }

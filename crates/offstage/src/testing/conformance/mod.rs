@@ -90,6 +90,8 @@ macro_rules! conformance_tests {
             dead_node_tasks_are_marked_missing,
             live_node_tasks_are_never_marked_missing,
             kill_reaches_a_task_on_another_node,
+            events_of_a_task_on_another_node_arrive_live,
+            a_task_queued_on_a_full_node_runs_on_another,
             events_resume_after_a_sequence_number,
             ten_thousand_tasks_none_lost
         );
