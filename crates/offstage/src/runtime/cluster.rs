@@ -79,7 +79,9 @@ async fn apply(rt: &Inner, notice: Notice) {
             rt.events.publish(event.task_id, event.at, event.kind);
         }
         Notice::Reconnected => {
-            tracing::info!("the notice listener reconnected; re-polling the queue and kill requests");
+            tracing::info!(
+                "the notice listener reconnected; re-polling the queue and kill requests"
+            );
             rt.backlog.store(true, Ordering::Release);
             rt.wake.notify_one();
             maintenance::apply_kill_requests(rt).await;
