@@ -285,11 +285,15 @@ impl RuntimeBuilder {
             .await?;
         // Listen before anything happens here, so no notice sent after this node exists is
         // missed.
-        let heard = store.listen().await?;
+        let heard = store.listen(node).await?;
         let announce = match &heard {
             Some(_) => {
                 let (announce, notices) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(super::cluster::announce_loop(Arc::clone(&store), notices));
+                tokio::spawn(super::cluster::announce_loop(
+                    Arc::clone(&store),
+                    node,
+                    notices,
+                ));
                 Some(announce)
             }
             None => None,

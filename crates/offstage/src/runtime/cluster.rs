@@ -25,6 +25,7 @@ const MAX_BATCH: usize = 2048;
 /// Sends this node's notices, batched, until the runtime is dropped.
 pub(crate) async fn announce_loop(
     store: std::sync::Arc<dyn Store>,
+    node: crate::NodeId,
     mut notices: mpsc::UnboundedReceiver<Notice>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -39,7 +40,7 @@ pub(crate) async fn announce_loop(
             }
             _ => true,
         });
-        if let Err(error) = store.notify(std::mem::take(&mut batch)).await {
+        if let Err(error) = store.notify(node, std::mem::take(&mut batch)).await {
             // Receivers fall back to polling; say so once per failure, not per notice.
             tracing::warn!(%error, "telling other nodes failed; they will notice by polling");
         }

@@ -207,19 +207,21 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// How many tasks there are of each task type and status, sorted by name then status.
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
 
-    /// Sends `notices`, in order, to every handle on this database that [`Store::listen`]s,
-    /// the sender's own included (receivers skip what they sent themselves). Best effort: a
-    /// notice may be lost, so nothing may depend on it for correctness. The default sends
-    /// nothing, for stores only one node ever uses.
-    async fn notify(&self, notices: Vec<Notice>) -> Result<(), Error> {
-        let _ = notices;
+    /// Sends `notices` from node `from`, in order, to the other nodes on this database that
+    /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for
+    /// correctness; a backend may also drop notices while it knows no other node is there to
+    /// hear them. The default sends nothing, for stores only one node ever uses.
+    async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {
+        let _ = (from, notices);
         Ok(())
     }
 
-    /// Starts receiving the notices sent on this database, in the order each sender sent them,
-    /// with a [`Notice::Reconnected`] wherever some may have been lost. `None` when this store
-    /// has no way to receive any (the default).
-    async fn listen(&self) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
+    /// Starts receiving, for node `me`, the notices other nodes send on this database (and
+    /// those sent on behalf of no node, such as a launch inside an app's transaction), in the
+    /// order each sender sent them, with a [`Notice::Reconnected`] wherever some may have been
+    /// lost. `None` when this store has no way to receive any (the default).
+    async fn listen(&self, me: NodeId) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
+        let _ = me;
         Ok(None)
     }
 }

@@ -25,6 +25,8 @@ mod transaction;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -79,6 +81,8 @@ pub struct PostgresStore {
     writes: mpsc::UnboundedSender<Write>,
     /// Set once the first recovery through this handle has looked for orphaned tasks.
     swept_orphans: std::sync::atomic::AtomicBool,
+    /// True while other nodes are registered on the database: notices are sent only then.
+    peers: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -145,6 +149,7 @@ impl PostgresStore {
             channel,
             display,
             swept_orphans: std::sync::atomic::AtomicBool::new(false),
+            peers: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -161,6 +166,18 @@ impl PostgresStore {
     /// The connection pool, for apps that want to run their own queries beside Offstage's.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether nodes other than `me` are registered, for [`Store::notify`] to know.
+    async fn refresh_peers(&self, me: NodeId) -> Result<(), Error> {
+        let peers: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM offstage_nodes WHERE id <> $1)")
+                .bind(me.as_uuid())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| pg_error("reading the nodes", e))?;
+        self.peers.store(peers, Ordering::Release);
+        Ok(())
     }
 
     async fn write_op<T>(
@@ -315,7 +332,8 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|e| pg_error("registering the node", e))?;
-        Ok(())
+        self.refresh_peers(node.id).await?;
+        notices::announce_joined(&self.pool, &self.channel, node.id).await
     }
 
     async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error> {
@@ -326,6 +344,7 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(err)?;
+        self.refresh_peers(node).await?;
         if beat.rows_affected() == 0 {
             // Another node declared this one dead (it was silent for the node timeout) and
             // marked its tasks missing; their finishes will not apply.
@@ -671,12 +690,18 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn notify(&self, notices: Vec<Notice>) -> Result<(), Error> {
-        notices::send(&self.pool, &self.channel, notices).await
+    async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {
+        if !self.peers.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        notices::send(&self.pool, &self.channel, from, notices).await
     }
 
-    async fn listen(&self) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
-        notices::listen(&self.pool, &self.channel).await.map(Some)
+    async fn listen(&self, me: NodeId) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
+        let peers = Arc::clone(&self.peers);
+        notices::listen(&self.pool, &self.channel, me, peers)
+            .await
+            .map(Some)
     }
 }
 

@@ -23,7 +23,11 @@ pub async fn launch_in(conn: &mut PgConnection, task: &TaskRecord) -> Result<(),
         .await
         .map_err(|e| pg_error("launch in the caller's transaction", e))?;
     sqlx::query(&format!("SELECT pg_notify({CHANNEL_SQL}, $1)"))
-        .bind(format!("[{}]", json_text(&Notice::Queued)))
+        .bind(format!(
+            "{}[{}]",
+            super::notices::sender(None),
+            json_text(&Notice::Queued)
+        ))
         .execute(&mut *conn)
         .await
         .map_err(|e| pg_error("NOTIFY in the caller's transaction", e))?;

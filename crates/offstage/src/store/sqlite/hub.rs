@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{broadcast, mpsc};
 
+use crate::id::NodeId;
 use crate::store::Notice;
 
 /// Batches of notices a slow listener may fall behind by before it hears `Reconnected`.
 const CAPACITY: usize = 1024;
 
-type Batch = Arc<Vec<Notice>>;
+/// Notices from one node, in order.
+pub(super) type Batch = Arc<(NodeId, Vec<Notice>)>;
 
 fn hubs() -> &'static Mutex<HashMap<PathBuf, broadcast::Sender<Batch>>> {
     static HUBS: OnceLock<Mutex<HashMap<PathBuf, broadcast::Sender<Batch>>>> = OnceLock::new();
@@ -35,14 +37,17 @@ pub(super) fn channel(path: &Path) -> broadcast::Sender<Batch> {
 }
 
 /// Sends `notices` to every listening handle, unless this is the only one.
-pub(super) fn send(channel: &broadcast::Sender<Batch>, notices: Vec<Notice>) {
+pub(super) fn send(channel: &broadcast::Sender<Batch>, from: NodeId, notices: Vec<Notice>) {
     if channel.receiver_count() > 1 {
-        let _ = channel.send(Arc::new(notices));
+        let _ = channel.send(Arc::new((from, notices)));
     }
 }
 
-/// A receiver of `channel`'s notices, one at a time.
-pub(super) fn listen(channel: &broadcast::Sender<Batch>) -> mpsc::UnboundedReceiver<Notice> {
+/// A receiver of the notices of nodes other than `me` on `channel`, one at a time.
+pub(super) fn listen(
+    channel: &broadcast::Sender<Batch>,
+    me: NodeId,
+) -> mpsc::UnboundedReceiver<Notice> {
     let mut batches = channel.subscribe();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -53,7 +58,8 @@ pub(super) fn listen(channel: &broadcast::Sender<Batch>) -> mpsc::UnboundedRecei
                 () = tx.closed() => return,
             };
             let delivered = match next {
-                Ok(batch) => batch.iter().all(|notice| tx.send(notice.clone()).is_ok()),
+                Ok(batch) if batch.0 == me => true,
+                Ok(batch) => batch.1.iter().all(|notice| tx.send(notice.clone()).is_ok()),
                 Err(broadcast::error::RecvError::Lagged(_)) => tx.send(Notice::Reconnected).is_ok(),
                 Err(broadcast::error::RecvError::Closed) => false,
             };

@@ -79,7 +79,7 @@ pub struct SqliteStore {
     /// Set once the first recovery through this handle has looked for orphaned tasks.
     swept_orphans: std::sync::atomic::AtomicBool,
     /// Notices between handles on this file in this process (see `hub.rs`).
-    notices: tokio::sync::broadcast::Sender<std::sync::Arc<Vec<super::Notice>>>,
+    notices: tokio::sync::broadcast::Sender<hub::Batch>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -769,15 +769,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn notify(&self, notices: Vec<super::Notice>) -> Result<(), Error> {
-        hub::send(&self.notices, notices);
+    async fn notify(&self, from: NodeId, notices: Vec<super::Notice>) -> Result<(), Error> {
+        hub::send(&self.notices, from, notices);
         Ok(())
     }
 
     async fn listen(
         &self,
+        me: NodeId,
     ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<super::Notice>>, Error> {
-        Ok(Some(hub::listen(&self.notices)))
+        Ok(Some(hub::listen(&self.notices, me)))
     }
 }
 
