@@ -1,6 +1,7 @@
 //! Building a runtime: where it stores, which task types it runs, and its limits.
 
 use std::future::Future;
+#[cfg(feature = "sqlite")]
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};

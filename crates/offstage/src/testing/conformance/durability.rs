@@ -100,6 +100,45 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
         .is_empty());
 }
 
+/// Two nodes recovering the same dead node at the same moment mark each of its tasks once
+/// between them: no task is reported (or announced) missing twice.
+pub async fn recovery_marks_each_task_exactly_once(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let (one, two) = (backend.open(&database).await, backend.open(&database).await);
+    let long_ago = Utc::now() - chrono::Duration::hours(1);
+    let dead = NodeInfo {
+        id: NodeId::new(),
+        host: "elsewhere".into(),
+        pid: 1,
+        started_at: long_ago,
+    };
+    one.register_node(&dead).await.unwrap();
+    let mut orphans = Vec::new();
+    for _ in 0..50 {
+        let record = running_record(dead.id, long_ago);
+        one.launch(&record).await.unwrap();
+        orphans.push(record.id);
+    }
+    let now = Utc::now();
+    let stale = Duration::from_secs(10);
+    let (a, b) = futures::join!(
+        one.recover(NodeId::new(), now, stale),
+        two.recover(NodeId::new(), now, stale)
+    );
+    let mut marked: Vec<_> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|r| r.id)
+        .collect();
+    marked.sort();
+    orphans.sort();
+    assert_eq!(marked, orphans, "each task marked once, by one of the two");
+    for id in orphans {
+        assert_eq!(one.get(id).await.unwrap().unwrap().status, Status::Missing);
+    }
+}
+
 /// A second runtime opening the same database never marks a live runtime's tasks missing.
 pub async fn live_node_tasks_are_never_marked_missing(backend: &dyn Backend) {
     let (first, database) = runtime(backend).await;
