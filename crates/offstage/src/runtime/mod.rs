@@ -363,12 +363,14 @@ impl Inner {
     }
 
     pub(crate) async fn wait(&self, id: TaskId) -> Result<TaskRecord, Error> {
-        // With other nodes' events arriving here, a task's `finished` event is pushed wherever
-        // it runs, and reading the store is only the fallback for a lost notice.
-        let (mut backoff, longest) = if self.announce.is_some() {
-            (self.config.poll_interval, self.config.poll_interval * 10)
+        // Where other nodes' events arrive here, a task's `finished` event is pushed wherever it
+        // runs and reading the store is only the fallback for a lost notice: start it later.
+        // Its cap stays the poll interval, for processes that share a SQLite file and hear
+        // nothing from each other.
+        let mut backoff = if self.announce.is_some() {
+            Duration::from_millis(50)
         } else {
-            (Duration::from_millis(5), self.config.poll_interval)
+            Duration::from_millis(5)
         };
         loop {
             if let Some(live) = self.live(id) {
@@ -394,7 +396,7 @@ impl Inner {
                 }
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(longest);
+            backoff = (backoff * 2).min(self.config.poll_interval);
         }
     }
 
