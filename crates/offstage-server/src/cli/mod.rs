@@ -49,6 +49,9 @@ struct Remote {
 enum Command {
     /// Runs the server: the HTTP API and live events (SSE).
     Serve(serve::Serve),
+    /// Creates or upgrades the database's schema, and exits. `serve` does this too on start;
+    /// run it alone to migrate before rolling out nodes.
+    Migrate(serve::Migrate),
     /// Serves the demo task types for a server, as a remote worker (reconnects until stopped).
     Worker {
         /// The name the server shows for this worker.
@@ -171,6 +174,10 @@ fn task_path(id: &str) -> Result<String, Failure> {
 async fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Serve(serve) => serve::run(serve)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure),
+        Command::Migrate(migrate) => serve::migrate(migrate)
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Failure),
