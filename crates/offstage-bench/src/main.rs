@@ -7,6 +7,7 @@
 //! each on a fresh schema of that database.
 
 mod http;
+mod isolated;
 mod measure;
 mod postgres;
 
@@ -21,6 +22,16 @@ use offstage::store::sqlite::Durability;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(isolated::WORKER_FLAG) {
+        // Started by the isolated measurements as a worker process.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(isolated::worker_main());
+        return;
+    }
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
     let value_of = |flag: &str| {
@@ -128,6 +139,20 @@ fn run(
         let launches = if quick { 5_000 } else { 20_000 };
         let rate = rt.block_on(http::http_launch_rate(&db("http"), launches, 64));
         out.push(("http_launch_per_s", rate, "-"));
+    }
+    if wanted("kill_hard") || wanted("isolated") {
+        let (p50, p99) = rt.block_on(isolated::kill_hard(
+            &db("kill_hard"),
+            if quick { 20 } else { 100 },
+        ));
+        out.push(("kill_hard_p50_ms", p50, "≤ 5"));
+        out.push(("kill_hard_p99_ms", p99, "≤ 20"));
+        let (p50, p99) = rt.block_on(isolated::launch_warm(
+            &db("isolated"),
+            if quick { 50 } else { 200 },
+        ));
+        out.push(("isolated_launch_p50_ms", p50, "-"));
+        out.push(("isolated_launch_p99_ms", p99, "-"));
     }
     if wanted("dashboard") {
         for (metric, p50) in rt.block_on(http::dashboard_queries(&db("dashboard"), n, 200)) {

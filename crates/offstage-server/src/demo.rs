@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use offstage::{Context, RuntimeBuilder, TaskError, Worker};
+use offstage::{Context, RuntimeBuilder, TaskError, TaskTypeOptions, Worker};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -38,6 +38,12 @@ struct Fail {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Megabytes {
+    mb: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Lines {
     lines: u64,
 }
@@ -65,6 +71,15 @@ pub trait Registers: Sized {
         O: serde::Serialize + Send + 'static,
         F: Fn(Context, A) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static;
+
+    /// Registers a task type with options (a remote worker has no use for them: it is a
+    /// process of its own already).
+    fn task_with<A, O, F, Fut>(self, name: &str, options: TaskTypeOptions, f: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static;
 }
 
 impl Registers for RuntimeBuilder {
@@ -76,6 +91,16 @@ impl Registers for RuntimeBuilder {
         Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
     {
         RuntimeBuilder::task(self, name, f)
+    }
+
+    fn task_with<A, O, F, Fut>(self, name: &str, options: TaskTypeOptions, f: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        RuntimeBuilder::task_with(self, name, options, f)
     }
 }
 
@@ -89,9 +114,20 @@ impl Registers for Worker {
     {
         Worker::task(self, name, f)
     }
+
+    fn task_with<A, O, F, Fut>(self, name: &str, _options: TaskTypeOptions, f: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        Worker::task(self, name, f)
+    }
 }
 
-/// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log` and `demo.spin`.
+/// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, and the isolated
+/// `demo.spin` and `demo.hog`.
 pub fn register<R: Registers>(builder: R) -> R {
     builder
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
@@ -121,17 +157,42 @@ pub fn register<R: Registers>(builder: R) -> R {
             }
             Ok::<_, TaskError>(args.lines)
         })
-        // Burns CPU without ever awaiting. In-process, nothing can stop it before it ends by
-        // itself: it is the task isolated workers exist for.
-        .task("demo.spin", |ctx: Context, args: Seconds| async move {
-            let total = duration(args.seconds)?;
-            let start = std::time::Instant::now();
-            let mut spins = 0u64;
-            while start.elapsed() < total {
-                spins = spins.wrapping_add(1);
-                std::hint::spin_loop();
-            }
-            ctx.set_state(&json!({ "spins": spins }))?;
-            Ok::<_, TaskError>(spins)
-        })
+        // Burns CPU without ever awaiting: nothing in-process could stop it before it ends by
+        // itself, so it runs isolated, in a worker process of its own, where a kill or a
+        // timeout ends it with SIGKILL after the grace period.
+        .task_with(
+            "demo.spin",
+            TaskTypeOptions::default().isolated(),
+            |ctx: Context, args: Seconds| async move {
+                let total = duration(args.seconds)?;
+                // Plain stdout: an isolated task's output lands in its log.
+                println!(
+                    "spinning for {} s in process {}",
+                    args.seconds,
+                    std::process::id()
+                );
+                let start = std::time::Instant::now();
+                let mut spins = 0u64;
+                while start.elapsed() < total {
+                    spins = spins.wrapping_add(1);
+                    std::hint::spin_loop();
+                }
+                ctx.set_state(&json!({ "spins": spins }))?;
+                Ok::<_, TaskError>(spins)
+            },
+        )
+        // Allocates `mb` MiB, in a worker process whose task may add at most 256 MiB: more,
+        // and the process dies (`failed`, kind `worker_crashed`).
+        .task_with(
+            "demo.hog",
+            TaskTypeOptions::default().memory_limit(256 * 1024 * 1024),
+            |_ctx: Context, args: Megabytes| async move {
+                let mut held = Vec::new();
+                for _ in 0..args.mb {
+                    // Touch every page, so the memory is really used.
+                    held.push(vec![1u8; 1024 * 1024]);
+                }
+                Ok::<_, TaskError>(held.len())
+            },
+        )
 }

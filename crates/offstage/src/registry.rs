@@ -69,12 +69,33 @@ pub trait TaskType: Send + Sync + 'static {
 pub struct TaskTypeOptions {
     /// Fail launches that run longer than this (error kind `timeout`).
     pub timeout: Option<Duration>,
+    /// Run each task in a worker process of its own (see [`crate::runtime::Isolation`]), so a
+    /// kill or timeout stops it even if it never awaits: SIGKILL of its process group after
+    /// the grace period.
+    pub isolated: bool,
+    /// With `isolated`: the most address space the task may add to its worker process, in
+    /// bytes. Past it, allocations fail and the process dies: the task ends `failed`, kind
+    /// `worker_crashed`.
+    pub memory_limit: Option<u64>,
 }
 
 impl TaskTypeOptions {
     /// These options with a timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// These options, run in a worker process of its own.
+    pub fn isolated(mut self) -> Self {
+        self.isolated = true;
+        self
+    }
+
+    /// These options, isolated, with a memory limit in bytes.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.isolated = true;
+        self.memory_limit = Some(bytes);
         self
     }
 }
@@ -154,6 +175,11 @@ impl Registry {
                 prepare: Box::new(prepare),
             },
         );
+    }
+
+    /// True when some registered type runs in worker processes.
+    pub(crate) fn any_isolated(&self) -> bool {
+        self.types.values().any(|t| t.options.isolated)
     }
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {

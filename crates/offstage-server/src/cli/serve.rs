@@ -32,6 +32,10 @@ pub struct Serve {
     /// `missing` (kind `interrupted`).
     #[arg(long, default_value_t = 10.0)]
     drain_s: f64,
+    /// How long a killed (or timed-out) task gets to stop by itself before it is aborted (an
+    /// isolated task's process group gets SIGKILL).
+    #[arg(long, default_value_t = 5.0)]
+    kill_grace_s: f64,
     /// How often this node heartbeats in the database.
     #[arg(long, default_value_t = 1.0)]
     heartbeat_s: f64,
@@ -110,7 +114,8 @@ pub async fn run(serve: Serve) -> Result<(), String> {
     let mut builder = offstage::Runtime::builder()
         .database(&serve.db)
         .shutdown_drain(drain)
-        .heartbeat(heartbeat, node_timeout);
+        .heartbeat(heartbeat, node_timeout)
+        .kill_grace(seconds("kill-grace-s", serve.kill_grace_s)?);
     if serve.demo {
         builder = demo::register(builder);
     }

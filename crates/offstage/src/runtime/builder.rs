@@ -114,6 +114,7 @@ pub struct RuntimeBuilder {
     registry: Registry,
     config: Config,
     remote: std::collections::BTreeSet<String>,
+    isolation: Option<super::Isolation>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -224,6 +225,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How worker processes for isolated task types are started and how many are kept warm
+    /// (default: this executable with its own arguments, one warm process).
+    pub fn isolation(mut self, isolation: super::Isolation) -> Self {
+        self.isolation = Some(isolation);
+        self
+    }
+
     /// Declares a task type that workers serve (`docs/worker-protocol.md`): it can be launched
     /// while no worker serving it is connected, and its tasks wait `queued` until one is. Types
     /// that connected workers announce can be launched without this.
@@ -260,7 +268,16 @@ impl RuntimeBuilder {
 
     /// Opens the store, registers this node, marks the tasks of dead nodes `missing`, and
     /// starts running tasks.
+    ///
+    /// In a worker process that a node started for its isolated task types, this is where the
+    /// process becomes that worker: `build` then serves the node until it goes, and exits the
+    /// process without returning. So build the runtime before anything that must not happen
+    /// in every worker process too (binding ports, starting other work), or point
+    /// [`super::Isolation`] at a program or arguments that go straight here.
     pub async fn build(self) -> Result<Runtime, Error> {
+        if let Some(socket) = crate::worker::isolated::asked() {
+            crate::worker::isolated::serve(self.registry, socket).await;
+        }
         self.check()?;
         let store: Arc<dyn Store> = match self.store {
             Some(StoreChoice::Given(store)) => store,
@@ -312,6 +329,13 @@ impl RuntimeBuilder {
         let capture =
             tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
         let names = self.registry.names().map(str::to_owned).collect();
+        let isolation = self.registry.any_isolated().then(|| {
+            super::isolation::Pool::new(
+                self.isolation.clone().unwrap_or_default(),
+                node,
+                self.config.heartbeat_interval,
+            )
+        });
         let inner = Arc::new(Inner {
             node,
             store,
@@ -331,7 +355,11 @@ impl RuntimeBuilder {
             capture,
             workers: super::dispatch::Workers::new(self.remote),
             announce,
+            isolation,
         });
+        if let Some(pool) = &inner.isolation {
+            pool.fill();
+        }
         if let Some(heard) = heard {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
         }

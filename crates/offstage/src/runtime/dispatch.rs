@@ -338,6 +338,7 @@ impl Link<'_> {
                 attempt: record.attempt,
                 owner: record.owner.clone(),
                 timeout_ms: record.timeout_ms,
+                memory_limit_bytes: None,
             };
             let id = record.id;
             let default_grace = self.rt.config.kill_grace;

@@ -47,6 +47,20 @@ enum Outcome {
 /// Starts `record` (already `running` on this node in the store) in its slot. `prepared` is
 /// the body with its args deserialized, when the launcher already made it.
 pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepared>) {
+    if let (Ok(registered), Some(pool)) = (rt.registry.get(&record.name), &rt.isolation) {
+        if registered.options.isolated {
+            // Its args were checked at launch; the worker process deserializes them again.
+            let pool = Arc::clone(pool);
+            let memory_limit = registered.options.memory_limit;
+            let grace = rt.config.kill_grace;
+            let body = move |ctx: Context| -> Body {
+                let record = Arc::clone(&ctx.live().expect("on its node").started);
+                super::isolation::body(pool, ctx, record, memory_limit, grace).boxed()
+            };
+            launch_body(rt, record, Ok(Box::new(body)), true);
+            return;
+        }
+    }
     let prepared = match prepared {
         Some(prepared) => Ok(prepared),
         None => match rt.registry.get(&record.name) {

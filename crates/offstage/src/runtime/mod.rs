@@ -28,6 +28,7 @@ mod builder;
 mod cluster;
 mod dispatch;
 mod executor;
+mod isolation;
 mod launch;
 pub(crate) mod live;
 mod maintenance;
@@ -44,6 +45,7 @@ use tokio::sync::Notify;
 
 pub use self::builder::{Config, RuntimeBuilder};
 pub use self::dispatch::WorkerInfo;
+pub use self::isolation::Isolation;
 pub use self::launch::{Launch, LaunchOptions};
 use self::live::{LiveTask, StopReason, StopRequest};
 use crate::error::Error;
@@ -123,6 +125,8 @@ pub(crate) struct Inner {
     pub(crate) capture: tracing::Dispatch,
     /// Connected workers and the task types they serve.
     pub(crate) workers: dispatch::Workers,
+    /// Worker processes for isolated task types; `None` when no type is isolated.
+    pub(crate) isolation: Option<Arc<isolation::Pool>>,
     /// Notices for the other nodes on the database (see `cluster.rs`); `None` when the store
     /// cannot carry them, and then nobody would hear them.
     pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
@@ -162,6 +166,15 @@ impl Runtime {
         peer: &str,
     ) -> Result<(), crate::worker::protocol::ProtocolError> {
         dispatch::serve(&self.inner, incoming, outgoing, peer).await
+    }
+
+    /// The process ids of the idle isolated worker processes, ready for the next isolated task.
+    pub fn idle_worker_processes(&self) -> Vec<u32> {
+        self.inner
+            .isolation
+            .as_ref()
+            .map(|pool| pool.idle_pids())
+            .unwrap_or_default()
     }
 
     /// The workers connected to this node.

@@ -6,6 +6,7 @@
 //! a worker's tasks `missing` when the worker goes away. [`protocol`] has the messages; the
 //! document is `docs/worker-protocol.md`.
 
+pub mod isolated;
 pub mod protocol;
 #[cfg(feature = "worker")]
 mod remote;

@@ -95,6 +95,9 @@ pub enum ServerMessage {
         owner: Option<String>,
         /// Its timeout (the server enforces it).
         timeout_ms: Option<u64>,
+        /// For isolated workers: the most address space the task may add to the process.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_limit_bytes: Option<u64>,
     },
     /// Stop this task cooperatively within `grace_ms`.
     Kill {
@@ -192,6 +195,7 @@ mod tests {
             attempt: 1,
             owner: None,
             timeout_ms: None,
+            memory_limit_bytes: None,
         });
         assert!(
             assign.starts_with(r#"{"type":"assign","task_id":""#),

@@ -188,6 +188,7 @@ impl Worker {
         let hello = Hello {
             name: self.name.clone(),
             concurrency: self.concurrency.max(1),
+            isolated: false,
         };
         let served = session::serve(&self.registry, &hello, incoming, outgoing).await;
         let _ = writer.await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::protocol::{to_text, ProtocolError, ServerMessage, WorkerMessage, PROTOCOL_VERSION};
 use super::task::WorkerTask;
@@ -26,12 +26,21 @@ const WELCOME_WITHIN: Duration = Duration::from_secs(10);
 pub(crate) struct Hello {
     pub(crate) name: Option<String>,
     pub(crate) concurrency: u32,
+    /// An isolated worker process of a node: it applies memory limits, and marks the end of
+    /// each task on stdout and stderr so the node knows it has read all of the task's output.
+    pub(crate) isolated: bool,
+}
+
+/// The line an isolated worker writes to stdout and stderr after each task, before its answer.
+pub(crate) fn end_marker(task_id: TaskId) -> String {
+    format!("\u{1e}offstage:end:{task_id}")
 }
 
 /// A task this worker is running.
 struct Running {
     task: Arc<WorkerTask>,
-    handle: JoinHandle<()>,
+    /// Fired by `abort`: the task's future is dropped at its next await.
+    abort: CancellationToken,
     /// Set by whoever sends the task's one answer first: the task, or an abort.
     answered: Arc<AtomicBool>,
 }
@@ -76,19 +85,38 @@ pub(crate) async fn serve(
                 let Some(text) = text else { break Ok(()) };
                 heard = tokio::time::Instant::now();
                 match ServerMessage::parse(&text)? {
-                    ServerMessage::Assign { task_id, name, args, attempt, owner, .. } => {
+                    ServerMessage::Assign {
+                        task_id, name, args, attempt, owner, memory_limit_bytes, ..
+                    } => {
                         let task = Arc::new(WorkerTask::new(
                             task_id, name, attempt, owner, outgoing.clone(),
                         ));
                         let answered = Arc::new(AtomicBool::new(false));
-                        let handle = tokio::spawn(run_one(
+                        let isolation = hello.isolated.then_some(memory_limit_bytes);
+                        let run = run_one(
                             registry.prepare(&task.name, &args),
                             Arc::clone(&task),
                             Arc::clone(&answered),
                             outgoing.clone(),
-                            done_tx.clone(),
-                        ));
-                        running.insert(task_id, Running { task, handle, answered });
+                            isolation,
+                        );
+                        let abort = CancellationToken::new();
+                        let aborted = abort.clone();
+                        let done = done_tx.clone();
+                        // Each task on a thread of its own: one that never awaits must not
+                        // hold up this loop, its heartbeats, or the messages it sends itself
+                        // (tokio runs what a task wakes on that task's worker thread first).
+                        let runtime = tokio::runtime::Handle::current();
+                        tokio::task::spawn_blocking(move || {
+                            runtime.block_on(async {
+                                tokio::select! {
+                                    () = run => {}
+                                    () = aborted.cancelled() => {}
+                                }
+                            });
+                            let _ = done.send(task_id);
+                        });
+                        running.insert(task_id, Running { task, abort, answered });
                     }
                     ServerMessage::Kill { task_id, .. } => {
                         if let Some(task) = running.get(&task_id) {
@@ -97,7 +125,7 @@ pub(crate) async fn serve(
                     }
                     ServerMessage::Abort { task_id } => {
                         if let Some(task) = running.remove(&task_id) {
-                            task.handle.abort();
+                            task.abort.cancel();
                             if !task.answered.swap(true, Ordering::AcqRel) {
                                 send(&WorkerMessage::Failed {
                                     task_id,
@@ -122,20 +150,22 @@ pub(crate) async fn serve(
         }
     };
     for (_, task) in running {
-        task.handle.abort();
+        task.abort.cancel();
     }
     ended
 }
 
-/// Runs one assigned task and sends its answer, unless an abort answered first.
+/// Runs one assigned task and sends its answer, unless an abort answered first. `isolation` is
+/// `Some(memory limit)` in an isolated worker process.
 async fn run_one(
     prepared: Result<crate::registry::Prepared, crate::error::Error>,
     task: Arc<WorkerTask>,
     answered: Arc<AtomicBool>,
     outgoing: mpsc::UnboundedSender<String>,
-    done: mpsc::UnboundedSender<TaskId>,
+    isolation: Option<Option<u64>>,
 ) {
     let task_id = task.id;
+    let limit = isolation.flatten().map(super::isolated::limit_memory);
     let result = match prepared {
         Err(error) => Err(TaskError::new("invalid_args", error.to_string())),
         Ok(body) => {
@@ -153,6 +183,16 @@ async fn run_one(
             }
         }
     };
+    if let Some(Ok(previous)) = limit {
+        super::isolated::restore_memory(previous);
+    }
+    if isolation.is_some() {
+        super::isolated::mark_end(task_id);
+    }
+    let result = match (limit, result) {
+        (Some(Err(error)), _) => Err(error),
+        (_, result) => result,
+    };
     if !answered.swap(true, Ordering::AcqRel) {
         let message = match result {
             Ok(return_value) => WorkerMessage::Completed {
@@ -163,5 +203,4 @@ async fn run_one(
         };
         let _ = outgoing.send(to_text(&message));
     }
-    let _ = done.send(task_id);
 }
