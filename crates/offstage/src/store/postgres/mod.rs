@@ -36,7 +36,6 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use self::rows::{task_from_row, TaskArrays, TASK_COLUMNS};
-pub use self::transaction::launch_in;
 use self::writer::Write;
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Store};
 use crate::error::{Error, ErrorKind};
