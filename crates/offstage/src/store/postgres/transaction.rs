@@ -1,9 +1,9 @@
 //! Launching inside the app's own transaction.
 //!
 //! The reason to keep a queue in the app's database: the task exists if, and only if, the
-//! app's write committed. [`PostgresStore::launch_in`] inserts the task through the app's connection, so it
-//! commits or rolls back with everything else in that transaction, and sends the `Queued`
-//! notice through it too, which PostgreSQL delivers only on commit. The runtime's
+//! app's write committed. [`PostgresStore::launch_in`] inserts the task through the app's
+//! connection, so it commits or rolls back with everything else in that transaction, and sends
+//! the `Queued` notice through it too, which PostgreSQL delivers only on commit. The runtime's
 //! `Launch::in_transaction` is the way to call it.
 
 use sqlx::PgConnection;
