@@ -41,23 +41,31 @@ pub(super) struct Peers {
 
 impl Peers {
     pub(super) fn any(&self) -> bool {
-        self.known.load(Ordering::Acquire)
+        self.known.load(Ordering::SeqCst)
     }
 
     /// A mark to pass to [`Peers::counted`] after reading the nodes table.
     pub(super) fn mark(&self) -> u64 {
-        self.joins.load(Ordering::Acquire)
+        self.joins.load(Ordering::SeqCst)
     }
 
     /// Records what the nodes table said, read after `mark`.
     pub(super) fn counted(&self, mark: u64, others: bool) {
-        let joined_since = self.joins.load(Ordering::Acquire) != mark;
-        self.known.store(others || joined_since, Ordering::Release);
+        if others {
+            self.known.store(true, Ordering::SeqCst);
+            return;
+        }
+        // Clear, then look again: a join counted after the mark (before or during the clear)
+        // sets it back, here or in `joined` itself, whichever runs last.
+        self.known.store(false, Ordering::SeqCst);
+        if self.joins.load(Ordering::SeqCst) != mark {
+            self.known.store(true, Ordering::SeqCst);
+        }
     }
 
     fn joined(&self) {
-        self.joins.fetch_add(1, Ordering::AcqRel);
-        self.known.store(true, Ordering::Release);
+        self.joins.fetch_add(1, Ordering::SeqCst);
+        self.known.store(true, Ordering::SeqCst);
     }
 }
 
