@@ -4,7 +4,9 @@
 //! finally `finished`. Each event carries a sequence number, increasing by one per event on
 //! this node, so a subscriber that reconnects can ask for everything after the last one it saw
 //! ([`EventBus::subscribe_since`]). SSE, the dashboard, the CLI's `--follow`, the examples and
-//! the tests all read this one stream.
+//! the tests all read this one stream. Where nodes share a database that carries notices
+//! (PostgreSQL), each node's stream also carries the other nodes' events, numbered in the order
+//! they arrived here.
 //!
 //! ```no_run
 //! # async fn demo(rt: offstage::Runtime) {

@@ -63,4 +63,34 @@ async fn a_task_launched_in_a_transaction_exists_only_if_it_commits() {
     assert_eq!(record.status, Status::Completed);
     assert_eq!(record.return_value, Some(json!("order 2")));
     assert!(rt.list(&Default::default()).await.unwrap().len() == 1);
+
+    // A connection on another schema is refused before anything is written.
+    let mut elsewhere = sqlx::PgConnection::connect(&backend.url).await.unwrap();
+    let error = rt
+        .launch_json("test.echo", json!("lost"))
+        .in_transaction(&mut elsewhere)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+    assert!(error.message().contains("search_path"), "{error}");
+}
+
+#[tokio::test]
+async fn launching_in_a_transaction_needs_a_runtime_on_postgres() {
+    let Some(backend) = PostgresBackend::from_env("the launch-in-transaction test") else {
+        return;
+    };
+    let sqlite = offstage::testing::conformance::SqliteBackend;
+    let rt = runtime_with(&sqlite, &sqlite.new_database(), |b| b).await;
+    let mut conn = sqlx::PgConnection::connect(&backend.url).await.unwrap();
+    let error = rt
+        .launch_json("test.echo", json!(1))
+        .in_transaction(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        error.message().contains("RuntimeBuilder::postgres"),
+        "{error}"
+    );
 }

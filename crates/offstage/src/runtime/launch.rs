@@ -214,7 +214,19 @@ impl Launch {
     #[cfg(feature = "postgres")]
     pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
         let (rt, queued, _prepared) = self.check()?;
-        crate::store::postgres::launch_in(conn, &queued).await?;
+        let store: &dyn std::any::Any = &*rt.store;
+        let Some(store) = store.downcast_ref::<crate::store::postgres::PostgresStore>() else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "launching in a PostgreSQL transaction needs a runtime whose store is that \
+                     PostgreSQL database, and this one's is {:?}: build it with \
+                     RuntimeBuilder::postgres(url)",
+                    rt.store
+                ),
+            ));
+        };
+        store.launch_in(conn, &queued).await?;
         Ok(Task {
             id: queued.id,
             name: queued.name.as_str().into(),

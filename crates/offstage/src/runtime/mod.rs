@@ -273,12 +273,14 @@ impl Runtime {
         self.inner.store.counts().await
     }
 
-    /// Every event of this node from now on.
+    /// Every event from now on: of this node's tasks, and of other nodes' tasks where the store
+    /// carries notices between nodes (PostgreSQL; SQLite within one process).
     pub fn events(&self) -> Subscription {
         self.inner.events.subscribe()
     }
 
-    /// Every event of this node after sequence number `seq`, then live ones.
+    /// Every event (as [`Runtime::events`]) after sequence number `seq`, then live ones.
+    /// Sequence numbers are this node's own: resume on the node that handed them out.
     pub fn events_since(&self, seq: u64) -> Subscription {
         self.inner.events.subscribe_since(seq)
     }

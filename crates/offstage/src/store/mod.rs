@@ -129,10 +129,13 @@ pub enum Notice {
 
 /// The durable record of tasks, logs and nodes.
 ///
+/// `Any` is a supertrait so that code which needs one backend in particular (launching inside
+/// an app's PostgreSQL transaction) can tell which one a runtime has.
+///
 /// Every method is one lifecycle step and is atomic: it happens entirely or not at all, and
 /// concurrent callers (other runtimes on the same database included) never see half of it.
 #[async_trait]
-pub trait Store: Send + Sync + Debug + 'static {
+pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// Records that `node` is alive. Called once when a runtime starts.
     async fn register_node(&self, node: &NodeInfo) -> Result<(), Error>;
 

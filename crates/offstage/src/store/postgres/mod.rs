@@ -25,7 +25,6 @@ mod transaction;
 mod writer;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +36,6 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use self::rows::{task_from_row, TaskArrays, TASK_COLUMNS};
-pub use self::transaction::launch_in;
 use self::writer::Write;
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Store};
 use crate::error::{Error, ErrorKind};
@@ -82,7 +80,7 @@ pub struct PostgresStore {
     /// Set once the first recovery through this handle has looked for orphaned tasks.
     swept_orphans: std::sync::atomic::AtomicBool,
     /// True while other nodes are registered on the database: notices are sent only then.
-    peers: Arc<AtomicBool>,
+    peers: Arc<notices::Peers>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -149,7 +147,7 @@ impl PostgresStore {
             channel,
             display,
             swept_orphans: std::sync::atomic::AtomicBool::new(false),
-            peers: Arc::new(AtomicBool::new(false)),
+            peers: Arc::default(),
         })
     }
 
@@ -170,13 +168,14 @@ impl PostgresStore {
 
     /// Whether nodes other than `me` are registered, for [`Store::notify`] to know.
     async fn refresh_peers(&self, me: NodeId) -> Result<(), Error> {
-        let peers: bool =
+        let mark = self.peers.mark();
+        let others: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM offstage_nodes WHERE id <> $1)")
                 .bind(me.as_uuid())
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| pg_error("reading the nodes", e))?;
-        self.peers.store(peers, Ordering::Release);
+        self.peers.counted(mark, others);
         Ok(())
     }
 
@@ -691,7 +690,7 @@ impl Store for PostgresStore {
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {
-        if !self.peers.load(Ordering::Acquire) {
+        if !self.peers.any() {
             return Ok(());
         }
         notices::send(&self.pool, &self.channel, from, notices).await

@@ -14,7 +14,7 @@
 //! The listener is a connection of its own; when it drops, the receiver hears `Reconnected`
 //! and the connection is made again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,45 @@ use crate::store::Notice;
 
 /// The largest payload sent, under PostgreSQL's 8,000 bytes with room to spare.
 const PAYLOAD_LIMIT: usize = 7_800;
+
+/// Whether other nodes share the database, as far as this store knows.
+#[derive(Debug, Default)]
+pub(super) struct Peers {
+    known: AtomicBool,
+    /// How many `!joined` announcements arrived, so a count read from the table just before a
+    /// node joined cannot overwrite the news of it.
+    joins: AtomicU64,
+}
+
+impl Peers {
+    pub(super) fn any(&self) -> bool {
+        self.known.load(Ordering::SeqCst)
+    }
+
+    /// A mark to pass to [`Peers::counted`] after reading the nodes table.
+    pub(super) fn mark(&self) -> u64 {
+        self.joins.load(Ordering::SeqCst)
+    }
+
+    /// Records what the nodes table said, read after `mark`.
+    pub(super) fn counted(&self, mark: u64, others: bool) {
+        if others {
+            self.known.store(true, Ordering::SeqCst);
+            return;
+        }
+        // Clear, then look again: a join counted after the mark (before or during the clear)
+        // sets it back, here or in `joined` itself, whichever runs last.
+        self.known.store(false, Ordering::SeqCst);
+        if self.joins.load(Ordering::SeqCst) != mark {
+            self.known.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn joined(&self) {
+        self.joins.fetch_add(1, Ordering::SeqCst);
+        self.known.store(true, Ordering::SeqCst);
+    }
+}
 
 /// The prefix of every payload `from` sends.
 pub(super) fn sender(from: Option<NodeId>) -> String {
@@ -109,7 +148,7 @@ pub(super) async fn listen(
     pool: &PgPool,
     channel: &str,
     me: NodeId,
-    peers: Arc<AtomicBool>,
+    peers: Arc<Peers>,
 ) -> Result<mpsc::UnboundedReceiver<Notice>, Error> {
     let own = sender(Some(me));
     let mut listener = PgListener::connect_with(pool)
@@ -130,7 +169,7 @@ pub(super) async fn listen(
             let delivered = match next {
                 Ok(Some(notification)) if notification.payload().starts_with(&own) => true,
                 Ok(Some(notification)) if notification.payload().ends_with("!joined") => {
-                    peers.store(true, Ordering::Release);
+                    peers.joined();
                     true
                 }
                 Ok(Some(notification)) => match read(&pool, notification.payload()).await {
