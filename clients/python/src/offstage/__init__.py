@@ -20,6 +20,7 @@ As a worker (serving task types written in Python)::
     offstage.wait_forever()
 """
 
+from ._sse import EventStream
 from .client import (
     Client,
     connect,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "CurrentTask",
+    "EventStream",
     "LogLine",
     "OffstageError",
     "Task",

@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+from ._sse import EventStream
 from .errors import TaskError
 
 if TYPE_CHECKING:
@@ -170,15 +171,18 @@ class Task:
         """The task's log lines in order (those numbered after ``after``)."""
         return self._client._logs(self.get_id(), after)
 
-    def events(self) -> Iterator[dict[str, Any]]:
-        """The task's live events (``state``, ``log``, ``started``, ``finished``) as dicts,
-        from now on; the iterator ends after ``finished``. Close it (or leave the ``for``
-        loop) to stop following."""
-        with self._client._task_events(self.get_id()) as stream:
-            for event in stream:
-                yield event
-                if event.get("type") == "finished":
-                    return
+    def events(self) -> EventStream:
+        """The task's live events from this call on (``state``, ``log``, ``finished``…), each
+        a dict as the API sends it; iterating ends after ``finished``. The stream is open
+        when this returns, so nothing the task does afterwards is missed. Close it (or use
+        ``with``) to stop following early; ``next(timeout=…)`` waits with a deadline.
+
+            with task.events() as events:
+                for event in events:
+                    if event["type"] == "state":
+                        print(event["state"])
+        """
+        return self._client._task_events(self.get_id())
 
     def wait(self, timeout: Optional[float] = None) -> "Task":
         """Blocks until the task ends (following its live events, not polling) and returns
