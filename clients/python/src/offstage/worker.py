@@ -232,6 +232,12 @@ class Worker:
         self.ws_url = _ws_url(url)
         self.token = token
         self.task_types = dict(task_types) if task_types is not None else registered_task_types()
+        if not self.task_types:
+            raise OffstageError(
+                "this worker would serve no task types: decorate functions with "
+                "@offstage.background_task before starting it (or pass task_types={name: fn})",
+                code="no_task_types",
+            )
         self.concurrency = concurrency
         self.name = name or f"py-{os.getpid()}@{socket.gethostname()}"
         self.reconnect = reconnect
@@ -271,12 +277,6 @@ class Worker:
     def run_forever(self) -> None:
         """Serves tasks in the calling thread until :meth:`stop` (or, without ``reconnect``,
         until the connection ends)."""
-        if not self.task_types:
-            raise OffstageError(
-                "this worker serves no task types: decorate functions with "
-                "@offstage.background_task before starting it",
-                code="no_task_types",
-            )
         backoff = 0.5
         while not self._stop.is_set():
             welcomed = False
