@@ -31,7 +31,10 @@ def test_pack_then_unpack_is_the_same_call(
     assert _args.pack(args, kwargs) == packed
     # Through JSON, as the server stores it.
     positional, keywords = _args.unpack(json.loads(json.dumps(packed)))
-    assert (positional, keywords) == ([list(a) if isinstance(a, tuple) else a for a in args], kwargs)
+    assert (positional, keywords) == (
+        [list(a) if isinstance(a, tuple) else a for a in args],
+        kwargs,
+    )
 
 
 def test_raw_values_unpack_naturally() -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import TOKENS, Server, start_server
 
 import offstage
-from conftest import TOKENS, Server, start_server
 
 
 def test_a_completed_task_round_trips_every_method(client: offstage.Client) -> None:
@@ -52,7 +52,11 @@ def test_a_failed_task_has_its_error_and_is_completed_raises_it(client: offstage
     assert task.get_return_value() is None
     error = task.get_error()
     assert isinstance(error, offstage.TaskError)
-    assert (error.kind, error.message, error.termination_status) == ("demo_failure", "bad input", "failed")
+    assert (error.kind, error.message, error.termination_status) == (
+        "demo_failure",
+        "bad input",
+        "failed",
+    )
     with pytest.raises(offstage.TaskError) as raised:
         task.is_completed()
     assert raised.value.kind == "demo_failure"
@@ -104,7 +108,9 @@ def test_list_is_newest_last_and_filters(client: offstage.Client) -> None:
     assert [t.get_id() for t in listed] == [t.get_id() for t in launched]
     newest = offstage.list_background_tasks(owner="list-test", limit=2)
     assert [t.get_id() for t in newest] == [t.get_id() for t in launched[1:]]
-    assert all(t.get_task_name() == "demo.echo" for t in offstage.list_background_tasks("demo.echo"))
+    assert all(
+        t.get_task_name() == "demo.echo" for t in offstage.list_background_tasks("demo.echo")
+    )
 
 
 def test_task_events_arrive_live(client: offstage.Client) -> None:
@@ -173,7 +179,9 @@ def test_tokens_and_roles(token_server: Server) -> None:
     assert (raised.value.code, raised.value.status) == ("forbidden", 403)
     assert "role launch" in raised.value.message
 
-    launched = offstage.Client(url, TOKENS["launch"]).launch_background_task("demo.sleep", seconds=600)
+    launched = offstage.Client(url, TOKENS["launch"]).launch_background_task(
+        "demo.sleep", seconds=600
+    )
     with pytest.raises(offstage.OffstageError) as raised:
         launched.kill()
     assert raised.value.status == 403

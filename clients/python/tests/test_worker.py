@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from conftest import TOKENS, Server, start_server, worker_endpoint_or_skip
 
 import offstage
-from conftest import TOKENS, Server, start_server, worker_endpoint_or_skip
 
 WAIT = 20.0
 
@@ -100,7 +101,9 @@ def test_a_python_task_that_raises_fails_with_its_exception(
     assert wrong.get_error() is not None and wrong.get_error().kind == "invalid_args"
 
 
-def test_killing_a_python_task_is_cooperative(client: offstage.Client, worker: offstage.Worker) -> None:
+def test_killing_a_python_task_is_cooperative(
+    client: offstage.Client, worker: offstage.Worker
+) -> None:
     task = offstage.launch_background_task("py.loop")
     with task.events() as events:
         while task.get_state() != {"looping": True}:
@@ -122,7 +125,9 @@ def test_a_lost_worker_leaves_its_tasks_missing(fresh_db: str) -> None:
         worker_endpoint_or_skip(server)
         started.clear()
         may_finish.clear()
-        lone = offstage.Worker(server.url, task_types={"py.report": report}).start().wait_ready(WAIT)
+        lone = (
+            offstage.Worker(server.url, task_types={"py.report": report}).start().wait_ready(WAIT)
+        )
         task = offstage.Client(server.url).launch_background_task("py.report", "2026-11")
         with task.events() as events:
             started.set()
@@ -143,7 +148,9 @@ def test_a_lost_worker_leaves_its_tasks_missing(fresh_db: str) -> None:
 def test_a_worker_needs_a_worker_token(token_server: Server) -> None:
     worker_endpoint_or_skip(token_server)
     for token in ("wrong", TOKENS["control"]):
-        refused = offstage.Worker(token_server.url, token, task_types={"py.report": report}, reconnect=False)
+        refused = offstage.Worker(
+            token_server.url, token, task_types={"py.report": report}, reconnect=False
+        )
         refused.start()
         with pytest.raises(offstage.OffstageError):
             refused.wait_ready(timeout=5)
@@ -151,7 +158,9 @@ def test_a_worker_needs_a_worker_token(token_server: Server) -> None:
         assert isinstance(refused.last_error, offstage.OffstageError)
         assert refused.last_error.status in (401, 403)
 
-    served = offstage.Worker(token_server.url, TOKENS["worker"], task_types={"py_fail": py_fail}).start()
+    served = offstage.Worker(
+        token_server.url, TOKENS["worker"], task_types={"py_fail": py_fail}
+    ).start()
     try:
         served.wait_ready(WAIT)
         launcher = offstage.Client(token_server.url, TOKENS["launch"])

@@ -7,9 +7,11 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server as WsServer
 from websockets.sync.server import ServerConnection, serve
 
@@ -22,8 +24,8 @@ WAIT = 10.0
 class FakeServer:
     """A WebSocket server whose connections the test drives by hand."""
 
-    def __init__(self, refuse: Optional[int] = None) -> None:
-        self.connections: "queue.Queue[ServerConnection]" = queue.Queue()
+    def __init__(self, refuse: int | None = None) -> None:
+        self.connections: queue.Queue[ServerConnection] = queue.Queue()
         self._release = threading.Event()
 
         def process_request(conn: ServerConnection, request: Any) -> Any:
@@ -32,7 +34,9 @@ class FakeServer:
                 return conn.respond(refuse, body)
             return None
 
-        self.server: WsServer = serve(self._handler, "127.0.0.1", 0, process_request=process_request)
+        self.server: WsServer = serve(
+            self._handler, "127.0.0.1", 0, process_request=process_request
+        )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         port = self.server.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -72,8 +76,19 @@ def expect(conn: ServerConnection, kind: str) -> dict[str, Any]:
 
 
 def assign(conn: ServerConnection, task_id: str, name: str, args: Any) -> None:
-    conn.send(json.dumps({"type": "assign", "task_id": task_id, "name": name, "args": args,
-                          "attempt": 1, "owner": None, "timeout_ms": None}))
+    conn.send(
+        json.dumps(
+            {
+                "type": "assign",
+                "task_id": task_id,
+                "name": name,
+                "args": args,
+                "attempt": 1,
+                "owner": None,
+                "timeout_ms": None,
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -93,7 +108,7 @@ def add(a: int, b: int = 0) -> int:
     return a + b
 
 
-def whoami() -> Optional[str]:
+def whoami() -> str | None:
     assert offstage.context.background_task_id == offstage.get_current_task_id()
     return offstage.get_current_task_id()
 
@@ -119,8 +134,12 @@ def stubborn() -> str:
 
 
 TYPES: dict[str, Callable[..., Any]] = {
-    "t.add": add, "t.whoami": whoami, "t.broken": broken, "t.cooperative": cooperative,
-    "t.sleepy": sleepy, "t.stubborn": stubborn,
+    "t.add": add,
+    "t.whoami": whoami,
+    "t.broken": broken,
+    "t.cooperative": cooperative,
+    "t.sleepy": sleepy,
+    "t.stubborn": stubborn,
 }
 
 
@@ -132,22 +151,34 @@ def test_hello_then_tasks_answer_with_their_state_log_and_result(fake: FakeServe
     worker = start(fake, concurrency=2, name="test-worker")
     try:
         conn, hello = fake.accept()
-        assert hello == {"type": "hello", "protocol": 1, "name": "test-worker",
-                         "task_types": sorted(TYPES), "concurrency": 2}
+        assert hello == {
+            "type": "hello",
+            "protocol": 1,
+            "name": "test-worker",
+            "task_types": sorted(TYPES),
+            "concurrency": 2,
+        }
         assert conn.request is not None
         assert conn.request.headers["Authorization"] == "Bearer w-secret"
         worker.wait_ready()
         assert worker.worker_id == "w-1"
 
         assign(conn, "t1", "t.add", {"args": [1], "kwargs": {"b": 2}})
-        assert expect(conn, "log") == {"type": "log", "task_id": "t1", "level": "info", "message": "adding 1 2"}
+        assert expect(conn, "log") == {
+            "type": "log",
+            "task_id": "t1",
+            "level": "info",
+            "message": "adding 1 2",
+        }
         # Two writes in a row: the first may be coalesced into the second while it waits.
         messages = [expect_any(conn)]
         while messages[-1]["type"] == "state":
             messages.append(expect_any(conn))
         states = [m["state"] for m in messages[:-1]]
-        assert states in ([{"step": "adding", "a": 1, "b": 2}],
-                          [{"step": "adding"}, {"step": "adding", "a": 1, "b": 2}])
+        assert states in (
+            [{"step": "adding", "a": 1, "b": 2}],
+            [{"step": "adding"}, {"step": "adding", "a": 1, "b": 2}],
+        )
         assert messages[-1] == {"type": "completed", "task_id": "t1", "return_value": 3}
 
         assign(conn, "t2", "t.whoami", None)
@@ -221,7 +252,7 @@ def test_a_protocol_error_sends_error_closes_1008_and_reconnects(fake: FakeServe
         conn.send(json.dumps({"type": "bogus"}))
         error = expect(conn, "error")
         assert "bogus" in error["message"]
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             while True:
                 conn.recv(timeout=WAIT)
         assert conn.close_code == 1008
@@ -244,7 +275,9 @@ def test_a_refused_token_is_reported() -> None:
         refusing.close()
 
 
-def test_prints_in_other_threads_stay_on_stdout(fake: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prints_in_other_threads_stay_on_stdout(
+    fake: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     release.clear()
     worker = start(fake)
     try:

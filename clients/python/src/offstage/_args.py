@@ -25,7 +25,8 @@ as it is (for a task type written in Rust that takes an array, say), use
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def pack(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any
 
 import httpx
 
@@ -24,12 +25,13 @@ class SseMessage:
 
     event: str
     data: str
-    id: Optional[str]
+    id: str | None
 
 
 def parse(lines: Iterable[str]) -> Iterator[SseMessage]:
     """Turns the lines of an event stream into messages (comments and retries skipped)."""
-    event, data, last_id = "message", [], None
+    event, last_id = "message", None
+    data: list[str] = []
     for raw in lines:
         line = raw.rstrip("\r\n")
         if line == "":
@@ -67,10 +69,10 @@ class EventStream:
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
-        self._queue: "queue.Queue[Union[dict[str, Any], BaseException, object]]" = queue.Queue()
+        self._queue: queue.Queue[dict[str, Any] | BaseException | object] = queue.Queue()
         self._closed = False
         self._ended = False
-        self.last_event_id: Optional[str] = None
+        self.last_event_id: str | None = None
         self._thread = threading.Thread(target=self._read, name="offstage-sse", daemon=True)
         self._thread.start()
 
@@ -94,7 +96,7 @@ class EventStream:
         finally:
             self._queue.put(_END)
 
-    def next(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]:
+    def next(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next event; ``None`` once the stream has ended.
 
         Raises:
@@ -128,7 +130,7 @@ class EventStream:
         self._closed = True
         self._response.close()
 
-    def __enter__(self) -> "EventStream":
+    def __enter__(self) -> EventStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 
@@ -36,7 +36,7 @@ class Client:
         timeout: seconds any one request may take (event streams are not cut by it).
     """
 
-    def __init__(self, url: str, token: Optional[str] = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise OffstageError(
                 f"`{url}` is not an Offstage server URL: give one like http://127.0.0.1:7700",
@@ -81,7 +81,7 @@ class Client:
         assert isinstance(record, dict)
         return record
 
-    def _kill(self, task_id: str, grace_ms: Optional[int]) -> dict[str, Any]:
+    def _kill(self, task_id: str, grace_ms: int | None) -> dict[str, Any]:
         body = {} if grace_ms is None else {"grace_ms": int(grace_ms)}
         record = self._request("POST", f"/api/tasks/{task_id}/kill", json=body)
         assert isinstance(record, dict)
@@ -99,7 +99,7 @@ class Client:
                 return lines
             after = int(page["next_after"])
 
-    def _open_events(self, path: str, last_event_id: Optional[int] = None) -> EventStream:
+    def _open_events(self, path: str, last_event_id: int | None = None) -> EventStream:
         headers = {"accept": "text/event-stream"}
         if last_event_id is not None:
             headers["last-event-id"] = str(last_event_id)
@@ -134,11 +134,11 @@ class Client:
         name: str,
         args: Any = None,
         *,
-        key: Optional[str] = None,
-        owner: Optional[str] = None,
-        timeout: Optional[float] = None,
-        priority: Optional[int] = None,
-        run_at: Optional[datetime] = None,
+        key: str | None = None,
+        owner: str | None = None,
+        timeout: float | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
     ) -> Task:
         """Launches task type ``name`` with ``args`` sent exactly as given (any JSON value).
 
@@ -181,12 +181,12 @@ class Client:
 
     def list_background_tasks(
         self,
-        name: Optional[str] = None,
+        name: str | None = None,
         *,
-        status: Optional[str] = None,
-        owner: Optional[str] = None,
-        key: Optional[str] = None,
-        limit: Optional[int] = None,
+        status: str | None = None,
+        owner: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
     ) -> list[Task]:
         """The tasks, **newest last** (as Anvil lists them), optionally only those of task type
         ``name``, with ``status``, ``owner`` or ``key``. ``limit`` keeps only the newest that
@@ -197,7 +197,7 @@ class Client:
             if v is not None
         }
         records: list[dict[str, Any]] = []
-        before: Optional[str] = None
+        before: str | None = None
         while limit is None or len(records) < limit:
             page_size = 1000 if limit is None else min(1000, limit - len(records))
             query = dict(params, limit=page_size)
@@ -210,7 +210,7 @@ class Client:
                 break
         return [Task(self, record) for record in reversed(records)]
 
-    def kill(self, task_id: str, grace_ms: Optional[int] = None) -> None:
+    def kill(self, task_id: str, grace_ms: int | None = None) -> None:
         """Kills the task with id ``task_id`` (see :meth:`Task.kill`)."""
         self._kill(task_id, grace_ms)
 
@@ -218,7 +218,7 @@ class Client:
         """The task types the server knows, each ``{"name", "workers", "counts"}``."""
         return list(self._request("GET", "/api/task-types")["task_types"])
 
-    def events(self, last_event_id: Optional[int] = None) -> EventStream:
+    def events(self, last_event_id: int | None = None) -> EventStream:
         """Every task's live events, as dicts, from now on (or after ``last_event_id``).
         Close the stream when done (it is a context manager)."""
         return self._open_events("/api/events", last_event_id)
@@ -227,7 +227,7 @@ class Client:
         """Closes the client's connections."""
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -241,7 +241,9 @@ def _error_of(response: httpx.Response, url: str) -> OffstageError:
     """The :class:`OffstageError` for a non-2xx answer."""
     try:
         error = response.json()["error"]
-        return OffstageError(str(error["message"]), code=str(error["code"]), status=response.status_code)
+        return OffstageError(
+            str(error["message"]), code=str(error["code"]), status=response.status_code
+        )
     except (ValueError, KeyError, TypeError):
         return OffstageError(
             f"{response.request.method} {response.request.url.path} answered "
@@ -254,10 +256,10 @@ def _error_of(response: httpx.Response, url: str) -> OffstageError:
 # -- the module-level connection, as anvil.server.connect makes it ---------------------------
 
 _lock = threading.Lock()
-_default: Optional[Client] = None
+_default: Client | None = None
 
 
-def connect(url: str, token: Optional[str] = None) -> Client:
+def connect(url: str, token: str | None = None) -> Client:
     """Connects this program to the Offstage server at ``url`` (as ``anvil.server.connect``):
     the module-level functions use this connection from now on, and ``wait_forever()`` serves
     the ``@background_task`` functions through it. Returns the :class:`Client`."""
@@ -298,12 +300,12 @@ def get_background_task(task_id: str) -> Task:
 
 
 def list_background_tasks(
-    name: Optional[str] = None,
+    name: str | None = None,
     *,
-    status: Optional[str] = None,
-    owner: Optional[str] = None,
-    key: Optional[str] = None,
-    limit: Optional[int] = None,
+    status: str | None = None,
+    owner: str | None = None,
+    key: str | None = None,
+    limit: int | None = None,
 ) -> list[Task]:
     """The tasks, newest last, as ``anvil.server.list_background_tasks``."""
     return connection().list_background_tasks(

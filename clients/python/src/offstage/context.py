@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import MutableMapping
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 from ._args import check_json
 from .errors import TaskKilled
@@ -48,8 +48,8 @@ class CurrentTask:
         args: Any,
         *,
         attempt: int = 1,
-        owner: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
+        owner: str | None = None,
+        timeout_ms: int | None = None,
         send: Callable[[dict[str, Any], bool], None],
     ) -> None:
         self.task_id = task_id
@@ -58,7 +58,7 @@ class CurrentTask:
         self.attempt = attempt
         self.owner = owner
         self.timeout_ms = timeout_ms
-        self._send: Optional[Callable[[dict[str, Any], bool], None]] = send
+        self._send: Callable[[dict[str, Any], bool], None] | None = send
         self._state: Any = {}
         self._lock = threading.RLock()
         self._killed = threading.Event()
@@ -115,7 +115,7 @@ class CurrentTask:
             text = check_json(self._state, "task state")
             self._emit({"type": "state", "task_id": self.task_id, "state": self._state}, text)
 
-    def _emit(self, message: dict[str, Any], state_text: Optional[str] = None) -> None:
+    def _emit(self, message: dict[str, Any], state_text: str | None = None) -> None:
         send = self._send
         if send is None:
             return
@@ -133,7 +133,9 @@ class CurrentTask:
         ``warn`` or ``error``)."""
         if level not in LEVELS:
             raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
-        self._emit({"type": "log", "task_id": self.task_id, "level": level, "message": str(message)})
+        self._emit(
+            {"type": "log", "task_id": self.task_id, "level": level, "message": str(message)}
+        )
 
     def _write(self, stream: str, level: str, text: str) -> None:
         with self._lock:
@@ -173,12 +175,12 @@ class CurrentTask:
         return f"<CurrentTask {self.name} {self.task_id}>"
 
 
-def current() -> Optional[CurrentTask]:
+def current() -> CurrentTask | None:
     """The task the calling thread runs, or ``None``."""
     return getattr(_local, "task", None)
 
 
-def _set_current(task: Optional[CurrentTask]) -> None:
+def _set_current(task: CurrentTask | None) -> None:
     _local.task = task
 
 
@@ -201,7 +203,7 @@ def get_current_task() -> CurrentTask:
     return _require("offstage.get_current_task()")
 
 
-def get_current_task_id() -> Optional[str]:
+def get_current_task_id() -> str | None:
     """The id of the task the calling thread runs, or ``None`` outside a task (Anvil:
     ``anvil.server.context.background_task_id``)."""
     task = current()
@@ -274,7 +276,7 @@ class TaskState(MutableMapping):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return len(self._dict())
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         """Updates several keys with one write."""
         self._write(lambda state: state.update(*args, **kwargs))
 
@@ -329,9 +331,9 @@ def install_streams() -> None:
     something, such as a test runner, swapped ``sys.stdout`` since)."""
     with _install_lock:
         if not isinstance(sys.stdout, _TaskStream):
-            sys.stdout = _TaskStream(sys.stdout, "stdout", "info")  # type: ignore[assignment]
+            sys.stdout = _TaskStream(sys.stdout, "stdout", "info")
         if not isinstance(sys.stderr, _TaskStream):
-            sys.stderr = _TaskStream(sys.stderr, "stderr", "warn")  # type: ignore[assignment]
+            sys.stderr = _TaskStream(sys.stderr, "stderr", "warn")
 
 
 def __getattr__(name: str) -> Any:

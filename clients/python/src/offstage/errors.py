@@ -13,7 +13,7 @@ complete: ``Task.get_error()`` returns one and ``Task.is_completed()`` raises it
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class OffstageError(Exception):
@@ -28,14 +28,17 @@ class OffstageError(Exception):
         message: what went wrong and how to fix it.
     """
 
-    def __init__(self, message: str, *, code: str = "error", status: Optional[int] = None) -> None:
+    def __init__(self, message: str, *, code: str = "error", status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, message={self.message!r})"
+        return (
+            f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, "
+            f"message={self.message!r})"
+        )
 
 
 class TaskError(OffstageError):
@@ -57,10 +60,10 @@ class TaskError(OffstageError):
         self,
         kind: str,
         message: str,
-        detail: Optional[str] = None,
+        detail: str | None = None,
         *,
-        task_id: Optional[str] = None,
-        termination_status: Optional[str] = None,
+        task_id: str | None = None,
+        termination_status: str | None = None,
     ) -> None:
         super().__init__(message, code=kind)
         self.kind = kind
@@ -69,7 +72,7 @@ class TaskError(OffstageError):
         self.termination_status = termination_status
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "TaskError":
+    def from_record(cls, record: dict[str, Any]) -> TaskError:
         """The error of a task record that ended without completing."""
         error = record.get("error") or {}
         status = record.get("status")

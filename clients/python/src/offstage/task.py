@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from ._sse import EventStream
 from .errors import TaskError
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 TERMINAL = ("completed", "failed", "killed", "missing")
 
 
-def parse_time(text: Optional[str]) -> Optional[datetime]:
+def parse_time(text: str | None) -> datetime | None:
     """An RFC 3339 time from the server as an aware ``datetime`` (nanoseconds cut to micro)."""
     if text is None:
         return None
@@ -56,7 +56,7 @@ class LogLine:
     """The text."""
 
     @classmethod
-    def from_json(cls, line: dict[str, Any]) -> "LogLine":
+    def from_json(cls, line: dict[str, Any]) -> LogLine:
         """A line as the API sends it."""
         at = parse_time(line["at"])
         assert at is not None
@@ -71,7 +71,7 @@ class Task:
     its worker, writes its state.
     """
 
-    def __init__(self, client: "Client", record: dict[str, Any]) -> None:
+    def __init__(self, client: Client, record: dict[str, Any]) -> None:
         self._client = client
         self._record = record
 
@@ -118,7 +118,7 @@ class Task:
         """What the task returned once it completed; ``None`` until then (and if it did not)."""
         return self._live().get("return_value")
 
-    def get_error(self) -> Optional[TaskError]:
+    def get_error(self) -> TaskError | None:
         """How the task failed, was killed or went missing (``kind``, ``message``, ``detail``);
         ``None`` while it runs and if it completed."""
         record = self._live()
@@ -126,7 +126,7 @@ class Task:
             return TaskError.from_record(record)
         return None
 
-    def get_termination_status(self) -> Optional[str]:
+    def get_termination_status(self) -> str | None:
         """``None`` while queued or running, then ``"completed"``, ``"failed"``, ``"killed"``
         or ``"missing"``."""
         status = self._live().get("status")
@@ -151,7 +151,7 @@ class Task:
             raise TaskError.from_record(record)
         return False
 
-    def kill(self, grace_ms: Optional[int] = None) -> None:
+    def kill(self, grace_ms: int | None = None) -> None:
         """Kills the task: it is asked to stop, and stopped for real after the grace period
         (the server's default unless ``grace_ms`` is given). It ends ``killed``; killing a
         task that already ended does nothing. Needs a token with role ``control``.
@@ -184,7 +184,7 @@ class Task:
         """
         return self._client._task_events(self.get_id())
 
-    def wait(self, timeout: Optional[float] = None) -> "Task":
+    def wait(self, timeout: float | None = None) -> Task:
         """Blocks until the task ends (following its live events, not polling) and returns
         this handle, its record up to date: ``task.wait().get_return_value()``.
 

@@ -35,7 +35,8 @@ import socket
 import threading
 import time
 import traceback
-from typing import Any, Callable, Optional, TypeVar, Union, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
@@ -62,12 +63,14 @@ def background_task(function: F) -> F: ...
 
 
 @overload
-def background_task(function: Optional[str] = None, *, name: Optional[str] = None) -> Callable[[F], F]: ...
+def background_task(
+    function: str | None = None, *, name: str | None = None
+) -> Callable[[F], F]: ...
 
 
 def background_task(
-    function: Union[F, str, None] = None, *, name: Optional[str] = None
-) -> Union[F, Callable[[F], F]]:
+    function: F | str | None = None, *, name: str | None = None
+) -> F | Callable[[F], F]:
     """Registers a function as a task type this program's worker serves.
 
     ``@background_task`` names it after the function (``def crawl`` serves ``crawl``);
@@ -75,7 +78,7 @@ def background_task(
     The function is returned unchanged: calling it directly still just calls it.
     """
 
-    def register(f: F, task_name: Optional[str]) -> F:
+    def register(f: F, task_name: str | None) -> F:
         task_name = task_name or f.__name__
         with _registry_lock:
             existing = _registry.get(task_name)
@@ -132,7 +135,9 @@ class _Session:
         self._queue: collections.deque[list[Any]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._sender = threading.Thread(target=self._send_loop, name="offstage-worker-send", daemon=True)
+        self._sender = threading.Thread(
+            target=self._send_loop, name="offstage-worker-send", daemon=True
+        )
         self._sender.start()
 
     def send(self, message: dict[str, Any], coalesce: bool = False) -> None:
@@ -219,15 +224,17 @@ class Worker:
     def __init__(
         self,
         url: str,
-        token: Optional[str] = None,
+        token: str | None = None,
         *,
-        task_types: Optional[dict[str, Callable[..., Any]]] = None,
+        task_types: dict[str, Callable[..., Any]] | None = None,
         concurrency: int = 4,
-        name: Optional[str] = None,
+        name: str | None = None,
         reconnect: bool = True,
     ) -> None:
         if concurrency < 1:
-            raise ValueError(f"concurrency is {concurrency}: a worker runs at least 1 task at a time")
+            raise ValueError(
+                f"concurrency is {concurrency}: a worker runs at least 1 task at a time"
+            )
         self.url = url
         self.ws_url = _ws_url(url)
         self.token = token
@@ -241,26 +248,28 @@ class Worker:
         self.concurrency = concurrency
         self.name = name or f"py-{os.getpid()}@{socket.gethostname()}"
         self.reconnect = reconnect
-        self.worker_id: Optional[str] = None
+        self.worker_id: str | None = None
         """The id the server gave this worker on its current connection."""
-        self.last_error: Optional[BaseException] = None
+        self.last_error: BaseException | None = None
         """Why the last connection attempt failed or the last connection ended."""
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._session: Optional[_Session] = None
+        self._thread: threading.Thread | None = None
+        self._session: _Session | None = None
 
     # -- running ----------------------------------------------------------------------------
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         """Runs the worker in a background (daemon) thread; returns at once."""
         if self._thread is not None:
             raise RuntimeError("this worker was already started")
-        self._thread = threading.Thread(target=self.run_forever, name="offstage-worker", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run_forever, name="offstage-worker", daemon=True
+        )
         self._thread.start()
         return self
 
-    def wait_ready(self, timeout: float = 10.0) -> "Worker":
+    def wait_ready(self, timeout: float = 10.0) -> Worker:
         """Blocks until the server welcomed the worker.
 
         Raises:
@@ -353,7 +362,9 @@ class Worker:
             session = _Session(ws, heartbeat_s)
             self._session = session
             self._ready.set()
-            logger.info("offstage worker %s serving %s", self.worker_id, ", ".join(hello["task_types"]))
+            logger.info(
+                "offstage worker %s serving %s", self.worker_id, ", ".join(sorted(self.task_types))
+            )
             try:
                 self._receive(session)
             except _ProtocolError as error:
@@ -403,7 +414,10 @@ class Worker:
                         {
                             "type": "failed",
                             "task_id": task_id,
-                            "error": {"kind": "aborted", "message": "aborted after the grace period"},
+                            "error": {
+                                "kind": "aborted",
+                                "message": "aborted after the grace period",
+                            },
                         }
                     )
             elif kind == "error":
@@ -447,7 +461,7 @@ class _ServerError(Exception):
         return f"the server ended the connection: {self.args[0]}"
 
 
-def _run_task(task: CurrentTask, function: Optional[Callable[..., Any]], session: _Session) -> None:
+def _run_task(task: CurrentTask, function: Callable[..., Any] | None, session: _Session) -> None:
     """Runs one task in its own thread and answers for it exactly once."""
     _set_current(task)
     install_streams()
@@ -461,8 +475,8 @@ def _run_task(task: CurrentTask, function: Optional[Callable[..., Any]], session
         session.tasks.pop(task.task_id, None)
 
 
-def _outcome(task: CurrentTask, function: Optional[Callable[..., Any]]) -> dict[str, Any]:
-    def failed(kind: str, message: str, detail: Optional[str] = None) -> dict[str, Any]:
+def _outcome(task: CurrentTask, function: Callable[..., Any] | None) -> dict[str, Any]:
+    def failed(kind: str, message: str, detail: str | None = None) -> dict[str, Any]:
         error = {"kind": kind, "message": message}
         if detail:
             error["detail"] = detail
@@ -498,7 +512,7 @@ def _outcome(task: CurrentTask, function: Optional[Callable[..., Any]]) -> dict[
     return {"type": "completed", "task_id": task.task_id, "return_value": result}
 
 
-def _parse(raw: Union[str, bytes]) -> dict[str, Any]:
+def _parse(raw: str | bytes) -> dict[str, Any]:
     try:
         message = json.loads(raw)
     except ValueError:
@@ -537,10 +551,10 @@ def _handshake_error(error: InvalidStatus, url: str) -> OffstageError:
 # -- module level, as anvil.server ----------------------------------------------------------
 
 _worker_lock = threading.Lock()
-_worker: Optional[Worker] = None
+_worker: Worker | None = None
 
 
-def start_worker(concurrency: int = 4, name: Optional[str] = None) -> Worker:
+def start_worker(concurrency: int = 4, name: str | None = None) -> Worker:
     """Starts serving the ``@background_task`` functions through the connection
     ``offstage.connect`` made, in a background thread; returns the :class:`Worker`."""
     global _worker
@@ -552,7 +566,7 @@ def start_worker(concurrency: int = 4, name: Optional[str] = None) -> Worker:
         return _worker.start()
 
 
-def wait_forever(concurrency: int = 4, name: Optional[str] = None) -> None:
+def wait_forever(concurrency: int = 4, name: str | None = None) -> None:
     """Serves the ``@background_task`` functions through the connection ``offstage.connect``
     made, until the program is interrupted (Ctrl-C), as ``anvil.server.wait_forever``."""
     worker = start_worker(concurrency=concurrency, name=name)
