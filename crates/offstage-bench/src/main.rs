@@ -1,11 +1,14 @@
 //! `offstage-bench`: measures Offstage the way the peer task queues were measured.
 //!
-//! Run with `cargo run --release -p offstage-bench -- [--json] [--quick]`. Prints a table; with
-//! `--json` the last line is one JSON object with every figure. Each measurement gets a fresh
-//! SQLite database (durable: WAL, `synchronous=FULL`) in a temporary directory.
+//! Run with `cargo run --release -p offstage-bench -- [--json] [--quick] [--postgres URL]`.
+//! Prints a table; with `--json` the last line is one JSON object with every figure. Each
+//! measurement gets a fresh SQLite database (durable: WAL, `synchronous=FULL`) in a temporary
+//! directory; with `--postgres` (or `OFFSTAGE_BENCH_POSTGRES`), the `pg_` figures are taken too,
+//! each on a fresh schema of that database.
 
 mod http;
 mod measure;
+mod postgres;
 
 /// The allocator a throughput-minded service would pick; glibc malloc showed up as ~15% of
 /// the profile under load.
@@ -20,21 +23,31 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = value_of("--only");
+    let postgres = value_of("--postgres").or_else(|| std::env::var("OFFSTAGE_BENCH_POSTGRES").ok());
     if let Some(unknown) = args.iter().enumerate().find(|(i, a)| {
-        !matches!(a.as_str(), "--json" | "--quick" | "--only")
-            && args.get(i.wrapping_sub(1)).map(String::as_str) != Some("--only")
+        !matches!(a.as_str(), "--json" | "--quick" | "--only" | "--postgres")
+            && !matches!(
+                args.get(i.wrapping_sub(1)).map(String::as_str),
+                Some("--only" | "--postgres")
+            )
     }) {
-        eprintln!("unknown argument `{}`; usage: offstage-bench [--json] [--quick] [--only METRIC-PREFIX]", unknown.1);
+        eprintln!(
+            "unknown argument `{}`; usage: offstage-bench [--json] [--quick] [--only METRIC-PREFIX] \
+             [--postgres URL]",
+            unknown.1
+        );
         std::process::exit(2);
     }
     let dir = std::env::temp_dir().join(format!("offstage-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
-    let results = run(&dir, quick, only.as_deref());
+    let results = run(&dir, quick, only.as_deref(), postgres.as_deref());
     if std::env::var_os("OFFSTAGE_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -56,6 +69,7 @@ fn run(
     dir: &std::path::Path,
     quick: bool,
     only: Option<&str>,
+    postgres: Option<&str>,
 ) -> Vec<(&'static str, f64, &'static str)> {
     let wanted = |metric: &str| only.is_none_or(|prefix| metric.starts_with(prefix));
     let db = |name: &str| -> PathBuf { dir.join(format!("{name}.db")) };
@@ -119,6 +133,26 @@ fn run(
         for (metric, p50) in rt.block_on(http::dashboard_queries(&db("dashboard"), n, 200)) {
             out.push((metric, p50, "-"));
         }
+    }
+    match postgres {
+        Some(url) if wanted("pg") => {
+            let n = if quick { 20_000 } else { 100_000 };
+            let rate = rt.block_on(postgres::throughput(url, 1, n, 1_000));
+            out.push(("pg_throughput_tasks_per_s", rate, "≥ 20,000"));
+            for (nodes, name) in [
+                (1, "pg_scaling_1_node_tasks_per_s"),
+                (2, "pg_scaling_2_nodes_tasks_per_s"),
+                (3, "pg_scaling_3_nodes_tasks_per_s"),
+            ] {
+                let rate = rt.block_on(postgres::throughput(url, nodes, n, 1_000));
+                out.push((name, rate, "-"));
+            }
+        }
+        Some(_) => {}
+        None if wanted("pg") => eprintln!(
+            "PostgreSQL figures skipped: pass --postgres URL or set OFFSTAGE_BENCH_POSTGRES"
+        ),
+        None => {}
     }
     drop(rt);
     if wanted("sleeping") {

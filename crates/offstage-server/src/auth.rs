@@ -188,6 +188,15 @@ pub async fn launch(
     require(&state.tokens, Role::Launch, request, next).await
 }
 
+/// Middleware: the request needs role `worker`.
+pub async fn worker(
+    State(state): State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    require(&state.tokens, Role::Worker, request, next).await
+}
+
 /// Middleware: the request needs role `control`.
 pub async fn control(
     State(state): State<crate::AppState>,

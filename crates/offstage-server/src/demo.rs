@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use offstage::{Context, RuntimeBuilder, TaskError};
+use offstage::{Context, RuntimeBuilder, TaskError, Worker};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -56,8 +56,43 @@ async fn pause(ctx: &Context, total: Duration) -> Result<(), TaskError> {
     }
 }
 
+/// Something task types register on: a node's [`RuntimeBuilder`], or a remote [`Worker`].
+pub trait Registers: Sized {
+    /// Registers a task type whose body is `f(ctx, args)`.
+    fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static;
+}
+
+impl Registers for RuntimeBuilder {
+    fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        RuntimeBuilder::task(self, name, f)
+    }
+}
+
+impl Registers for Worker {
+    fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        Worker::task(self, name, f)
+    }
+}
+
 /// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log` and `demo.spin`.
-pub fn register(builder: RuntimeBuilder) -> RuntimeBuilder {
+pub fn register<R: Registers>(builder: R) -> R {
     builder
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
             let total = duration(args.seconds)?;

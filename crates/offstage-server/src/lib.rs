@@ -79,8 +79,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/{id}/kill", post(api::tasks::kill))
         .route("/api/tasks", axum::routing::delete(api::tasks::purge))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::control));
+    let worker = Router::new()
+        .route("/api/workers", get(api::workers::connect))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::worker));
     Router::new()
         .merge(read)
+        .merge(worker)
         .merge(launch)
         .merge(control)
         .route(

@@ -594,6 +594,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /api/tasks/{id}",
         "GET /api/tasks/{id}/events",
         "GET /api/tasks/{id}/logs",
+        "GET /api/workers",
         "POST /api/tasks",
         "POST /api/tasks/{id}/kill",
     ];

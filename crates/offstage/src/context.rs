@@ -27,45 +27,94 @@ use crate::error::{Error, ErrorKind, TaskError};
 use crate::id::TaskId;
 use crate::log::LogLevel;
 use crate::runtime::live::LiveTask;
+use crate::worker::task::WorkerTask;
+use tokio_util::sync::CancellationToken;
 
 /// What a running task holds. Cheap to clone; every clone belongs to the same task.
 #[derive(Clone)]
 pub struct Context {
-    pub(crate) task: Arc<LiveTask>,
+    backing: Backing,
+}
+
+/// Where the task runs: on the node that owns it, or in a worker that reports to one.
+#[derive(Clone)]
+enum Backing {
+    Node(Arc<LiveTask>),
+    Worker(Arc<WorkerTask>),
 }
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("id", &self.task.id)
-            .finish()
+        f.debug_struct("Context").field("id", &self.id()).finish()
     }
 }
 
 impl Context {
+    pub(crate) fn node(task: Arc<LiveTask>) -> Self {
+        Self {
+            backing: Backing::Node(task),
+        }
+    }
+
+    pub(crate) fn worker(task: Arc<WorkerTask>) -> Self {
+        Self {
+            backing: Backing::Worker(task),
+        }
+    }
+
+    /// The node's record of the task, when the task runs on its node.
+    pub(crate) fn live(&self) -> Option<&Arc<LiveTask>> {
+        match &self.backing {
+            Backing::Node(task) => Some(task),
+            Backing::Worker(_) => None,
+        }
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        match &self.backing {
+            Backing::Node(task) => &task.cancel,
+            Backing::Worker(task) => &task.cancel,
+        }
+    }
+
     /// This task's id.
     pub fn id(&self) -> TaskId {
-        self.task.id
+        match &self.backing {
+            Backing::Node(task) => task.id,
+            Backing::Worker(task) => task.id,
+        }
     }
 
     /// This task type's name.
     pub fn name(&self) -> &str {
-        &self.task.started.name
+        match &self.backing {
+            Backing::Node(task) => &task.started.name,
+            Backing::Worker(task) => &task.name,
+        }
     }
 
     /// Which attempt this is, from 1.
     pub fn attempt(&self) -> u32 {
-        self.task.started.attempt
+        match &self.backing {
+            Backing::Node(task) => task.started.attempt,
+            Backing::Worker(task) => task.attempt,
+        }
     }
 
     /// The owner the task was launched with.
     pub fn owner(&self) -> Option<&str> {
-        self.task.started.owner.as_deref()
+        match &self.backing {
+            Backing::Node(task) => task.started.owner.as_deref(),
+            Backing::Worker(task) => task.owner.as_deref(),
+        }
     }
 
     /// The state this task last wrote.
     pub fn state(&self) -> Value {
-        Value::clone(&self.task.state())
+        match &self.backing {
+            Backing::Node(task) => Value::clone(&task.state()),
+            Backing::Worker(task) => task.state(),
+        }
     }
 
     /// Replaces this task's state. Every watcher gets the new state at once; the store gets it
@@ -83,9 +132,12 @@ impl Context {
         self.set_state_value(value)
     }
 
-    fn set_state_value(&self, value: Value) -> Result<(), Error> {
+    pub(crate) fn set_state_value(&self, value: Value) -> Result<(), Error> {
         let text = value.to_string();
-        let cap = self.task.rt.config.state_limit;
+        let cap = match &self.backing {
+            Backing::Node(task) => task.rt.config.state_limit,
+            Backing::Worker(task) => task.state_limit,
+        };
         if text.len() > cap {
             return Err(Error::new(
                 ErrorKind::StateTooLarge,
@@ -93,12 +145,15 @@ impl Context {
                     "the state of task {} would be {} bytes, over the cap of {cap} bytes: keep \
                      large data elsewhere (a table, a file) and put a reference in the state, or \
                      raise the cap with RuntimeBuilder::state_limit",
-                    self.task.id,
+                    self.id(),
                     text.len()
                 ),
             ));
         }
-        self.task.set_state(value, text);
+        match &self.backing {
+            Backing::Node(task) => task.set_state(value, text),
+            Backing::Worker(task) => task.set_state(value),
+        }
         Ok(())
     }
 
@@ -111,29 +166,32 @@ impl Context {
 
     /// Appends a line to this task's log at level `info`.
     pub fn log(&self, message: impl Into<String>) {
-        self.task.append_log(LogLevel::Info, message.into());
+        self.log_at(LogLevel::Info, message);
     }
 
     /// Appends a line to this task's log at `level`.
     pub fn log_at(&self, level: LogLevel, message: impl Into<String>) {
-        self.task.append_log(level, message.into());
+        match &self.backing {
+            Backing::Node(task) => task.append_log(level, message.into()),
+            Backing::Worker(task) => task.log(level, message.into()),
+        }
     }
 
     /// Resolves when the task is asked to stop (killed, timed out, or interrupted by shutdown).
     /// Select on it around long awaits to stop promptly and tidily.
     pub async fn cancelled(&self) {
-        self.task.cancel.cancelled().await
+        self.cancel().cancelled().await
     }
 
     /// True once the task has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.task.cancel.is_cancelled()
+        self.cancel().is_cancelled()
     }
 
     /// `Err` (kind `cancelled`) once the task has been asked to stop, so a loop can end with
     /// `ctx.checkpoint()?`. Costs one atomic load.
     pub fn checkpoint(&self) -> Result<(), TaskError> {
-        if self.task.cancel.is_cancelled() {
+        if self.cancel().is_cancelled() {
             Err(TaskError::cancelled())
         } else {
             Ok(())

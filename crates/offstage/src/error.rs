@@ -37,6 +37,11 @@ pub enum ErrorKind {
     Corrupt,
     /// The store failed (I/O, connection, SQL). The message has the cause.
     Store,
+    /// A worker could not reach its server, or the connection ended. Worth retrying.
+    Connection,
+    /// A worker's server refused it (bad token, protocol error). Retrying will not help until
+    /// the cause is fixed.
+    Refused,
 }
 
 /// An error from an Offstage call.

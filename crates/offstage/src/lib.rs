@@ -54,6 +54,7 @@ pub mod store;
 pub mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod worker;
 
 pub use context::Context;
 pub use error::{Error, ErrorKind, TaskError};
@@ -61,6 +62,8 @@ pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLine};
 pub use registry::{TaskType, TaskTypeOptions};
-pub use runtime::{Config, Launch, LaunchOptions, Runtime, RuntimeBuilder};
+pub use runtime::{Config, Launch, LaunchOptions, Runtime, RuntimeBuilder, WorkerInfo};
 pub use status::Status;
 pub use task::{ListFilter, Task, TaskRecord};
+#[cfg(feature = "worker")]
+pub use worker::Worker;

@@ -4,3 +4,4 @@ pub(crate) mod events;
 pub(crate) mod openapi;
 pub(crate) mod session;
 pub(crate) mod tasks;
+pub(crate) mod workers;

@@ -17,6 +17,7 @@ use utoipa::OpenApi;
         super::events::all,
         super::events::task,
         super::session::me,
+        super::workers::connect,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth)

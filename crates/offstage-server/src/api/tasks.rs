@@ -304,8 +304,8 @@ pub(crate) async fn purge(
 pub struct TaskTypeView {
     /// The task type's name.
     name: String,
-    /// Where its tasks run: `in-process` when this node serves it; empty when no worker
-    /// serves it (tasks of it stay queued), as for types only older tasks still name.
+    /// Where its tasks run: `in-process` when this node runs it, and the name of each connected
+    /// worker serving it. Empty when nothing serves it: its tasks wait queued.
     workers: Vec<String>,
     /// How many of its tasks the store holds, by status (every status, zeros included).
     #[schema(value_type = Object)]
@@ -334,6 +334,23 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
             counts: zeros(),
         })
         .collect();
+    // Types workers serve (or are declared to): each connected worker that serves it, by name.
+    let workers = state.runtime.workers();
+    for name in state.runtime.worker_task_types() {
+        let index = match types.iter().position(|t| t.name == name) {
+            Some(index) => index,
+            None => {
+                types.push(TaskTypeView {
+                    name: name.clone(),
+                    workers: Vec::new(),
+                    counts: zeros(),
+                });
+                types.len() - 1
+            }
+        };
+        let serving = workers.iter().filter(|w| w.task_types.contains(&name));
+        types[index].workers.extend(serving.map(|w| w.name.clone()));
+    }
     for (name, status, count) in state.runtime.counts().await? {
         let index = match types.iter().position(|t| t.name == name) {
             Some(index) => index,

@@ -49,6 +49,20 @@ struct Remote {
 enum Command {
     /// Runs the server: the HTTP API and live events (SSE).
     Serve(serve::Serve),
+    /// Creates or upgrades the database's schema, and exits. `serve` does this too on start;
+    /// run it alone to migrate before rolling out nodes.
+    Migrate(serve::Migrate),
+    /// Serves the demo task types for a server, as a remote worker (reconnects until stopped).
+    Worker {
+        /// The name the server shows for this worker.
+        #[arg(long)]
+        name: Option<String>,
+        /// How many tasks it runs at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Launches a task.
     Launch {
         /// The task type's name.
@@ -163,6 +177,32 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Failure),
+        Command::Migrate(migrate) => serve::migrate(migrate)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure),
+        Command::Worker {
+            name,
+            concurrency,
+            remote,
+        } => {
+            let mut worker = offstage::Worker::new(&remote.server).concurrency(concurrency);
+            if let Some(token) = remote.token {
+                worker = worker.token(token);
+            }
+            if let Some(name) = name {
+                worker = worker.name(name);
+            }
+            eprintln!(
+                "offstage worker serving the demo task types for {}",
+                remote.server
+            );
+            crate::demo::register(worker)
+                .run()
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| Failure(e.to_string()))
+        }
         Command::Launch {
             name,
             args,

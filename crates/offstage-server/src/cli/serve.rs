@@ -1,16 +1,17 @@
-//! `offstage serve`: the HTTP API and live events over an embedded SQLite file.
+//! `offstage serve`: the HTTP API and live events over a SQLite file or a PostgreSQL database
+//! that many servers share; and `offstage migrate`, which only prepares the database.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::{app, demo, AppState, Tokens};
 
 /// `offstage serve`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct Serve {
-    /// The SQLite database file.
+    /// The database: a SQLite file, or a postgres:// URL that many servers may share.
     #[arg(long, env = "OFFSTAGE_DB", default_value = "offstage.db")]
-    db: PathBuf,
+    db: String,
     /// Where to listen.
     #[arg(long, env = "OFFSTAGE_ADDR", default_value = "127.0.0.1:7700")]
     addr: SocketAddr,
@@ -20,6 +21,10 @@ pub struct Serve {
     /// Registers the built-in demo task types (demo.sleep, demo.count, demo.echo, ...).
     #[arg(long)]
     demo: bool,
+    /// A task type that remote workers serve: launchable before any worker serving it
+    /// connects (its tasks wait queued). Repeat for more.
+    #[arg(long = "remote-type", value_name = "NAME")]
+    remote_types: Vec<String>,
     /// Allows serving without tokens on an address other than loopback.
     #[arg(long)]
     insecure: bool,
@@ -27,6 +32,60 @@ pub struct Serve {
     /// `missing` (kind `interrupted`).
     #[arg(long, default_value_t = 10.0)]
     drain_s: f64,
+    /// How often this node heartbeats in the database.
+    #[arg(long, default_value_t = 1.0)]
+    heartbeat_s: f64,
+    /// How long a node may go without a heartbeat before the others mark its running tasks
+    /// `missing`.
+    #[arg(long, default_value_t = 10.0)]
+    node_timeout_s: f64,
+}
+
+/// `offstage migrate`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Migrate {
+    /// The database: a SQLite file, or a postgres:// URL.
+    #[arg(long, env = "OFFSTAGE_DB", default_value = "offstage.db")]
+    db: String,
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{flag} {value} is not a number of seconds"))
+}
+
+/// Shows a database for logs and messages without its password.
+fn shown(db: &str) -> String {
+    match (db.find("://"), db.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match db[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &db[..scheme + 3], &db[at..]),
+            None => db.to_owned(),
+        },
+        _ => db.to_owned(),
+    }
+}
+
+pub async fn migrate(migrate: Migrate) -> Result<(), String> {
+    if offstage::store::postgres::is_postgres_url(&migrate.db) {
+        let (before, after) = offstage::store::postgres::PostgresStore::migrate(&migrate.db)
+            .await
+            .map_err(|e| e.to_string())?;
+        if before == after {
+            println!("{}: schema version {after}, up to date", shown(&migrate.db));
+        } else {
+            println!(
+                "{}: migrated from schema version {before} to {after}",
+                shown(&migrate.db)
+            );
+        }
+        return Ok(());
+    }
+    // Opening a SQLite store migrates it.
+    offstage::store::sqlite::SqliteStore::open(&migrate.db)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}: up to date", migrate.db);
+    Ok(())
 }
 
 pub async fn run(serve: Serve) -> Result<(), String> {
@@ -45,20 +104,25 @@ pub async fn run(serve: Serve) -> Result<(), String> {
             serve.addr
         ));
     }
-    let drain = std::time::Duration::try_from_secs_f64(serve.drain_s)
-        .map_err(|_| format!("--drain-s {} is not a number of seconds", serve.drain_s))?;
+    let drain = seconds("drain-s", serve.drain_s)?;
+    let heartbeat = seconds("heartbeat-s", serve.heartbeat_s)?;
+    let node_timeout = seconds("node-timeout-s", serve.node_timeout_s)?;
     let mut builder = offstage::Runtime::builder()
-        .sqlite(&serve.db)
-        .shutdown_drain(drain);
+        .database(&serve.db)
+        .shutdown_drain(drain)
+        .heartbeat(heartbeat, node_timeout);
     if serve.demo {
         builder = demo::register(builder);
+    }
+    for name in serve.remote_types {
+        builder = builder.remote_task(name);
     }
     let rt = builder.build().await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(serve.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", serve.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(addr = %local, db = %serve.db.display(), open = tokens.is_open(), "offstage serving");
+    tracing::info!(addr = %local, db = %shown(&serve.db), open = tokens.is_open(), "offstage serving");
     println!("offstage listening on http://{local}");
     let state = AppState::new(rt.clone()).with_tokens(tokens);
     axum::serve(listener, app(state))

@@ -16,9 +16,17 @@ pub struct Server {
 }
 
 impl Server {
+    /// `offstage serve --demo` with `extra` arguments.
     pub fn start(db: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--demo"];
+        args.extend_from_slice(extra);
+        Server::start_plain(db, &args)
+    }
+
+    /// `offstage serve` with only `extra` arguments (no demo task types).
+    pub fn start_plain(db: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--demo", "--addr", "127.0.0.1:0", "--db", db])
+            .args(["serve", "--addr", "127.0.0.1:0", "--db", db])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,6 +1,7 @@
 //! Building a runtime: where it stores, which task types it runs, and its limits.
 
 use std::future::Future;
+#[cfg(feature = "sqlite")]
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -70,7 +71,40 @@ impl Default for Config {
 enum StoreChoice {
     #[cfg(feature = "sqlite")]
     Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+    /// A `postgres://` URL or a SQLite path, decided at build time.
+    Named(String),
     Given(Arc<dyn Store>),
+}
+
+/// Opens the store `database` names: a PostgreSQL URL or a SQLite path.
+pub(crate) async fn open_named(database: &str) -> Result<Arc<dyn Store>, Error> {
+    let is_url = database.starts_with("postgres://") || database.starts_with("postgresql://");
+    if is_url {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(
+            crate::store::postgres::PostgresStore::open(database).await?,
+        ));
+        #[cfg(not(feature = "postgres"))]
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "this build of Offstage has no PostgreSQL store: enable the `postgres` feature of \
+             the offstage crate",
+        ));
+    }
+    #[cfg(feature = "sqlite")]
+    return Ok(Arc::new(
+        crate::store::sqlite::SqliteStore::open(database).await?,
+    ));
+    #[cfg(not(feature = "sqlite"))]
+    Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "`{database}` is not a postgres:// URL, and this build of Offstage has no SQLite \
+             store: enable the `sqlite` feature or give a PostgreSQL URL"
+        ),
+    ))
 }
 
 /// Builds a [`Runtime`]. Start with [`Runtime::builder`].
@@ -79,6 +113,7 @@ pub struct RuntimeBuilder {
     store: Option<StoreChoice>,
     registry: Registry,
     config: Config,
+    remote: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -96,6 +131,22 @@ impl RuntimeBuilder {
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
         self.store = Some(StoreChoice::Sqlite(path.into()));
+        self
+    }
+
+    /// Stores tasks in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host:5432/database`), which any number of nodes may share.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.store = Some(StoreChoice::Postgres(url.into()));
+        self
+    }
+
+    /// Stores tasks where `database` says: a `postgres://` (or `postgresql://`) URL is a
+    /// PostgreSQL database, anything else a SQLite file. For apps that take the database from
+    /// their configuration, as `offstage serve --db` does.
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.store = Some(StoreChoice::Named(database.into()));
         self
     }
 
@@ -173,6 +224,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares a task type that workers serve (`docs/worker-protocol.md`): it can be launched
+    /// while no worker serving it is connected, and its tasks wait `queued` until one is. Types
+    /// that connected workers announce can be launched without this.
+    pub fn remote_task(mut self, name: impl Into<String>) -> Self {
+        self.remote.insert(name.into());
+        self
+    }
+
     /// Heartbeat interval and the silence after which a node counts as dead.
     pub fn heartbeat(mut self, interval: Duration, node_timeout: Duration) -> Self {
         self.config.heartbeat_interval = interval;
@@ -205,6 +264,11 @@ impl RuntimeBuilder {
         self.check()?;
         let store: Arc<dyn Store> = match self.store {
             Some(StoreChoice::Given(store)) => store,
+            Some(StoreChoice::Named(database)) => open_named(&database).await?,
+            #[cfg(feature = "postgres")]
+            Some(StoreChoice::Postgres(url)) => {
+                Arc::new(crate::store::postgres::PostgresStore::open(&url).await?)
+            }
             #[cfg(feature = "sqlite")]
             Some(StoreChoice::Sqlite(path)) => {
                 Arc::new(crate::store::sqlite::SqliteStore::open(path).await?)
@@ -229,6 +293,21 @@ impl RuntimeBuilder {
                 started_at: clock.now(),
             })
             .await?;
+        // Listen before anything happens here, so no notice sent after this node exists is
+        // missed.
+        let heard = store.listen(node).await?;
+        let announce = match &heard {
+            Some(_) => {
+                let (announce, notices) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(super::cluster::announce_loop(
+                    Arc::clone(&store),
+                    node,
+                    notices,
+                ));
+                Some(announce)
+            }
+            None => None,
+        };
         let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
         let capture =
             tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
@@ -250,7 +329,12 @@ impl RuntimeBuilder {
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
             capture,
+            workers: super::dispatch::Workers::new(self.remote),
+            announce,
         });
+        if let Some(heard) = heard {
+            tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
+        }
         maintenance::recover(&inner).await?;
         tokio::spawn(scheduler::run(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));

@@ -26,9 +26,20 @@ use crate::status::Status;
 use crate::store::Finish;
 use crate::task::TaskRecord;
 
+/// How a body says it ended.
+pub(crate) enum BodyEnd {
+    /// It returned: the task completed or failed.
+    Returned(Result<Value, TaskError>),
+    /// Where it ran is gone (a remote worker disconnected): the task is `missing`.
+    Lost(TaskError),
+}
+
+/// A running task's body, wherever it runs.
+pub(crate) type Body = BoxFuture<'static, BodyEnd>;
+
 /// How a body ended, before it is recorded.
 enum Outcome {
-    Returned(Result<Value, TaskError>),
+    Ended(BodyEnd),
     Panicked(String),
     Stopped { request: StopRequest, aborted: bool },
 }
@@ -51,6 +62,28 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
             Err(e) => Err(TaskError::new("unknown_task_type", e.to_string())),
         },
     };
+    let body = prepared.map(|prepared| -> Box<dyn FnOnce(Context) -> Body + Send> {
+        Box::new(move |ctx| prepared(ctx).map(BodyEnd::Returned).boxed())
+    });
+    launch_body(rt, record, body, true);
+}
+
+/// Starts `record` with a body that runs elsewhere (a worker); it takes none of this node's
+/// slots.
+pub(crate) fn start_elsewhere(
+    rt: &Arc<Inner>,
+    record: TaskRecord,
+    body: impl FnOnce(Context) -> Body + Send + 'static,
+) -> Arc<LiveTask> {
+    launch_body(rt, record, Ok(Box::new(body)), false)
+}
+
+fn launch_body(
+    rt: &Arc<Inner>,
+    record: TaskRecord,
+    body: Result<Box<dyn FnOnce(Context) -> Body + Send>, TaskError>,
+    in_slot: bool,
+) -> Arc<LiveTask> {
     let record = Arc::new(record);
     let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record));
     rt.live
@@ -58,8 +91,8 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
         .expect("live map poisoned")
         .insert(record.id, Arc::clone(&live));
     rt.publish(record.id, EventKind::Started { task: record });
-    match prepared {
-        Ok(prepared) => {
+    match body {
+        Ok(body) => {
             // The timeout counts from now, not from the supervisor's first poll.
             let deadline = live.started.timeout_ms.map(|ms| {
                 (
@@ -67,16 +100,20 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
                     Duration::from_millis(ms),
                 )
             });
-            let body = prepared(Context {
-                task: Arc::clone(&live),
-            });
-            tokio::spawn(supervise(live, body, deadline));
+            let body = body(Context::node(Arc::clone(&live)));
+            tokio::spawn(supervise(Arc::clone(&live), body, deadline, in_slot));
         }
         Err(error) => {
-            rt.release_slots(1);
-            tokio::spawn(finish(live, Outcome::Returned(Err(error))));
+            if in_slot {
+                rt.release_slots(1);
+            }
+            tokio::spawn(finish(
+                Arc::clone(&live),
+                Outcome::Ended(BodyEnd::Returned(Err(error))),
+            ));
         }
     }
+    live
 }
 
 /// Removes a task from the live map if its supervisor is dropped before it could finish (the
@@ -93,25 +130,19 @@ impl Drop for Unlist {
 
 type Deadline = Option<(tokio::time::Instant, Duration)>;
 
-async fn supervise(
-    live: Arc<LiveTask>,
-    body: BoxFuture<'static, Result<Value, TaskError>>,
-    deadline: Deadline,
-) {
+async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline, in_slot: bool) {
     let _unlist = Unlist(Arc::clone(&live));
     // The body is dropped when `run` returns: that is the abort, at the await it was parked on.
     let outcome = run(&live, body, deadline).await;
     // The body no longer runs: its slot is free even while the outcome is being saved.
-    live.rt.release_slots(1);
+    if in_slot {
+        live.rt.release_slots(1);
+    }
     finish(live, outcome).await;
 }
 
 /// Polls the body to its end, or stops it as asked (kill, timeout, shutdown).
-async fn run(
-    live: &Arc<LiveTask>,
-    body: BoxFuture<'static, Result<Value, TaskError>>,
-    deadline: Deadline,
-) -> Outcome {
+async fn run(live: &Arc<LiveTask>, body: Body, deadline: Deadline) -> Outcome {
     let rt = &live.rt;
     let body = CURRENT_TASK
         .scope(Arc::clone(live), body)
@@ -134,7 +165,7 @@ async fn run(
         }),
     };
     match ended {
-        Ok(Ok(result)) => Outcome::Returned(result),
+        Ok(Ok(end)) => Outcome::Ended(end),
         Ok(Err(panic)) => Outcome::Panicked(panic_message(panic.as_ref())),
         Err(request) => {
             live.request_stop(request);
@@ -166,8 +197,9 @@ fn describe(grace: Duration, aborted: bool) -> String {
 
 fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
     match outcome {
-        Outcome::Returned(Ok(value)) => (Status::Completed, Some(value), None),
-        Outcome::Returned(Err(error)) => (Status::Failed, None, Some(error)),
+        Outcome::Ended(BodyEnd::Returned(Ok(value))) => (Status::Completed, Some(value), None),
+        Outcome::Ended(BodyEnd::Returned(Err(error))) => (Status::Failed, None, Some(error)),
+        Outcome::Ended(BodyEnd::Lost(error)) => (Status::Missing, None, Some(error)),
         Outcome::Panicked(message) => {
             (Status::Failed, None, Some(TaskError::new("panic", message)))
         }

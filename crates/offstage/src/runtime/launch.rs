@@ -128,7 +128,9 @@ impl Launch {
         self
     }
 
-    async fn run(self) -> Result<Task, Error> {
+    /// Validates the launch and makes its record, as queued; the body comes ready to run.
+    /// The body is `None` for a task type that workers serve.
+    fn check(self) -> Result<(Arc<Inner>, TaskRecord, Option<crate::registry::Prepared>), Error> {
         let Launch {
             rt,
             name,
@@ -143,9 +145,16 @@ impl Launch {
             ));
         }
         let args = args?;
-        let prepared = rt.registry.prepare(&name, &args)?;
-        let registered = rt.registry.get(&name)?;
-        let timeout = options.timeout.or(registered.options.timeout);
+        // A type no in-process registration knows may be one workers serve: then its args are
+        // the worker's to check, and the task waits queued for a worker to claim it.
+        let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
+        let (prepared, type_timeout) = if elsewhere {
+            (None, None)
+        } else {
+            let prepared = rt.registry.prepare(&name, &args)?;
+            (Some(prepared), rt.registry.get(&name)?.options.timeout)
+        };
+        let timeout = options.timeout.or(type_timeout);
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -160,14 +169,8 @@ impl Launch {
             }
             (None, None) => now,
         };
-        let due = run_at <= now;
-        // Start at once, skipping the queue, when the task is due and a slot is free. Slots
-        // that free up while tasks wait in the store go to the scheduler instead (see
-        // `release_slots`), so this never takes a slot a queued task was waiting for.
-        let direct = due && rt.try_reserve_slot();
-        let id = TaskId::new();
         let queued = TaskRecord {
-            id,
+            id: TaskId::new(),
             name,
             args,
             status: Status::Queued,
@@ -185,6 +188,51 @@ impl Launch {
             timeout_ms: timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
             node: None,
         };
+        Ok((rt, queued, prepared))
+    }
+
+    /// Launches inside the app's own PostgreSQL transaction: the task exists if, and only if,
+    /// that transaction commits. `conn` is the transaction's connection (`&mut *tx` for a
+    /// `sqlx::Transaction`) on the same database and schema as this runtime's PostgreSQL store,
+    /// with the app on sqlx 0.8 as Offstage is.
+    ///
+    /// The task is queued, never started on the spot (the transaction may yet roll back); the
+    /// commit tells every node to claim it. No `launched` event is published, since nobody can
+    /// tell from here whether the launch will stand: the first event is `started`.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: offstage::Runtime, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (42)").execute(&mut *tx).await?;
+    /// let task = rt
+    ///     .launch_json("orders.confirm", serde_json::json!({ "order": 42 }))
+    ///     .in_transaction(&mut tx)
+    ///     .await?;
+    /// tx.commit().await?; // only now does the task exist, and start
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
+        let (rt, queued, _prepared) = self.check()?;
+        crate::store::postgres::launch_in(conn, &queued).await?;
+        Ok(Task {
+            id: queued.id,
+            name: queued.name.as_str().into(),
+            launched_at: queued.launched_at,
+            since: rt.events.last_seq(),
+            rt,
+        })
+    }
+
+    async fn run(self) -> Result<Task, Error> {
+        let (rt, queued, prepared) = self.check()?;
+        let (id, now) = (queued.id, queued.launched_at);
+        let due = queued.run_at <= now;
+        // Start at once, skipping the queue, when the task is due and a slot is free. Slots
+        // that free up while tasks wait in the store go to the scheduler instead (see
+        // `release_slots`), so this never takes a slot a queued task was waiting for.
+        let elsewhere = prepared.is_none();
+        let direct = due && !elsewhere && rt.try_reserve_slot();
         let stored = if direct {
             TaskRecord {
                 status: Status::Running,
@@ -206,7 +254,7 @@ impl Launch {
         let launched = EventKind::Launched {
             task: Arc::new(queued),
         };
-        let seq = rt.events.publish(id, now, launched);
+        let seq = rt.publish_at(id, now, launched);
         let task = Task {
             rt: Arc::clone(&rt),
             id,
@@ -215,10 +263,16 @@ impl Launch {
             since: seq - 1,
         };
         if direct {
-            executor::start(&rt, stored, Some(prepared));
+            executor::start(&rt, stored, prepared);
+        } else if elsewhere {
+            rt.workers.wake.notify_waiters();
+            if due {
+                rt.tell_others(crate::store::Notice::Queued);
+            }
         } else {
             if due {
                 rt.backlog.store(true, Ordering::Release);
+                rt.tell_others(crate::store::Notice::Queued);
             }
             rt.wake.notify_one();
         }

@@ -185,6 +185,14 @@ impl LiveTask {
         }
     }
 
+    /// The grace period of the stop request, once there is one.
+    pub(crate) fn stop_grace(&self) -> Option<Duration> {
+        self.stop
+            .lock()
+            .expect("stop poisoned")
+            .map(|request| request.grace)
+    }
+
     /// Resolves when somebody asks the task to stop.
     pub(crate) async fn stop_requested(&self) -> StopRequest {
         loop {

@@ -48,23 +48,28 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
         if rt.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        match rt.store.heartbeat(rt.node, rt.clock.now()).await {
-            Ok(requests) => {
-                for request in requests {
-                    if let Some(live) = rt.live(request.task_id) {
-                        let grace = request.grace.unwrap_or(rt.config.kill_grace);
-                        live.request_stop(StopRequest {
-                            reason: StopReason::Kill,
-                            grace,
-                        });
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "heartbeat failed"),
-        }
+        apply_kill_requests(&rt).await;
         if let Err(error) = recover(&rt).await {
             tracing::warn!(%error, "recovering dead nodes' tasks failed");
         }
+    }
+}
+
+/// Heartbeats, and stops the tasks other nodes asked to kill since the last one.
+pub(crate) async fn apply_kill_requests(rt: &Inner) {
+    match rt.store.heartbeat(rt.node, rt.clock.now()).await {
+        Ok(requests) => {
+            for request in requests {
+                if let Some(live) = rt.live(request.task_id) {
+                    let grace = request.grace.unwrap_or(rt.config.kill_grace);
+                    live.request_stop(StopRequest {
+                        reason: StopReason::Kill,
+                        grace,
+                    });
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "heartbeat failed"),
     }
 }
 

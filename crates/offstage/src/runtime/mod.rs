@@ -25,6 +25,8 @@
 //! ```
 
 mod builder;
+mod cluster;
+mod dispatch;
 mod executor;
 mod launch;
 pub(crate) mod live;
@@ -41,6 +43,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use self::builder::{Config, RuntimeBuilder};
+pub use self::dispatch::WorkerInfo;
 pub use self::launch::{Launch, LaunchOptions};
 use self::live::{LiveTask, StopReason, StopRequest};
 use crate::error::Error;
@@ -49,7 +52,7 @@ use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 use crate::registry::Registry;
 use crate::status::Status;
-use crate::store::{KillOutcome, Store};
+use crate::store::{KillOutcome, Notice, Store};
 use crate::task::{ListFilter, Task, TaskRecord};
 
 /// The runtime's clock: wall time advanced by tokio's clock, so tests that pause and advance
@@ -118,6 +121,11 @@ pub(crate) struct Inner {
     pub(crate) ended: Notify,
     /// The `tracing` dispatcher wrapped around every task body to capture its events.
     pub(crate) capture: tracing::Dispatch,
+    /// Connected workers and the task types they serve.
+    pub(crate) workers: dispatch::Workers,
+    /// Notices for the other nodes on the database (see `cluster.rs`); `None` when the store
+    /// cannot carry them, and then nobody would hear them.
+    pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
 }
 
 impl fmt::Debug for Inner {
@@ -139,6 +147,32 @@ impl Runtime {
     /// Starts building a runtime.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// Serves one worker connection (`docs/worker-protocol.md`) until it ends: `incoming` is
+    /// the worker's messages as text, replies go to `outgoing`. Transports call this: the
+    /// server's WebSocket endpoint, the isolation pool's Unix sockets. On a protocol error the
+    /// worker has been sent `error`, and the error is returned so the transport can close with
+    /// it as the reason; the worker's running tasks are then `missing`, like those of a worker
+    /// that disconnected.
+    pub async fn serve_worker(
+        &self,
+        incoming: impl futures::Stream<Item = String> + Send + Unpin,
+        outgoing: tokio::sync::mpsc::UnboundedSender<String>,
+        peer: &str,
+    ) -> Result<(), crate::worker::protocol::ProtocolError> {
+        dispatch::serve(&self.inner, incoming, outgoing, peer).await
+    }
+
+    /// The workers connected to this node.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.workers.list()
+    }
+
+    /// Task types served by workers: those declared with [`RuntimeBuilder::remote_task`] and
+    /// those connected workers announced.
+    pub fn worker_task_types(&self) -> Vec<String> {
+        self.inner.workers.task_types().into_iter().collect()
     }
 
     /// This node's id.
@@ -260,8 +294,38 @@ impl Runtime {
 }
 
 impl Inner {
-    pub(crate) fn publish(&self, task_id: TaskId, kind: EventKind) {
-        self.events.publish(task_id, self.clock.now(), kind);
+    /// Publishes an event of a task on this node: on this node's bus, and to the other nodes.
+    /// Returns its sequence number here.
+    pub(crate) fn publish(&self, task_id: TaskId, kind: EventKind) -> u64 {
+        self.publish_at(task_id, self.clock.now(), kind)
+    }
+
+    /// [`Inner::publish`] of an event that happened at `at`.
+    pub(crate) fn publish_at(&self, task_id: TaskId, at: DateTime<Utc>, kind: EventKind) -> u64 {
+        match &self.announce {
+            Some(announce) => {
+                let seq = self.events.publish(task_id, at, kind.clone());
+                let event = crate::Event {
+                    seq,
+                    task_id,
+                    at,
+                    kind,
+                };
+                let _ = announce.send(Notice::Event {
+                    node: self.node,
+                    event,
+                });
+                seq
+            }
+            None => self.events.publish(task_id, at, kind),
+        }
+    }
+
+    /// Tells the other nodes on the database, if there is a way to.
+    pub(crate) fn tell_others(&self, notice: Notice) {
+        if let Some(announce) = &self.announce {
+            let _ = announce.send(notice);
+        }
     }
 
     pub(crate) fn live(&self, id: TaskId) -> Option<Arc<LiveTask>> {
@@ -307,6 +371,13 @@ impl Inner {
             }
             KillOutcome::AlreadyFinished(record) => Ok(record),
             KillOutcome::Requested { node } => {
+                // The node running it finds the request on its next heartbeat; this makes it
+                // sooner.
+                self.tell_others(Notice::Kill {
+                    task_id: id,
+                    node,
+                    grace_ms: Some(grace.as_millis().min(u64::MAX as u128) as u64),
+                });
                 if node == self.node {
                     // Claimed by this node a moment ago: it may be live by now.
                     if let Some(live) = self.live(id) {
@@ -322,7 +393,15 @@ impl Inner {
     }
 
     pub(crate) async fn wait(&self, id: TaskId) -> Result<TaskRecord, Error> {
-        let mut backoff = Duration::from_millis(5);
+        // Where other nodes' events arrive here, a task's `finished` event is pushed wherever it
+        // runs and reading the store is only the fallback for a lost notice: start it later.
+        // Its cap stays the poll interval, for processes that share a SQLite file and hear
+        // nothing from each other.
+        let mut backoff = if self.announce.is_some() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(5)
+        };
         loop {
             if let Some(live) = self.live(id) {
                 return Ok(TaskRecord::clone(&*live.finished().await));
@@ -337,8 +416,8 @@ impl Inner {
             if record.status.is_terminal() {
                 return Ok(record);
             }
-            // Tasks on other nodes (or other processes on this database) send no events here:
-            // fall back to reading the store, less often the longer it takes.
+            // Tasks on other nodes send their events here only where the store carries notices
+            // (and a notice may be lost): read the store again, less often the longer it takes.
             tokio::select! {
                 event = events.recv() => {
                     if let Ok(crate::Event { kind: EventKind::Finished { task }, .. }) = event {
@@ -351,7 +430,7 @@ impl Inner {
         }
     }
 
-    fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 

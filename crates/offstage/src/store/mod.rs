@@ -5,21 +5,32 @@
 //! conformance suite ([`crate::testing::conformance`]) checks on every backend; a new backend
 //! passes that suite before anything else uses it. SQL lives only in the backends.
 //!
-//! Backends: [`sqlite::SqliteStore`] (feature `sqlite`, on by default).
+//! Backends: [`sqlite::SqliteStore`] (feature `sqlite`, on by default) and
+//! [`postgres::PostgresStore`] (feature `postgres`), for many nodes on one database.
+//!
+//! Nodes sharing a database also tell each other things through the store ([`Store::notify`]
+//! and [`Store::listen`]): a task was queued, a kill is asked for, an event happened. These are
+//! hints for speed. Every one of them has a slower path that does not need it (the scheduler's
+//! poll, the heartbeat's kill requests, reading the store), so a lost notice delays, never loses.
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::error::{Error, TaskError};
+use crate::event::Event;
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -83,6 +94,37 @@ pub struct KillRequest {
     pub task_id: TaskId,
     /// The grace period the killer asked for, if it asked for one.
     pub grace: Option<Duration>,
+}
+
+/// A message from one node to the others on the same database: a hint that something happened
+/// which the receivers would otherwise find out about later, by polling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Notice {
+    /// Tasks were queued: nodes with free slots should claim now rather than at their next poll.
+    Queued,
+    /// Somebody asked to kill `task_id`, running on `node` (which also finds the request on its
+    /// next heartbeat).
+    Kill {
+        /// The task to kill.
+        task_id: TaskId,
+        /// The node running it.
+        node: NodeId,
+        /// The grace period asked for, in milliseconds.
+        grace_ms: Option<u64>,
+    },
+    /// `event` happened on `node`. Receivers publish it on their own event bus (with their own
+    /// sequence number), so a subscriber on any node sees every node's tasks live.
+    Event {
+        /// The node where it happened.
+        node: NodeId,
+        /// The event, as that node published it.
+        event: Event,
+    },
+    /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
+    /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
+    Reconnected,
 }
 
 /// The durable record of tasks, logs and nodes.
@@ -164,4 +206,22 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// How many tasks there are of each task type and status, sorted by name then status.
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
+
+    /// Sends `notices` from node `from`, in order, to the other nodes on this database that
+    /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for
+    /// correctness; a backend may also drop notices while it knows no other node is there to
+    /// hear them. The default sends nothing, for stores only one node ever uses.
+    async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {
+        let _ = (from, notices);
+        Ok(())
+    }
+
+    /// Starts receiving, for node `me`, the notices other nodes send on this database (and
+    /// those sent on behalf of no node, such as a launch inside an app's transaction), in the
+    /// order each sender sent them, with a [`Notice::Reconnected`] wherever some may have been
+    /// lost. `None` when this store has no way to receive any (the default).
+    async fn listen(&self, me: NodeId) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
+        let _ = me;
+        Ok(None)
+    }
 }

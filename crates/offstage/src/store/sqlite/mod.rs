@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod hub;
 mod rows;
 
 use std::collections::HashMap;
@@ -77,6 +78,8 @@ pub struct SqliteStore {
     node_locks: Arc<Mutex<HashMap<NodeId, File>>>,
     /// Set once the first recovery through this handle has looked for orphaned tasks.
     swept_orphans: std::sync::atomic::AtomicBool,
+    /// Notices between handles on this file in this process (see `hub.rs`).
+    notices: tokio::sync::broadcast::Sender<hub::Batch>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -200,11 +203,12 @@ impl SqliteStore {
             .spawn(move || write_loop(opened, jobs))
             .map_err(|e| Error::store("starting the SQLite writer thread", e))?;
         Ok(Self {
-            path,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             node_locks: Arc::new(Mutex::new(HashMap::new())),
             swept_orphans: std::sync::atomic::AtomicBool::new(false),
+            notices: hub::channel(&path),
+            path,
         })
     }
 
@@ -763,6 +767,18 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn notify(&self, from: NodeId, notices: Vec<super::Notice>) -> Result<(), Error> {
+        hub::send(&self.notices, from, notices);
+        Ok(())
+    }
+
+    async fn listen(
+        &self,
+        me: NodeId,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<super::Notice>>, Error> {
+        Ok(Some(hub::listen(&self.notices, me)))
     }
 }
 

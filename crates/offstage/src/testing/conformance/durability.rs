@@ -9,7 +9,8 @@ use serde_json::json;
 use super::tasks::{runtime, runtime_with, start_blocker};
 use super::Backend;
 use crate::store::NodeInfo;
-use crate::{ErrorKind, ListFilter, NodeId, Status, TaskRecord};
+use crate::testing::wait_for_event;
+use crate::{ErrorKind, EventKind, ListFilter, NodeId, Status, TaskRecord};
 
 /// Everything about finished tasks reads the same after the store is reopened.
 pub async fn history_survives_reopening(backend: &dyn Backend) {
@@ -99,6 +100,45 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
         .is_empty());
 }
 
+/// Two nodes recovering the same dead node at the same moment mark each of its tasks once
+/// between them: no task is reported (or announced) missing twice.
+pub async fn recovery_marks_each_task_exactly_once(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let (one, two) = (backend.open(&database).await, backend.open(&database).await);
+    let long_ago = Utc::now() - chrono::Duration::hours(1);
+    let dead = NodeInfo {
+        id: NodeId::new(),
+        host: "elsewhere".into(),
+        pid: 1,
+        started_at: long_ago,
+    };
+    one.register_node(&dead).await.unwrap();
+    let mut orphans = Vec::new();
+    for _ in 0..50 {
+        let record = running_record(dead.id, long_ago);
+        one.launch(&record).await.unwrap();
+        orphans.push(record.id);
+    }
+    let now = Utc::now();
+    let stale = Duration::from_secs(10);
+    let (a, b) = futures::join!(
+        one.recover(NodeId::new(), now, stale),
+        two.recover(NodeId::new(), now, stale)
+    );
+    let mut marked: Vec<_> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|r| r.id)
+        .collect();
+    marked.sort();
+    orphans.sort();
+    assert_eq!(marked, orphans, "each task marked once, by one of the two");
+    for id in orphans {
+        assert_eq!(one.get(id).await.unwrap().unwrap().status, Status::Missing);
+    }
+}
+
 /// A second runtime opening the same database never marks a live runtime's tasks missing.
 pub async fn live_node_tasks_are_never_marked_missing(backend: &dyn Backend) {
     let (first, database) = runtime(backend).await;
@@ -130,6 +170,60 @@ pub async fn kill_reaches_a_task_on_another_node(backend: &dyn Backend) {
     let record = second.kill(task.id()).await.unwrap();
     assert_eq!(record.status, Status::Killed);
     assert_eq!(record.node, Some(first.node_id()));
+}
+
+/// Events of a task running on one node reach subscribers on another node live, and a handle
+/// on that other node waits for the task's end without polling the store.
+pub async fn events_of_a_task_on_another_node_arrive_live(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let first = runtime_with(backend, &database, |b| b).await;
+    let second = runtime_with(backend, &database, |b| b).await;
+    let mut here = first.events();
+    let mut there = second.events();
+    let task = start_blocker(&first, &mut here).await;
+    let limit = Duration::from_secs(10);
+    wait_for_event(&mut there, limit, |e| {
+        e.task_id == task.id() && matches!(e.kind, EventKind::Launched { .. })
+    })
+    .await;
+    let state = wait_for_event(&mut there, limit, |e| {
+        e.task_id == task.id() && matches!(e.kind, EventKind::State { .. })
+    })
+    .await;
+    assert!(
+        matches!(&state.kind, EventKind::State { state } if **state == json!({ "phase": "waiting" }))
+    );
+    let remote = second.get(task.id()).await.unwrap();
+    let mut remote_events = remote.events();
+    let waiting = tokio::spawn(async move { remote.wait().await });
+    task.kill().await.unwrap();
+    let finished = wait_for_event(&mut remote_events, limit, |e| {
+        matches!(e.kind, EventKind::Finished { .. })
+    })
+    .await;
+    let EventKind::Finished { task: record } = finished.kind else {
+        unreachable!()
+    };
+    assert_eq!(record.status, Status::Killed);
+    let waited = tokio::time::timeout(limit, waiting).await.unwrap().unwrap();
+    assert_eq!(waited.unwrap().status, Status::Killed);
+}
+
+/// A task queued through one node runs on another that has a free slot.
+pub async fn a_task_queued_on_a_full_node_runs_on_another(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let full = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
+    let mut events = full.events();
+    let blocker = start_blocker(&full, &mut events).await;
+    let other = runtime_with(backend, &database, |b| b).await;
+    let task = full.launch_json("test.echo", json!(7)).await.unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(10), task.wait())
+        .await
+        .expect("the other node claims it")
+        .unwrap();
+    assert_eq!(record.status, Status::Completed);
+    assert_eq!(record.node, Some(other.node_id()));
+    blocker.kill().await.unwrap();
 }
 
 /// Purge deletes finished tasks older than the cutoff, with their logs, and nothing else.

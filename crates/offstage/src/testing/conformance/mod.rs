@@ -63,11 +63,83 @@ impl Backend for SqliteBackend {
     }
 }
 
+/// The PostgreSQL backend: every test database is a new schema of the database at `url`
+/// (the schema is created when the store first opens it), so tests run side by side.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone)]
+pub struct PostgresBackend {
+    /// The database, e.g. `postgres://postgres@127.0.0.1:5432/test`.
+    pub url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl PostgresBackend {
+    /// The environment variable naming the database the PostgreSQL suites run against.
+    pub const ENV: &'static str = "OFFSTAGE_TEST_POSTGRES";
+
+    /// The backend on the database `OFFSTAGE_TEST_POSTGRES` names, or `None` (after saying
+    /// loudly on stderr that `what` is skipped) when it is not set.
+    pub fn from_env(what: &str) -> Option<Self> {
+        match std::env::var(Self::ENV) {
+            Ok(url) if !url.is_empty() => Some(Self { url }),
+            _ => {
+                // Once per test binary, and straight to stderr: the test harness would swallow
+                // `eprintln!` of a passing test, and a skip must not go unnoticed.
+                static SAID: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    use std::io::Write;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\n*** SKIPPED: {what} needs PostgreSQL. Set {}=postgres://user@host:5432/db \
+                         to run it. ***\n",
+                        Self::ENV
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn new_database(&self) -> String {
+        let schema = format!("offstage_test_{}", uuid::Uuid::now_v7().simple());
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options[search_path]={schema}", self.url)
+    }
+
+    async fn open(&self, database: &str) -> Arc<dyn Store> {
+        // Small pools: dozens of tests run at once against one server.
+        let options = crate::store::postgres::PostgresOptions {
+            max_connections: 4,
+            ..Default::default()
+        };
+        Arc::new(
+            crate::store::postgres::PostgresStore::open_with(database, options)
+                .await
+                .expect("opening PostgreSQL"),
+        )
+    }
+}
+
 /// Expands into one test per conformance check, for `$backend` (an expression of a type that
 /// implements [`Backend`]). Checks that depend on time run with tokio's clock paused.
+///
+/// `conformance_tests!(optional EXPR)` takes an `Option` of a backend instead, evaluated in
+/// each test: `None` skips the test (it passes), for backends that need a server the
+/// environment may not have.
 #[macro_export]
 macro_rules! conformance_tests {
+    (optional $backend:expr) => {
+        $crate::conformance_tests!(@all $backend);
+    };
     ($backend:expr) => {
+        $crate::conformance_tests!(@all ::std::option::Option::Some($backend));
+    };
+    (@all $backend:expr) => {
         $crate::conformance_tests!(@real $backend;
             launch_runs_and_completes,
             typed_launch_runs,
@@ -88,8 +160,11 @@ macro_rules! conformance_tests {
             purge_deletes_finished_before,
             history_survives_reopening,
             dead_node_tasks_are_marked_missing,
+            recovery_marks_each_task_exactly_once,
             live_node_tasks_are_never_marked_missing,
             kill_reaches_a_task_on_another_node,
+            events_of_a_task_on_another_node_arrive_live,
+            a_task_queued_on_a_full_node_runs_on_another,
             events_resume_after_a_sequence_number,
             ten_thousand_tasks_none_lost
         );
@@ -105,7 +180,8 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::testing::conformance::$name(&$backend).await
+                let ::std::option::Option::Some(backend) = $backend else { return };
+                $crate::testing::conformance::$name(&backend).await
             }
         )*
     };
@@ -113,8 +189,9 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(start_paused = true)]
             async fn $name() {
+                let ::std::option::Option::Some(backend) = $backend else { return };
                 let _hold = $crate::testing::hold_clock();
-                $crate::testing::conformance::$name(&$backend).await
+                $crate::testing::conformance::$name(&backend).await
             }
         )*
     };

@@ -1,0 +1,345 @@
+//! Three real `offstage serve` processes on one PostgreSQL database: work spreads across them,
+//! kills and live events cross between them, and a SIGKILLed node's tasks read `missing`.
+//!
+//! Runs when `OFFSTAGE_TEST_POSTGRES` names a database (each test takes a schema of its own);
+//! otherwise every test passes at once and says, loudly, that it was skipped.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use offstage::store::postgres::PostgresStore;
+use offstage::store::Store;
+use offstage::testing::conformance::{Backend, PostgresBackend};
+use offstage::{ListFilter, Status};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_offstage");
+
+/// How long a node may be silent before the others declare it dead, in these tests.
+const NODE_TIMEOUT_S: f64 = 2.0;
+
+/// An `offstage serve` process, killed when dropped.
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Node {
+    fn start(db: &str) -> Node {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--demo", "--addr", "127.0.0.1:0", "--db", db])
+            .args([
+                "--heartbeat-s",
+                "0.2",
+                "--node-timeout-s",
+                &NODE_TIMEOUT_S.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("offstage listening on ")
+            .unwrap_or_else(|| panic!("the server did not start: {first:?}"))
+            .to_owned();
+        Node { child, url }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new schema on the test database, migrated by `offstage migrate`, and three nodes on it.
+fn cluster(what: &str) -> Option<(String, [Node; 3])> {
+    let backend = PostgresBackend::from_env(what)?;
+    let db = backend.new_database();
+    let migrated = Command::new(BIN)
+        .args(["migrate", "--db", &db])
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "offstage migrate: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("migrated from schema version 0"));
+    let nodes = [Node::start(&db), Node::start(&db), Node::start(&db)];
+    Some((db, nodes))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn launch(http: &reqwest::Client, node: &Node, name: &str, args: Value) -> String {
+    let response = http
+        .post(format!("{}/api/tasks", node.url))
+        .json(&json!({ "name": name, "args": args }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let task: Value = response.json().await.unwrap();
+    task["id"].as_str().unwrap().to_owned()
+}
+
+async fn show(http: &reqwest::Client, node: &Node, id: &str) -> Value {
+    http.get(format!("{}/api/tasks/{id}", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Reads one SSE stream event by event.
+struct Sse {
+    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buffer: String,
+}
+
+impl Sse {
+    async fn open(http: &reqwest::Client, url: String) -> Sse {
+        let response = http.get(url).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Sse {
+            body: response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
+                .boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's type and data; `None` when the stream ends.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                if let (Some(kind), Some(data)) = (field("event: "), field("data: ")) {
+                    return Some((kind, serde_json::from_str(&data).unwrap()));
+                }
+                continue;
+            }
+            let chunk = self.body.next().await?.unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Waits up to `limit` for an event `pred` accepts.
+    async fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&str, &Value) -> bool,
+    ) -> (String, Value) {
+        tokio::time::timeout(limit, async {
+            loop {
+                let (kind, data) = self.next().await.expect("the stream ended early");
+                if pred(&kind, &data) {
+                    return (kind, data);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no matching event within {limit:?}"))
+    }
+}
+
+#[test]
+fn ten_thousand_tasks_across_three_nodes_each_end_once() {
+    let Some((db, nodes)) = cluster("the multi-node test") else {
+        return;
+    };
+    runtime().block_on(async {
+        let http = reqwest::Client::new();
+        let launches = futures::stream::iter(0..10_000u32)
+            .map(|i| {
+                let (http, node) = (http.clone(), &nodes[i as usize % 3]);
+                async move {
+                    (
+                        launch(&http, node, "demo.echo", json!({ "value": i })).await,
+                        i,
+                    )
+                }
+            })
+            .buffer_unordered(48)
+            .collect::<Vec<_>>()
+            .await;
+        let expected: HashMap<String, u32> = launches.into_iter().collect();
+
+        // The store is the witness: every task, read straight from the database.
+        let store = PostgresStore::open(&db).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let counts = store.counts().await.unwrap();
+            let completed: u64 = counts
+                .iter()
+                .filter(|(_, status, _)| *status == Status::Completed)
+                .map(|(_, _, n)| n)
+                .sum();
+            let ended_otherwise = counts
+                .iter()
+                .any(|(_, status, _)| status.is_terminal() && *status != Status::Completed);
+            assert!(!ended_otherwise, "some tasks did not complete: {counts:?}");
+            if completed == 10_000 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {completed} of 10,000 completed within 120 s: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut seen = 0;
+        let mut by_node = HashMap::new();
+        let mut filter = ListFilter {
+            limit: Some(ListFilter::MAX_LIMIT),
+            ..ListFilter::default()
+        };
+        loop {
+            let page = store.list(&filter).await.unwrap();
+            let Some(last) = page.last() else { break };
+            filter.before = Some(last.id);
+            for record in &page {
+                let i = expected[&record.id.to_string()];
+                assert_eq!(record.status, Status::Completed);
+                assert_eq!(record.attempt, 1, "task {} ran more than once", record.id);
+                assert_eq!(record.return_value, Some(json!(i)));
+                *by_node.entry(record.node.unwrap()).or_insert(0) += 1;
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 10_000);
+        assert_eq!(by_node.len(), 3, "every node ran some: {by_node:?}");
+    });
+}
+
+#[test]
+fn kills_and_live_events_cross_nodes_and_a_killed_node_tasks_read_missing() {
+    let Some((_db, [a, b, mut c])) = cluster("the multi-node test") else {
+        return;
+    };
+    runtime().block_on(async {
+        let http = reqwest::Client::new();
+        let limit = Duration::from_secs(15);
+
+        // A kill sent to node A stops a task running on node C.
+        let sleeper = launch(&http, &c, "demo.sleep", json!({ "seconds": 600 })).await;
+        let mut on_a = Sse::open(&http, format!("{}/api/tasks/{sleeper}/events", a.url)).await;
+        let response = http
+            .post(format!("{}/api/tasks/{sleeper}/kill", a.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let (_, finished) = on_a.wait_for(limit, |kind, _| kind == "finished").await;
+        assert_eq!(finished["task"]["status"], "killed");
+        assert_eq!(show(&http, &c, &sleeper).await["status"], "killed");
+
+        // SSE on node B streams, live, a task running on node C.
+        let counter = launch(
+            &http,
+            &c,
+            "demo.count",
+            json!({ "to": 5, "interval_ms": 300 }),
+        )
+        .await;
+        let mut on_b = Sse::open(&http, format!("{}/api/tasks/{counter}/events", b.url)).await;
+        let mut done = Vec::new();
+        loop {
+            let (kind, data) = on_b.wait_for(limit, |_, _| true).await;
+            match kind.as_str() {
+                "state" => done.push(data["state"]["done"].as_u64().unwrap()),
+                "finished" => {
+                    assert_eq!(data["task"]["status"], "completed");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            done.len() >= 4 && done.last() == Some(&5),
+            "states seen on B: {done:?}"
+        );
+
+        // SIGKILL node C mid-run: its running tasks read `missing` within the node timeout,
+        // and nothing else is lost.
+        let mut all_on_a = Sse::open(&http, format!("{}/api/events", a.url)).await;
+        let mut on_c = HashSet::new();
+        for _ in 0..4 {
+            on_c.insert(launch(&http, &c, "demo.sleep", json!({ "seconds": 600 })).await);
+        }
+        let mut elsewhere = Vec::new();
+        for node in [&a, &b] {
+            elsewhere.push(launch(&http, node, "demo.sleep", json!({ "seconds": 600 })).await);
+        }
+        let mut started: HashSet<String> = HashSet::new();
+        while started.len() < 6 {
+            let (_, data) = all_on_a.wait_for(limit, |kind, _| kind == "started").await;
+            started.insert(data["task_id"].as_str().unwrap().to_owned());
+        }
+        c.child.kill().unwrap();
+        c.child.wait().unwrap();
+        let killed_at = tokio::time::Instant::now();
+        let mut missing = HashSet::new();
+        while missing.len() < on_c.len() {
+            let window = Duration::from_secs_f64(NODE_TIMEOUT_S + 3.0);
+            let (_, data) = all_on_a
+                .wait_for(window, |kind, data| {
+                    kind == "finished" && data["task"]["status"] == "missing"
+                })
+                .await;
+            let id = data["task_id"].as_str().unwrap().to_owned();
+            assert!(on_c.contains(&id), "a task not on C went missing: {data}");
+            missing.insert(id);
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs_f64(NODE_TIMEOUT_S + 3.0));
+        for id in &on_c {
+            let record = show(&http, &a, id).await;
+            assert_eq!(record["status"], "missing");
+            assert_eq!(record["error"]["kind"], "missing");
+        }
+        for (id, node) in elsewhere.iter().zip([&a, &b]) {
+            assert_eq!(show(&http, node, id).await["status"], "running", "{id}");
+        }
+        // The survivors still take work, and still stop theirs when told.
+        let echo = launch(&http, &b, "demo.echo", json!({ "value": "after" })).await;
+        // A finished task's stream is its `finished` event, so this never misses the end.
+        let mut echo_events = Sse::open(&http, format!("{}/api/tasks/{echo}/events", a.url)).await;
+        echo_events
+            .wait_for(limit, |kind, _| kind == "finished")
+            .await;
+        assert_eq!(show(&http, &a, &echo).await["return_value"], "after");
+        for id in &elsewhere {
+            let response = http
+                .post(format!("{}/api/tasks/{id}/kill", b.url))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    });
+}

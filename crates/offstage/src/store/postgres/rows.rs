@@ -1,0 +1,169 @@
+//! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
+
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::task::TaskRecord;
+
+/// The columns every task query selects, in the order [`task_from_row`] reads them.
+pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
+    launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node";
+
+fn bad_column(index: usize, error: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: index.to_string(),
+        source: format!("column {index} is not valid: {error}").into(),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &PgRow, index: usize) -> sqlx::Result<T> {
+    let text: &str = row.try_get(index)?;
+    serde_json::from_str(text).map_err(|e| bad_column(index, e))
+}
+
+fn json_opt<T: serde::de::DeserializeOwned>(row: &PgRow, index: usize) -> sqlx::Result<Option<T>> {
+    match row.try_get::<Option<&str>, _>(index)? {
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| bad_column(index, e)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn task_from_row(row: &PgRow) -> sqlx::Result<TaskRecord> {
+    let status: &str = row.try_get(3)?;
+    Ok(TaskRecord {
+        id: row.try_get::<Uuid, _>(0)?.into(),
+        name: row.try_get(1)?,
+        args: json(row, 2)?,
+        status: status.parse().map_err(|e| bad_column(3, e))?,
+        state: json(row, 4)?,
+        return_value: json_opt(row, 5)?,
+        error: json_opt(row, 6)?,
+        launched_at: row.try_get(7)?,
+        run_at: row.try_get(8)?,
+        started_at: row.try_get(9)?,
+        finished_at: row.try_get(10)?,
+        attempt: row.try_get::<i32, _>(11)? as u32,
+        priority: row.try_get(12)?,
+        key: row.try_get(13)?,
+        owner: row.try_get(14)?,
+        timeout_ms: row.try_get::<Option<i64>, _>(15)?.map(|t| t as u64),
+        node: row.try_get::<Option<Uuid>, _>(16)?.map(Into::into),
+    })
+}
+
+/// A task's columns as arrays, one element per task, for inserting many in one statement.
+#[derive(Default)]
+pub(super) struct TaskArrays {
+    pub(super) id: Vec<Uuid>,
+    pub(super) name: Vec<String>,
+    pub(super) args: Vec<String>,
+    pub(super) status: Vec<&'static str>,
+    pub(super) state: Vec<String>,
+    pub(super) launched_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub(super) run_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub(super) started_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    pub(super) attempt: Vec<i32>,
+    pub(super) priority: Vec<i32>,
+    pub(super) key: Vec<Option<String>>,
+    pub(super) owner: Vec<Option<String>>,
+    pub(super) timeout_ms: Vec<Option<i64>>,
+    pub(super) node: Vec<Option<Uuid>>,
+}
+
+/// Inserts every task in `arrays`.
+pub(super) const INSERT_TASKS: &str = "INSERT INTO offstage_tasks (id, name, args, status, state, \
+    launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node) \
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], $11::text[], \
+    $12::text[], $13::int8[], $14::uuid[])";
+
+impl TaskArrays {
+    pub(super) fn push(&mut self, task: &TaskRecord) {
+        self.id.push(task.id.as_uuid());
+        self.name.push(task.name.clone());
+        self.args.push(super::json_text(&task.args));
+        self.status.push(task.status.as_str());
+        self.state.push(super::json_text(&task.state));
+        self.launched_at.push(task.launched_at);
+        self.run_at.push(task.run_at);
+        self.started_at.push(task.started_at);
+        self.attempt.push(task.attempt as i32);
+        self.priority.push(task.priority);
+        self.key.push(task.key.clone());
+        self.owner.push(task.owner.clone());
+        self.timeout_ms
+            .push(task.timeout_ms.map(|t| t.min(i64::MAX as u64) as i64));
+        self.node.push(task.node.map(|n| n.as_uuid()));
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+
+    pub(super) async fn insert(
+        self,
+        conn: &mut sqlx::PgConnection,
+    ) -> sqlx::Result<sqlx::postgres::PgQueryResult> {
+        sqlx::query(INSERT_TASKS)
+            .bind(self.id)
+            .bind(self.name)
+            .bind(self.args)
+            .bind(self.status)
+            .bind(self.state)
+            .bind(self.launched_at)
+            .bind(self.run_at)
+            .bind(self.started_at)
+            .bind(self.attempt)
+            .bind(self.priority)
+            .bind(self.key)
+            .bind(self.owner)
+            .bind(self.timeout_ms)
+            .bind(self.node)
+            .execute(conn)
+            .await
+    }
+}
+
+/// Log lines as arrays, for inserting many in one statement.
+#[derive(Default)]
+pub(super) struct LogArrays {
+    task_id: Vec<Uuid>,
+    seq: Vec<i64>,
+    at: Vec<chrono::DateTime<chrono::Utc>>,
+    level: Vec<&'static str>,
+    message: Vec<String>,
+}
+
+impl LogArrays {
+    pub(super) fn push(&mut self, task: crate::TaskId, lines: &[crate::LogLine]) {
+        for line in lines {
+            self.task_id.push(task.as_uuid());
+            self.seq.push(line.seq as i64);
+            self.at.push(line.at);
+            self.level.push(line.level.as_str());
+            self.message.push(line.message.clone());
+        }
+    }
+
+    pub(super) async fn insert(self, conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+        if self.task_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO offstage_logs (task_id, seq, at, level, message) \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.task_id)
+        .bind(self.seq)
+        .bind(self.at)
+        .bind(self.level)
+        .bind(self.message)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

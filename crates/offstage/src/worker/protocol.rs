@@ -1,0 +1,209 @@
+//! The messages of the worker protocol (`docs/worker-protocol.md`), as Rust types.
+//!
+//! Both sides parse with [`WorkerMessage::parse`] / [`ServerMessage::parse`], which turn
+//! anything that is not a well-formed message into a [`ProtocolError`] whose text is what the
+//! other side is told before the connection closes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::TaskError;
+use crate::id::TaskId;
+use crate::log::LogLevel;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message a worker sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMessage {
+    /// The first message: who the worker is and what it serves.
+    Hello {
+        /// The protocol version, [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// A name to show; the server picks one when it is absent.
+        #[serde(default)]
+        name: Option<String>,
+        /// The task types it serves.
+        task_types: Vec<String>,
+        /// How many tasks it runs at once.
+        concurrency: u32,
+    },
+    /// A task's new state.
+    State {
+        /// The task.
+        task_id: TaskId,
+        /// The whole new state.
+        state: Value,
+    },
+    /// A line for a task's log.
+    Log {
+        /// The task.
+        task_id: TaskId,
+        /// How important it is (default `info`).
+        #[serde(default = "info")]
+        level: LogLevel,
+        /// The line.
+        message: String,
+    },
+    /// The task returned.
+    Completed {
+        /// The task.
+        task_id: TaskId,
+        /// What it returned.
+        #[serde(default)]
+        return_value: Value,
+    },
+    /// The task failed.
+    Failed {
+        /// The task.
+        task_id: TaskId,
+        /// Why.
+        error: TaskError,
+    },
+    /// Still here.
+    Heartbeat,
+}
+
+fn info() -> LogLevel {
+    LogLevel::Info
+}
+
+/// A message the server (the node) sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to `hello`.
+    Welcome {
+        /// The id this connection is known by.
+        worker_id: String,
+        /// How often each side sends a heartbeat.
+        heartbeat_ms: u64,
+    },
+    /// Run this task.
+    Assign {
+        /// The task.
+        task_id: TaskId,
+        /// Its task type.
+        name: String,
+        /// Its args.
+        args: Value,
+        /// Which attempt this is, from 1.
+        attempt: u32,
+        /// Its owner.
+        owner: Option<String>,
+        /// Its timeout (the server enforces it).
+        timeout_ms: Option<u64>,
+    },
+    /// Stop this task cooperatively within `grace_ms`.
+    Kill {
+        /// The task.
+        task_id: TaskId,
+        /// How long it has.
+        grace_ms: u64,
+    },
+    /// Drop this task now: its outcome is already recorded.
+    Abort {
+        /// The task.
+        task_id: TaskId,
+    },
+    /// Still here.
+    Heartbeat,
+    /// The sender is closing the connection, for this reason.
+    Error {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// A message that broke the protocol; its text is what the other side is told.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(pub String);
+
+impl WorkerMessage {
+    /// Parses one message from a worker.
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        serde_json::from_str(text).map_err(|e| {
+            ProtocolError(format!(
+                "not a worker message ({e}): send JSON objects with a `type` of hello, state, \
+                 log, completed, failed or heartbeat, as docs/worker-protocol.md describes"
+            ))
+        })
+    }
+}
+
+impl ServerMessage {
+    /// Parses one message from the server.
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        serde_json::from_str(text).map_err(|e| ProtocolError(format!("not a server message ({e})")))
+    }
+}
+
+/// One message as text, for either direction.
+pub fn to_text(message: &impl Serialize) -> String {
+    serde_json::to_string(message).expect("protocol messages always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_the_document_writes_them() {
+        let hello = WorkerMessage::parse(
+            r#"{"type": "hello", "protocol": 1, "name": "py", "task_types": ["a"], "concurrency": 4}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            hello,
+            WorkerMessage::Hello {
+                protocol: 1,
+                name: Some("py".into()),
+                task_types: vec!["a".into()],
+                concurrency: 4
+            }
+        );
+        let id = TaskId::new();
+        let log = WorkerMessage::parse(&format!(
+            r#"{{"type": "log", "task_id": "{id}", "message": "hi", "extra": true}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            log,
+            WorkerMessage::Log {
+                task_id: id,
+                level: LogLevel::Info,
+                message: "hi".into()
+            }
+        );
+        let failed = WorkerMessage::parse(&format!(
+            r#"{{"type": "failed", "task_id": "{id}", "error": {{"kind": "ValueError", "message": "bad"}}}}"#
+        ))
+        .unwrap();
+        assert!(
+            matches!(failed, WorkerMessage::Failed { error, .. } if error.kind == "ValueError")
+        );
+        let assign = to_text(&ServerMessage::Assign {
+            task_id: id,
+            name: "a".into(),
+            args: serde_json::json!({"x": 1}),
+            attempt: 1,
+            owner: None,
+            timeout_ms: None,
+        });
+        assert!(
+            assign.starts_with(r#"{"type":"assign","task_id":""#),
+            "{assign}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_message_says_what_is_expected() {
+        for text in ["nope", r#"{"type": "dance"}"#, r#"{"type": "state"}"#] {
+            let error = WorkerMessage::parse(text).unwrap_err();
+            assert!(error.0.contains("docs/worker-protocol.md"), "{error}");
+        }
+    }
+}
