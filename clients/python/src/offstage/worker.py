@@ -275,12 +275,16 @@ class Worker:
         Raises:
             OffstageError: not welcomed within ``timeout`` seconds; says why when known.
         """
-        if not self._ready.wait(timeout):
-            why = f": {self.last_error}" if self.last_error else ""
-            raise OffstageError(
-                f"the worker did not connect to {self.ws_url} within {timeout} s{why}",
-                code="worker_not_ready",
-            )
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            stopped = self._thread is not None and not self._thread.is_alive()
+            if stopped or time.monotonic() >= deadline:
+                why = f": {self.last_error}" if self.last_error else ""
+                when = "and stopped" if stopped else f"within {timeout} s"
+                raise OffstageError(
+                    f"the worker did not connect to {self.ws_url} {when}{why}",
+                    code="worker_not_ready",
+                )
         return self
 
     def run_forever(self) -> None:
