@@ -291,16 +291,20 @@ class Worker:
         """Serves tasks in the calling thread until :meth:`stop` (or, without ``reconnect``,
         until the connection ends)."""
         backoff = 0.5
+        reported = ""  # the last failure logged: a server that stays down is logged once
         while not self._stop.is_set():
             welcomed = False
             try:
                 welcomed = self._serve_once()
             except Exception as error:  # noqa: BLE001 - reported, then reconnect
                 self.last_error = error
-                if not self._stop.is_set():
-                    logger.warning("offstage worker: %s", error)
+                if not self._stop.is_set() and str(error) != reported:
+                    reported = str(error)
+                    retry = "; retrying with backoff" if self.reconnect else ""
+                    logger.warning("offstage worker: %s%s", error, retry)
             if welcomed:
                 backoff = 0.5
+                reported = ""
             if not self.reconnect or self._stop.is_set():
                 break
             # Full jitter, so many workers do not reconnect in step.
