@@ -191,3 +191,15 @@ def test_tokens_and_roles(token_server: Server) -> None:
     task.kill()
     assert task.wait(timeout=20).get_termination_status() == "killed"
     assert reader.get_background_task(task.get_id()).get_termination_status() == "killed"
+
+
+def test_every_tasks_events_on_one_stream(client: offstage.Client) -> None:
+    with client.events() as events:
+        task = offstage.launch_background_task("demo.echo", value="all")
+        seen = []
+        while not seen or seen[-1] != "finished":
+            event = events.next(timeout=20)
+            assert event is not None
+            if event["task_id"] == task.get_id():
+                seen.append(event["type"])
+    assert seen[0] == "launched" and seen[-1] == "finished"

@@ -4,9 +4,13 @@ worker. Skipped, saying so, when the binary has no worker endpoint."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,8 +51,13 @@ def loop() -> str:
 
 @pytest.fixture(scope="module")
 def worker(server: Server) -> Iterator[offstage.Worker]:
+    """The Anvil way: connect, then serve every @background_task (in a thread here, where a
+    worker program would call wait_forever())."""
     worker_endpoint_or_skip(server)
-    w = offstage.Worker(server.url, concurrency=4, name="pytest").start().wait_ready(WAIT)
+    offstage.connect(server.url)
+    w = offstage.start_worker(concurrency=4, name="pytest").wait_ready(WAIT)
+    assert w.name == "pytest"
+    assert {"py.report", "py_fail", "py.loop"} <= set(w.task_types)
     yield w
     w.stop()
 
@@ -168,3 +177,33 @@ def test_a_worker_needs_a_worker_token(token_server: Server) -> None:
         assert task.get_error() is not None and task.get_error().kind == "KeyError"
     finally:
         served.stop()
+
+
+def test_a_worker_program_serves_until_interrupted(server: Server) -> None:
+    """The example worker, run as its own program with wait_forever(), as a user runs it."""
+    worker_endpoint_or_skip(server)
+    example = Path(__file__).resolve().parents[1] / "examples" / "report_worker.py"
+    program = subprocess.Popen(
+        [sys.executable, str(example), server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert program.stdout is not None
+        assert "serving reports.monthly" in program.stdout.readline()
+        client = offstage.Client(server.url)
+        deadline = time.monotonic() + WAIT
+        while not any(t["name"] == "reports.monthly" and t["workers"] for t in client.task_types()):
+            assert time.monotonic() < deadline, "the worker program never connected"
+            time.sleep(0.05)
+        task = client.launch_background_task("reports.monthly", "2026-10", days=3)
+        assert task.wait(timeout=WAIT).get_return_value() == {"month": "2026-10", "total": 6}
+        assert task.get_state() == {"month": "2026-10", "done": 3, "total": 3}
+        assert [line.message for line in task.get_logs()][-1] == "2026-10-03: running total 6"
+        program.send_signal(signal.SIGINT)
+        assert program.wait(timeout=WAIT) == 0
+    finally:
+        if program.poll() is None:
+            program.kill()
+            program.wait()

@@ -568,7 +568,7 @@ def start_worker(concurrency: int = 4, name: str | None = None) -> Worker:
     global _worker
     client = connection()
     with _worker_lock:
-        if _worker is not None:
+        if _worker is not None and not _worker._stop.is_set():
             return _worker
         _worker = Worker(client.url, client.token, concurrency=concurrency, name=name)
         return _worker.start()
