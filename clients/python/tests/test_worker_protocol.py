@@ -117,6 +117,11 @@ def broken(month: str) -> None:
     raise ValueError(f"bad month {month}")
 
 
+def listy() -> None:
+    offstage.set_task_state([1, 2])
+    offstage.task_state["x"] = 1  # the state is a list now: a TypeError that says so
+
+
 def cooperative() -> str:
     while not offstage.task_killed():
         time.sleep(0.01)
@@ -137,6 +142,7 @@ TYPES: dict[str, Callable[..., Any]] = {
     "t.add": add,
     "t.whoami": whoami,
     "t.broken": broken,
+    "t.listy": listy,
     "t.cooperative": cooperative,
     "t.sleepy": sleepy,
     "t.stubborn": stubborn,
@@ -200,6 +206,11 @@ def test_failures_carry_kind_message_and_traceback(fake: FakeServer) -> None:
         error = expect(conn, "failed")["error"]
         assert error["kind"] == "invalid_args"
         assert "year" in error["message"]
+
+        assign(conn, "t4", "t.listy", None)
+        assert expect(conn, "state")["state"] == [1, 2]
+        error = expect(conn, "failed")["error"]
+        assert error["kind"] == "TypeError" and "not a dict" in error["message"]
 
         assign(conn, "t3", "t.unknown", None)
         assert expect(conn, "failed")["error"]["kind"] == "unknown_task_type"

@@ -110,11 +110,6 @@ class CurrentTask:
             self._state = state
             self._emit({"type": "state", "task_id": self.task_id, "state": state}, text)
 
-    def _state_changed(self) -> None:
-        with self._lock:
-            text = check_json(self._state, "task state")
-            self._emit({"type": "state", "task_id": self.task_id, "state": self._state}, text)
-
     def _emit(self, message: dict[str, Any], state_text: str | None = None) -> None:
         send = self._send
         if send is None:
@@ -252,14 +247,9 @@ class TaskState(MutableMapping):  # type: ignore[type-arg]
     def _write(self, change: Callable[[dict[str, Any]], None]) -> None:
         task = _require("offstage.task_state")
         with task._lock:
-            state = task.get_state()
-            if not isinstance(state, dict):
-                state = {}
-            updated = dict(state)
+            updated = dict(self._dict())
             change(updated)
-            check_json(updated, "task state")
-            task._state = updated
-            task._state_changed()
+            task.set_state(updated)
 
     def __getitem__(self, key: str) -> Any:
         return self._dict()[key]
