@@ -396,6 +396,18 @@ async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
 }
 
 #[tokio::test]
+async fn an_open_server_admits_workers() {
+    // An open server (no tokens) once answered a worker's upgrade 403: its role for everyone
+    // was `control`, which does not include `worker`.
+    let (app, _rt) = open_app().await;
+    let (status, body) = call_raw(&app, get("/api/workers")).await;
+    assert!(
+        status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+        "{status} {body}"
+    );
+}
+
+#[tokio::test]
 async fn tokens_and_roles() {
     let rt = runtime().await;
     let tokens = Tokens::new([

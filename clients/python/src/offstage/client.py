@@ -1,0 +1,313 @@
+"""The :class:`Client`: one Offstage server over HTTP, and the module-level connection.
+
+``offstage.connect(url, token)`` makes the connection every module-level function uses
+(``launch_background_task``, ``get_background_task``, ``list_background_tasks``, and the
+worker's ``wait_forever``), as ``anvil.server.connect`` does. A program that talks to several
+servers makes a :class:`Client` for each instead; it has the same methods.
+
+    client = offstage.Client("http://127.0.0.1:7700", token="s3cret")
+    task = client.launch("demo.echo", args={"value": 1})
+    task.wait().get_return_value()     # 1
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from . import _args
+from ._sse import EventStream
+from .errors import OffstageError
+from .task import LogLine, Task
+
+
+class Client:
+    """One Offstage server, over HTTP.
+
+    Args:
+        url: the server's base URL, e.g. ``http://127.0.0.1:7700`` (with a path prefix if the
+            API is mounted under one).
+        token: a bearer token (``offstage serve --token ROLE:SECRET``); none for an open
+            server. Reading needs role ``read``, launching ``launch``, killing ``control``;
+            serving tasks needs role ``worker``.
+        timeout: seconds any one request may take (event streams are not cut by it).
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise OffstageError(
+                f"`{url}` is not an Offstage server URL: give one like http://127.0.0.1:7700",
+                code="invalid_url",
+            )
+        self.url = url.rstrip("/")
+        self.token = token
+        headers = {"accept": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise OffstageError(
+                f"could not reach the Offstage server at {self.url} ({error}): "
+                "is `offstage serve` running there?",
+                code="unreachable",
+            ) from error
+        return self._json(response)
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError:
+                raise OffstageError(
+                    f"{response.request.method} {response.request.url.path} answered "
+                    f"{response.status_code} with something that is not JSON: is {self.url} "
+                    "an Offstage server?",
+                    code="bad_response",
+                    status=response.status_code,
+                ) from None
+        raise _error_of(response, self.url)
+
+    def _get_record(self, task_id: str) -> dict[str, Any]:
+        record = self._request("GET", f"/api/tasks/{task_id}")
+        assert isinstance(record, dict)
+        return record
+
+    def _kill(self, task_id: str, grace_ms: int | None) -> dict[str, Any]:
+        body = {} if grace_ms is None else {"grace_ms": int(grace_ms)}
+        record = self._request("POST", f"/api/tasks/{task_id}/kill", json=body)
+        assert isinstance(record, dict)
+        return record
+
+    def _logs(self, task_id: str, after: int) -> list[LogLine]:
+        lines: list[LogLine] = []
+        while True:
+            page = self._request(
+                "GET", f"/api/tasks/{task_id}/logs", params={"after": after, "limit": 10_000}
+            )
+            batch = [LogLine.from_json(line) for line in page["lines"]]
+            lines.extend(batch)
+            if len(batch) < 10_000:
+                return lines
+            after = int(page["next_after"])
+
+    def _open_events(self, path: str, last_event_id: int | None = None) -> EventStream:
+        headers = {"accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["last-event-id"] = str(last_event_id)
+        request = self._http.build_request(
+            "GET",
+            path,
+            headers=headers,
+            # No read timeout: the server sends a comment every 15 s on quiet streams.
+            timeout=httpx.Timeout(self._http.timeout.connect, read=None),
+        )
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as error:
+            raise OffstageError(
+                f"could not reach the Offstage server at {self.url} ({error}): "
+                "is `offstage serve` running there?",
+                code="unreachable",
+            ) from error
+        if not response.is_success:
+            response.read()
+            response.close()
+            raise _error_of(response, self.url)
+        return EventStream(response)
+
+    def _task_events(self, task_id: str) -> EventStream:
+        return self._open_events(f"/api/tasks/{task_id}/events")
+
+    # -- launching and finding tasks --------------------------------------------------------
+
+    def launch(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        key: str | None = None,
+        owner: str | None = None,
+        timeout: float | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+    ) -> Task:
+        """Launches task type ``name`` with ``args`` sent exactly as given (any JSON value).
+
+        Args:
+            key: a key to find the task by later (``list_background_tasks(key=…)``).
+            owner: who the task belongs to.
+            timeout: fail the task (error kind ``timeout``) if it runs longer, in seconds.
+            priority: higher runs first among queued tasks.
+            run_at: do not start before this time (an aware ``datetime``).
+        """
+        body: dict[str, Any] = {"name": name}
+        if args is not None:
+            _args.check_json(args, "the task's args")
+            body["args"] = args
+        options = {"key": key, "owner": owner, "timeout_s": timeout, "priority": priority}
+        body.update({k: v for k, v in options.items() if v is not None})
+        if run_at is not None:
+            if run_at.tzinfo is None:
+                raise OffstageError(
+                    "run_at has no time zone: give an aware datetime, "
+                    "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)",
+                    code="invalid_run_at",
+                )
+            body["run_at"] = run_at.isoformat()
+        return Task(self, self._request("POST", "/api/tasks", json=body))
+
+    def launch_background_task(self, name: str, *args: Any, **kwargs: Any) -> Task:
+        """Launches task type ``name``, Anvil's way: the call's arguments become the task's
+        args by the rule in the package README (keyword arguments only → an object; one
+        scalar → that value; several → a list; …)."""
+        return self.launch(name, _args.pack(args, kwargs))
+
+    def get_background_task(self, task_id: str) -> Task:
+        """The task with id ``task_id``.
+
+        Raises:
+            OffstageError: code ``not_found`` (404) when no task has that id.
+        """
+        return Task(self, self._get_record(task_id))
+
+    def list_background_tasks(
+        self,
+        name: str | None = None,
+        *,
+        status: str | None = None,
+        owner: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+    ) -> list[Task]:
+        """The tasks, **newest last** (as Anvil lists them), optionally only those of task type
+        ``name``, with ``status``, ``owner`` or ``key``. ``limit`` keeps only the newest that
+        many; without it every task the server holds is listed (page by page)."""
+        params: dict[str, Any] = {
+            k: v
+            for k, v in {"name": name, "status": status, "owner": owner, "key": key}.items()
+            if v is not None
+        }
+        records: list[dict[str, Any]] = []
+        before: str | None = None
+        while limit is None or len(records) < limit:
+            page_size = 1000 if limit is None else min(1000, limit - len(records))
+            query = dict(params, limit=page_size)
+            if before is not None:
+                query["before"] = before
+            page = self._request("GET", "/api/tasks", params=query)
+            records.extend(page["tasks"])
+            before = page.get("next_before")
+            if before is None:
+                break
+        return [Task(self, record) for record in reversed(records)]
+
+    def kill(self, task_id: str, grace_ms: int | None = None) -> None:
+        """Kills the task with id ``task_id`` (see :meth:`Task.kill`)."""
+        self._kill(task_id, grace_ms)
+
+    def task_types(self) -> list[dict[str, Any]]:
+        """The task types the server knows, each ``{"name", "workers", "counts"}``."""
+        return list(self._request("GET", "/api/task-types")["task_types"])
+
+    def events(self, last_event_id: int | None = None) -> EventStream:
+        """Every task's live events, as dicts, from now on (or after ``last_event_id``).
+        Close the stream when done (it is a context manager)."""
+        return self._open_events("/api/events", last_event_id)
+
+    def close(self) -> None:
+        """Closes the client's connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<offstage.Client {self.url}>"
+
+
+def _error_of(response: httpx.Response, url: str) -> OffstageError:
+    """The :class:`OffstageError` for a non-2xx answer."""
+    try:
+        error = response.json()["error"]
+        return OffstageError(
+            str(error["message"]), code=str(error["code"]), status=response.status_code
+        )
+    except (ValueError, KeyError, TypeError):
+        return OffstageError(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code} {response.reason_phrase}: is {url} an Offstage server?",
+            code="bad_response",
+            status=response.status_code,
+        )
+
+
+# -- the module-level connection, as anvil.server.connect makes it ---------------------------
+
+_lock = threading.Lock()
+_default: Client | None = None
+
+
+def connect(url: str, token: str | None = None) -> Client:
+    """Connects this program to the Offstage server at ``url`` (as ``anvil.server.connect``):
+    the module-level functions use this connection from now on, and ``wait_forever()`` serves
+    the ``@background_task`` functions through it. Returns the :class:`Client`."""
+    global _default
+    client = Client(url, token)
+    with _lock:
+        previous, _default = _default, client
+    if previous is not None:
+        previous.close()
+    return client
+
+
+def connection() -> Client:
+    """The connection ``offstage.connect`` made.
+
+    Raises:
+        OffstageError: code ``not_connected`` when ``connect`` was not called.
+    """
+    with _lock:
+        client = _default
+    if client is None:
+        raise OffstageError(
+            "not connected: call offstage.connect('http://host:7700', token=...) first",
+            code="not_connected",
+        )
+    return client
+
+
+def launch_background_task(name: str, *args: Any, **kwargs: Any) -> Task:
+    """Launches task type ``name`` with the call's arguments (see the args rule) and returns
+    its :class:`Task`, as ``anvil.server.launch_background_task``."""
+    return connection().launch_background_task(name, *args, **kwargs)
+
+
+def get_background_task(task_id: str) -> Task:
+    """The task with id ``task_id``, as ``anvil.server.get_background_task``."""
+    return connection().get_background_task(task_id)
+
+
+def list_background_tasks(
+    name: str | None = None,
+    *,
+    status: str | None = None,
+    owner: str | None = None,
+    key: str | None = None,
+    limit: int | None = None,
+) -> list[Task]:
+    """The tasks, newest last, as ``anvil.server.list_background_tasks``."""
+    return connection().list_background_tasks(
+        name, status=status, owner=owner, key=key, limit=limit
+    )

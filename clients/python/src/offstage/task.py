@@ -1,0 +1,224 @@
+"""A :class:`Task`: the handle on one launch of a task type, with Anvil's methods.
+
+Every getter whose answer can change (state, status, return value, error) asks the server
+afresh, as Anvil's do, so a handle never shows stale news; the id and name never change and
+are answered from the handle. :meth:`Task.wait` follows the task's live event stream instead
+of polling.
+
+    task = offstage.launch_background_task("demo.count", to=5, interval_ms=100)
+    task.get_state()               # {'done': 2, 'total': 5}
+    task.wait(timeout=30)
+    task.get_return_value()        # 5
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ._sse import EventStream
+from .errors import TaskError
+
+if TYPE_CHECKING:
+    from .client import Client
+
+TERMINAL = ("completed", "failed", "killed", "missing")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time from the server as an aware ``datetime`` (nanoseconds cut to micro)."""
+    if text is None:
+        return None
+    value = text.replace("Z", "+00:00").replace("z", "+00:00")
+    if "." in value:
+        # fromisoformat before Python 3.11 takes at most 6 fractional digits.
+        head, _, rest = value.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        value = f"{head}.{(digits + '000000')[:6]}{rest}"
+    return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a task's log."""
+
+    seq: int
+    """1 for the task's first line, one more for each line after."""
+    at: datetime
+    """When it was written."""
+    level: str
+    """``trace``, ``debug``, ``info``, ``warn`` or ``error``."""
+    message: str
+    """The text."""
+
+    @classmethod
+    def from_json(cls, line: dict[str, Any]) -> LogLine:
+        """A line as the API sends it."""
+        at = parse_time(line["at"])
+        assert at is not None
+        return cls(int(line["seq"]), at, str(line["level"]), str(line["message"]))
+
+
+class Task:
+    """One task: one launch of a task type. Get one from ``launch_background_task``,
+    ``get_background_task`` or ``list_background_tasks``.
+
+    Any handle can read a task and kill it (with a token that may); only the task itself, in
+    its worker, writes its state.
+    """
+
+    def __init__(self, client: Client, record: dict[str, Any]) -> None:
+        self._client = client
+        self._record = record
+
+    # -- the record -------------------------------------------------------------------------
+
+    def refresh(self) -> dict[str, Any]:
+        """Reads the task's record from the server again, and returns it."""
+        self._record = self._client._get_record(self.get_id())
+        return self._record
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The task's record as last read (every field the API has), without asking again."""
+        return self._record
+
+    def _live(self) -> dict[str, Any]:
+        # A finished task never changes again: no need to ask.
+        if self._record.get("status") in TERMINAL:
+            return self._record
+        return self.refresh()
+
+    # -- Anvil's Task methods ---------------------------------------------------------------
+
+    def get_id(self) -> str:
+        """The task's id (time-ordered, as text)."""
+        return str(self._record["id"])
+
+    def get_task_name(self) -> str:
+        """The task type's name."""
+        return str(self._record["name"])
+
+    def get_state(self) -> Any:
+        """The state the task last wrote: ``{}`` until it writes one."""
+        return self._live().get("state")
+
+    def get_start_time(self) -> datetime:
+        """When the task started running; while it is still queued, when it was launched."""
+        record = self._record if self._record.get("started_at") else self._live()
+        when = parse_time(record.get("started_at") or record.get("launched_at"))
+        assert when is not None
+        return when
+
+    def get_return_value(self) -> Any:
+        """What the task returned once it completed; ``None`` until then (and if it did not)."""
+        return self._live().get("return_value")
+
+    def get_error(self) -> TaskError | None:
+        """How the task failed, was killed or went missing (``kind``, ``message``, ``detail``);
+        ``None`` while it runs and if it completed."""
+        record = self._live()
+        if record.get("status") in ("failed", "killed", "missing"):
+            return TaskError.from_record(record)
+        return None
+
+    def get_termination_status(self) -> str | None:
+        """``None`` while queued or running, then ``"completed"``, ``"failed"``, ``"killed"``
+        or ``"missing"``."""
+        status = self._live().get("status")
+        return status if status in TERMINAL else None
+
+    def is_running(self) -> bool:
+        """True while the task is queued or running."""
+        return self._live().get("status") not in TERMINAL
+
+    def is_completed(self) -> bool:
+        """True once the task completed, False while it runs.
+
+        Raises:
+            TaskError: the task failed, was killed or went missing (as Anvil raises the task's
+                error).
+        """
+        record = self._live()
+        status = record.get("status")
+        if status == "completed":
+            return True
+        if status in TERMINAL:
+            raise TaskError.from_record(record)
+        return False
+
+    def kill(self, grace_ms: int | None = None) -> None:
+        """Kills the task: it is asked to stop, and stopped for real after the grace period
+        (the server's default unless ``grace_ms`` is given). It ends ``killed``; killing a
+        task that already ended does nothing. Needs a token with role ``control``.
+
+        A Python task in a remote worker is asked through ``offstage.task_killed()``; see the
+        package README for what a kill can and cannot do to a Python thread.
+        """
+        self._record = self._client._kill(self.get_id(), grace_ms)
+
+    # -- beyond Anvil -----------------------------------------------------------------------
+
+    def get_status(self) -> str:
+        """``queued``, ``running``, ``completed``, ``failed``, ``killed`` or ``missing``."""
+        return str(self._live().get("status"))
+
+    def get_logs(self, after: int = 0) -> list[LogLine]:
+        """The task's log lines in order (those numbered after ``after``)."""
+        return self._client._logs(self.get_id(), after)
+
+    def events(self) -> EventStream:
+        """The task's live events from this call on (``state``, ``log``, ``finished``…), each
+        a dict as the API sends it; iterating ends after ``finished``. The stream is open
+        when this returns, so nothing the task does afterwards is missed. Close it (or use
+        ``with``) to stop following early; ``next(timeout=…)`` waits with a deadline.
+
+            with task.events() as events:
+                for event in events:
+                    if event["type"] == "state":
+                        print(event["state"])
+        """
+        return self._client._task_events(self.get_id())
+
+    def wait(self, timeout: float | None = None) -> Task:
+        """Blocks until the task ends (following its live events, not polling) and returns
+        this handle, its record up to date: ``task.wait().get_return_value()``.
+
+        Raises:
+            TimeoutError: it had not ended within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._live().get("status") not in TERMINAL:
+            with self._client._task_events(self.get_id()) as stream:
+                while True:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(
+                            f"task {self.get_id()} ({self.get_task_name()}) was still running "
+                            f"after {timeout} s: wait longer, or kill it"
+                        )
+                    try:
+                        event = stream.next(timeout=remaining)
+                    except TimeoutError:
+                        continue
+                    except Exception:  # noqa: BLE001 - the stream broke: re-read and follow again
+                        break
+                    if event is None:
+                        break
+                    if event.get("type") == "finished" and isinstance(event.get("task"), dict):
+                        self._record = event["task"]
+                        break
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Task {self.get_task_name()} {self.get_id()} {self._record.get('status')}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other.get_id() == self.get_id()
+
+    def __hash__(self) -> int:
+        return hash(self.get_id())
