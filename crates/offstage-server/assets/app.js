@@ -485,25 +485,33 @@ function listView(main, params) {
   };
   refreshCounts();
 
+  /** The row for `task`, made or brought up to date. Only the cells that can change are
+   *  replaced, so a link under the pointer is never swapped out mid-click. */
   function renderRow(task) {
-    const link = h("a", { href: `#/tasks/${task.id}` }, task.name);
-    const cells = [
-      h("td", {}, badge(task.status)),
-      h("td", { class: "name" }, link),
-      h("td", {}, progressEl(task)),
-      h("td", {}, task.started_at || task.status !== "queued" ? timeEl(task.started_at)
-        : h("span", { class: "muted" }, "at ", timeEl(task.run_at))),
-      h("td", { class: "num" }, durationEl(task)),
-      h("td", {}, task.owner || h("span", { class: "muted" }, "—")),
-      h("td", { class: "id" }, h("code", { title: task.id }, shortId(task.id))),
+    const changing = () => [
+      badge(task.status),
+      progressEl(task),
+      task.started_at || task.status !== "queued" ? timeEl(task.started_at)
+        : h("span", { class: "muted" }, "at ", timeEl(task.run_at)),
+      durationEl(task),
+      task.owner || h("span", { class: "muted" }, "—"),
     ];
     const row = rows.get(task.id);
     if (row) {
-      row.replaceChildren(...cells);
+      const cells = row.querySelectorAll("td[data-live]");
+      changing().forEach((content, i) => cells[i].replaceChildren(content));
       row.dataset.status = task.status;
       return row;
     }
-    const fresh = h("tr", { "data-id": task.id, "data-status": task.status }, cells);
+    const [status, progress, started, duration, owner] = changing();
+    const fresh = h("tr", { "data-id": task.id, "data-status": task.status },
+      h("td", { "data-live": "" }, status),
+      h("td", { class: "name" }, h("a", { href: `#/tasks/${task.id}` }, task.name)),
+      h("td", { "data-live": "" }, progress),
+      h("td", { "data-live": "" }, started),
+      h("td", { class: "num", "data-live": "" }, duration),
+      h("td", { "data-live": "" }, owner),
+      h("td", { class: "id" }, h("code", { title: task.id }, shortId(task.id))));
     rows.set(task.id, fresh);
     return fresh;
   }

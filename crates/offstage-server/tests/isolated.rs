@@ -196,3 +196,31 @@ async fn a_task_over_its_memory_limit_fails_and_one_under_it_completes() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["return_value"], 16);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_launch_can_ask_for_isolation() {
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server);
+    // demo.count runs in-process, unless a launch asks otherwise.
+    let id = api
+        .launch(json!({
+            "name": "demo.count", "args": { "to": 100000, "interval_ms": 10 }, "isolated": true
+        }))
+        .await;
+    let pid = api.worker_pid(&id).await;
+    api.events(&id, |kind, _| kind == "state").await;
+    api.kill(&id, 0).await;
+    let done = api.finished(&id).await;
+    assert_eq!(done["status"], "killed", "{done}");
+    assert_eq!(done["isolated"], true);
+    assert!(!exists(pid), "process {pid} is gone");
+
+    let plain = api
+        .launch(json!({ "name": "demo.count", "args": { "to": 1, "interval_ms": 1 } }))
+        .await;
+    let done = api.finished(&plain).await;
+    assert_eq!(
+        (done["status"].as_str(), &done["isolated"]),
+        (Some("completed"), &json!(false))
+    );
+}

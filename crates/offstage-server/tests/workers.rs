@@ -20,8 +20,13 @@ const TOKENS: [&str; 4] = ["--token", "worker:w-secret", "--token", "control:c-s
 
 /// A server where only workers run `demo.sleep` and `demo.count`.
 fn server() -> Server {
-    Server::start_plain(
-        &SqliteBackend.new_database(),
+    server_at(&SqliteBackend.new_database(), "127.0.0.1:0")
+}
+
+fn server_at(db: &str, addr: &str) -> Server {
+    Server::start_at(
+        db,
+        addr,
         &[
             TOKENS[0],
             TOKENS[1],
@@ -345,4 +350,28 @@ async fn a_malformed_message_closes_only_that_connection_with_a_reason() {
     // And the good worker still works.
     let id = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
     assert_eq!(api.finished(&id).await["status"], "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reconnects_when_its_server_comes_back_and_takes_the_queued_work() {
+    let db = SqliteBackend.new_database();
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let mut server = server_at(&db, &addr);
+    let _worker = WorkerProcess::start(&server, "worker-r");
+    let api = Api::new(&server);
+    let first = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
+    assert_eq!(api.finished(&first).await["status"], "completed");
+
+    // The server dies and comes back on the same address and database; the same worker
+    // process reconnects by itself.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = server_at(&db, &addr);
+    let api = Api::new(&server);
+    let queued = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
+    let done = api.finished(&queued).await;
+    assert_eq!(done["status"], "completed", "{done}");
 }

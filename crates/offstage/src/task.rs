@@ -68,6 +68,10 @@ pub struct TaskRecord {
     pub owner: Option<String>,
     /// Its timeout in milliseconds, if it has one.
     pub timeout_ms: Option<u64>,
+    /// True when it runs in a worker process of its own (its task type asked for that, or its
+    /// launch did).
+    #[serde(default)]
+    pub isolated: bool,
     /// The node running (or that last ran) it.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub node: Option<NodeId>,

@@ -35,6 +35,7 @@ pub fn sample_record(id: TaskId) -> TaskRecord {
         owner: None,
         timeout_ms: None,
         node: None,
+        isolated: false,
     }
 }
 

@@ -60,6 +60,9 @@ pub struct LaunchRequest {
     run_at: Option<DateTime<Utc>>,
     /// Who the task belongs to.
     owner: Option<String>,
+    /// Run it in a worker process of its own (or, with false, in-process), whatever its task
+    /// type says.
+    isolated: Option<bool>,
 }
 
 /// Launches a task.
@@ -95,6 +98,7 @@ pub(crate) async fn launch(
         priority: request.priority,
         timeout,
         run_at: request.run_at,
+        isolated: request.isolated,
     };
     let task = state
         .runtime

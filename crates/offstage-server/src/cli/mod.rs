@@ -79,6 +79,9 @@ enum Command {
         /// Fail the task if it runs longer than this many seconds.
         #[arg(long)]
         timeout_s: Option<f64>,
+        /// Run it in a worker process of its own, so a kill stops it even if it never awaits.
+        #[arg(long)]
+        isolated: bool,
         /// Wait until it ends, with a progress bar; exit 3 unless it completed.
         #[arg(long)]
         wait: bool,
@@ -209,6 +212,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             owner,
             priority,
             timeout_s,
+            isolated,
             wait,
             follow,
             remote,
@@ -219,7 +223,10 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     "--args is not JSON ({e}): for example --args '{{\"to\": 10}}'"
                 ))
             })?;
-            let body = json!({ "name": name, "args": args, "owner": owner, "priority": priority, "timeout_s": timeout_s });
+            let mut body = json!({ "name": name, "args": args, "owner": owner, "priority": priority, "timeout_s": timeout_s });
+            if isolated {
+                body["isolated"] = json!(true);
+            }
             let task = client.call(Method::POST, "/api/tasks", Some(&body)).await?;
             if !(wait || follow) {
                 if remote.json {

@@ -25,8 +25,13 @@ impl Server {
 
     /// `offstage serve` with only `extra` arguments (no demo task types).
     pub fn start_plain(db: &str, extra: &[&str]) -> Server {
+        Server::start_at(db, "127.0.0.1:0", extra)
+    }
+
+    /// `offstage serve` on `addr` with only `extra` arguments.
+    pub fn start_at(db: &str, addr: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--db", db])
+            .args(["serve", "--addr", addr, "--db", db])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

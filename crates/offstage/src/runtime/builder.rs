@@ -329,13 +329,12 @@ impl RuntimeBuilder {
         let capture =
             tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
         let names = self.registry.names().map(str::to_owned).collect();
-        let isolation = self.registry.any_isolated().then(|| {
-            super::isolation::Pool::new(
-                self.isolation.clone().unwrap_or_default(),
-                node,
-                self.config.heartbeat_interval,
-            )
-        });
+        let isolation = super::isolation::Pool::new(
+            self.isolation.clone().unwrap_or_default(),
+            node,
+            self.config.heartbeat_interval,
+        );
+        let warm_up = self.registry.any_isolated();
         let inner = Arc::new(Inner {
             node,
             store,
@@ -357,8 +356,8 @@ impl RuntimeBuilder {
             announce,
             isolation,
         });
-        if let Some(pool) = &inner.isolation {
-            pool.fill();
+        if warm_up {
+            inner.isolation.fill();
         }
         if let Some(heard) = heard {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));

@@ -47,10 +47,10 @@ enum Outcome {
 /// Starts `record` (already `running` on this node in the store) in its slot. `prepared` is
 /// the body with its args deserialized, when the launcher already made it.
 pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepared>) {
-    if let (Ok(registered), Some(pool)) = (rt.registry.get(&record.name), &rt.isolation) {
-        if registered.options.isolated {
+    if record.isolated {
+        if let Ok(registered) = rt.registry.get(&record.name) {
             // Its args were checked at launch; the worker process deserializes them again.
-            let pool = Arc::clone(pool);
+            let pool = Arc::clone(&rt.isolation);
             let memory_limit = registered.options.memory_limit;
             let grace = rt.config.kill_grace;
             let body = move |ctx: Context| -> Body {

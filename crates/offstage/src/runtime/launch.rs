@@ -33,6 +33,10 @@ pub struct LaunchOptions {
     pub timeout: Option<Duration>,
     /// Do not start before this time.
     pub run_at: Option<DateTime<Utc>>,
+    /// Run in a worker process of its own (see [`crate::runtime::Isolation`]), or not,
+    /// whatever the task type says.
+    #[serde(default)]
+    pub isolated: Option<bool>,
 }
 
 mod optional_millis {
@@ -122,6 +126,13 @@ impl Launch {
         self
     }
 
+    /// Run this task in a worker process of its own (or, with `false`, in-process), whatever
+    /// its task type says: a kill or timeout then stops it even if it never awaits.
+    pub fn isolated(mut self, isolated: bool) -> Self {
+        self.options.isolated = Some(isolated);
+        self
+    }
+
     /// Do not start until `delay` from now.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -148,12 +159,23 @@ impl Launch {
         // A type no in-process registration knows may be one workers serve: then its args are
         // the worker's to check, and the task waits queued for a worker to claim it.
         let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
-        let (prepared, type_timeout) = if elsewhere {
-            (None, None)
+        let (prepared, type_timeout, type_isolated) = if elsewhere {
+            if options.isolated == Some(true) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "`{name}` is served by workers, which run it in their own process \
+                         already: launch it without `isolated`"
+                    ),
+                ));
+            }
+            (None, None, false)
         } else {
             let prepared = rt.registry.prepare(&name, &args)?;
-            (Some(prepared), rt.registry.get(&name)?.options.timeout)
+            let options = rt.registry.get(&name)?.options;
+            (Some(prepared), options.timeout, options.isolated)
         };
+        let isolated = options.isolated.unwrap_or(type_isolated);
         let timeout = options.timeout.or(type_timeout);
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::new(
@@ -187,6 +209,7 @@ impl Launch {
             owner: options.owner,
             timeout_ms: timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
             node: None,
+            isolated,
         };
         Ok((rt, queued, prepared))
     }

@@ -125,8 +125,9 @@ pub(crate) struct Inner {
     pub(crate) capture: tracing::Dispatch,
     /// Connected workers and the task types they serve.
     pub(crate) workers: dispatch::Workers,
-    /// Worker processes for isolated task types; `None` when no type is isolated.
-    pub(crate) isolation: Option<Arc<isolation::Pool>>,
+    /// Worker processes for isolated tasks (started when the first one is needed, or at once
+    /// when a task type is isolated).
+    pub(crate) isolation: Arc<isolation::Pool>,
     /// Notices for the other nodes on the database (see `cluster.rs`); `None` when the store
     /// cannot carry them, and then nobody would hear them.
     pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
@@ -170,11 +171,7 @@ impl Runtime {
 
     /// The process ids of the idle isolated worker processes, ready for the next isolated task.
     pub fn idle_worker_processes(&self) -> Vec<u32> {
-        self.inner
-            .isolation
-            .as_ref()
-            .map(|pool| pool.idle_pids())
-            .unwrap_or_default()
+        self.inner.isolation.idle_pids()
     }
 
     /// The workers connected to this node.

@@ -45,7 +45,10 @@ use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
 /// The migrations, in order; version N is the Nth.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_isolated.sql"),
+];
 
 /// The SQL that names a schema's notice channel; the same wherever a notice is sent.
 const CHANNEL_SQL: &str = "left('offstage:' || current_schema(), 63)";

@@ -8,7 +8,8 @@ use crate::task::TaskRecord;
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
-    launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node";
+    launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
+    isolated";
 
 fn bad_column(index: usize, error: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -51,6 +52,7 @@ pub(super) fn task_from_row(row: &PgRow) -> sqlx::Result<TaskRecord> {
         owner: row.try_get(14)?,
         timeout_ms: row.try_get::<Option<i64>, _>(15)?.map(|t| t as u64),
         node: row.try_get::<Option<Uuid>, _>(16)?.map(Into::into),
+        isolated: row.try_get(17)?,
     })
 }
 
@@ -71,14 +73,15 @@ pub(super) struct TaskArrays {
     pub(super) owner: Vec<Option<String>>,
     pub(super) timeout_ms: Vec<Option<i64>>,
     pub(super) node: Vec<Option<Uuid>>,
+    pub(super) isolated: Vec<bool>,
 }
 
 /// Inserts every task in `arrays`.
 pub(super) const INSERT_TASKS: &str = "INSERT INTO offstage_tasks (id, name, args, status, state, \
-    launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node) \
+    launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated) \
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
     $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], $11::text[], \
-    $12::text[], $13::int8[], $14::uuid[])";
+    $12::text[], $13::int8[], $14::uuid[], $15::bool[])";
 
 impl TaskArrays {
     pub(super) fn push(&mut self, task: &TaskRecord) {
@@ -97,6 +100,7 @@ impl TaskArrays {
         self.timeout_ms
             .push(task.timeout_ms.map(|t| t.min(i64::MAX as u64) as i64));
         self.node.push(task.node.map(|n| n.as_uuid()));
+        self.isolated.push(task.isolated);
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -122,6 +126,7 @@ impl TaskArrays {
             .bind(self.owner)
             .bind(self.timeout_ms)
             .bind(self.node)
+            .bind(self.isolated)
             .execute(conn)
             .await
     }

@@ -39,7 +39,10 @@ use crate::log::{LogLevel, LogLine};
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_isolated.sql"),
+];
 
 /// How hard SQLite works to keep a commit when the machine loses power.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -509,16 +512,16 @@ impl Store for SqliteStore {
         let (attempt, priority) = (task.attempt, task.priority);
         let (key, owner) = (task.key.clone(), task.owner.clone());
         let timeout_ms = task.timeout_ms.map(|t| t as i64);
-        let node = task.node;
+        let (node, isolated) = (task.node, task.isolated);
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
-                 started_at, attempt, priority, task_key, owner, timeout_ms, node) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 id, name, args, status, state, times.0, times.1, times.2, attempt, priority, key,
-                owner, timeout_ms, node,
+                owner, timeout_ms, node, isolated,
             ])?;
             Ok(())
         })

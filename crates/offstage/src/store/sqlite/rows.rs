@@ -7,7 +7,8 @@ use crate::task::TaskRecord;
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
-    launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node";
+    launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
+    isolated";
 
 pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -69,6 +70,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         owner: row.get(14)?,
         timeout_ms: row.get::<_, Option<i64>>(15)?.map(|t| t as u64),
         node: row.get(16)?,
+        isolated: row.get(17)?,
     })
 }
 

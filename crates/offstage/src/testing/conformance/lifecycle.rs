@@ -81,6 +81,44 @@ pub async fn args_that_do_not_fit_are_rejected_at_launch(backend: &dyn Backend) 
     assert!(rt.list(&ListFilter::default()).await.unwrap().is_empty());
 }
 
+/// Every launch option is in the record, read back through another store handle, and a
+/// queued task that is killed never runs.
+pub async fn launch_options_are_kept(backend: &dyn Backend) {
+    let (rt, database) = runtime(backend).await;
+    let task = rt
+        .launch_json("test.echo", json!(1))
+        .key("k-1")
+        .owner("ada")
+        .priority(7)
+        .timeout(Duration::from_secs(90))
+        .isolated(true)
+        .delay(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let stored = backend
+        .open(&database)
+        .await
+        .get(task.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, Status::Queued);
+    assert_eq!(
+        (
+            stored.key.as_deref(),
+            stored.owner.as_deref(),
+            stored.priority
+        ),
+        (Some("k-1"), Some("ada"), 7)
+    );
+    assert_eq!(stored.timeout_ms, Some(90_000));
+    assert!(stored.isolated);
+    assert!(stored.run_at > stored.launched_at);
+    let plain = rt.launch_json("test.echo", json!(2)).await.unwrap();
+    assert!(!plain.wait().await.unwrap().isolated);
+    assert_eq!(task.kill().await.unwrap().status, Status::Killed);
+}
+
 /// `get` of an id nobody launched is `NotFound`, never a fake pending task.
 pub async fn unknown_id_is_not_found(backend: &dyn Backend) {
     let (rt, _) = runtime(backend).await;

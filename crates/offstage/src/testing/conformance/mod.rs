@@ -145,6 +145,7 @@ macro_rules! conformance_tests {
             typed_launch_runs,
             unknown_task_type_lists_registered_names,
             args_that_do_not_fit_are_rejected_at_launch,
+            launch_options_are_kept,
             unknown_id_is_not_found,
             state_is_live_for_readers_and_saved_at_the_end,
             oversized_state_is_an_error_the_task_can_handle,
