@@ -64,25 +64,16 @@ async fn pause(ctx: &Context, total: Duration) -> Result<(), TaskError> {
 
 /// Something task types register on: a node's [`RuntimeBuilder`], or a remote [`Worker`].
 pub trait Registers: Sized {
-    /// Registers a task type whose body is `f(ctx, args)`.
-    fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
-    where
-        A: serde::de::DeserializeOwned + Send + 'static,
-        O: serde::Serialize + Send + 'static,
-        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static;
-
-    /// Registers a task type with options (a remote worker has no use for them: it is a
-    /// process of its own already).
+    /// Registers a task type with options. A remote worker has no use for them: it is a
+    /// process of its own already.
     fn task_with<A, O, F, Fut>(self, name: &str, options: TaskTypeOptions, f: F) -> Self
     where
         A: serde::de::DeserializeOwned + Send + 'static,
         O: serde::Serialize + Send + 'static,
         F: Fn(Context, A) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static;
-}
 
-impl Registers for RuntimeBuilder {
+    /// Registers a task type whose body is `f(ctx, args)`.
     fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
     where
         A: serde::de::DeserializeOwned + Send + 'static,
@@ -90,9 +81,11 @@ impl Registers for RuntimeBuilder {
         F: Fn(Context, A) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
     {
-        RuntimeBuilder::task(self, name, f)
+        self.task_with(name, TaskTypeOptions::default(), f)
     }
+}
 
+impl Registers for RuntimeBuilder {
     fn task_with<A, O, F, Fut>(self, name: &str, options: TaskTypeOptions, f: F) -> Self
     where
         A: serde::de::DeserializeOwned + Send + 'static,
@@ -105,16 +98,6 @@ impl Registers for RuntimeBuilder {
 }
 
 impl Registers for Worker {
-    fn task<A, O, F, Fut>(self, name: &str, f: F) -> Self
-    where
-        A: serde::de::DeserializeOwned + Send + 'static,
-        O: serde::Serialize + Send + 'static,
-        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<O, TaskError>> + Send + 'static,
-    {
-        Worker::task(self, name, f)
-    }
-
     fn task_with<A, O, F, Fut>(self, name: &str, _options: TaskTypeOptions, f: F) -> Self
     where
         A: serde::de::DeserializeOwned + Send + 'static,

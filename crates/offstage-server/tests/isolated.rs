@@ -3,98 +3,25 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Server;
-use futures::StreamExt;
+use common::{Api, Server};
 use offstage::testing::conformance::{Backend, SqliteBackend};
-use serde_json::{json, Value};
+use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Api {
-    http: reqwest::Client,
-    url: String,
+/// What the isolated tests ask of a server beyond the common API.
+trait Isolated {
+    async fn log_line(&self, id: &str, text: &str) -> String;
+    async fn worker_pid(&self, id: &str) -> u32;
 }
 
-impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            http: reqwest::Client::new(),
-            url: server.url.clone(),
-        }
-    }
-
-    async fn launch(&self, body: Value) -> String {
-        let response = self
-            .http
-            .post(format!("{}/api/tasks", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        response.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn kill(&self, id: &str, grace_ms: u64) {
-        let response = self
-            .http
-            .post(format!("{}/api/tasks/{id}/kill", self.url))
-            .json(&json!({ "grace_ms": grace_ms }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-    }
-
+impl Isolated for Api {
     /// Reads the task's events from its launch until a log line contains `text`; returns it.
     async fn log_line(&self, id: &str, text: &str) -> String {
-        self.events(id, |kind, event| {
-            kind == "log" && event["line"]["message"].as_str().unwrap().contains(text)
-        })
-        .await["line"]["message"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn finished(&self, id: &str) -> Value {
-        self.events(id, |kind, _| kind == "finished").await["task"].clone()
-    }
-
-    async fn events(&self, id: &str, until: impl Fn(&str, &Value) -> bool) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/api/tasks/{id}/events", self.url))
-            .header("last-event-id", "0")
-            .send()
-            .await
-            .unwrap();
-        let mut body = response.bytes_stream();
-        let mut buffer = String::new();
-        tokio::time::timeout(WAIT, async {
-            while let Some(chunk) = body.next().await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let kind = block.lines().find_map(|l| l.strip_prefix("event: "));
-                    let data = block.lines().find_map(|l| l.strip_prefix("data: "));
-                    if let (Some(kind), Some(data)) = (kind, data) {
-                        let event: Value = serde_json::from_str(data).unwrap();
-                        if until(kind, &event) {
-                            return event;
-                        }
-                    }
-                }
-            }
-            panic!("the events of {id} ended first");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("waiting on the events of {id}"))
+        let event = self
+            .until(id, |kind, event| {
+                kind == "log" && event["line"]["message"].as_str().unwrap().contains(text)
+            })
+            .await;
+        event["line"]["message"].as_str().unwrap().to_owned()
     }
 
     /// The pid of the worker process running task `id`, from the line the node logs for it.
@@ -113,7 +40,7 @@ fn exists(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_never_awaits_is_killed_with_zero_grace_and_its_process_is_gone() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
-    let api = Api::new(&server);
+    let api = Api::new(&server, None);
     let id = api
         .launch(json!({ "name": "demo.spin", "args": { "seconds": 600 } }))
         .await;
@@ -122,7 +49,7 @@ async fn a_task_that_never_awaits_is_killed_with_zero_grace_and_its_process_is_g
     api.log_line(&id, &format!("spinning for 600 s in process {pid}"))
         .await;
     assert!(exists(pid));
-    api.kill(&id, 0).await;
+    api.kill(&id, Some(0)).await;
     let done = api.finished(&id).await;
     assert_eq!(done["status"], "killed", "{done}");
     assert!(
@@ -142,7 +69,7 @@ async fn a_task_that_never_awaits_is_killed_with_zero_grace_and_its_process_is_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_stops_a_task_that_never_awaits_and_its_process_is_gone() {
     let server = Server::start(&SqliteBackend.new_database(), &["--kill-grace-s", "0.2"]);
-    let api = Api::new(&server);
+    let api = Api::new(&server, None);
     let id = api
         .launch(json!({ "name": "demo.spin", "args": { "seconds": 600 }, "timeout_s": 0.5 }))
         .await;
@@ -156,7 +83,7 @@ async fn a_timeout_stops_a_task_that_never_awaits_and_its_process_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_killed_mid_task_fails_it_as_crashed_and_the_pool_refills() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
-    let api = Api::new(&server);
+    let api = Api::new(&server, None);
     let id = api
         .launch(json!({ "name": "demo.spin", "args": { "seconds": 600 } }))
         .await;
@@ -181,7 +108,7 @@ async fn a_worker_process_killed_mid_task_fails_it_as_crashed_and_the_pool_refil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_over_its_memory_limit_fails_and_one_under_it_completes() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
-    let api = Api::new(&server);
+    let api = Api::new(&server, None);
     let hog = api
         .launch(json!({ "name": "demo.hog", "args": { "mb": 1024 } }))
         .await;
@@ -200,7 +127,7 @@ async fn a_task_over_its_memory_limit_fails_and_one_under_it_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_launch_can_ask_for_isolation() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
-    let api = Api::new(&server);
+    let api = Api::new(&server, None);
     // demo.count runs in-process, unless a launch asks otherwise.
     let id = api
         .launch(json!({
@@ -208,8 +135,8 @@ async fn a_single_launch_can_ask_for_isolation() {
         }))
         .await;
     let pid = api.worker_pid(&id).await;
-    api.events(&id, |kind, _| kind == "state").await;
-    api.kill(&id, 0).await;
+    api.until(&id, |kind, _| kind == "state").await;
+    api.kill(&id, Some(0)).await;
     let done = api.finished(&id).await;
     assert_eq!(done["status"], "killed", "{done}");
     assert_eq!(done["isolated"], true);

@@ -4,9 +4,10 @@
 //! Runs when `OFFSTAGE_TEST_POSTGRES` names a database (each test takes a schema of its own);
 //! otherwise every test passes at once and says, loudly, that it was skipped.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,51 +17,24 @@ use offstage::testing::conformance::{Backend, PostgresBackend};
 use offstage::{ListFilter, Status};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_offstage");
+use common::{Server as Node, BIN};
 
 /// How long a node may be silent before the others declare it dead, in the test that kills
 /// one. (The other keeps the default 10 s, so a node starved of CPU under load is not taken for
 /// dead.)
 const NODE_TIMEOUT_S: f64 = 3.0;
 
-/// An `offstage serve` process, killed when dropped.
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Node {
-    fn start(db: &str, node_timeout_s: f64) -> Node {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--demo", "--addr", "127.0.0.1:0", "--db", db])
-            .args([
-                "--heartbeat-s",
-                "0.2",
-                "--node-timeout-s",
-                &node_timeout_s.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("offstage listening on ")
-            .unwrap_or_else(|| panic!("the server did not start: {first:?}"))
-            .to_owned();
-        Node { child, url }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An `offstage serve --demo` node with a short heartbeat.
+fn node(db: &str, node_timeout_s: f64) -> Node {
+    Node::start(
+        db,
+        &[
+            "--heartbeat-s",
+            "0.2",
+            "--node-timeout-s",
+            &node_timeout_s.to_string(),
+        ],
+    )
 }
 
 /// A new schema on the test database, migrated by `offstage migrate`, and three nodes on it.
@@ -77,7 +51,7 @@ fn cluster(what: &str, node_timeout_s: f64) -> Option<(String, [Node; 3])> {
         String::from_utf8_lossy(&migrated.stderr)
     );
     assert!(String::from_utf8_lossy(&migrated.stdout).contains("migrated from schema version 0"));
-    let start = || Node::start(&db, node_timeout_s);
+    let start = || node(&db, node_timeout_s);
     let nodes = [start(), start(), start()];
     Some((db, nodes))
 }

@@ -6,15 +6,12 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, BIN};
+use common::{Api, Server, BIN};
 use futures::{SinkExt, StreamExt};
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The longest any wait here may take.
-const WAIT: Duration = Duration::from_secs(20);
 
 const TOKENS: [&str; 4] = ["--token", "worker:w-secret", "--token", "control:c-secret"];
 
@@ -63,105 +60,12 @@ impl Drop for WorkerProcess {
     }
 }
 
-struct Api {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            http: reqwest::Client::new(),
-            url: server.url.clone(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth("c-secret")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn launch(&self, name: &str, args: Value) -> String {
-        let response = self
-            .http
-            .post(format!("{}/api/tasks", self.url))
-            .bearer_auth("c-secret")
-            .json(&json!({ "name": name, "args": args }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-        response.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn kill(&self, id: &str) {
-        let response = self
-            .http
-            .post(format!("{}/api/tasks/{id}/kill", self.url))
-            .bearer_auth("c-secret")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-    }
-
-    /// Reads the task's event stream (from its launch) until `until` holds for an event.
-    async fn until(&self, id: &str, until: impl Fn(&str, &Value) -> bool) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/api/tasks/{id}/events", self.url))
-            .bearer_auth("c-secret")
-            .header("last-event-id", "0")
-            .send()
-            .await
-            .unwrap();
-        let mut body = response.bytes_stream();
-        let mut buffer = String::new();
-        tokio::time::timeout(WAIT, async {
-            while let Some(chunk) = body.next().await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let kind = block
-                        .lines()
-                        .find_map(|l| l.strip_prefix("event: "))
-                        .unwrap_or("");
-                    let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                        continue;
-                    };
-                    let event: Value = serde_json::from_str(data).unwrap();
-                    if until(kind, &event) {
-                        return event;
-                    }
-                }
-            }
-            panic!("the stream of {id} ended first");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("waiting on the events of {id}"))
-    }
-
-    async fn finished(&self, id: &str) -> Value {
-        self.until(id, |kind, _| kind == "finished").await["task"].clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_work_waits_for_a_worker_then_runs_there_live() {
     let server = server();
-    let api = Api::new(&server);
+    let api = Api::new(&server, Some("c-secret"));
     let id = api
-        .launch("demo.count", json!({ "to": 5, "interval_ms": 20 }))
+        .launch(json!({ "name": "demo.count", "args": { "to": 5, "interval_ms": 20 } }))
         .await;
     let types = api.get("/api/task-types").await;
     let count = types["task_types"]
@@ -200,11 +104,13 @@ async fn queued_work_waits_for_a_worker_then_runs_there_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_reaches_the_worker_and_the_task_stops_cooperatively() {
     let server = server();
-    let api = Api::new(&server);
+    let api = Api::new(&server, Some("c-secret"));
     let _worker = WorkerProcess::start(&server, "worker-k");
-    let id = api.launch("demo.sleep", json!({ "seconds": 600 })).await;
+    let id = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 } }))
+        .await;
     api.until(&id, |kind, _| kind == "state").await;
-    api.kill(&id).await;
+    api.kill(&id, None).await;
     let done = api.finished(&id).await;
     assert_eq!(done["status"], "killed", "{done}");
     let message = done["error"]["message"].as_str().unwrap();
@@ -215,9 +121,11 @@ async fn a_kill_reaches_the_worker_and_the_task_stops_cooperatively() {
 async fn a_worker_killed_with_sigkill_leaves_missing_tasks_and_the_next_worker_picks_up_the_queue()
 {
     let server = server();
-    let api = Api::new(&server);
+    let api = Api::new(&server, Some("c-secret"));
     let mut worker = WorkerProcess::start(&server, "worker-doomed");
-    let running = api.launch("demo.sleep", json!({ "seconds": 600 })).await;
+    let running = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 } }))
+        .await;
     api.until(&running, |kind, _| kind == "state").await;
     worker.0.kill().unwrap(); // SIGKILL
     worker.0.wait().unwrap();
@@ -226,7 +134,9 @@ async fn a_worker_killed_with_sigkill_leaves_missing_tasks_and_the_next_worker_p
     assert_eq!(lost["error"]["kind"], "worker_lost");
 
     // Work launched with no worker waits, and the next worker takes it.
-    let queued = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
+    let queued = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 0.01 } }))
+        .await;
     assert_eq!(
         api.get(&format!("/api/tasks/{queued}")).await["status"],
         "queued"
@@ -239,9 +149,11 @@ async fn a_worker_killed_with_sigkill_leaves_missing_tasks_and_the_next_worker_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_worker_is_declared_lost_within_two_heartbeats() {
     let server = server();
-    let api = Api::new(&server);
+    let api = Api::new(&server, Some("c-secret"));
     let worker = WorkerProcess::start(&server, "worker-frozen");
-    let id = api.launch("demo.sleep", json!({ "seconds": 600 })).await;
+    let id = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 } }))
+        .await;
     api.until(&id, |kind, _| kind == "state").await;
     // Frozen, not dead: the connection stays open, but nothing more comes from it.
     let pid = worker.0.id().to_string();
@@ -272,7 +184,7 @@ async fn a_silent_worker_is_declared_lost_within_two_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_message_closes_only_that_connection_with_a_reason() {
     let server = server();
-    let api = Api::new(&server);
+    let api = Api::new(&server, Some("c-secret"));
     let _worker = WorkerProcess::start(&server, "worker-good");
     let url = server.url.replace("http://", "ws://") + "/api/workers";
 
@@ -348,7 +260,9 @@ async fn a_malformed_message_closes_only_that_connection_with_a_reason() {
     assert!(reason.contains("not assigned to this worker"), "{reason}");
 
     // And the good worker still works.
-    let id = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
+    let id = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 0.01 } }))
+        .await;
     assert_eq!(api.finished(&id).await["status"], "completed");
 }
 
@@ -361,8 +275,10 @@ async fn a_worker_reconnects_when_its_server_comes_back_and_takes_the_queued_wor
     };
     let mut server = server_at(&db, &addr);
     let _worker = WorkerProcess::start(&server, "worker-r");
-    let api = Api::new(&server);
-    let first = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
+    let api = Api::new(&server, Some("c-secret"));
+    let first = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 0.01 } }))
+        .await;
     assert_eq!(api.finished(&first).await["status"], "completed");
 
     // The server dies and comes back on the same address and database; the same worker
@@ -370,8 +286,10 @@ async fn a_worker_reconnects_when_its_server_comes_back_and_takes_the_queued_wor
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let server = server_at(&db, &addr);
-    let api = Api::new(&server);
-    let queued = api.launch("demo.sleep", json!({ "seconds": 0.01 })).await;
+    let api = Api::new(&server, Some("c-secret"));
+    let queued = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 0.01 } }))
+        .await;
     let done = api.finished(&queued).await;
     assert_eq!(done["status"], "completed", "{done}");
 }

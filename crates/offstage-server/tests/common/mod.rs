@@ -69,3 +69,101 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The HTTP API of one server, as another client would use it.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub fn new(server: &Server, token: Option<&str>) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            url: server.url.clone(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// Launches `body` (`{"name", "args", ...}`); the new task's id.
+    pub async fn launch(&self, body: serde_json::Value) -> String {
+        let response = self
+            .request(reqwest::Method::POST, "/api/tasks")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let task: serde_json::Value = response.json().await.unwrap();
+        task["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Kills `id` with `grace_ms`, or the server's grace period.
+    pub async fn kill(&self, id: &str, grace_ms: Option<u64>) {
+        let mut request = self.request(reqwest::Method::POST, &format!("/api/tasks/{id}/kill"));
+        if let Some(grace_ms) = grace_ms {
+            request = request.json(&serde_json::json!({ "grace_ms": grace_ms }));
+        }
+        assert_eq!(request.send().await.unwrap().status(), 202);
+    }
+
+    /// Reads the task's events from its launch until `until(kind, event)` holds; that event.
+    pub async fn until(
+        &self,
+        id: &str,
+        until: impl Fn(&str, &serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        use futures::StreamExt;
+        let response = self
+            .request(reqwest::Method::GET, &format!("/api/tasks/{id}/events"))
+            .header("last-event-id", "0")
+            .send()
+            .await
+            .unwrap();
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        let wait = std::time::Duration::from_secs(30);
+        tokio::time::timeout(wait, async {
+            while let Some(chunk) = body.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+                while let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let kind = block.lines().find_map(|l| l.strip_prefix("event: "));
+                    let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+                    if let (Some(kind), Some(data)) = (kind, data) {
+                        let event: serde_json::Value = serde_json::from_str(data).unwrap();
+                        if until(kind, &event) {
+                            return event;
+                        }
+                    }
+                }
+            }
+            panic!("the events of {id} ended first");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("waiting on the events of {id}"))
+    }
+
+    /// The task's final record, once it has ended.
+    pub async fn finished(&self, id: &str) -> serde_json::Value {
+        self.until(id, |kind, _| kind == "finished").await["task"].clone()
+    }
+}
