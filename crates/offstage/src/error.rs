@@ -154,7 +154,10 @@ impl std::error::Error for Error {
 /// [`TaskError::new`] to choose the kind (a short machine-readable word such as `bad_input`).
 ///
 /// The runtime itself records these kinds: `panic`, `timeout`, `killed`, `cancelled`,
-/// `interrupted`, `missing`, `invalid_args`, `output` (the return value would not serialize).
+/// `interrupted`, `missing`, `invalid_args`, `output` (the return value would not serialize),
+/// and for tasks that run in workers `worker_lost` (a remote worker went away),
+/// `worker_crashed` (an isolated worker process died), `worker_spawn` (no worker process could
+/// be started) and `aborted`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskError {
