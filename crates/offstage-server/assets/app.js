@@ -682,7 +682,7 @@ function taskView(main, id) {
       ...fact("Priority", String(task.priority)),
       ...fact("Timeout", task.timeout_ms ? fmtDuration(task.timeout_ms) : "none"),
       ...fact("Node", task.node ? h("code", {}, task.node) : "—"),
-      ...fact("Runs in", task.isolated ? "an isolated worker process" : "its node's runtime"),
+      ...fact("Isolated", task.isolated ? "yes, in a worker process of its own" : "no"),
       ...(task.run_at !== task.launched_at ? fact("Run at", timeEl(task.run_at)) : []));
     args.textContent = pretty(task.args);
     state.textContent = pretty(task.state);
