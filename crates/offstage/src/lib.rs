@@ -64,6 +64,6 @@ pub use log::{LogLevel, LogLine};
 pub use registry::{TaskType, TaskTypeOptions};
 pub use runtime::{Config, Isolation, Launch, LaunchOptions, Runtime, RuntimeBuilder, WorkerInfo};
 pub use status::Status;
-pub use task::{ListFilter, Task, TaskRecord};
+pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 #[cfg(feature = "worker")]
 pub use worker::Worker;

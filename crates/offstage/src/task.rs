@@ -247,6 +247,27 @@ impl Task {
         self.rt.kill(self.id, None).await
     }
 
+    /// A guard that kills this task when it is dropped. Keep it with whatever the task belongs
+    /// to, such as the response stream of the connection that started it, and the task is
+    /// cancelled when that connection closes:
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
+    /// let task = rt.launch_json("reports.preview", serde_json::json!({})).await?;
+    /// let guard = task.kill_on_drop(); // moved into the SSE stream; the client leaves, it drops
+    /// # drop(guard);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The kill takes the usual path (cancel, grace period, abort) on the runtime, after the
+    /// guard is gone. [`KillOnDrop::disarm`] lets the task run on instead.
+    pub fn kill_on_drop(&self) -> KillOnDrop {
+        KillOnDrop {
+            rt: Some(Arc::clone(&self.rt)),
+            id: self.id,
+        }
+    }
+
     /// [`Task::kill`] with its own grace period; zero aborts at once.
     pub async fn kill_with_grace(&self, grace: Duration) -> Result<TaskRecord, Error> {
         self.rt.kill(self.id, Some(grace)).await
@@ -262,5 +283,49 @@ impl Task {
     /// runtime's replay buffer); for one from [`crate::Runtime::get`], with the next event.
     pub fn events(&self) -> Subscription {
         self.rt.events.subscribe_task_since(self.id, self.since)
+    }
+}
+
+/// Kills its task when dropped: see [`Task::kill_on_drop`].
+#[must_use = "the task is killed as soon as the guard is dropped"]
+pub struct KillOnDrop {
+    rt: Option<Arc<Inner>>,
+    id: TaskId,
+}
+
+impl fmt::Debug for KillOnDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KillOnDrop")
+            .field("id", &self.id)
+            .field("armed", &self.rt.is_some())
+            .finish()
+    }
+}
+
+impl KillOnDrop {
+    /// The task it guards.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Lets the task run on: dropping the guard no longer kills it.
+    pub fn disarm(mut self) {
+        self.rt = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Some(rt) = self.rt.take() else { return };
+        let id = self.id;
+        // Drop cannot wait: the kill runs on the runtime. Outside one (the app is shutting
+        // down), the runtime's own shutdown deals with the task.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(error) = rt.kill(id, None).await {
+                    tracing::debug!(task = %id, %error, "kill on drop");
+                }
+            });
+        }
     }
 }
