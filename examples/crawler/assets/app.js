@@ -51,7 +51,8 @@ function addLog(line) {
   item.dataset.level = line.level;
   $("log").append(item);
   while ($("log").children.length > LOG_LINES) $("log").firstElementChild.remove();
-  item.scrollIntoView({ block: "nearest" });
+  // Follow the newest line without scrolling the page itself.
+  $("log").scrollTop = $("log").scrollHeight;
 }
 
 /** Follows crawl `task` (a task record): its status, progress and log, live. */
