@@ -20,6 +20,9 @@ use serde_json::json;
 use crate::pages::Pages;
 use crate::sitemap::{self, Sitemap};
 
+/// The largest page or sitemap a crawl reads.
+const MAX_BODY: usize = 5 << 20;
+
 /// Most sitemap files one crawl reads (an index of indexes is allowed, a loop is not).
 const MAX_SITEMAPS: usize = 100;
 
@@ -65,17 +68,26 @@ impl Crawl {
     /// meanwhile.
     async fn fetch(&self, ctx: &Context, url: &str) -> Result<String, TaskError> {
         let request = async {
-            self.http
+            let mut response = self
+                .http
                 .get(url)
                 .send()
-                .await?
-                .error_for_status()?
-                .text()
                 .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| describe(&e))?;
+            // Read at most MAX_BODY: a page is for reading, not a way to fill the disk.
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(format!("larger than {} MiB", MAX_BODY >> 20));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(String::from_utf8_lossy(&body).into_owned())
         };
         tokio::select! {
             _ = ctx.cancelled() => Err(TaskError::cancelled()),
-            body = request => body.map_err(|e| TaskError::new("fetch", describe(&e))),
+            body = request => body.map_err(|message| TaskError::new("fetch", message)),
         }
     }
 

@@ -197,7 +197,7 @@ async fn running_crawl(rt: &Runtime, session: &str) -> Result<Option<TaskRecord>
     // Newest first; a session has at most one running at a time, but older ones may linger
     // `queued` or `running` on a node that died, until recovery marks them `missing`.
     let tasks = rt.list(&filter).await?;
-    for task in tasks {
+    for task in tasks.into_iter().filter(TaskRecord::is_running) {
         // The list comes from the store; the runtime's own answer is the live one.
         let record = rt.record(task.id).await?;
         if record.is_running() {
