@@ -322,3 +322,140 @@ async fn search(
 fn internal(error: crate::pages::Error) -> ApiError {
     offstage::Error::new(offstage::ErrorKind::Store, error.to_string()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::demo_site::DemoSite;
+
+    /// The crawler's routes over a fresh database in a temporary directory, crawling a demo
+    /// site on a free port.
+    async fn app_and_sitemap() -> (Router, String, Runtime, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("crawler-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("crawler.db");
+        let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sitemap = format!("http://{}/sitemap.xml", site.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(site, DemoSite { pages: 50 }.router()).await });
+        let pages = Pages::open(&db).unwrap();
+        let runtime = Runtime::builder()
+            .sqlite(&db)
+            .register(Crawl {
+                pages: pages.clone(),
+                http: Crawl::client(),
+                delay: Duration::from_millis(20),
+            })
+            .build()
+            .await
+            .unwrap();
+        let state = WebState {
+            runtime: runtime.clone(),
+            pages,
+            default_sitemap: sitemap.clone(),
+            dashboard: false,
+        };
+        (app(state), sitemap, runtime, dir)
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<String>, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let set_cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|value| value.to_str().unwrap().to_owned());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, set_cookie, json)
+    }
+
+    #[tokio::test]
+    async fn only_the_session_that_started_a_crawl_may_stop_it() {
+        let (app, sitemap, runtime, dir) = app_and_sitemap().await;
+
+        // A first request gets a session cookie, and the crawl belongs to that session.
+        let body = json!({ "sitemap": sitemap });
+        let (status, cookie, task) = call(&app, "POST", "/crawls", None, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+        let cookie = cookie.expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let mine = cookie.split(';').next().unwrap().to_owned();
+        let id = task["id"].as_str().unwrap().to_owned();
+        assert_eq!(task["owner"].as_str(), mine.split_once('=').map(|(_, v)| v));
+
+        // That session finds it running; a second Run while it runs is refused.
+        let (_, again, current) = call(&app, "GET", "/crawls/current", Some(&mine), None).await;
+        assert_eq!(again, None, "a known session keeps its cookie");
+        assert_eq!(current["task"]["id"], id.as_str());
+        let body = json!({ "sitemap": sitemap });
+        let (status, _, error) = call(&app, "POST", "/crawls", Some(&mine), Some(body)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{error}");
+
+        // Another session sees nothing of it and may not stop or watch it.
+        let other = format!("{COOKIE}={}", uuid::Uuid::new_v4());
+        let (_, _, current) = call(&app, "GET", "/crawls/current", Some(&other), None).await;
+        assert_eq!(current["task"], Value::Null);
+        let stop = format!("/crawls/{id}/stop");
+        let (status, _, error) = call(&app, "POST", &stop, Some(&other), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(error["error"]["code"], "not_your_crawl");
+        let events = format!("/crawls/{id}/events");
+        let (status, _, _) = call(&app, "GET", &events, Some(&other), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, _) = call(&app, "POST", "/crawls/nonsense/stop", Some(&mine), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        // Its own session stops it: killed, its pages so far kept.
+        let (status, _, record) = call(&app, "POST", &stop, Some(&mine), None).await;
+        assert_eq!(status, StatusCode::OK, "{record}");
+        assert_eq!(record["status"], "killed");
+        let (_, _, current) = call(&app, "GET", "/crawls/current", Some(&mine), None).await;
+        assert_eq!(current["task"], Value::Null);
+        // The state has no `done` yet if the kill came while the sitemap was being read.
+        let done = record["state"]["done"].as_u64().unwrap_or(0);
+        assert_eq!(current["pages"].as_u64(), Some(done));
+        runtime.shutdown().await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn an_https_or_missing_sitemap_is_refused_with_a_reason() {
+        let (app, _, runtime, dir) = app_and_sitemap().await;
+        let body = json!({ "sitemap": "https://example.com/sitemap.xml" });
+        let (status, _, error) = call(&app, "POST", "/crawls", None, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("plain http"));
+        let (status, _, error) = call(&app, "POST", "/crawls", None, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        runtime.shutdown().await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
