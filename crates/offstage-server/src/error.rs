@@ -54,6 +54,7 @@ impl From<offstage::Error> for ApiError {
             ErrorKind::InvalidId => (StatusCode::BAD_REQUEST, "invalid_id"),
             ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
             ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             _ => {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,

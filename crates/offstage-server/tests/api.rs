@@ -668,3 +668,66 @@ async fn the_dashboard_works_mounted_under_a_prefix() {
     let (_, page) = call_raw(&app(AppState::new(rt)), get("/")).await;
     assert!(page.contains(r#"src="/assets/app.js""#), "{page}");
 }
+
+#[tokio::test]
+async fn a_key_with_on_conflict_rejects_returns_or_supersedes_the_live_task() {
+    let (app, rt) = open_app().await;
+    let launch = |on_conflict: &str| {
+        post(
+            "/api/tasks",
+            &json!({ "name": "demo.sleep", "args": { "seconds": 600 }, "key": "nightly",
+                     "on_conflict": on_conflict })
+            .to_string(),
+        )
+    };
+    let (status, first) = call(&app, launch("reject")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let first_id = first["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = call(&app, launch("reject")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&first_id),
+        "{body}"
+    );
+
+    let (status, same) = call(&app, launch("existing")).await;
+    assert_eq!(status, StatusCode::OK, "the live task, not a new one");
+    assert_eq!(same["id"], first_id.as_str());
+
+    let (status, second) = call(&app, launch("supersede")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(second["id"], first_id.as_str());
+    let (_, old) = call(&app, get(&format!("/api/tasks/{first_id}"))).await;
+    assert_eq!(
+        old["status"], "killed",
+        "superseded before the new one went in"
+    );
+
+    for (body, hint) in [
+        (
+            json!({ "name": "demo.echo", "args": { "value": 1 }, "on_conflict": "reject" }),
+            "needs a key",
+        ),
+        (
+            json!({ "name": "demo.echo", "args": { "value": 1 }, "key": "k", "on_conflict": "maybe" }),
+            "reject, existing, supersede",
+        ),
+    ] {
+        let (status, error) = call(&app, post("/api/tasks", &body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(hint),
+            "{error}"
+        );
+    }
+    rt.kill(second["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+}

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Corrupt,
     /// The store failed (I/O, connection, SQL). The message has the cause.
     Store,
+    /// A launch with a key met a live task with the same task type and key, and its
+    /// `on_conflict` said to reject it. The message names that task.
+    Conflict,
     /// A worker could not reach its server, or the connection ended. Worth retrying.
     Connection,
     /// A worker's server refused it (bad token, protocol error). Retrying will not help until

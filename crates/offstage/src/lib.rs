@@ -62,7 +62,9 @@ pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLine};
 pub use registry::{TaskType, TaskTypeOptions};
-pub use runtime::{Config, Isolation, Launch, LaunchOptions, Runtime, RuntimeBuilder, WorkerInfo};
+pub use runtime::{
+    Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,
+};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 #[cfg(feature = "worker")]

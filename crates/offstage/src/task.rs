@@ -158,6 +158,9 @@ pub struct Task {
     /// The event sequence number just before this handle's view of the task begins: before
     /// its `launched` event for a handle from a launch, "now" for one from `get`.
     pub(crate) since: u64,
+    /// True when a launch with `on_conflict: existing` returned this live task instead of
+    /// launching a new one.
+    pub(crate) existing: bool,
 }
 
 impl fmt::Debug for Task {
@@ -266,6 +269,12 @@ impl Task {
             rt: Some(Arc::clone(&self.rt)),
             id: self.id,
         }
+    }
+
+    /// True when this handle came from a launch with `on_conflict: existing` that found this
+    /// task live and launched nothing.
+    pub fn is_existing(&self) -> bool {
+        self.existing
     }
 
     /// [`Task::kill`] with its own grace period; zero aborts at once.

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use offstage::{LaunchOptions, ListFilter, LogLine, Status, TaskId, TaskRecord};
+use offstage::{LaunchOptions, ListFilter, LogLine, OnConflict, Status, TaskId, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -48,9 +48,11 @@ pub struct LaunchRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     args: Value,
-    /// A key to find the task by later.
+    /// A key to find the task by later; with `on_conflict`, at most one live task of the type
+    /// has it.
     key: Option<String>,
-    /// Not supported yet: leave it out.
+    /// With `key`, when a task of the same type and key is queued or running: `reject` (409
+    /// naming it), `existing` (200 with that task), or `supersede` (kill it, then launch).
     on_conflict: Option<String>,
     /// Fail the task if it runs longer than this many seconds.
     timeout_s: Option<f64>,
@@ -72,12 +74,11 @@ pub(crate) async fn launch(
     State(state): State<AppState>,
     Body(request): Body<LaunchRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if request.on_conflict.is_some() {
-        return Err(ApiError::bad_request(
-            "unsupported",
-            "on_conflict is not supported by this server yet: launch without it",
-        ));
-    }
+    let on_conflict = request
+        .on_conflict
+        .as_deref()
+        .map(str::parse::<OnConflict>)
+        .transpose()?;
     let timeout = match request.timeout_s {
         None => None,
         Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
@@ -99,6 +100,7 @@ pub(crate) async fn launch(
         timeout,
         run_at: request.run_at,
         isolated: request.isolated,
+        on_conflict,
     };
     let task = state
         .runtime
@@ -106,7 +108,12 @@ pub(crate) async fn launch(
         .options(options)
         .await?;
     let record = task.record().await?;
-    Ok((StatusCode::CREATED, Json(TaskView::from(record))))
+    let status = if task.is_existing() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(TaskView::from(record))))
 }
 
 /// `GET /api/tasks` query.

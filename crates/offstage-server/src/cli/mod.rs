@@ -82,6 +82,13 @@ enum Command {
         /// Run it in a worker process of its own, so a kill stops it even if it never awaits.
         #[arg(long)]
         isolated: bool,
+        /// A key to find it by; with --on-conflict, one live task of the type per key.
+        #[arg(long)]
+        key: Option<String>,
+        /// With --key, when a task of the type with that key is live: reject, existing or
+        /// supersede.
+        #[arg(long, value_parser = ["reject", "existing", "supersede"], requires = "key")]
+        on_conflict: Option<String>,
         /// Wait until it ends, with a progress bar; exit 3 unless it completed.
         #[arg(long)]
         wait: bool,
@@ -213,6 +220,8 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             priority,
             timeout_s,
             isolated,
+            key,
+            on_conflict,
             wait,
             follow,
             remote,
@@ -226,6 +235,12 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             let mut body = json!({ "name": name, "args": args, "owner": owner, "priority": priority, "timeout_s": timeout_s });
             if isolated {
                 body["isolated"] = json!(true);
+            }
+            if let Some(key) = key {
+                body["key"] = json!(key);
+            }
+            if let Some(on_conflict) = on_conflict {
+                body["on_conflict"] = json!(on_conflict);
             }
             let task = client.call(Method::POST, "/api/tasks", Some(&body)).await?;
             if !(wait || follow) {

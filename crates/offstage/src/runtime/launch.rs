@@ -37,7 +37,44 @@ pub struct LaunchOptions {
     /// whatever the task type says.
     #[serde(default)]
     pub isolated: Option<bool>,
+    /// With `key`: what to do when a task of the same type and key is queued or running.
+    /// Without it, keys are labels and duplicates run.
+    #[serde(default)]
+    pub on_conflict: Option<OnConflict>,
 }
+
+/// What a launch with a key does when a task of the same type and key is live (queued or
+/// running). Atomic on every store: of racing launches, at most one runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Fail with [`ErrorKind::Conflict`], naming the live task.
+    Reject,
+    /// Return the live task instead of launching ([`Task::is_existing`] says so).
+    Existing,
+    /// Kill the live task (and wait until it has ended), then launch.
+    Supersede,
+}
+
+impl std::str::FromStr for OnConflict {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "reject" => Ok(OnConflict::Reject),
+            "existing" => Ok(OnConflict::Existing),
+            "supersede" => Ok(OnConflict::Supersede),
+            other => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("on_conflict `{other}` is not one of reject, existing, supersede"),
+            )),
+        }
+    }
+}
+
+/// How often a superseding launch may find yet another live task (each one killed) before it
+/// gives up: only a storm of racing supersedes gets there.
+const SUPERSEDE_ROUNDS: usize = 20;
 
 mod optional_millis {
     use std::time::Duration;
@@ -133,6 +170,12 @@ impl Launch {
         self
     }
 
+    /// What to do when a task of the same type and key is queued or running (needs a key).
+    pub fn on_conflict(mut self, on_conflict: OnConflict) -> Self {
+        self.options.on_conflict = Some(on_conflict);
+        self
+    }
+
     /// Do not start until `delay` from now.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -141,7 +184,18 @@ impl Launch {
 
     /// Validates the launch and makes its record, as queued; the body comes ready to run.
     /// The body is `None` for a task type that workers serve.
-    fn check(self) -> Result<(Arc<Inner>, TaskRecord, Option<crate::registry::Prepared>), Error> {
+    #[allow(clippy::type_complexity)]
+    fn check(
+        self,
+    ) -> Result<
+        (
+            Arc<Inner>,
+            TaskRecord,
+            Option<crate::registry::Prepared>,
+            Option<OnConflict>,
+        ),
+        Error,
+    > {
         let Launch {
             rt,
             name,
@@ -156,6 +210,13 @@ impl Launch {
             ));
         }
         let args = args?;
+        if options.on_conflict.is_some() && options.key.is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "on_conflict needs a key: it decides what happens when a task of the same type \
+                 and key is live",
+            ));
+        }
         // A type no in-process registration knows may be one workers serve: then its args are
         // the worker's to check, and the task waits queued for a worker to claim it.
         let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
@@ -211,7 +272,7 @@ impl Launch {
             node: None,
             isolated,
         };
-        Ok((rt, queued, prepared))
+        Ok((rt, queued, prepared, options.on_conflict))
     }
 
     /// Launches inside the app's own PostgreSQL transaction: the task exists if, and only if,
@@ -236,7 +297,14 @@ impl Launch {
     /// ```
     #[cfg(feature = "postgres")]
     pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
-        let (rt, queued, _prepared) = self.check()?;
+        let (rt, queued, _prepared, on_conflict) = self.check()?;
+        if on_conflict.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "on_conflict is not available inside a transaction (the live task could not be \
+                 killed or returned before the commit): launch with it outside the transaction",
+            ));
+        }
         let store: &dyn std::any::Any = &*rt.store;
         let Some(store) = store.downcast_ref::<crate::store::postgres::PostgresStore>() else {
             return Err(Error::new(
@@ -255,12 +323,13 @@ impl Launch {
             name: queued.name.as_str().into(),
             launched_at: queued.launched_at,
             since: rt.events.last_seq(),
+            existing: false,
             rt,
         })
     }
 
     async fn run(self) -> Result<Task, Error> {
-        let (rt, queued, prepared) = self.check()?;
+        let (rt, queued, prepared, on_conflict) = self.check()?;
         let (id, now) = (queued.id, queued.launched_at);
         let due = queued.run_at <= now;
         // Start at once, skipping the queue, when the task is due and a slot is free. Slots
@@ -279,11 +348,65 @@ impl Launch {
         } else {
             queued.clone()
         };
-        if let Err(error) = rt.store.launch(&stored).await {
-            if direct {
-                rt.release_slots(1);
+        let mut rounds = 0;
+        loop {
+            let inserted = match on_conflict {
+                None => rt.store.launch(&stored).await.map(|()| None),
+                Some(_) => rt.store.launch_unique(&stored).await,
+            };
+            let live = match inserted {
+                Ok(None) => break,
+                Ok(Some(live)) => live,
+                Err(error) => {
+                    if direct {
+                        rt.release_slots(1);
+                    }
+                    return Err(error);
+                }
+            };
+            match on_conflict {
+                Some(OnConflict::Supersede) if rounds < SUPERSEDE_ROUNDS => {
+                    rounds += 1;
+                    // Ended (killed, or done by itself meanwhile) before this one goes in.
+                    if let Err(error) = rt.kill(live.id, None).await {
+                        if error.kind() != ErrorKind::NotFound {
+                            if direct {
+                                rt.release_slots(1);
+                            }
+                            return Err(error);
+                        }
+                    }
+                }
+                Some(OnConflict::Existing) => {
+                    if direct {
+                        rt.release_slots(1);
+                    }
+                    return Ok(Task {
+                        since: rt.events.last_seq(),
+                        id: live.id,
+                        name: live.name.as_str().into(),
+                        launched_at: live.launched_at,
+                        existing: true,
+                        rt,
+                    });
+                }
+                _ => {
+                    if direct {
+                        rt.release_slots(1);
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "task {} ({}, key `{}`) is {}: wait for it, kill it, or launch with \
+                             on_conflict existing (to get it) or supersede (to replace it)",
+                            live.id,
+                            live.name,
+                            live.key.as_deref().unwrap_or_default(),
+                            live.status
+                        ),
+                    ));
+                }
             }
-            return Err(error);
         }
         let name = queued.name.as_str().into();
         let launched = EventKind::Launched {
@@ -296,6 +419,7 @@ impl Launch {
             name,
             launched_at: now,
             since: seq - 1,
+            existing: false,
         };
         if direct {
             executor::start(&rt, stored, prepared);

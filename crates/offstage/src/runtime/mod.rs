@@ -46,7 +46,7 @@ use tokio::sync::Notify;
 pub use self::builder::{Config, RuntimeBuilder};
 pub use self::dispatch::WorkerInfo;
 pub use self::isolation::Isolation;
-pub use self::launch::{Launch, LaunchOptions};
+pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
 use crate::error::Error;
 use crate::event::{EventBus, EventKind, Subscription};
@@ -228,6 +228,7 @@ impl Runtime {
             name: record.name.into(),
             launched_at: record.launched_at,
             since,
+            existing: false,
         })
     }
 

@@ -162,6 +162,12 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// claims it at once (then `task.node` is that node and `started_at` is set).
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error>;
 
+    /// [`Store::launch`], unless a task with the same `name` and `key` (`task.key` is set) is
+    /// `queued` or `running`: then nothing is inserted and that task is returned. Atomic across
+    /// every handle on the database: of concurrent calls for one name and key, at most one
+    /// inserts while another such task is live.
+    async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error>;
+
     /// Claims up to `limit` queued tasks whose `run_at` is due at `now` and whose name is in
     /// `names`, highest priority first and then oldest first, for `node`: each becomes
     /// `running`, its `attempt` goes up by one and `started_at` is `now`. No task is ever

@@ -465,6 +465,34 @@ impl Store for PostgresStore {
         self.write_op(|tx| Write::Launch(task, tx)).await
     }
 
+    async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error> {
+        let failed = |e| pg_error("launch", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        // Launches of one name and key take turns (the lock ends with the transaction); other
+        // launches are not held up.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+            .bind(&task.name)
+            .bind(&task.key)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let live = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = $1 AND task_key = $2 \
+             AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
+        ))
+        .bind(&task.name)
+        .bind(&task.key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed)?;
+        if let Some(row) = live {
+            return task_from_row(&row).map(Some).map_err(failed);
+        }
+        task_arrays(task).insert(&mut tx).await.map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(None)
+    }
+
     async fn claim(
         &self,
         node: NodeId,

@@ -498,32 +498,27 @@ impl Store for SqliteStore {
     }
 
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
-        // Everything is turned into SQL values here, so the writer thread only runs SQL.
-        let id = task.id;
-        let name = task.name.clone();
-        let args = json_text(&task.args);
-        let state = json_text(&task.state);
-        let status = task.status.as_str();
-        let times = (
-            micros(task.launched_at),
-            micros(task.run_at),
-            task.started_at.map(micros),
-        );
-        let (attempt, priority) = (task.attempt, task.priority);
-        let (key, owner) = (task.key.clone(), task.owner.clone());
-        let timeout_ms = task.timeout_ms.map(|t| t as i64);
-        let (node, isolated) = (task.node, task.isolated);
+        let row = NewTask::from(task);
+        self.write(move |conn| row.insert(conn)).await
+    }
+
+    async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error> {
+        let row = NewTask::from(task);
+        let (name, key) = (task.name.clone(), task.key.clone());
+        // The writer holds the database's write lock (BEGIN IMMEDIATE) for the whole batch, so
+        // nothing, in this process or another, can insert between the look and the insert.
         self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
-                 started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?
-            .execute(params![
-                id, name, args, status, state, times.0, times.1, times.2, attempt, priority, key,
-                owner, timeout_ms, node, isolated,
-            ])?;
-            Ok(())
+            let live = conn
+                .prepare_cached(&format!(
+                    "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = ?1 AND task_key = ?2 \
+                     AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
+                ))?
+                .query_row(params![name, key], task_from_row)
+                .optional()?;
+            if live.is_none() {
+                row.insert(conn)?;
+            }
+            Ok(live)
         })
         .await
     }
@@ -796,5 +791,74 @@ fn lock_is_free(path: &Path) -> bool {
     match File::options().write(true).open(path) {
         Ok(file) => file.try_lock().is_ok(),
         Err(_) => true,
+    }
+}
+
+/// A new task's columns as SQL values, made on the caller's thread so the writer only runs SQL.
+struct NewTask {
+    id: TaskId,
+    name: String,
+    args: String,
+    status: &'static str,
+    state: String,
+    times: (i64, i64, Option<i64>),
+    attempt: u32,
+    priority: i32,
+    key: Option<String>,
+    owner: Option<String>,
+    timeout_ms: Option<i64>,
+    node: Option<NodeId>,
+    isolated: bool,
+}
+
+impl From<&TaskRecord> for NewTask {
+    fn from(task: &TaskRecord) -> Self {
+        Self {
+            id: task.id,
+            name: task.name.clone(),
+            args: json_text(&task.args),
+            status: task.status.as_str(),
+            state: json_text(&task.state),
+            times: (
+                micros(task.launched_at),
+                micros(task.run_at),
+                task.started_at.map(micros),
+            ),
+            attempt: task.attempt,
+            priority: task.priority,
+            key: task.key.clone(),
+            owner: task.owner.clone(),
+            timeout_ms: task.timeout_ms.map(|t| t as i64),
+            node: task.node,
+            isolated: task.isolated,
+        }
+    }
+}
+
+impl NewTask {
+    fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
+             started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            self.id,
+            self.name,
+            self.args,
+            self.status,
+            self.state,
+            self.times.0,
+            self.times.1,
+            self.times.2,
+            self.attempt,
+            self.priority,
+            self.key,
+            self.owner,
+            self.timeout_ms,
+            self.node,
+            self.isolated,
+        ])?;
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 mod durability;
+mod keys;
 mod lifecycle;
 mod stopping;
 mod tasks;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::durability::*;
+pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
@@ -146,6 +148,10 @@ macro_rules! conformance_tests {
             unknown_task_type_lists_registered_names,
             args_that_do_not_fit_are_rejected_at_launch,
             launch_options_are_kept,
+            racing_launches_with_a_key_reject_all_but_one,
+            racing_launches_with_a_key_return_the_existing_task,
+            racing_launches_with_a_key_supersede_leave_one_running,
+            on_conflict_needs_a_key,
             unknown_id_is_not_found,
             state_is_live_for_readers_and_saved_at_the_end,
             oversized_state_is_an_error_the_task_can_handle,

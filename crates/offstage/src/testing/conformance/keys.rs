@@ -1,0 +1,137 @@
+//! Uniqueness by key: racing launches with one task type and key, from two nodes on one
+//! database, under each `on_conflict`.
+
+use futures::future::join_all;
+use serde_json::json;
+
+use super::tasks::runtime_with;
+use super::Backend;
+use crate::{ErrorKind, ListFilter, OnConflict, Runtime, Status, Task};
+
+/// Two runtimes (nodes) on one new database.
+async fn two_nodes(backend: &dyn Backend) -> (Runtime, Runtime) {
+    let database = backend.new_database();
+    let a = runtime_with(backend, &database, |b| b).await;
+    let b = runtime_with(backend, &database, |b| b).await;
+    (a, b)
+}
+
+/// `n` launches of one key at once, alternating between the two nodes.
+async fn race(
+    a: &Runtime,
+    b: &Runtime,
+    n: usize,
+    on_conflict: OnConflict,
+) -> Vec<Result<Task, crate::Error>> {
+    join_all((0..n).map(|i| {
+        let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            rt.launch_json("test.until_cancelled", json!(i))
+                .key("report-42")
+                .on_conflict(on_conflict)
+                .await
+        }
+    }))
+    .await
+}
+
+async fn live_with_key(rt: &Runtime) -> Vec<crate::TaskRecord> {
+    let filter = ListFilter {
+        key: Some("report-42".into()),
+        ..ListFilter::default()
+    };
+    rt.list(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.is_running())
+        .collect()
+}
+
+/// With `reject`, one of the racing launches runs and every other fails with `Conflict`,
+/// naming the task that runs. Without `on_conflict`, a key is a label and duplicates run.
+pub async fn racing_launches_with_a_key_reject_all_but_one(backend: &dyn Backend) {
+    let (a, b) = two_nodes(backend).await;
+    let results = race(&a, &b, 12, OnConflict::Reject).await;
+    let launched: Vec<&Task> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(launched.len(), 1, "exactly one launch went through");
+    let winner = launched[0].id();
+    for error in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+        assert!(error.message().contains(&winner.to_string()), "{error}");
+    }
+    assert_eq!(live_with_key(&a).await.len(), 1);
+    // Once it has ended, the key is free again.
+    assert_eq!(launched[0].kill().await.unwrap().status, Status::Killed);
+    let again = a
+        .launch_json("test.echo", json!(1))
+        .key("report-42")
+        .on_conflict(OnConflict::Reject)
+        .await
+        .unwrap();
+    again.wait().await.unwrap();
+    // A launch without on_conflict is not held to the key.
+    let first = a
+        .launch_json("test.until_cancelled", json!(1))
+        .key("report-42")
+        .await
+        .unwrap();
+    let second = a
+        .launch_json("test.until_cancelled", json!(2))
+        .key("report-42")
+        .await
+        .unwrap();
+    assert_eq!(live_with_key(&a).await.len(), 2);
+    first.kill().await.unwrap();
+    second.kill().await.unwrap();
+}
+
+/// With `existing`, every racing launch returns the same live task, and only one was launched.
+pub async fn racing_launches_with_a_key_return_the_existing_task(backend: &dyn Backend) {
+    let (a, b) = two_nodes(backend).await;
+    let results = race(&a, &b, 12, OnConflict::Existing).await;
+    let tasks: Vec<Task> = results.into_iter().map(Result::unwrap).collect();
+    let id = tasks[0].id();
+    assert!(tasks.iter().all(|t| t.id() == id), "one task for everyone");
+    assert_eq!(tasks.iter().filter(|t| !t.is_existing()).count(), 1);
+    assert_eq!(live_with_key(&b).await.len(), 1);
+    tasks[0].kill().await.unwrap();
+}
+
+/// With `supersede`, each launch kills the live task before it runs: at the end exactly one
+/// is live, and every other one ended `killed` (none ever ran beside another).
+pub async fn racing_launches_with_a_key_supersede_leave_one_running(backend: &dyn Backend) {
+    let (a, b) = two_nodes(backend).await;
+    let first = a
+        .launch_json("test.until_cancelled", json!("first"))
+        .key("report-42")
+        .on_conflict(OnConflict::Supersede)
+        .await
+        .unwrap();
+    let results = race(&a, &b, 8, OnConflict::Supersede).await;
+    let tasks: Vec<Task> = results.into_iter().map(Result::unwrap).collect();
+    let live = live_with_key(&a).await;
+    assert_eq!(live.len(), 1, "one live task: {live:?}");
+    assert_eq!(first.wait().await.unwrap().status, Status::Killed);
+    let mut killed = 0;
+    for task in &tasks {
+        if task.id() != live[0].id {
+            assert_eq!(task.wait().await.unwrap().status, Status::Killed);
+            killed += 1;
+        }
+    }
+    assert_eq!(killed, tasks.len() - 1);
+    a.kill(live[0].id).await.unwrap();
+}
+
+/// `on_conflict` without a key is refused with advice.
+pub async fn on_conflict_needs_a_key(backend: &dyn Backend) {
+    let (a, _b) = two_nodes(backend).await;
+    let error = a
+        .launch_json("test.echo", json!(1))
+        .on_conflict(OnConflict::Reject)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+    assert!(error.message().contains("needs a key"), "{error}");
+}
