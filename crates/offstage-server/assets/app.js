@@ -824,6 +824,11 @@ function launchView(main, params) {
   argsInput.value = params.get("args") || "{}";
   const ownerInput = h("input", { id: "l-owner", name: "owner", autocomplete: "off" });
   const keyInput = h("input", { id: "l-key", name: "key", autocomplete: "off" });
+  const conflictSelect = h("select", { id: "l-conflict", name: "on_conflict" },
+    h("option", { value: "" }, "launch anyway"),
+    h("option", { value: "reject" }, "refuse"),
+    h("option", { value: "existing" }, "open the live one"),
+    h("option", { value: "supersede" }, "kill it, then launch"));
   const timeoutInput = h("input", {
     id: "l-timeout", name: "timeout_s", type: "number", min: "0", step: "any",
     inputmode: "decimal",
@@ -851,6 +856,7 @@ function launchView(main, params) {
     const body = { name: typeSelect.value, args };
     if (ownerInput.value.trim()) body.owner = ownerInput.value.trim();
     if (keyInput.value.trim()) body.key = keyInput.value.trim();
+    if (body.key && conflictSelect.value) body.on_conflict = conflictSelect.value;
     if (timeoutInput.value) body.timeout_s = Number(timeoutInput.value);
     if (priorityInput.value) body.priority = Number(priorityInput.value);
     submit.disabled = true;
@@ -878,6 +884,7 @@ function launchView(main, params) {
         h("div", { class: "options" },
           h("label", { for: "l-owner" }, "Owner", ownerInput),
           h("label", { for: "l-key" }, "Key", keyInput),
+          h("label", { for: "l-conflict" }, "If one with this key is live", conflictSelect),
           h("label", { for: "l-timeout" }, "Timeout (s)", timeoutInput),
           h("label", { for: "l-priority" }, "Priority", priorityInput))),
       problem,

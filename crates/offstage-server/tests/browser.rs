@@ -692,6 +692,63 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     browser.wait("h1", "text", json!("demo.count")).await;
     browser.wait(".badge", "text", json!("completed")).await;
     browser.wait(".facts", "text", json!("grace")).await;
+
+    // A key with "refuse": the second launch is refused, naming the live task; "open the live
+    // one" goes to it.
+    let launch_keyed = |conflict: &'static str| {
+        let browser = &browser;
+        async move {
+            browser.goto("#/launch").await;
+            browser
+                .wait("#l-name option[value=\"demo.sleep\"]", "count", json!(1))
+                .await;
+            browser
+                .client
+                .find(Locator::Css("#l-name option[value=\"demo.sleep\"]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            browser.fill("#l-args", r#"{"seconds": 600}"#).await;
+            browser
+                .client
+                .execute(
+                    "document.querySelector('.launch details').open = true",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            browser.fill("#l-key", "nightly").await;
+            browser
+                .client
+                .find(Locator::Css(&format!(
+                    "#l-conflict option[value={conflict}]"
+                )))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            browser.click(".launch button[type=submit]").await;
+        }
+    };
+    launch_keyed("reject").await;
+    browser.wait("h1", "text", json!("demo.sleep")).await;
+    let url = browser.client.current_url().await.unwrap();
+    let first = url
+        .fragment()
+        .unwrap()
+        .trim_start_matches("/tasks/")
+        .to_owned();
+    launch_keyed("reject").await;
+    browser
+        .wait("#l-error", "text", json!(first.as_str()))
+        .await;
+    launch_keyed("existing").await;
+    browser.wait("h1", "text", json!("demo.sleep")).await;
+    let url = browser.client.current_url().await.unwrap();
+    assert_eq!(url.fragment().unwrap(), format!("/tasks/{first}"));
     browser.close().await;
 }
 
