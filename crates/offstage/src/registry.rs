@@ -77,6 +77,9 @@ pub struct TaskTypeOptions {
     /// bytes. Past it, allocations fail and the process dies: the task ends `failed`, kind
     /// `worker_crashed`.
     pub memory_limit: Option<u64>,
+    /// At most this many of its tasks run at once, on all nodes of the database together;
+    /// the rest wait `queued`.
+    pub concurrency_limit: Option<u32>,
 }
 
 impl TaskTypeOptions {
@@ -89,6 +92,12 @@ impl TaskTypeOptions {
     /// These options, run in a worker process of its own.
     pub fn isolated(mut self) -> Self {
         self.isolated = true;
+        self
+    }
+
+    /// These options with at most `n` tasks running at once across all nodes (at least 1).
+    pub fn concurrency_limit(mut self, n: u32) -> Self {
+        self.concurrency_limit = Some(n.max(1));
         self
     }
 
@@ -175,6 +184,14 @@ impl Registry {
                 prepare: Box::new(prepare),
             },
         );
+    }
+
+    /// The types with a concurrency limit, and the limit.
+    pub(crate) fn limited(&self) -> Vec<(String, usize)> {
+        self.types
+            .iter()
+            .filter_map(|(name, t)| Some((name.clone(), t.options.concurrency_limit? as usize)))
+            .collect()
     }
 
     /// True when some registered type runs in worker processes.

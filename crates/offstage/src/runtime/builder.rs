@@ -328,7 +328,13 @@ impl RuntimeBuilder {
         let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
         let capture =
             tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
-        let names = self.registry.names().map(str::to_owned).collect();
+        let limited = self.registry.limited();
+        let names: Vec<String> = self.registry.names().map(str::to_owned).collect();
+        let unlimited = names
+            .iter()
+            .filter(|name| !limited.iter().any(|(l, _)| l == *name))
+            .cloned()
+            .collect();
         let isolation = super::isolation::Pool::new(
             self.isolation.clone().unwrap_or_default(),
             node,
@@ -340,6 +346,8 @@ impl RuntimeBuilder {
             store,
             registry: self.registry,
             names,
+            unlimited,
+            limited,
             events: Arc::new(EventBus::new(self.config.event_replay)),
             config: self.config,
             clock,

@@ -79,6 +79,13 @@ async fn apply(rt: &Inner, notice: Notice) {
             }
         }
         Notice::Event { node, event } if node != rt.node => {
+            // A task of a limited type that ends elsewhere frees a place here too.
+            if let crate::event::EventKind::Finished { task } = &event.kind {
+                if rt.limited.iter().any(|(name, _)| *name == task.name) {
+                    rt.backlog.store(true, Ordering::Release);
+                    rt.wake.notify_one();
+                }
+            }
             rt.events.publish(event.task_id, event.at, event.kind);
         }
         Notice::Reconnected => {

@@ -336,7 +336,9 @@ impl Launch {
         // that free up while tasks wait in the store go to the scheduler instead (see
         // `release_slots`), so this never takes a slot a queued task was waiting for.
         let elsewhere = prepared.is_none();
-        let direct = due && !elsewhere && rt.try_reserve_slot();
+        // A type with a concurrency limit always goes through a claim, which counts.
+        let limited = rt.limited.iter().any(|(name, _)| *name == queued.name);
+        let direct = due && !elsewhere && !limited && rt.try_reserve_slot();
         let stored = if direct {
             TaskRecord {
                 status: Status::Running,

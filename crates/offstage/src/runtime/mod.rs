@@ -97,8 +97,13 @@ pub(crate) struct Inner {
     pub(crate) node: NodeId,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Registry,
-    /// The registered names, in the form `Store::claim` takes them.
+    /// The registered names.
     pub(crate) names: Vec<String>,
+    /// The registered names without a concurrency limit, in the form `Store::claim` takes them.
+    pub(crate) unlimited: Vec<String>,
+    /// Registered types with a concurrency limit, claimed one by one with
+    /// `Store::claim_limited`.
+    pub(crate) limited: Vec<(String, usize)>,
     pub(crate) config: Config,
     pub(crate) clock: Clock,
     pub(crate) events: Arc<EventBus>,

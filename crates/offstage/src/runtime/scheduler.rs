@@ -48,14 +48,32 @@ async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
         return None;
     }
     let now = rt.clock.now();
-    let claimed = match rt.store.claim(rt.node, &rt.names, now, reserved).await {
-        Ok(claimed) => claimed,
-        Err(error) => {
-            tracing::warn!(%error, "claiming queued tasks failed; retrying");
-            rt.slots.fetch_sub(reserved, Ordering::AcqRel);
-            return Some(rt.config.poll_interval);
+    let mut claimed = Vec::new();
+    if !rt.unlimited.is_empty() {
+        match rt.store.claim(rt.node, &rt.unlimited, now, reserved).await {
+            Ok(records) => claimed = records,
+            Err(error) => {
+                tracing::warn!(%error, "claiming queued tasks failed; retrying");
+                rt.slots.fetch_sub(reserved, Ordering::AcqRel);
+                return Some(rt.config.poll_interval);
+            }
         }
-    };
+    }
+    // Types with a concurrency limit, one by one, with what is left.
+    for (name, max_running) in &rt.limited {
+        let room = reserved - claimed.len();
+        if room == 0 {
+            break;
+        }
+        match rt
+            .store
+            .claim_limited(rt.node, name, now, room, *max_running)
+            .await
+        {
+            Ok(records) => claimed.extend(records),
+            Err(error) => tracing::warn!(%error, task_type = %name, "claiming failed; retrying"),
+        }
+    }
     let full = claimed.len() == reserved;
     rt.backlog.store(full, Ordering::Release);
     rt.slots

@@ -180,6 +180,18 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, Error>;
 
+    /// [`Store::claim`] for one task type with a concurrency limit: claims at most `limit`, and
+    /// never so many that more than `max_running` tasks named `name` would be `running` on all
+    /// nodes together. The count and the claim are one step across every handle.
+    async fn claim_limited(
+        &self,
+        node: NodeId,
+        name: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        max_running: usize,
+    ) -> Result<Vec<TaskRecord>, Error>;
+
     /// The earliest `run_at` among queued tasks named in `names`.
     async fn next_run_at(&self, names: &[String]) -> Result<Option<DateTime<Utc>>, Error>;
 

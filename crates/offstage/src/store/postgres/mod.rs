@@ -493,6 +493,59 @@ impl Store for PostgresStore {
         Ok(None)
     }
 
+    async fn claim_limited(
+        &self,
+        node: NodeId,
+        name: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        max_running: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let failed = |e| pg_error("claim", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        // Claims of one limited type take turns on every node; the count and the claim then
+        // see the same running tasks.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('offstage-limit'), hashtext($1))")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM offstage_tasks WHERE status = 'running' AND name = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(failed)?;
+        let room = (max_running as i64 - running).clamp(0, limit as i64);
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "UPDATE offstage_tasks SET status = 'running', node = $1, started_at = $2, \
+             attempt = attempt + 1 \
+             WHERE id IN (SELECT id FROM offstage_tasks \
+                 WHERE status = 'queued' AND run_at <= $2 AND name = $3 \
+                 ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(node.as_uuid())
+        .bind(now)
+        .bind(name)
+        .bind(room)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        let mut records = rows
+            .iter()
+            .map(task_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed)?;
+        records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
     async fn claim(
         &self,
         node: NodeId,

@@ -553,6 +553,45 @@ impl Store for SqliteStore {
         Ok(records)
     }
 
+    async fn claim_limited(
+        &self,
+        node: NodeId,
+        name: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        max_running: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let name = name.to_owned();
+        // Inside the writer's BEGIN IMMEDIATE batch: no other process can start one between the
+        // count and the claim.
+        let mut records = self
+            .write(move |conn| {
+                let running: i64 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM offstage_tasks \
+                         WHERE status = 'running' AND name = ?1",
+                    )?
+                    .query_row([&name], |row| row.get(0))?;
+                let room = (max_running as i64 - running).clamp(0, limit as i64);
+                if room == 0 {
+                    return Ok(Vec::new());
+                }
+                conn.prepare_cached(&format!(
+                    "UPDATE offstage_tasks SET status = 'running', node = ?1, started_at = ?2, \
+                     attempt = attempt + 1 \
+                     WHERE id IN (SELECT id FROM offstage_tasks INDEXED BY offstage_tasks_queue \
+                         WHERE status = 'queued' AND run_at <= ?2 AND name = ?3 \
+                         ORDER BY priority DESC, id LIMIT ?4) \
+                     RETURNING {TASK_COLUMNS}"
+                ))?
+                .query_map(params![node, micros(now), name, room], task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
     async fn next_run_at(&self, names: &[String]) -> Result<Option<DateTime<Utc>>, Error> {
         let names = json_text(&names);
         self.read(move |conn| {

@@ -135,3 +135,47 @@ pub async fn on_conflict_needs_a_key(backend: &dyn Backend) {
     assert_eq!(error.kind(), ErrorKind::InvalidArgument);
     assert!(error.message().contains("needs a key"), "{error}");
 }
+
+/// A task type limited to one running task: 50 launches at once through two nodes on one
+/// database all complete, and never do two run at the same time.
+pub async fn a_concurrency_limit_of_one_holds_across_two_nodes(backend: &dyn Backend) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let database = backend.new_database();
+    let node = |running: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+        runtime_with(backend, &database, move |builder| {
+            builder.task_with(
+                "test.one_at_a_time",
+                crate::TaskTypeOptions::default().concurrency_limit(1),
+                move |_ctx: crate::Context, _args: serde_json::Value| {
+                    let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+                    async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, crate::TaskError>(())
+                    }
+                },
+            )
+        })
+    };
+    let a = node(Arc::clone(&running), Arc::clone(&most)).await;
+    let b = node(Arc::clone(&running), Arc::clone(&most)).await;
+    let tasks = join_all((0..50).map(|i| {
+        let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            rt.launch_json("test.one_at_a_time", json!(i))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    for task in &tasks {
+        assert_eq!(task.wait().await.unwrap().status, Status::Completed);
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "never two at once");
+}

@@ -152,6 +152,7 @@ macro_rules! conformance_tests {
             racing_launches_with_a_key_return_the_existing_task,
             racing_launches_with_a_key_supersede_leave_one_running,
             on_conflict_needs_a_key,
+            a_concurrency_limit_of_one_holds_across_two_nodes,
             unknown_id_is_not_found,
             state_is_live_for_readers_and_saved_at_the_end,
             oversized_state_is_an_error_the_task_can_handle,
