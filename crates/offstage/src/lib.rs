@@ -61,7 +61,7 @@ pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLine};
-pub use registry::{TaskType, TaskTypeOptions};
+pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
     Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,
 };

@@ -80,6 +80,69 @@ pub struct TaskTypeOptions {
     /// At most this many of its tasks run at once, on all nodes of the database together;
     /// the rest wait `queued`.
     pub concurrency_limit: Option<u32>,
+    /// Run a failed task again, as this policy says. Without one, a task never re-runs on its
+    /// own.
+    pub retry: Option<Retry>,
+}
+
+/// When and how often a failed task runs again: up to `max_attempts` attempts in all, each
+/// after an exponential backoff (`base`, doubling, at most `max`) with ±25% jitter, for the
+/// error kinds in `kinds` (every kind but `invalid_args` when `None`). Kills never retry.
+/// Each failed attempt's error is written to the task's log before it is queued again; the
+/// record's `error` holds the latest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait before the second attempt.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// The error kinds that retry; `None`: all but `invalid_args`.
+    pub kinds: Option<&'static [&'static str]>,
+}
+
+impl Retry {
+    /// Up to `max_attempts` attempts, 1 s backoff doubling to at most 5 minutes.
+    pub fn new(max_attempts: u32) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            kinds: None,
+        }
+    }
+
+    /// This policy with another backoff.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base = base;
+        self.max = max.max(base);
+        self
+    }
+
+    /// This policy, retrying only errors of these kinds.
+    pub fn kinds(mut self, kinds: &'static [&'static str]) -> Self {
+        self.kinds = Some(kinds);
+        self
+    }
+
+    /// Whether an error of `kind` retries.
+    pub fn retries(&self, kind: &str) -> bool {
+        match self.kinds {
+            Some(kinds) => kinds.contains(&kind),
+            None => kind != "invalid_args",
+        }
+    }
+
+    /// The wait after failed attempt `attempt` (from 1), with `unit` in 0..1 for the jitter.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let doubled = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(31)));
+        doubled
+            .min(self.max)
+            .mul_f64(0.75 + 0.5 * unit.clamp(0.0, 1.0))
+    }
 }
 
 impl TaskTypeOptions {
@@ -98,6 +161,12 @@ impl TaskTypeOptions {
     /// These options with at most `n` tasks running at once across all nodes (at least 1).
     pub fn concurrency_limit(mut self, n: u32) -> Self {
         self.concurrency_limit = Some(n.max(1));
+        self
+    }
+
+    /// These options with a retry policy.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = Some(retry);
         self
     }
 

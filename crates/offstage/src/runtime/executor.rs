@@ -10,6 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
@@ -20,7 +21,7 @@ use super::Inner;
 use crate::context::Context;
 use crate::error::TaskError;
 use crate::event::EventKind;
-use crate::log::CURRENT_TASK;
+use crate::log::{LogLevel, CURRENT_TASK};
 use crate::registry::Prepared;
 use crate::status::Status;
 use crate::store::Finish;
@@ -246,10 +247,61 @@ fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
     }
 }
 
-/// Records the terminal status, tells everyone, and frees the slot.
+/// When a failed task runs again, if its type's retry policy says it does.
+fn retry_at(
+    live: &Arc<LiveTask>,
+    status: Status,
+    error: Option<&TaskError>,
+) -> Option<DateTime<Utc>> {
+    if status != Status::Failed {
+        return None;
+    }
+    // A kill, or a shutdown, is not a failure to try again.
+    if matches!(
+        live.stop_reason(),
+        Some(StopReason::Kill | StopReason::Interrupted)
+    ) {
+        return None;
+    }
+    let policy = live
+        .rt
+        .registry
+        .get(&live.started.name)
+        .ok()?
+        .options
+        .retry?;
+    let attempt = live.started.attempt;
+    if attempt >= policy.max_attempts || !policy.retries(error.map_or("", |e| e.kind.as_str())) {
+        return None;
+    }
+    // Jitter from the random bits of a fresh UUIDv7.
+    let unit = (uuid::Uuid::now_v7().as_u128() & 0xffff) as f64 / 65_536.0;
+    let delay = policy.delay(attempt, unit);
+    let at = live.rt.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    live.append_log(
+        LogLevel::Warn,
+        format!(
+            "[offstage] attempt {attempt} of {} failed ({}); running again in {delay:.1?}",
+            policy.max_attempts,
+            error.map_or_else(
+                || "no error".to_owned(),
+                |e| format!("{}: {}", e.kind, e.message)
+            ),
+        ),
+    );
+    Some(at)
+}
+
+/// Records the terminal status (or queues the task again), tells everyone, and frees the slot.
 async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
     let rt = Arc::clone(&live.rt);
     let (status, return_value, error) = terminal(outcome);
+    let retry = retry_at(&live, status, error.as_ref());
+    let status = if retry.is_some() {
+        Status::Queued
+    } else {
+        status
+    };
     let final_record = {
         let _saving = live.save_lock.lock().await;
         let unsaved = live.take_unsaved();
@@ -261,6 +313,7 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
             error: error.clone(),
             finished_at: rt.clock.now(),
             logs: unsaved.logs,
+            retry_at: retry,
         };
         let mut record = TaskRecord::clone(&live.started);
         record.status = status;
@@ -268,6 +321,11 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         record.return_value = return_value;
         record.error = error;
         record.finished_at = Some(finish.finished_at);
+        if let Some(at) = retry {
+            record.finished_at = None;
+            record.run_at = at;
+            record.node = None;
+        }
         match save_finish(&rt, &live, finish).await {
             Some(true) | None => record,
             // Somebody else ended it (another node declared this one dead): the store is right.
@@ -282,7 +340,16 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
     // which already has the final record.
     rt.live.lock().expect("live map poisoned").remove(&live.id);
     live.done.send_replace(Some(Arc::clone(&final_record)));
-    rt.publish(live.id, EventKind::Finished { task: final_record });
+    if final_record.status == Status::Queued {
+        // Queued again: announced as `launched` once more (same id, the next attempt to come),
+        // and claimable by any node once due.
+        rt.publish(live.id, EventKind::Launched { task: final_record });
+        rt.backlog.store(true, std::sync::atomic::Ordering::Release);
+        rt.wake.notify_one();
+        rt.tell_others(crate::store::Notice::Queued);
+    } else {
+        rt.publish(live.id, EventKind::Finished { task: final_record });
+    }
     rt.ended.notify_waiters();
 }
 

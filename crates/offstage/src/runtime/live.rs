@@ -74,12 +74,15 @@ pub(crate) struct LiveTask {
 impl LiveTask {
     pub(crate) fn new(rt: Arc<Inner>, started: Arc<TaskRecord>) -> Arc<Self> {
         let state = Arc::new(started.state.clone());
+        // Each attempt numbers its log lines in a range of its own, after the earlier
+        // attempts' lines: attempt n from (n - 1) * 2^32 + 1.
+        let first_log_seq = (u64::from(started.attempt.saturating_sub(1)) << 32) + 1;
         Arc::new(Self {
             id: started.id,
             started,
             state: Mutex::new(state),
             unsaved: Mutex::new(Unsaved {
-                next_log_seq: 1,
+                next_log_seq: first_log_seq,
                 ..Unsaved::default()
             }),
             dirty: AtomicBool::new(false),
@@ -183,6 +186,14 @@ impl LiveTask {
             drop(stop);
             self.stop_notify.notify_one();
         }
+    }
+
+    /// Why the task was asked to stop, if it was.
+    pub(crate) fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+            .lock()
+            .expect("stop poisoned")
+            .map(|request| request.reason)
     }
 
     /// The grace period of the stop request, once there is one.

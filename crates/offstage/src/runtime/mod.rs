@@ -375,7 +375,11 @@ impl Inner {
                 reason: StopReason::Kill,
                 grace,
             });
-            return Ok(TaskRecord::clone(&*live.finished().await));
+            let ended = TaskRecord::clone(&*live.finished().await);
+            // Queued again (it failed just before, and retries): kill it in the store.
+            if ended.status.is_terminal() {
+                return Ok(ended);
+            }
         }
         match self.store.kill(id, Some(grace), self.clock.now()).await? {
             KillOutcome::Killed(record) => {
@@ -422,7 +426,12 @@ impl Inner {
         };
         loop {
             if let Some(live) = self.live(id) {
-                return Ok(TaskRecord::clone(&*live.finished().await));
+                let ended = TaskRecord::clone(&*live.finished().await);
+                if ended.status.is_terminal() {
+                    return Ok(ended);
+                }
+                // Queued again for another attempt: wait on.
+                continue;
             }
             // Subscribe before reading, so a `finished` between the two is not missed.
             let mut events = self.events.subscribe_task(id);

@@ -71,6 +71,9 @@ pub struct Finish {
     pub finished_at: DateTime<Utc>,
     /// Log lines not yet saved.
     pub logs: Vec<LogLine>,
+    /// Set when the task is to run again (its retry policy said so): `status` is then
+    /// `queued`, the task is taken off its node, and it becomes due at this time.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// What [`Store::kill`] found.
@@ -199,7 +202,8 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// longer running is ignored (its final state was saved by `finish`); log lines are kept.
     async fn save(&self, batch: Vec<(TaskId, Pending)>) -> Result<(), Error>;
 
-    /// Ends task `id`, running on `node`, as `finish` says. Returns false (and changes
+    /// Ends task `id`, running on `node`, as `finish` says (or, with `finish.retry_at`, queues
+    /// it again, off its node, due then, with its error kept). Returns false (and changes
     /// nothing but the logs) if the task is no longer running on `node`, for instance because
     /// another node declared `node` dead and marked it missing.
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error>;

@@ -144,6 +144,7 @@ struct FinishArrays {
     return_value: Vec<Option<String>>,
     error: Vec<Option<String>>,
     finished_at: Vec<chrono::DateTime<chrono::Utc>>,
+    retry_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl FinishArrays {
@@ -156,6 +157,7 @@ impl FinishArrays {
             .push(finish.return_value.as_ref().map(json_text));
         self.error.push(finish.error.as_ref().map(json_text));
         self.finished_at.push(finish.finished_at);
+        self.retry_at.push(finish.retry_at);
     }
 
     /// Ends the tasks still running on the node that finishes them; returns which did.
@@ -165,11 +167,13 @@ impl FinishArrays {
         }
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE offstage_tasks t SET status = f.status, state = f.state, \
-             return_value = f.return_value, error = f.error, finished_at = f.finished_at, \
-             kill_grace_ms = NULL \
+             return_value = f.return_value, error = f.error, kill_grace_ms = NULL, \
+             finished_at = CASE WHEN f.retry_at IS NULL THEN f.finished_at END, \
+             run_at = coalesce(f.retry_at, t.run_at), \
+             node = CASE WHEN f.retry_at IS NULL THEN t.node END \
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::timestamptz[]) \
-                  AS f(id, node, status, state, return_value, error, finished_at) \
+                         $7::timestamptz[], $8::timestamptz[]) \
+                  AS f(id, node, status, state, return_value, error, finished_at, retry_at) \
              WHERE t.id = f.id AND t.node = f.node AND t.status = 'running' \
              RETURNING t.id",
         )
@@ -180,6 +184,7 @@ impl FinishArrays {
         .bind(self.return_value)
         .bind(self.error)
         .bind(self.finished_at)
+        .bind(self.retry_at)
         .fetch_all(conn)
         .await?;
         Ok(ids.into_iter().collect())

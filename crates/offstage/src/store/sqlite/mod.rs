@@ -625,6 +625,7 @@ impl Store for SqliteStore {
         let return_value = finish.return_value.as_ref().map(json_text);
         let error = finish.error.as_ref().map(json_text);
         let finished_at = micros(finish.finished_at);
+        let retry_at = finish.retry_at.map(micros);
         let Finish {
             status,
             state,
@@ -636,7 +637,10 @@ impl Store for SqliteStore {
             let changed = conn
                 .prepare_cached(
                     "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
-                     error = ?6, finished_at = ?7, kill_grace_ms = NULL \
+                     error = ?6, kill_grace_ms = NULL, \
+                     finished_at = CASE WHEN ?8 IS NULL THEN ?7 END, \
+                     run_at = coalesce(?8, run_at), \
+                     node = CASE WHEN ?8 IS NULL THEN node END \
                      WHERE id = ?1 AND node = ?2 AND status = 'running'",
                 )?
                 .execute(params![
@@ -646,7 +650,8 @@ impl Store for SqliteStore {
                     state,
                     return_value,
                     error,
-                    finished_at
+                    finished_at,
+                    retry_at
                 ])?;
             Ok(changed == 1)
         })

@@ -15,6 +15,7 @@
 mod durability;
 mod keys;
 mod lifecycle;
+mod retries;
 mod stopping;
 mod tasks;
 
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 pub use self::durability::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
+pub use self::retries::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
 use crate::store::Store;
@@ -181,6 +183,7 @@ macro_rules! conformance_tests {
             kill_with_zero_grace_aborts_at_once,
             timeout_fails_with_kind_timeout,
             run_at_is_honoured,
+            a_failing_task_retries_with_backoff_then_completes,
             shutdown_drains_then_interrupts
         );
     };
