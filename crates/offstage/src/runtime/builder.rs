@@ -115,6 +115,7 @@ pub struct RuntimeBuilder {
     config: Config,
     remote: std::collections::BTreeSet<String>,
     isolation: Option<super::Isolation>,
+    startup: Vec<super::spawned::Startup>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -229,6 +230,31 @@ impl RuntimeBuilder {
     /// (default: this executable with its own arguments, one warm process).
     pub fn isolation(mut self, isolation: super::Isolation) -> Self {
         self.isolation = Some(isolation);
+        self
+    }
+
+    /// Spawns `f` as a task named `name` when the runtime has started, on every node (each
+    /// node runs its own; see [`crate::Runtime::spawn`]).
+    pub fn on_start<F, Fut, O>(mut self, name: &str, f: F) -> Self
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        self.startup.push(startup(name, false, f));
+        self
+    }
+
+    /// [`RuntimeBuilder::on_start`], but on one node at a time: the first node to start runs
+    /// it, and nodes starting while it runs skip it. (When that node dies the task reads
+    /// `missing`; the next node to start runs it again.)
+    pub fn on_start_once<F, Fut, O>(mut self, name: &str, f: F) -> Self
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        self.startup.push(startup(name, true, f));
         self
     }
 
@@ -367,6 +393,7 @@ impl RuntimeBuilder {
         if warm_up {
             inner.isolation.fill();
         }
+        super::spawned::start_all(&inner, self.startup).await?;
         if let Some(heard) = heard {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
         }
@@ -375,5 +402,25 @@ impl RuntimeBuilder {
         tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::flush_loop(Arc::downgrade(&inner)));
         Ok(Runtime { inner })
+    }
+}
+
+fn startup<F, Fut, O>(name: &str, once: bool, f: F) -> super::spawned::Startup
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    super::spawned::Startup {
+        name: name.to_owned(),
+        once,
+        start: Box::new(move |ctx| {
+            Box::pin(async move {
+                let output = f(ctx).await?;
+                serde_json::to_value(output).map_err(|e| {
+                    TaskError::new("output", format!("the return value is not JSON: {e}"))
+                })
+            })
+        }),
     }
 }

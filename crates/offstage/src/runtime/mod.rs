@@ -33,6 +33,7 @@ mod launch;
 pub(crate) mod live;
 mod maintenance;
 mod scheduler;
+mod spawned;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -221,6 +222,46 @@ impl Runtime {
     /// that do not fit the task type are errors here, not failed tasks.
     pub fn launch_json(&self, name: &str, args: serde_json::Value) -> Launch {
         Launch::new(Arc::clone(&self.inner), name.to_owned(), Ok(args))
+    }
+
+    /// Runs `f` in this process as a task named `name` (Sanic's `add_task`): for work that is
+    /// not a registered task type. It is tracked like any task (the same handle, list, events,
+    /// log and kill), its name is unique while it runs on any node (a second spawn with the
+    /// name is [`crate::ErrorKind::Conflict`]), and after a crash it reads `missing`.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
+    /// let warmer = rt
+    ///     .spawn("cache.warmer", |ctx: offstage::Context| async move {
+    ///         ctx.log("warming");
+    ///         Ok::<_, offstage::TaskError>(())
+    ///     })
+    ///     .await?;
+    /// let same = rt.get_task("cache.warmer").await?; // Some(handle), while it runs
+    /// rt.cancel_task("cache.warmer").await?;         // kill, and wait until it has ended
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn<F, Fut, O>(&self, name: &str, f: F) -> Result<Task, Error>
+    where
+        F: FnOnce(crate::Context) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<O, crate::TaskError>> + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+    {
+        spawned::spawn(&self.inner, name, name.to_owned(), f).await
+    }
+
+    /// The spawned task named `name` while it runs (on any node), or `None`.
+    pub async fn get_task(&self, name: &str) -> Result<Option<Task>, Error> {
+        spawned::get(&self.inner, name).await
+    }
+
+    /// Kills the spawned task named `name` and waits until it has ended; its final record, or
+    /// `None` if no task of that name is running.
+    pub async fn cancel_task(&self, name: &str) -> Result<Option<TaskRecord>, Error> {
+        match spawned::get(&self.inner, name).await? {
+            Some(task) => task.kill().await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// A handle to task `id`; [`crate::ErrorKind::NotFound`] if there is no such task.

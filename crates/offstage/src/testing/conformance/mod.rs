@@ -16,6 +16,7 @@ mod durability;
 mod keys;
 mod lifecycle;
 mod retries;
+mod spawned;
 mod stopping;
 mod tasks;
 
@@ -27,6 +28,7 @@ pub use self::durability::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
+pub use self::spawned::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
 use crate::store::Store;
@@ -155,6 +157,7 @@ macro_rules! conformance_tests {
             racing_launches_with_a_key_supersede_leave_one_running,
             on_conflict_needs_a_key,
             a_concurrency_limit_of_one_holds_across_two_nodes,
+            spawned_tasks_are_named_unique_and_cancellable,
             unknown_id_is_not_found,
             state_is_live_for_readers_and_saved_at_the_end,
             oversized_state_is_an_error_the_task_can_handle,
