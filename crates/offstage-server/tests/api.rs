@@ -147,6 +147,8 @@ async fn launch_show_list_and_logs() {
             .clone()
     };
     assert_eq!(of("demo.count")["workers"], json!(["in-process"]));
+    assert_eq!(of("demo.spin")["isolated"], true);
+    assert_eq!(of("demo.count")["isolated"], false);
     assert_eq!(of("demo.count")["counts"]["completed"], 0);
     assert_eq!(of("demo.log")["counts"]["completed"], 1);
     assert_eq!(

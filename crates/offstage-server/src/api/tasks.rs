@@ -321,6 +321,12 @@ pub struct TaskTypeView {
     /// How many of its tasks the store holds, by status (every status, zeros included).
     #[schema(value_type = Object)]
     counts: BTreeMap<Status, u64>,
+    /// Its tasks run in worker processes of their own.
+    isolated: bool,
+    /// At most this many of its tasks run at once, on all nodes.
+    concurrency_limit: Option<u32>,
+    /// Failed tasks run again, up to this many attempts in all.
+    max_attempts: Option<u32>,
 }
 
 /// The task types.
@@ -339,10 +345,16 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
         .runtime
         .task_types()
         .into_iter()
-        .map(|name| TaskTypeView {
-            name,
-            workers: vec!["in-process".to_owned()],
-            counts: zeros(),
+        .map(|name| {
+            let options = state.runtime.task_type_options(&name).unwrap_or_default();
+            TaskTypeView {
+                name,
+                workers: vec!["in-process".to_owned()],
+                counts: zeros(),
+                isolated: options.isolated,
+                concurrency_limit: options.concurrency_limit,
+                max_attempts: options.retry.map(|r| r.max_attempts),
+            }
         })
         .collect();
     // Types workers serve (or are declared to): each connected worker that serves it, by name.
@@ -355,6 +367,9 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     name: name.clone(),
                     workers: Vec::new(),
                     counts: zeros(),
+                    isolated: false,
+                    concurrency_limit: None,
+                    max_attempts: None,
                 });
                 types.len() - 1
             }
@@ -370,6 +385,9 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     name,
                     workers: Vec::new(),
                     counts: zeros(),
+                    isolated: false,
+                    concurrency_limit: None,
+                    max_attempts: None,
                 });
                 types.len() - 1
             }

@@ -250,6 +250,11 @@ impl Runtime {
         spawned::spawn(&self.inner, name, name.to_owned(), f).await
     }
 
+    /// The options a registered task type was given, or `None` for a name not registered here.
+    pub fn task_type_options(&self, name: &str) -> Option<crate::TaskTypeOptions> {
+        self.inner.registry.get(name).ok().map(|t| t.options)
+    }
+
     /// The spawned task named `name` while it runs (on any node), or `None`.
     pub async fn get_task(&self, name: &str) -> Result<Option<Task>, Error> {
         spawned::get(&self.inner, name).await
