@@ -1,8 +1,9 @@
 //! The crawler's **web** routes: its page, and the JSON and SSE routes that page uses.
 //!
 //! Every browser gets a session: a random id in an `HttpOnly`, `SameSite=Strict` cookie, set on
-//! its first request. A crawl is launched with that session as its Offstage `owner`, and every
-//! route that touches a crawl checks it, so one browser can watch and stop only its own
+//! its first request. A crawl is launched with a name derived from that session (never the
+//! cookie itself) as its Offstage `owner` and `key` (with `on_conflict: reject`, so two Runs
+//! racing still start one crawl), and every route that touches a crawl checks it, so one browser can watch and stop only its own
 //! crawls; another's is a 403. The page needs none of Offstage's own API: its live progress
 //! comes from `GET /crawls/{id}/events`, which relays the runtime's events for that one task.
 //!
@@ -50,9 +51,17 @@ pub struct WebState {
     pub dashboard: bool,
 }
 
-/// The browser's session id, from its cookie (or new, for a browser that had none).
+/// Who the browser is, as its crawls' `owner`: a name derived from its session cookie (a
+/// SHA-1 name-based UUID), never the cookie itself, since owners are shown wherever Offstage's
+/// API and dashboard are open, and the cookie is the browser's secret.
 #[derive(Clone, Debug)]
 struct Session(String);
+
+impl Session {
+    fn of_cookie(secret: &str) -> Session {
+        Session(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, secret.as_bytes()).to_string())
+    }
+}
 
 /// The crawler's routes.
 pub fn app(state: WebState) -> Router {
@@ -85,7 +94,7 @@ async fn session(mut request: Request, next: Next) -> Response {
         Some(id) => (id, false),
         None => (uuid::Uuid::new_v4().to_string(), true),
     };
-    request.extensions_mut().insert(Session(id.clone()));
+    request.extensions_mut().insert(Session::of_cookie(&id));
     let mut response = next.run(request).await;
     if new {
         let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict");
@@ -178,11 +187,21 @@ async fn start(
             ),
         ));
     }
+    // The look above gives the friendly answer; the key makes it hold when two Runs race.
     let task = state
         .runtime
         .launch::<Crawl>(CrawlArgs { sitemap })
-        .owner(session)
-        .await?;
+        .owner(session.clone())
+        .key(session)
+        .on_conflict(offstage::OnConflict::Reject)
+        .await
+        .map_err(|error| {
+            if error.kind() == offstage::ErrorKind::Conflict {
+                ApiError::new(StatusCode::CONFLICT, "already_crawling", error.message())
+            } else {
+                error.into()
+            }
+        })?;
     Ok((StatusCode::CREATED, Json(task.record().await?)))
 }
 
@@ -406,7 +425,10 @@ mod tests {
         );
         let mine = cookie.split(';').next().unwrap().to_owned();
         let id = task["id"].as_str().unwrap().to_owned();
-        assert_eq!(task["owner"].as_str(), mine.split_once('=').map(|(_, v)| v));
+        // The owner is derived from the cookie, and never is the cookie (a secret).
+        let secret = mine.split_once('=').map(|(_, v)| v).unwrap();
+        assert_eq!(task["owner"], Session::of_cookie(secret).0.as_str());
+        assert_ne!(task["owner"], secret);
 
         // That session finds it running; a second Run while it runs is refused.
         let (_, again, current) = call(&app, "GET", "/crawls/current", Some(&mine), None).await;
