@@ -192,6 +192,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
     }
 
+    /// Waits for the `<option>` at `selector`, then picks it.
+    async fn choose(&self, selector: &str) {
+        self.wait(selector, "count", json!(1)).await;
+        self.click(selector).await;
+    }
+
     async fn fill(&self, selector: &str, text: &str) {
         let element = self.client.find(Locator::Css(selector)).await.unwrap();
         element.clear().await.unwrap();
@@ -657,17 +663,7 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
     let browser = Browser::open(&server).await;
     browser.goto("#/launch").await;
-    browser
-        .wait("#l-name option[value=\"demo.count\"]", "count", json!(1))
-        .await;
-    browser
-        .client
-        .find(Locator::Css("#l-name option[value=\"demo.count\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.choose("#l-name option[value=\"demo.count\"]").await;
 
     browser.fill("#l-args", "{\"to\": ").await;
     browser.click(".launch button[type=submit]").await;
@@ -699,17 +695,7 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
         let browser = &browser;
         async move {
             browser.goto("#/launch").await;
-            browser
-                .wait("#l-name option[value=\"demo.sleep\"]", "count", json!(1))
-                .await;
-            browser
-                .client
-                .find(Locator::Css("#l-name option[value=\"demo.sleep\"]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            browser.choose("#l-name option[value=\"demo.sleep\"]").await;
             browser.fill("#l-args", r#"{"seconds": 600}"#).await;
             browser
                 .client
@@ -721,15 +707,8 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
                 .unwrap();
             browser.fill("#l-key", "nightly").await;
             browser
-                .client
-                .find(Locator::Css(&format!(
-                    "#l-conflict option[value={conflict}]"
-                )))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+                .choose(&format!("#l-conflict option[value={conflict}]"))
+                .await;
             browser.click(".launch button[type=submit]").await;
         }
     };
