@@ -83,6 +83,7 @@ pub fn detail(task: &Value) -> String {
         "key",
         "owner",
         "timeout_ms",
+        "isolated",
         "node",
     ] {
         out.push_str(&format!("{field:<13} {}\n", text(&task[field])));
