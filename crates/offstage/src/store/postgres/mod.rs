@@ -48,6 +48,8 @@ use crate::task::{ListFilter, TaskRecord};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_isolated.sql"),
+    include_str!("migrations/0003_schedules.sql"),
+    include_str!("migrations/0004_shared.sql"),
 ];
 
 /// The SQL that names a schema's notice channel; the same wherever a notice is sent.

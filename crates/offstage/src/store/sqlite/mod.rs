@@ -42,6 +42,8 @@ use crate::task::{ListFilter, TaskRecord};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_isolated.sql"),
+    include_str!("migrations/0003_schedules.sql"),
+    include_str!("migrations/0004_shared.sql"),
 ];
 
 /// How hard SQLite works to keep a commit when the machine loses power.
