@@ -13,6 +13,7 @@
 //! - [`Task`] and [`TaskRecord`]: the handle and the record;
 //! - [`Context`]: what a running task holds (state writer, log, cancellation);
 //! - [`Status`]: the lifecycle;
+//! - [`schedule`]: task types launched on the ticks of a cron expression;
 //! - [`event`]: the event stream;
 //! - [`store`]: the durable record, one trait and its backends.
 //!
@@ -49,6 +50,7 @@ pub mod id;
 pub mod log;
 pub mod registry;
 pub mod runtime;
+pub mod schedule;
 pub mod status;
 pub mod store;
 pub mod task;
@@ -65,6 +67,7 @@ pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
     Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,
 };
+pub use schedule::{Schedule, ScheduleRecord};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 #[cfg(feature = "worker")]

@@ -116,6 +116,7 @@ pub struct RuntimeBuilder {
     remote: std::collections::BTreeSet<String>,
     isolation: Option<super::Isolation>,
     startup: Vec<super::spawned::Startup>,
+    schedules: Vec<crate::schedule::Schedule>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -266,6 +267,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares a schedule: `schedule.task` launched on every tick of `schedule.cron`, once
+    /// per tick across all nodes (see [`crate::schedule`]). Stored when the runtime starts; if
+    /// it exists already, its cron, args and options are updated and it stays paused if it
+    /// was.
+    pub fn schedule(mut self, schedule: crate::schedule::Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// Heartbeat interval and the silence after which a node counts as dead.
     pub fn heartbeat(mut self, interval: Duration, node_timeout: Duration) -> Self {
         self.config.heartbeat_interval = interval;
@@ -385,6 +395,7 @@ impl RuntimeBuilder {
             wake: Default::default(),
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
+            schedules_changed: Default::default(),
             capture,
             workers: super::dispatch::Workers::new(self.remote),
             announce,
@@ -398,7 +409,11 @@ impl RuntimeBuilder {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
         }
         maintenance::recover(&inner).await?;
+        for schedule in &self.schedules {
+            super::ticker::put(&inner, schedule).await?;
+        }
         tokio::spawn(scheduler::run(Arc::downgrade(&inner)));
+        tokio::spawn(super::ticker::run(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::flush_loop(Arc::downgrade(&inner)));
         Ok(Runtime { inner })

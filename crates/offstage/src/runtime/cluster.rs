@@ -88,7 +88,9 @@ async fn apply(rt: &Inner, notice: Notice) {
             }
             rt.events.publish(event.task_id, event.at, event.kind);
         }
+        Notice::Schedules => rt.schedules_changed.notify_one(),
         Notice::Reconnected => {
+            rt.schedules_changed.notify_one();
             tracing::info!(
                 "the notice listener reconnected; re-polling the queue and kill requests"
             );

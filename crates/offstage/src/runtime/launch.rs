@@ -2,7 +2,6 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,7 +184,7 @@ impl Launch {
     /// Validates the launch and makes its record, as queued; the body comes ready to run.
     /// The body is `None` for a task type that workers serve.
     #[allow(clippy::type_complexity)]
-    fn check(
+    pub(super) fn check(
         self,
     ) -> Result<
         (
@@ -425,17 +424,8 @@ impl Launch {
         };
         if direct {
             executor::start(&rt, stored, prepared);
-        } else if elsewhere {
-            rt.workers.wake.notify_waiters();
-            if due {
-                rt.tell_others(crate::store::Notice::Queued);
-            }
         } else {
-            if due {
-                rt.backlog.store(true, Ordering::Release);
-                rt.tell_others(crate::store::Notice::Queued);
-            }
-            rt.wake.notify_one();
+            rt.wake_for_queued(elsewhere, due);
         }
         Ok(task)
     }

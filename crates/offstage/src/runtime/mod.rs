@@ -34,6 +34,7 @@ pub(crate) mod live;
 mod maintenance;
 mod scheduler;
 mod spawned;
+mod ticker;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -127,6 +128,8 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: AtomicBool,
     /// Notified whenever a live task ends, for shutdown to wait on.
     pub(crate) ended: Notify,
+    /// Wakes the ticker: a schedule changed, here or on another node.
+    pub(crate) schedules_changed: Notify,
     /// The `tracing` dispatcher wrapped around every task body to capture its events.
     pub(crate) capture: tracing::Dispatch,
     /// Connected workers and the task types they serve.
@@ -386,6 +389,42 @@ impl Inner {
     }
 
     /// Tells the other nodes on the database, if there is a way to.
+    /// Wakes whoever claims a task just queued: workers for a type they serve (`elsewhere`),
+    /// else this node's scheduler; and, when it is due, the other nodes.
+    pub(crate) fn wake_for_queued(&self, elsewhere: bool, due: bool) {
+        if elsewhere {
+            self.workers.wake.notify_waiters();
+        } else if due {
+            self.backlog.store(true, Ordering::Release);
+        }
+        if due {
+            self.tell_others(Notice::Queued);
+        }
+        if !elsewhere {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Publishes the launch of `queued`, just inserted by a schedule's tick, and wakes
+    /// whoever claims it.
+    pub(crate) fn announce_queued(&self, queued: TaskRecord, elsewhere: bool) {
+        let (id, at) = (queued.id, queued.launched_at);
+        self.publish_at(
+            id,
+            at,
+            EventKind::Launched {
+                task: Arc::new(queued),
+            },
+        );
+        self.wake_for_queued(elsewhere, true);
+    }
+
+    /// True when this node can launch tasks named `name`: it registered the type, or its
+    /// workers serve it.
+    pub(crate) fn can_launch(&self, name: &str) -> bool {
+        self.registry.get(name).is_ok() || self.workers.knows(name)
+    }
+
     pub(crate) fn tell_others(&self, notice: Notice) {
         if let Some(announce) = &self.announce {
             let _ = announce.send(notice);

@@ -26,6 +26,7 @@ use crate::error::{Error, TaskError};
 use crate::event::Event;
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
+use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -125,6 +126,8 @@ pub enum Notice {
         /// The event, as that node published it.
         event: Event,
     },
+    /// A schedule was created, changed, paused, resumed or deleted: tickers re-read them.
+    Schedules,
     /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
     /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
     Reconnected,
@@ -231,6 +234,42 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
 
     /// How many tasks there are of each task type and status, sorted by name then status.
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
+
+    /// Stores `schedule`, declared at `now`: a new one starts unpaused with no ticks; an
+    /// existing one of that name takes the new cron, task, args and options and keeps whether
+    /// it is paused and what it launched.
+    async fn put_schedule(
+        &self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleRecord, Error>;
+
+    /// Every schedule, by name (`next_tick_at` is left `None`: the runtime fills it in).
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error>;
+
+    /// Pauses (or, with `paused` false, resumes) schedule `name`; `None` if there is none.
+    async fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ScheduleRecord>, Error>;
+
+    /// Deletes schedule `name`; false if there was none. Tasks it launched stay.
+    async fn delete_schedule(&self, name: &str) -> Result<bool, Error>;
+
+    /// Launches `task` (queued) for tick `tick` of schedule `name`, if the schedule exists, is
+    /// not paused, and its `last_tick_at` is before `tick`; records the tick and the task in
+    /// the same step. Of any number of calls for one tick, on any handles, at most one gets
+    /// past the check: a tick launches exactly once. With `unique`, a queued or running task
+    /// of the same name and `task.key` makes it record the tick and insert nothing.
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        task: &TaskRecord,
+        unique: bool,
+    ) -> Result<Fired, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

@@ -21,6 +21,7 @@
 
 mod notices;
 mod rows;
+mod schedules;
 mod transaction;
 mod writer;
 
@@ -41,6 +42,7 @@ use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Store};
 use crate::error::{Error, ErrorKind};
 use crate::id::{NodeId, TaskId};
 use crate::log::{LogLevel, LogLine};
+use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -773,6 +775,41 @@ impl Store for PostgresStore {
                 Ok((row.try_get(0).map_err(err)?, status.parse()?, count as u64))
             })
             .collect()
+    }
+
+    async fn put_schedule(
+        &self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleRecord, Error> {
+        schedules::put(&self.pool, schedule, now).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        schedules::list(&self.pool).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ScheduleRecord>, Error> {
+        schedules::pause(&self.pool, name, paused, now).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, Error> {
+        schedules::delete(&self.pool, name).await
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        task: &TaskRecord,
+        unique: bool,
+    ) -> Result<Fired, Error> {
+        schedules::fire(&self.pool, name, tick, task, unique).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {

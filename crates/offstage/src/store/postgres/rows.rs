@@ -4,6 +4,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::schedule::ScheduleRecord;
 use crate::task::TaskRecord;
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
@@ -171,4 +172,24 @@ impl LogArrays {
         .await?;
         Ok(())
     }
+}
+
+/// The columns every schedule query selects, in the order [`schedule_from_row`] reads them.
+pub(super) const SCHEDULE_COLUMNS: &str = "name, cron, task_name, args, options, paused, \
+    last_tick_at, last_task_id, created_at, updated_at";
+
+pub(super) fn schedule_from_row(row: &PgRow) -> sqlx::Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        name: row.try_get(0)?,
+        cron: row.try_get(1)?,
+        task: row.try_get(2)?,
+        args: json(row, 3)?,
+        options: json(row, 4)?,
+        paused: row.try_get(5)?,
+        last_tick_at: row.try_get(6)?,
+        last_task_id: row.try_get::<Option<Uuid>, _>(7)?.map(Into::into),
+        next_tick_at: None,
+        created_at: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
+    })
 }

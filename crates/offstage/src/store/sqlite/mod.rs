@@ -19,6 +19,7 @@
 
 mod hub;
 mod rows;
+mod schedules;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,6 +37,7 @@ use super::{Finish, KillOutcome, KillRequest, NodeInfo, Pending, Store};
 use crate::error::{Error, ErrorKind};
 use crate::id::{NodeId, TaskId};
 use crate::log::{LogLevel, LogLine};
+use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -811,6 +813,48 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn put_schedule(
+        &self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleRecord, Error> {
+        let schedule = schedule.clone();
+        self.write(move |conn| schedules::put(conn, &schedule, now))
+            .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        self.read(schedules::list).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ScheduleRecord>, Error> {
+        let name = name.to_owned();
+        self.write(move |conn| schedules::pause(conn, &name, paused, now))
+            .await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, Error> {
+        let name = name.to_owned();
+        self.write(move |conn| schedules::delete(conn, &name)).await
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        task: &TaskRecord,
+        unique: bool,
+    ) -> Result<Fired, Error> {
+        let (name, row) = (name.to_owned(), NewTask::from(task));
+        self.write(move |conn| schedules::fire(conn, &name, tick, &row, unique))
+            .await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<super::Notice>) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
 
+use crate::schedule::ScheduleRecord;
 use crate::task::TaskRecord;
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
@@ -101,3 +102,23 @@ macro_rules! blob_id {
 
 blob_id!(crate::id::TaskId);
 blob_id!(crate::id::NodeId);
+
+/// The columns every schedule query selects, in the order [`schedule_from_row`] reads them.
+pub(super) const SCHEDULE_COLUMNS: &str = "name, cron, task_name, args, options, paused, \
+    last_tick_at, last_task_id, created_at, updated_at";
+
+pub(super) fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        name: row.get(0)?,
+        cron: row.get(1)?,
+        task: row.get(2)?,
+        args: json(row, 3)?,
+        options: json(row, 4)?,
+        paused: row.get(5)?,
+        last_tick_at: row.get::<_, Option<i64>>(6)?.map(from_micros),
+        last_task_id: row.get(7)?,
+        next_tick_at: None,
+        created_at: from_micros(row.get(8)?),
+        updated_at: from_micros(row.get(9)?),
+    })
+}

@@ -16,6 +16,7 @@ mod durability;
 mod keys;
 mod lifecycle;
 mod retries;
+mod schedules;
 mod spawned;
 mod stopping;
 mod tasks;
@@ -28,6 +29,7 @@ pub use self::durability::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
+pub use self::schedules::*;
 pub use self::spawned::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
@@ -187,6 +189,8 @@ macro_rules! conformance_tests {
             timeout_fails_with_kind_timeout,
             run_at_is_honoured,
             a_failing_task_retries_with_backoff_then_completes,
+            a_cron_tick_launches_once_across_three_nodes,
+            a_scheduled_key_skips_ticks_while_the_last_launch_is_live,
             shutdown_drains_then_interrupts
         );
     };

@@ -12,7 +12,7 @@ CREATE TABLE offstage_schedules (
     paused        INTEGER NOT NULL DEFAULT 0,
     -- The latest tick launched, and the task it launched.
     last_tick_at  INTEGER,
-    last_task_id  TEXT,
+    last_task_id  BLOB,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 );

@@ -1,0 +1,217 @@
+//! The ticker: launches the tasks of schedules (see [`crate::schedule`]) when their ticks come.
+//!
+//! Every node runs one. It reads the schedules from the store, sleeps until the earliest next
+//! tick among those whose task type this node can launch, and offers each due tick to the
+//! store, which lets exactly one node launch it. It re-reads the schedules when one changes
+//! (here, or on another node by notice) and every [`RELOAD`] in case a notice was lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::launch::Launch;
+use super::Inner;
+use crate::error::{Error, ErrorKind};
+use crate::schedule::{self, Fired, Schedule, ScheduleRecord};
+
+/// Longest the ticker goes without re-reading the schedules.
+const RELOAD: Duration = Duration::from_secs(10);
+
+/// How soon a tick that could not be offered (the store failed) is offered again.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(rt: Weak<Inner>) {
+    let Some(started) = rt.upgrade().map(|rt| rt.clock.now()) else {
+        return;
+    };
+    // Per schedule, the latest tick this node has dealt with (launched, seen launched by
+    // another node, or passed while paused). Ticks before the node started are not made up.
+    let mut handled: HashMap<String, DateTime<Utc>> = HashMap::new();
+    loop {
+        let Some(inner) = rt.upgrade() else { return };
+        if inner.is_shutting_down() {
+            return;
+        }
+        let wait = match inner.store.schedules().await {
+            Ok(schedules) => tick(&inner, schedules, started, &mut handled).await,
+            Err(error) => {
+                tracing::warn!(%error, "reading the schedules failed; trying again");
+                RETRY
+            }
+        };
+        // Register for a wake-up before letting go of the runtime, so none is lost.
+        let woken = Arc::clone(&inner);
+        let changed = woken.schedules_changed.notified();
+        drop(inner);
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Offers every due tick; returns how long until the next one (or the next reload).
+async fn tick(
+    rt: &Arc<Inner>,
+    schedules: Vec<ScheduleRecord>,
+    started: DateTime<Utc>,
+    handled: &mut HashMap<String, DateTime<Utc>>,
+) -> Duration {
+    handled.retain(|name, _| schedules.iter().any(|s| s.name == *name));
+    let now = rt.clock.now();
+    let mut wait = RELOAD;
+    for record in schedules {
+        if !rt.can_launch(&record.task) {
+            continue;
+        }
+        let Ok(cron) = schedule::parse(&record.cron) else {
+            continue;
+        };
+        let mut after = handled.get(&record.name).copied().unwrap_or(started);
+        if let Some(last) = record.last_tick_at {
+            after = after.max(last);
+        }
+        if let Some(due) = schedule::due_tick(&cron, after, now) {
+            let offered = if record.paused {
+                Ok(())
+            } else {
+                fire(rt, &record, due).await
+            };
+            match offered {
+                Ok(()) => after = due,
+                Err(error) => {
+                    tracing::warn!(schedule = %record.name, %error, "launching a scheduled task failed");
+                    wait = wait.min(RETRY);
+                }
+            }
+        }
+        handled.insert(record.name.clone(), after);
+        if let Some(next) = schedule::next_tick(&cron, after) {
+            let until = (next - rt.clock.now()).to_std().unwrap_or_default();
+            wait = wait.min(until);
+        }
+    }
+    wait
+}
+
+/// Offers tick `tick` of `record` to the store, and announces the task if this node got it.
+async fn fire(rt: &Arc<Inner>, record: &ScheduleRecord, tick: DateTime<Utc>) -> Result<(), Error> {
+    let launch = Launch::new(Arc::clone(rt), record.task.clone(), Ok(record.args.clone()))
+        .options(record.options.clone());
+    let (rt, queued, prepared, on_conflict) = launch.check()?;
+    match rt
+        .store
+        .fire_schedule(&record.name, tick, &queued, on_conflict.is_some())
+        .await?
+    {
+        Fired::Launched => {
+            tracing::debug!(schedule = %record.name, task = %queued.id, %tick, "scheduled launch");
+            rt.announce_queued(queued, prepared.is_none());
+        }
+        Fired::Skipped(live) => {
+            tracing::info!(
+                schedule = %record.name, %live, %tick,
+                "tick skipped: the previous launch with this key is still live"
+            );
+        }
+        Fired::NotFired => {}
+    }
+    Ok(())
+}
+
+impl super::Runtime {
+    /// Every schedule in the store (declared by any node, or put through the API), by name,
+    /// with its next tick.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        let now = self.inner.clock.now();
+        let schedules = self.inner.store.schedules().await?;
+        Ok(schedules
+            .into_iter()
+            .map(|s| s.with_next_tick(now))
+            .collect())
+    }
+
+    /// Schedule `name`, or [`crate::ErrorKind::NotFound`].
+    pub async fn schedule(&self, name: &str) -> Result<ScheduleRecord, Error> {
+        self.schedules()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| schedule_not_found(name))
+    }
+
+    /// Creates or changes a schedule, on every node: checked here (the cron expression, and
+    /// the args against the task type, which this node must know), then stored. A schedule
+    /// that exists keeps whether it is paused and what it launched.
+    pub async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleRecord, Error> {
+        put(&self.inner, &schedule).await
+    }
+
+    /// Pauses schedule `name` on every node: its ticks pass without launching until it is
+    /// resumed (they are not made up then).
+    pub async fn pause_schedule(&self, name: &str) -> Result<ScheduleRecord, Error> {
+        self.set_paused(name, true).await
+    }
+
+    /// Resumes schedule `name`: it launches again from its next tick.
+    pub async fn resume_schedule(&self, name: &str) -> Result<ScheduleRecord, Error> {
+        self.set_paused(name, false).await
+    }
+
+    /// Deletes schedule `name` (the tasks it launched stay). A schedule the app declares with
+    /// [`super::RuntimeBuilder::schedule`] comes back when a node with it starts.
+    pub async fn delete_schedule(&self, name: &str) -> Result<(), Error> {
+        if !self.inner.store.delete_schedule(name).await? {
+            return Err(schedule_not_found(name));
+        }
+        self.inner.schedules_changed_everywhere();
+        Ok(())
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<ScheduleRecord, Error> {
+        let now = self.inner.clock.now();
+        let record = self
+            .inner
+            .store
+            .pause_schedule(name, paused, now)
+            .await?
+            .ok_or_else(|| schedule_not_found(name))?;
+        self.inner.schedules_changed_everywhere();
+        Ok(record.with_next_tick(now))
+    }
+}
+
+/// Checks `schedule` against this node's task types and stores it.
+pub(super) async fn put(rt: &Arc<Inner>, schedule: &Schedule) -> Result<ScheduleRecord, Error> {
+    schedule.check()?;
+    if !rt.can_launch(&schedule.task) {
+        // The registry's own error lists the names it knows.
+        rt.registry.get(&schedule.task)?;
+    }
+    if rt.registry.get(&schedule.task).is_ok() {
+        rt.registry
+            .prepare(&schedule.task, &schedule.args)
+            .map(drop)?;
+    }
+    let now = rt.clock.now();
+    let record = rt.store.put_schedule(schedule, now).await?;
+    rt.schedules_changed_everywhere();
+    Ok(record.with_next_tick(now))
+}
+
+fn schedule_not_found(name: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("no schedule is named `{name}`: list the schedules to see the names that exist"),
+    )
+}
+
+impl Inner {
+    /// Tells this node's ticker and the other nodes' that the schedules changed.
+    pub(crate) fn schedules_changed_everywhere(&self) {
+        self.schedules_changed.notify_one();
+        self.tell_others(crate::store::Notice::Schedules);
+    }
+}

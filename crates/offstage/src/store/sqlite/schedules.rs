@@ -1,0 +1,100 @@
+//! Schedules in SQLite: each function is one store step, run by the writer (or a reader) on
+//! the connection it is given.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::rows::{micros, schedule_from_row, SCHEDULE_COLUMNS};
+use super::{json_text, NewTask};
+use crate::id::TaskId;
+use crate::schedule::{Fired, Schedule, ScheduleRecord};
+
+pub(super) fn put(
+    conn: &Connection,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<ScheduleRecord> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO offstage_schedules (name, task_name, cron, args, options, paused, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6) \
+         ON CONFLICT (name) DO UPDATE SET task_name = excluded.task_name, cron = excluded.cron, \
+         args = excluded.args, options = excluded.options, updated_at = excluded.updated_at \
+         RETURNING {SCHEDULE_COLUMNS}"
+    ))?
+    .query_row(
+        params![
+            schedule.name,
+            schedule.task,
+            schedule.cron,
+            json_text(&schedule.args),
+            json_text(&schedule.options),
+            micros(now)
+        ],
+        schedule_from_row,
+    )
+}
+
+pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<ScheduleRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM offstage_schedules ORDER BY name"
+    ))?
+    .query_map([], schedule_from_row)?
+    .collect()
+}
+
+pub(super) fn pause(
+    conn: &Connection,
+    name: &str,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<ScheduleRecord>> {
+    conn.prepare_cached(&format!(
+        "UPDATE offstage_schedules SET paused = ?2, updated_at = ?3 WHERE name = ?1 \
+         RETURNING {SCHEDULE_COLUMNS}"
+    ))?
+    .query_row(params![name, paused, micros(now)], schedule_from_row)
+    .optional()
+}
+
+pub(super) fn delete(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached("DELETE FROM offstage_schedules WHERE name = ?1")?
+        .execute([name])?
+        == 1)
+}
+
+/// Inside the writer's `BEGIN IMMEDIATE` batch: no other process can write between the check
+/// of `last_tick_at` and the insert.
+pub(super) fn fire(
+    conn: &Connection,
+    name: &str,
+    tick: DateTime<Utc>,
+    task: &NewTask,
+    unique: bool,
+) -> rusqlite::Result<Fired> {
+    let taken = conn
+        .prepare_cached(
+            "UPDATE offstage_schedules SET last_tick_at = ?2, last_task_id = ?3 \
+             WHERE name = ?1 AND paused = 0 AND (last_tick_at IS NULL OR last_tick_at < ?2)",
+        )?
+        .execute(params![name, micros(tick), task.id])?;
+    if taken == 0 {
+        return Ok(Fired::NotFired);
+    }
+    if unique {
+        let live: Option<TaskId> = conn
+            .prepare_cached(
+                "SELECT id FROM offstage_tasks WHERE name = ?1 AND task_key = ?2 \
+                 AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![task.name, task.key], |row| row.get(0))
+            .optional()?;
+        if let Some(live) = live {
+            conn.prepare_cached("UPDATE offstage_schedules SET last_task_id = ?2 WHERE name = ?1")?
+                .execute(params![name, live])?;
+            return Ok(Fired::Skipped(live));
+        }
+    }
+    task.insert(conn)?;
+    Ok(Fired::Launched)
+}
