@@ -14,6 +14,7 @@
 //! - [`Context`]: what a running task holds (state writer, log, cancellation);
 //! - [`Status`]: the lifecycle;
 //! - [`event`]: the event stream;
+//! - [`shared`]: shared state, named JSON documents under a lock held across nodes;
 //! - [`store`]: the durable record, one trait and its backends.
 //!
 //! ```no_run
@@ -49,6 +50,7 @@ pub mod id;
 pub mod log;
 pub mod registry;
 pub mod runtime;
+pub mod shared;
 pub mod status;
 pub mod store;
 pub mod task;
@@ -65,6 +67,7 @@ pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
     Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,
 };
+pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 #[cfg(feature = "worker")]
