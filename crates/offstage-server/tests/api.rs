@@ -649,7 +649,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "SharedRecord",
         "SharedLock",
         "SharedList",
-        "SetRequest",
+        "SharedSetRequest",
         "SharedChange",
     ] {
         assert!(

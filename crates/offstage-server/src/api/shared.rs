@@ -50,7 +50,7 @@ pub struct SharedList {
 /// `PUT /api/shared/{name}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetRequest {
+pub struct SharedSetRequest {
     /// The new value (any JSON).
     #[schema(value_type = Object)]
     value: Value,
@@ -105,7 +105,7 @@ pub(crate) async fn show(
 }
 
 /// Writes a shared document under its lock (creating it if absent); the document as saved.
-#[utoipa::path(put, path = "/api/shared/{name}", tag = "shared", request_body = SetRequest,
+#[utoipa::path(put, path = "/api/shared/{name}", tag = "shared", request_body = SharedSetRequest,
     params(("name" = String, Path, description = "the document's name")),
     responses((status = 200, body = SharedRecord),
         (status = 409, description = "`version` is not the current one, or the lock stayed held", body = crate::error::ErrorBody),
@@ -113,7 +113,7 @@ pub(crate) async fn show(
 pub(crate) async fn set(
     State(state): State<AppState>,
     NamePath(name): NamePath,
-    Body(request): Body<SetRequest>,
+    Body(request): Body<SharedSetRequest>,
 ) -> Result<Json<SharedRecord>, ApiError> {
     let mut guard = document(&state, &name)?.lock_timeout(LOCK_WAIT).await?;
     if let Some(expected) = request.version {

@@ -150,12 +150,8 @@ pub(crate) async fn lock(
     name: &Arc<str>,
     holder: &Arc<str>,
 ) -> Result<Held, Error> {
-    if rt.is_shutting_down() {
-        return Err(Error::new(
-            ErrorKind::ShuttingDown,
-            "the runtime is shutting down and takes no new locks",
-        ));
-    }
+    // No refusal while shutting down: tasks finishing in the drain period may still need a
+    // lock, and deregistration frees whatever is left.
     let queue = rt.shared.turn(name).await;
     let token = Uuid::now_v7();
     let mut backoff = FIRST_BACKOFF;
