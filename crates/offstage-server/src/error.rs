@@ -55,6 +55,8 @@ impl From<offstage::Error> for ApiError {
             ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
             ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::LockLost => (StatusCode::CONFLICT, "lock_lost"),
+            ErrorKind::StateTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             _ => {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -91,3 +91,26 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
         text.parse().map(TaskIdPath).map_err(ApiError::from)
     }
 }
+
+/// A name from the path (a shared document's), percent-decoded.
+#[derive(Debug)]
+pub struct NamePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(name)| NamePath(name))
+            .map_err(|rejection: PathRejection| {
+                ApiError::bad_request(
+                    "invalid_path",
+                    format!(
+                        "{}: percent-encode the name as UTF-8",
+                        rejection.body_text()
+                    ),
+                )
+            })
+    }
+}

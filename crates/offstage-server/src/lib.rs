@@ -70,6 +70,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/{id}/events", get(api::events::task))
         .route("/api/events", get(api::events::all))
         .route("/api/task-types", get(api::tasks::task_types))
+        .route("/api/shared", get(api::shared::list))
+        .route("/api/shared/{name}", get(api::shared::show))
+        .route("/api/shared/{name}/events", get(api::shared::events))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::read));
     let launch = Router::new()
@@ -78,6 +81,8 @@ pub fn app(state: AppState) -> Router {
     let control = Router::new()
         .route("/api/tasks/{id}/kill", post(api::tasks::kill))
         .route("/api/tasks", axum::routing::delete(api::tasks::purge))
+        // Overwrites whatever tasks wrote: an operator's action, like a kill.
+        .route("/api/shared/{name}", axum::routing::put(api::shared::set))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::control));
     let worker = Router::new()
         .route("/api/workers", get(api::workers::connect))

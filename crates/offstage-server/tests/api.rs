@@ -603,6 +603,9 @@ async fn openapi_describes_every_route_the_router_serves() {
         "DELETE /api/tasks",
         "GET /api/events",
         "GET /api/me",
+        "GET /api/shared",
+        "GET /api/shared/{name}",
+        "GET /api/shared/{name}/events",
         "GET /api/task-types",
         "GET /api/tasks",
         "GET /api/tasks/{id}",
@@ -611,13 +614,16 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /api/workers",
         "POST /api/tasks",
         "POST /api/tasks/{id}/kill",
+        "PUT /api/shared/{name}",
     ];
     assert_eq!(documented, expected);
     // Each documented route exists: it answers with something other than "no such route".
     let some_id = offstage::TaskId::new();
     for route in expected {
         let (method, path) = route.split_once(' ').unwrap();
-        let uri = path.replace("{id}", &some_id.to_string());
+        let uri = path
+            .replace("{id}", &some_id.to_string())
+            .replace("{name}", "some.document");
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -640,6 +646,11 @@ async fn openapi_describes_every_route_the_router_serves() {
         "LogPage",
         "ErrorBody",
         "Status",
+        "SharedRecord",
+        "SharedLock",
+        "SharedList",
+        "SharedSetRequest",
+        "SharedChange",
     ] {
         assert!(
             doc["components"]["schemas"].get(schema).is_some(),

@@ -177,6 +177,31 @@ impl Context {
         }
     }
 
+    /// A handle to the shared document `name` ([`crate::shared`]), whose locks name this task
+    /// as their holder. A lock the task still holds when it ends (or is killed) is released
+    /// without writing.
+    ///
+    /// Only for tasks that run on a node (in-process): a task in a worker (isolated or remote)
+    /// gets an error, and reaches shared state through the node's HTTP API instead.
+    pub fn shared(&self, name: &str) -> Result<crate::Shared, Error> {
+        match &self.backing {
+            Backing::Node(task) => crate::Shared::new(
+                Arc::clone(&task.rt),
+                name,
+                format!("task {} ({})", task.id, task.started.name),
+            ),
+            Backing::Worker(task) => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "shared state is available to tasks that run on a node, and task {} runs in \
+                     a worker (isolated or remote): run its task type in-process, or read and \
+                     write `{name}` through the node's HTTP API (GET and PUT /api/shared/{name})",
+                    task.id
+                ),
+            )),
+        }
+    }
+
     /// Resolves when the task is asked to stop (killed, timed out, or interrupted by shutdown).
     /// Select on it around long awaits to stop promptly and tidily.
     pub async fn cancelled(&self) {

@@ -21,7 +21,7 @@ pub enum ErrorKind {
     InvalidId,
     /// An argument to an Offstage call is out of range or malformed.
     InvalidArgument,
-    /// A state write is larger than the runtime's state cap.
+    /// A state write, or a shared document's value, is larger than the runtime's state cap.
     StateTooLarge,
     /// The task failed; [`Error::task_error`] has its error.
     TaskFailed,
@@ -38,8 +38,13 @@ pub enum ErrorKind {
     /// The store failed (I/O, connection, SQL). The message has the cause.
     Store,
     /// A launch with a key met a live task with the same task type and key, and its
-    /// `on_conflict` said to reject it. The message names that task.
+    /// `on_conflict` said to reject it (the message names that task); or a shared document
+    /// stayed locked by another holder for longer than the caller would wait, or was not at
+    /// the version the caller expected.
     Conflict,
+    /// The lock on a shared document was taken away before its holder saved (its node was
+    /// declared dead and recovery freed it); nothing was written.
+    LockLost,
     /// A worker could not reach its server, or the connection ended. Worth retrying.
     Connection,
     /// A worker's server refused it (bad token, protocol error). Retrying will not help until

@@ -15,6 +15,7 @@
 //! - [`Status`]: the lifecycle;
 //! - [`schedule`]: task types launched on the ticks of a cron expression;
 //! - [`event`]: the event stream;
+//! - [`shared`]: shared state, named JSON documents under a lock held across nodes;
 //! - [`store`]: the durable record, one trait and its backends.
 //!
 //! ```no_run
@@ -51,6 +52,7 @@ pub mod log;
 pub mod registry;
 pub mod runtime;
 pub mod schedule;
+pub mod shared;
 pub mod status;
 pub mod store;
 pub mod task;
@@ -68,6 +70,7 @@ pub use runtime::{
     Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,
 };
 pub use schedule::{Schedule, ScheduleRecord};
+pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 #[cfg(feature = "worker")]

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::extract::TaskIdPath;
 use crate::AppState;
 
-fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get("last-event-id") else {
         return Ok(None);
     };
@@ -36,7 +36,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         })
 }
 
-fn keep_alive() -> KeepAlive {
+pub(crate) fn keep_alive() -> KeepAlive {
     KeepAlive::new().interval(Duration::from_secs(15))
 }
 

@@ -3,5 +3,6 @@
 pub(crate) mod events;
 pub(crate) mod openapi;
 pub(crate) mod session;
+pub(crate) mod shared;
 pub(crate) mod tasks;
 pub(crate) mod workers;

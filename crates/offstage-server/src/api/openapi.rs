@@ -16,10 +16,14 @@ use utoipa::OpenApi;
         super::tasks::task_types,
         super::events::all,
         super::events::task,
+        super::shared::list,
+        super::shared::show,
+        super::shared::set,
+        super::shared::events,
         super::session::me,
         super::workers::connect,
     ),
-    components(schemas(crate::error::ErrorBody)),
+    components(schemas(crate::error::ErrorBody, offstage::SharedChange)),
     modifiers(&BearerAuth)
 )]
 pub(crate) struct ApiDoc;

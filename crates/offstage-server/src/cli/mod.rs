@@ -3,6 +3,7 @@
 mod client;
 mod output;
 mod serve;
+mod shared;
 
 use std::process::ExitCode;
 
@@ -134,6 +135,11 @@ enum Command {
         follow: bool,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Shared state: list, get, set and watch the named JSON documents tasks share.
+    Shared {
+        #[command(subcommand)]
+        command: shared::SharedCommand,
     },
     /// Deletes tasks that finished before a time.
     Purge {
@@ -370,6 +376,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Shared { command } => shared::run(command).await,
         Command::Purge {
             finished_before,
             remote,

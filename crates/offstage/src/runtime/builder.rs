@@ -377,6 +377,7 @@ impl RuntimeBuilder {
             self.config.heartbeat_interval,
         );
         let warm_up = self.registry.any_isolated();
+        let (shared, releases) = super::shared::SharedHub::new();
         let inner = Arc::new(Inner {
             node,
             store,
@@ -400,7 +401,14 @@ impl RuntimeBuilder {
             workers: super::dispatch::Workers::new(self.remote),
             announce,
             isolation,
+            shared,
         });
+        // Frees the locks of shared-state guards that were dropped (a killed task's included).
+        tokio::spawn(super::shared::release_loop(
+            Arc::clone(&inner.store),
+            Arc::downgrade(&inner),
+            releases,
+        ));
         if warm_up {
             inner.isolation.fill();
         }

@@ -6,7 +6,8 @@
 //! [`Store::notify`](crate::store::Store::notify) call, in order. The listener takes the other
 //! nodes' notices: their events go on this node's bus (so `rt.events()`, SSE and
 //! `Task::wait` see tasks on every node live), a queued task wakes the scheduler, a kill for a
-//! task here stops it. Notices are hints: when the listener reports it may have missed some,
+//! task here stops it, a shared document's change or release wakes this node's lockers and
+//! reaches its watchers. Notices are hints: when the listener reports it may have missed some,
 //! the node re-polls the queue and its kill requests at once.
 
 use std::sync::atomic::Ordering;
@@ -89,8 +90,14 @@ async fn apply(rt: &Inner, notice: Notice) {
             rt.events.publish(event.task_id, event.at, event.kind);
         }
         Notice::Schedules => rt.schedules_changed.notify_one(),
+        Notice::Shared {
+            name,
+            version,
+            value,
+        } => rt.shared.heard(name, version, value),
         Notice::Reconnected => {
             rt.schedules_changed.notify_one();
+            rt.shared.wake_all();
             tracing::info!(
                 "the notice listener reconnected; re-polling the queue and kill requests"
             );

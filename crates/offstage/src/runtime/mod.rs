@@ -33,6 +33,7 @@ mod launch;
 pub(crate) mod live;
 mod maintenance;
 mod scheduler;
+pub(crate) mod shared;
 mod spawned;
 mod ticker;
 
@@ -140,6 +141,8 @@ pub(crate) struct Inner {
     /// Notices for the other nodes on the database (see `cluster.rs`); `None` when the store
     /// cannot carry them, and then nobody would hear them.
     pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+    /// Shared state on this node: lockers' queues, the releaser, changes for watchers.
+    pub(crate) shared: shared::SharedHub,
 }
 
 impl fmt::Debug for Inner {
@@ -270,6 +273,34 @@ impl Runtime {
             Some(task) => task.kill().await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A handle to the shared document `name` ([`crate::shared`]): read it, lock it, update
+    /// it, watch it. Its locks name this node as their holder unless told otherwise
+    /// ([`crate::Shared::holder`]). An invalid name (empty, over 200 characters, control
+    /// characters) is [`crate::ErrorKind::InvalidArgument`].
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
+    /// let flags = rt.shared("feature-flags")?;
+    /// let mut guard = flags.lock().await?; // exclusive on every node; the latest value
+    /// let mut value = guard.value().clone();
+    /// value["beta"] = serde_json::json!(true);
+    /// guard.set_json(value)?;
+    /// guard.save().await?; // written and released in one step
+    /// # Ok(()) }
+    /// ```
+    pub fn shared(&self, name: &str) -> Result<crate::Shared, Error> {
+        crate::Shared::new(
+            Arc::clone(&self.inner),
+            name,
+            format!("node {}", self.inner.node),
+        )
+    }
+
+    /// Every shared document in the store, sorted by name.
+    pub async fn shared_list(&self) -> Result<Vec<crate::SharedRecord>, Error> {
+        self.inner.store.shared_list().await
     }
 
     /// A handle to task `id`; [`crate::ErrorKind::NotFound`] if there is no such task.

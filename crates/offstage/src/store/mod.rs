@@ -12,8 +12,13 @@
 //! and [`Store::listen`]): a task was queued, a kill is asked for, an event happened. These are
 //! hints for speed. Every one of them has a slower path that does not need it (the scheduler's
 //! poll, the heartbeat's kill requests, reading the store), so a lost notice delays, never loses.
+//!
+//! The store also keeps **shared state** ([`crate::shared`]): named JSON documents with a lock
+//! that one holder at a time takes across every node ([`Store::shared_lock`],
+//! [`Store::shared_unlock`]), freed by recovery when its node dies.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,12 +26,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use crate::error::{Error, TaskError};
 use crate::event::Event;
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
+use crate::shared::SharedRecord;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -128,6 +135,17 @@ pub enum Notice {
     },
     /// A schedule was created, changed, paused, resumed or deleted: tickers re-read them.
     Schedules,
+    /// Shared document `name` changed (`value` is its new value) or its lock was released
+    /// without a change (`value` is `None`), at `version`. Receivers wake their lockers waiting
+    /// for it and pass changes to their watchers.
+    Shared {
+        /// The document's name.
+        name: String,
+        /// Its version after the change (or at the release).
+        version: u64,
+        /// The new value, for a change.
+        value: Option<Arc<Value>>,
+    },
     /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
     /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
     Reconnected,
@@ -149,14 +167,17 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// running on it.
     async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error>;
 
-    /// Removes `node`. Called when a runtime has shut down cleanly.
+    /// Removes `node`, and frees the shared-state locks still held on it. Called when a runtime
+    /// has shut down cleanly.
     async fn deregister_node(&self, node: NodeId) -> Result<(), Error>;
 
     /// Finds nodes other than `me` that are dead (no heartbeat for `stale_after`, or, where the
     /// backend can tell sooner, whose process is gone), marks every task still `running` on
     /// them `missing`, removes the nodes, and returns the tasks it marked. On the first call
     /// through a store handle, and whenever a node died, tasks `running` on no registered node
-    /// are marked too. A live node's tasks are never touched.
+    /// are marked too. A live node's tasks are never touched. In the same step it frees every
+    /// shared-state lock held on a node that is not registered (the dead ones it just removed
+    /// included), so a lock never outlives its node.
     async fn recover(
         &self,
         me: NodeId,
@@ -270,6 +291,40 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         task: &TaskRecord,
         unique: bool,
     ) -> Result<Fired, Error>;
+
+    /// Shared document `name`, or `None` if there is none. A document that a lock created and
+    /// nobody has written yet is returned with version 0 and value `null`.
+    async fn shared_get(&self, name: &str) -> Result<Option<SharedRecord>, Error>;
+
+    /// Every shared document, sorted by name.
+    async fn shared_list(&self) -> Result<Vec<SharedRecord>, Error>;
+
+    /// Takes the lock on shared document `name` for `token`, held by `holder` on `node` since
+    /// `now`, if nobody holds it, creating the document (value `null`, version 0) if there is
+    /// none; returns the document as it is then, its latest value. `None`, changing nothing, if
+    /// the lock is held. Atomic across every handle on the database: of concurrent calls for one
+    /// name, at most one gets the lock until it is released.
+    async fn shared_lock(
+        &self,
+        name: &str,
+        token: Uuid,
+        node: NodeId,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SharedRecord>, Error>;
+
+    /// Releases the lock `token` holds on shared document `name`. With `value` (JSON text) it
+    /// first writes it, in the same step: the version goes up by one and `updated_at` is `now`;
+    /// without, the document is left as it was. Returns the document after; `None`, changing
+    /// nothing, if `token` does not hold the lock (recovery freed it because its node was
+    /// declared dead, or it was released already).
+    async fn shared_unlock(
+        &self,
+        name: &str,
+        token: Uuid,
+        value: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SharedRecord>, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

@@ -22,6 +22,7 @@
 mod notices;
 mod rows;
 mod schedules;
+mod shared;
 mod transaction;
 mod writer;
 
@@ -43,6 +44,7 @@ use crate::error::{Error, ErrorKind};
 use crate::id::{NodeId, TaskId};
 use crate::log::{LogLevel, LogLine};
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
+use crate::shared::SharedRecord;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -377,12 +379,15 @@ impl Store for PostgresStore {
     }
 
     async fn deregister_node(&self, node: NodeId) -> Result<(), Error> {
+        let err = |e| pg_error("deregistering the node", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        shared::free_locks_of(&mut tx, node).await.map_err(err)?;
         sqlx::query("DELETE FROM offstage_nodes WHERE id = $1")
             .bind(node.as_uuid())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| pg_error("deregistering the node", e))?;
-        Ok(())
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
     }
 
     async fn recover(
@@ -456,6 +461,11 @@ impl Store for PostgresStore {
                 records.push(task_from_row(row).map_err(err)?);
             }
         }
+        // Shared-state locks of nodes that are gone (just now, or before): cheap, as only locked
+        // rows are read, so on every pass.
+        shared::free_orphaned_locks(&mut tx, me)
+            .await
+            .map_err(err)?;
         sqlx::query("DELETE FROM offstage_notices WHERE sent_at < now() - interval '1 minute'")
             .execute(&mut *tx)
             .await
@@ -810,6 +820,35 @@ impl Store for PostgresStore {
         unique: bool,
     ) -> Result<Fired, Error> {
         schedules::fire(&self.pool, name, tick, task, unique).await
+    }
+
+    async fn shared_get(&self, name: &str) -> Result<Option<SharedRecord>, Error> {
+        shared::get(&self.pool, name).await
+    }
+
+    async fn shared_list(&self) -> Result<Vec<SharedRecord>, Error> {
+        shared::list(&self.pool).await
+    }
+
+    async fn shared_lock(
+        &self,
+        name: &str,
+        token: Uuid,
+        node: NodeId,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SharedRecord>, Error> {
+        shared::lock(&self.pool, name, token, node, holder, now).await
+    }
+
+    async fn shared_unlock(
+        &self,
+        name: &str,
+        token: Uuid,
+        value: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SharedRecord>, Error> {
+        shared::unlock(&self.pool, name, token, value, now).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {

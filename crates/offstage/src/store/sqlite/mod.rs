@@ -20,6 +20,7 @@
 mod hub;
 mod rows;
 mod schedules;
+mod shared;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,6 +39,7 @@ use crate::error::{Error, ErrorKind};
 use crate::id::{NodeId, TaskId};
 use crate::log::{LogLevel, LogLine};
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
+use crate::shared::SharedRecord;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -408,6 +410,7 @@ impl Store for SqliteStore {
 
     async fn deregister_node(&self, node: NodeId) -> Result<(), Error> {
         self.write(move |conn| {
+            shared::free_locks_of(conn, node)?;
             conn.execute("DELETE FROM offstage_nodes WHERE id = ?1", [node])?;
             Ok(())
         })
@@ -472,6 +475,9 @@ impl Store for SqliteStore {
                     }
                     conn.prepare_cached("DELETE FROM offstage_nodes WHERE id = ?1")?.execute([id])?;
                 }
+                // Shared-state locks of nodes that are gone (just now, or before): cheap, as
+                // only locked rows are read, so on every pass.
+                shared::free_orphaned_locks(conn, me)?;
                 // Running tasks of nodes that are not registered at all (written by hand, or by
                 // a node whose row was removed). Only worth a look once per open and when a
                 // node died: the sweep reads every running task, and this runs every heartbeat.
@@ -855,6 +861,35 @@ impl Store for SqliteStore {
         let (name, row) = (name.to_owned(), NewTask::from(task));
         self.write(move |conn| schedules::fire(conn, &name, tick, &row, unique))
             .await
+    }
+
+    async fn shared_get(&self, name: &str) -> Result<Option<SharedRecord>, Error> {
+        shared::get(self, name).await
+    }
+
+    async fn shared_list(&self) -> Result<Vec<SharedRecord>, Error> {
+        shared::list(self).await
+    }
+
+    async fn shared_lock(
+        &self,
+        name: &str,
+        token: uuid::Uuid,
+        node: NodeId,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SharedRecord>, Error> {
+        shared::lock(self, name, token, node, holder, now).await
+    }
+
+    async fn shared_unlock(
+        &self,
+        name: &str,
+        token: uuid::Uuid,
+        value: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SharedRecord>, Error> {
+        shared::unlock(self, name, token, value, now).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<super::Notice>) -> Result<(), Error> {

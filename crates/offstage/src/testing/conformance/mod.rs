@@ -17,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod retries;
 mod schedules;
+mod shared;
 mod spawned;
 mod stopping;
 mod tasks;
@@ -30,6 +31,7 @@ pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
 pub use self::schedules::*;
+pub use self::shared::*;
 pub use self::spawned::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
@@ -181,7 +183,12 @@ macro_rules! conformance_tests {
             events_of_a_task_on_another_node_arrive_live,
             a_task_queued_on_a_full_node_runs_on_another,
             events_resume_after_a_sequence_number,
-            ten_thousand_tasks_none_lost
+            ten_thousand_tasks_none_lost,
+            shared_increments_from_100_tasks_on_two_nodes_lose_no_update,
+            a_lock_holder_killed_mid_lock_releases_it,
+            a_dead_node_s_shared_lock_is_freed_by_recovery,
+            shared_snapshots_and_changes_reach_every_node,
+            saving_after_the_lock_was_taken_away_fails_with_lock_lost
         );
         $crate::conformance_tests!(@paused $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -191,7 +198,8 @@ macro_rules! conformance_tests {
             a_failing_task_retries_with_backoff_then_completes,
             a_cron_tick_launches_once_across_three_nodes,
             a_scheduled_key_skips_ticks_while_the_last_launch_is_live,
-            shutdown_drains_then_interrupts
+                        shutdown_drains_then_interrupts,
+            a_lock_wait_gives_up_after_its_timeout
         );
     };
     (@real $backend:expr; $($name:ident),* $(,)?) => {

@@ -37,6 +37,16 @@ pub struct Millis {
     pub ms: u64,
 }
 
+/// Args of `test.increment`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Increment {
+    /// The shared counter.
+    pub name: String,
+    /// How long to hold the lock between reading and writing (0: use `update`).
+    #[serde(default)]
+    pub hold_ms: u64,
+}
+
 /// Registers the suite's task types on `builder`.
 pub fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder
@@ -86,6 +96,37 @@ pub fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
             ctx.set_state(&json!({ "small": true }))?;
             let refused = ctx.set_state(&json!({ "big": "x".repeat(bytes) })).is_err();
             Ok::<_, TaskError>(json!({ "refused": refused, "state": ctx.state() }))
+        })
+        // Adds one to the shared counter it is given, under the lock; returns the new count.
+        // With `hold_ms`, it holds the lock across a sleep between reading and writing, as real
+        // work would (a lost update then shows at once if the lock is not exclusive).
+        .task(
+            "test.increment",
+            |ctx: Context, args: Increment| async move {
+                let counter = ctx.shared(&args.name)?;
+                if args.hold_ms == 0 {
+                    return Ok(counter.update(|n: &mut u64| *n += 1).await?);
+                }
+                let mut guard = counter.lock().await?;
+                let n: u64 = if guard.version() == 0 {
+                    0
+                } else {
+                    guard.get()?
+                };
+                tokio::time::sleep(Duration::from_millis(args.hold_ms)).await;
+                guard.set(&(n + 1))?;
+                guard.save().await?;
+                Ok::<_, TaskError>(n + 1)
+            },
+        )
+        // Locks the shared document it is given, changes the value without saving it, says so
+        // in its state, then waits forever without looking at its cancellation.
+        .task("test.hold_lock", |ctx: Context, name: String| async move {
+            let mut guard = ctx.shared(&name)?.lock().await?;
+            guard.set(&json!("half-written"))?;
+            ctx.set_state(&json!({ "locked": true }))?;
+            std::future::pending::<()>().await;
+            Ok::<_, TaskError>(())
         })
         .task("test.log", |ctx: Context, lines: u64| async move {
             for i in 1..=lines {

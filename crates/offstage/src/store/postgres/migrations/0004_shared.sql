@@ -1,7 +1,8 @@
 -- Shared state: named JSON documents that tasks and handlers read as a snapshot, or lock to
 -- read the latest value and write it back. The lock is a row-level claim held across nodes:
 -- `lock_token` is set while someone holds it, `lock_node` names the node it lives on so that
--- recovery frees it when that node dies.
+-- recovery frees it when that node dies. A document a lock created but nobody wrote yet has
+-- version 0 and value 'null'.
 CREATE TABLE offstage_shared (
     name         text PRIMARY KEY,
     value        text NOT NULL,
