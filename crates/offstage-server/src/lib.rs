@@ -70,6 +70,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/{id}/events", get(api::events::task))
         .route("/api/events", get(api::events::all))
         .route("/api/task-types", get(api::tasks::task_types))
+        .route("/api/schedules", get(api::schedules::list))
+        .route("/api/schedules/{name}", get(api::schedules::show))
         .route("/api/shared", get(api::shared::list))
         .route("/api/shared/{name}", get(api::shared::show))
         .route("/api/shared/{name}/events", get(api::shared::events))
@@ -83,6 +85,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks", axum::routing::delete(api::tasks::purge))
         // Overwrites whatever tasks wrote: an operator's action, like a kill.
         .route("/api/shared/{name}", axum::routing::put(api::shared::set))
+        // Schedules launch on their own from then on: more than one launch's worth of trust.
+        .route(
+            "/api/schedules/{name}",
+            axum::routing::put(api::schedules::put).delete(api::schedules::delete),
+        )
+        .route("/api/schedules/{name}/pause", post(api::schedules::pause))
+        .route("/api/schedules/{name}/resume", post(api::schedules::resume))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::control));
     let worker = Router::new()
         .route("/api/workers", get(api::workers::connect))

@@ -76,7 +76,8 @@ pub struct ScheduleRecord {
     pub options: LaunchOptions,
     /// True while paused: ticks pass without launching.
     pub paused: bool,
-    /// The latest tick that launched a task (or found the previous one still live).
+    /// The latest tick dealt with: launched, skipped because the previous launch was still
+    /// live, or passed over while paused (a resume sets it to the time of the resume).
     pub last_tick_at: Option<DateTime<Utc>>,
     /// The task the latest tick launched.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]

@@ -2,6 +2,7 @@
 
 pub(crate) mod events;
 pub(crate) mod openapi;
+pub(crate) mod schedules;
 pub(crate) mod session;
 pub(crate) mod shared;
 pub(crate) mod tasks;

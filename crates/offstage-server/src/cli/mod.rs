@@ -2,6 +2,7 @@
 
 mod client;
 mod output;
+mod schedules;
 mod serve;
 mod shared;
 
@@ -135,6 +136,11 @@ enum Command {
         follow: bool,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Schedules: list, set, pause, resume and delete task types launched on cron ticks.
+    Schedule {
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
     },
     /// Shared state: list, get, set and watch the named JSON documents tasks share.
     Shared {
@@ -377,6 +383,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Shared { command } => shared::run(command).await,
+        Command::Schedule { command } => schedules::run(command).await,
         Command::Purge {
             finished_before,
             remote,

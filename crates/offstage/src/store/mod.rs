@@ -268,7 +268,9 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// Every schedule, by name (`next_tick_at` is left `None`: the runtime fills it in).
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error>;
 
-    /// Pauses (or, with `paused` false, resumes) schedule `name`; `None` if there is none.
+    /// Pauses (or, with `paused` false, resumes) schedule `name`; `None` if there is none. A
+    /// resume moves `last_tick_at` up to `now`, so no tick that passed while it was paused
+    /// launches later, whichever node's ticker gets there last.
     async fn pause_schedule(
         &self,
         name: &str,

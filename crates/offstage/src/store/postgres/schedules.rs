@@ -55,8 +55,9 @@ pub(super) async fn pause(
 ) -> Result<Option<ScheduleRecord>, Error> {
     let failed = |e| pg_error("pausing a schedule", e);
     let row = sqlx::query(&format!(
-        "UPDATE offstage_schedules SET paused = $2, updated_at = $3 WHERE name = $1 \
-         RETURNING {SCHEDULE_COLUMNS}"
+        "UPDATE offstage_schedules SET paused = $2, updated_at = $3, \
+         last_tick_at = CASE WHEN $2 THEN last_tick_at ELSE greatest(last_tick_at, $3) END \
+         WHERE name = $1 RETURNING {SCHEDULE_COLUMNS}"
     ))
     .bind(name)
     .bind(paused)

@@ -49,8 +49,9 @@ pub(super) fn pause(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<ScheduleRecord>> {
     conn.prepare_cached(&format!(
-        "UPDATE offstage_schedules SET paused = ?2, updated_at = ?3 WHERE name = ?1 \
-         RETURNING {SCHEDULE_COLUMNS}"
+        "UPDATE offstage_schedules SET paused = ?2, updated_at = ?3, \
+         last_tick_at = CASE WHEN ?2 THEN last_tick_at ELSE max(coalesce(last_tick_at, ?3), ?3) END \
+         WHERE name = ?1 RETURNING {SCHEDULE_COLUMNS}"
     ))?
     .query_row(params![name, paused, micros(now)], schedule_from_row)
     .optional()

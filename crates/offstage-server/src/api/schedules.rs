@@ -1,0 +1,108 @@
+//! `/api/schedules`: task types launched on the ticks of cron expressions. List them, create
+//! or change one, pause and resume one, delete one. Each tick launches once across all nodes
+//! (see `offstage::schedule`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use offstage::{LaunchOptions, Schedule, ScheduleRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::extract::{Body, NamePath};
+use crate::AppState;
+
+/// Every schedule, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleList {
+    schedules: Vec<ScheduleRecord>,
+}
+
+/// `PUT /api/schedules/{name}`: what to launch, and when.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// `minute hour day-of-month month day-of-week` (UTC), or six fields with seconds first.
+    cron: String,
+    /// The task type to launch.
+    task: String,
+    /// The args of every launch (default `null`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    args: Value,
+    /// Launch options of every launch: `key`, `on_conflict` (`reject` or `existing`: skip a
+    /// tick while the last launch is live), `owner`, `priority`, `timeout` (ms), `isolated`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    options: LaunchOptions,
+}
+
+/// Every schedule, with its next tick.
+#[utoipa::path(get, path = "/api/schedules", tag = "schedules",
+    responses((status = 200, body = ScheduleList), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
+    let schedules = state.runtime.schedules().await?;
+    Ok(Json(ScheduleList { schedules }))
+}
+
+/// One schedule (404 if there is none).
+#[utoipa::path(get, path = "/api/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "the schedule's name")),
+    responses((status = 200, body = ScheduleRecord), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+) -> Result<Json<ScheduleRecord>, ApiError> {
+    Ok(Json(state.runtime.schedule(&name).await?))
+}
+
+/// Creates or changes a schedule; an existing one stays paused if it was.
+#[utoipa::path(put, path = "/api/schedules/{name}", tag = "schedules", request_body = ScheduleRequest,
+    params(("name" = String, Path, description = "the schedule's name")),
+    responses((status = 200, body = ScheduleRecord), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+    Body(request): Body<ScheduleRequest>,
+) -> Result<Json<ScheduleRecord>, ApiError> {
+    let schedule = Schedule::new(name, request.cron, request.task)
+        .args(request.args)
+        .options(request.options);
+    Ok(Json(state.runtime.put_schedule(schedule).await?))
+}
+
+/// Pauses a schedule on every node: its ticks pass without launching.
+#[utoipa::path(post, path = "/api/schedules/{name}/pause", tag = "schedules",
+    params(("name" = String, Path, description = "the schedule's name")),
+    responses((status = 200, body = ScheduleRecord), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+) -> Result<Json<ScheduleRecord>, ApiError> {
+    Ok(Json(state.runtime.pause_schedule(&name).await?))
+}
+
+/// Resumes a paused schedule from its next tick (missed ticks are not made up).
+#[utoipa::path(post, path = "/api/schedules/{name}/resume", tag = "schedules",
+    params(("name" = String, Path, description = "the schedule's name")),
+    responses((status = 200, body = ScheduleRecord), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+) -> Result<Json<ScheduleRecord>, ApiError> {
+    Ok(Json(state.runtime.resume_schedule(&name).await?))
+}
+
+/// Deletes a schedule; the tasks it launched stay.
+#[utoipa::path(delete, path = "/api/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "the schedule's name")),
+    responses((status = 204), (status = "4XX", body = crate::error::ErrorBody)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+) -> Result<StatusCode, ApiError> {
+    state.runtime.delete_schedule(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
