@@ -600,9 +600,12 @@ async fn openapi_describes_every_route_the_router_serves() {
     }
     documented.sort();
     let expected = [
+        "DELETE /api/schedules/{name}",
         "DELETE /api/tasks",
         "GET /api/events",
         "GET /api/me",
+        "GET /api/schedules",
+        "GET /api/schedules/{name}",
         "GET /api/shared",
         "GET /api/shared/{name}",
         "GET /api/shared/{name}/events",
@@ -612,8 +615,11 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /api/tasks/{id}/events",
         "GET /api/tasks/{id}/logs",
         "GET /api/workers",
+        "POST /api/schedules/{name}/pause",
+        "POST /api/schedules/{name}/resume",
         "POST /api/tasks",
         "POST /api/tasks/{id}/kill",
+        "PUT /api/schedules/{name}",
         "PUT /api/shared/{name}",
     ];
     assert_eq!(documented, expected);

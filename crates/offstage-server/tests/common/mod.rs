@@ -7,6 +7,11 @@ pub mod browser;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_offstage");
 
@@ -168,4 +173,91 @@ impl Api {
     pub async fn finished(&self, id: &str) -> serde_json::Value {
         self.until(id, |kind, _| kind == "finished").await["task"].clone()
     }
+}
+
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Reads one SSE stream event by event: `(id, event, data)`.
+pub struct Sse {
+    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buffer: String,
+}
+
+impl Sse {
+    pub async fn open(api: &Api, path: &str, last_event_id: Option<u64>) -> Sse {
+        let mut request = api.request(Method::GET, path);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Sse {
+            body: response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
+                .boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event, failing after [`LIMIT`].
+    pub async fn next(&mut self) -> (String, String, Value) {
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .map(str::to_owned)
+                    };
+                    if let (Some(id), Some(kind), Some(data)) =
+                        (field("id: "), field("event: "), field("data: "))
+                    {
+                        return (id, kind, serde_json::from_str(&data).unwrap());
+                    }
+                    continue;
+                }
+                let chunk = self.body.next().await.expect("the stream ended").unwrap();
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .expect("an event within the limit")
+    }
+}
+
+pub async fn call(
+    api: &Api,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = api.request(method, path);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or("")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
