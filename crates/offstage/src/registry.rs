@@ -134,6 +134,13 @@ impl Retry {
         }
     }
 
+    /// The wait after failed attempt `attempt` (from 1), jittered at random.
+    pub fn jittered_delay(&self, attempt: u32) -> Duration {
+        // The random bits of a fresh UUIDv7.
+        let unit = (uuid::Uuid::now_v7().as_u128() & 0xffff) as f64 / 65_536.0;
+        self.delay(attempt, unit)
+    }
+
     /// The wait after failed attempt `attempt` (from 1), with `unit` in 0..1 for the jitter.
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
         let doubled = self

@@ -274,9 +274,7 @@ fn retry_at(
     if attempt >= policy.max_attempts || !policy.retries(error.map_or("", |e| e.kind.as_str())) {
         return None;
     }
-    // Jitter from the random bits of a fresh UUIDv7.
-    let unit = (uuid::Uuid::now_v7().as_u128() & 0xffff) as f64 / 65_536.0;
-    let delay = policy.delay(attempt, unit);
+    let delay = policy.jittered_delay(attempt);
     let at = live.rt.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
     live.append_log(
         LogLevel::Warn,

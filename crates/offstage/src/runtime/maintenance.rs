@@ -9,7 +9,8 @@ use super::Inner;
 use crate::error::Error;
 use crate::event::EventKind;
 
-/// Marks the tasks of dead nodes `missing` and announces them.
+/// Marks the tasks of dead nodes `missing` and announces them; queues again those whose type
+/// has a retry policy (here) that retries `missing` and attempts left.
 pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
     let recovered = rt
         .store
@@ -17,6 +18,20 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
         .await?;
     for record in recovered {
         tracing::warn!(task = %record.id, name = %record.name, "task went missing with its node");
+        let record = match requeue(rt, &record).await {
+            Some(queued) => {
+                // Announced as `launched` once more, like any retry.
+                rt.publish(
+                    queued.id,
+                    EventKind::Launched {
+                        task: Arc::new(queued),
+                    },
+                );
+                rt.wake_for_queued(rt.registry.get(&record.name).is_err(), false);
+                continue;
+            }
+            None => record,
+        };
         rt.publish(
             record.id,
             EventKind::Finished {
@@ -25,6 +40,36 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Queues `missing` task `record` again if its type's retry policy says so. Only the node that
+/// marked it missing gets here (recovery returns each task once), so it is queued once; should
+/// this node die first, the task stays `missing`, which is still the truth.
+async fn requeue(rt: &Inner, record: &crate::TaskRecord) -> Option<crate::TaskRecord> {
+    let policy = rt.registry.get(&record.name).ok()?.options.retry?;
+    if record.attempt >= policy.max_attempts || !policy.retries("missing") {
+        return None;
+    }
+    let delay = policy.jittered_delay(record.attempt.max(1));
+    let now = rt.clock.now();
+    let log = crate::LogLine {
+        // The last number of this attempt's range: after any line the lost attempt wrote.
+        seq: u64::from(record.attempt.max(1)) << 32,
+        at: now,
+        level: crate::LogLevel::Warn,
+        message: format!(
+            "[offstage] attempt {} of {} went missing with its node; running again in {delay:.1?}",
+            record.attempt, policy.max_attempts
+        ),
+    };
+    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+    match rt.store.requeue_missing(record.id, at, log).await {
+        Ok(queued) => queued,
+        Err(error) => {
+            tracing::warn!(task = %record.id, %error, "queueing a missing task again failed; it stays missing");
+            None
+        }
+    }
 }
 
 /// A tick every `period(config)`, skipping missed ticks rather than bursting.

@@ -185,6 +185,16 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         stale_after: Duration,
     ) -> Result<Vec<TaskRecord>, Error>;
 
+    /// Queues task `id` again, due at `run_at`, if it is `missing` (recovery marked it so, and
+    /// its type's retry policy runs it again): off any node, its error kept, `log` added to
+    /// its log. Returns the queued record, or `None` if the task is not `missing`.
+    async fn requeue_missing(
+        &self,
+        id: TaskId,
+        run_at: DateTime<Utc>,
+        log: LogLine,
+    ) -> Result<Option<TaskRecord>, Error>;
+
     /// Inserts a new task. `task.status` is `queued`, or `running` when the launching node
     /// claims it at once (then `task.node` is that node and `started_at` is set).
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error>;

@@ -474,6 +474,32 @@ impl Store for PostgresStore {
         Ok(records)
     }
 
+    async fn requeue_missing(
+        &self,
+        id: TaskId,
+        run_at: DateTime<Utc>,
+        log: LogLine,
+    ) -> Result<Option<TaskRecord>, Error> {
+        let err = |e| pg_error("queueing a missing task again", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let row = sqlx::query(&format!(
+            "UPDATE offstage_tasks SET status = 'queued', run_at = $2, finished_at = NULL, \
+             node = NULL WHERE id = $1 AND status = 'missing' RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(run_at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(row) = row else { return Ok(None) };
+        let record = task_from_row(&row).map_err(err)?;
+        let mut logs = rows::LogArrays::default();
+        logs.push(id, std::slice::from_ref(&log));
+        logs.insert(&mut tx).await.map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(record))
+    }
+
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
         let task = Box::new(task.clone());
         self.write_op(|tx| Write::Launch(task, tx)).await

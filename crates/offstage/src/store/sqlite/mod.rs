@@ -507,6 +507,28 @@ impl Store for SqliteStore {
         Ok(records)
     }
 
+    async fn requeue_missing(
+        &self,
+        id: TaskId,
+        run_at: DateTime<Utc>,
+        log: LogLine,
+    ) -> Result<Option<TaskRecord>, Error> {
+        self.write(move |conn| {
+            let record = conn
+                .prepare_cached(&format!(
+                    "UPDATE offstage_tasks SET status = 'queued', run_at = ?2, finished_at = NULL, \
+                     node = NULL WHERE id = ?1 AND status = 'missing' RETURNING {TASK_COLUMNS}"
+                ))?
+                .query_row(params![id, micros(run_at)], task_from_row)
+                .optional()?;
+            if record.is_some() {
+                insert_logs(conn, id, std::slice::from_ref(&log))?;
+            }
+            Ok(record)
+        })
+        .await
+    }
+
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
         let row = NewTask::from(task);
         self.write(move |conn| row.insert(conn)).await

@@ -100,6 +100,75 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
         .is_empty());
 }
 
+/// A dead node's task runs again when its type's retry policy retries `missing` (and has
+/// attempts left), with a line in its log saying why; a type whose policy does not, or with
+/// no policy, stays `missing`.
+pub async fn a_dead_nodes_task_runs_again_when_its_type_retries(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let store = backend.open(&database).await;
+    let long_ago = Utc::now() - chrono::Duration::hours(1);
+    let dead = NodeInfo {
+        id: NodeId::new(),
+        host: "elsewhere".into(),
+        pid: 1,
+        started_at: long_ago,
+    };
+    store.register_node(&dead).await.unwrap();
+    let orphan = |name: &str| {
+        let mut record = running_record(dead.id, long_ago);
+        record.name = name.to_owned();
+        record.attempt = 1;
+        record
+    };
+    let (resilient, picky, plain) = (
+        orphan("test.resilient"),
+        orphan("test.picky"),
+        orphan("test.sleep"),
+    );
+    for record in [&resilient, &picky, &plain] {
+        store.launch(record).await.unwrap();
+    }
+
+    let rt = runtime_with(backend, &database, |builder| {
+        let quick = |retry: crate::Retry| {
+            crate::TaskTypeOptions::default()
+                .retry(retry.backoff(Duration::from_millis(1), Duration::from_millis(1)))
+        };
+        builder
+            .task_with(
+                "test.resilient",
+                quick(crate::Retry::new(2)),
+                |ctx: crate::Context, _args: serde_json::Value| async move {
+                    Ok::<_, crate::TaskError>(ctx.attempt())
+                },
+            )
+            .task_with(
+                "test.picky",
+                quick(crate::Retry::new(2).kinds(&["flaky"])),
+                |_ctx: crate::Context, _args: serde_json::Value| async {
+                    Ok::<_, crate::TaskError>(0)
+                },
+            )
+    })
+    .await;
+    let again = rt.get(resilient.id).await.unwrap().wait().await.unwrap();
+    assert_eq!(
+        (again.status, again.attempt, again.return_value),
+        (Status::Completed, 2, Some(json!(2)))
+    );
+    let logs = rt.logs(resilient.id, 0, 10).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("attempt 1 of 2 went missing")),
+        "{logs:?}"
+    );
+    for stays in [&picky, &plain] {
+        let record = rt.record(stays.id).await.unwrap();
+        assert_eq!(record.status, Status::Missing, "{}", record.name);
+    }
+    rt.shutdown().await.unwrap();
+}
+
 /// Two nodes recovering the same dead node at the same moment mark each of its tasks once
 /// between them: no task is reported (or announced) missing twice.
 pub async fn recovery_marks_each_task_exactly_once(backend: &dyn Backend) {

@@ -177,6 +177,7 @@ macro_rules! conformance_tests {
             purge_deletes_finished_before,
             history_survives_reopening,
             dead_node_tasks_are_marked_missing,
+            a_dead_nodes_task_runs_again_when_its_type_retries,
             recovery_marks_each_task_exactly_once,
             live_node_tasks_are_never_marked_missing,
             kill_reaches_a_task_on_another_node,
