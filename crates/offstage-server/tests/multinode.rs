@@ -11,13 +11,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
+
 use offstage::store::postgres::PostgresStore;
 use offstage::store::Store;
 use offstage::testing::conformance::{Backend, PostgresBackend};
 use offstage::{ListFilter, Status};
 use serde_json::{json, Value};
 
-use common::{Server as Node, BIN};
+use common::{Api, Server as Node, Sse, BIN};
 
 /// How long a node may be silent before the others declare it dead, in the test that kills
 /// one. (The other keeps the default 10 s, so a node starved of CPU under load is not taken for
@@ -84,65 +85,6 @@ async fn show(http: &reqwest::Client, node: &Node, id: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// Reads one SSE stream event by event.
-struct Sse {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
-    buffer: String,
-}
-
-impl Sse {
-    async fn open(http: &reqwest::Client, url: String) -> Sse {
-        let response = http.get(url).send().await.unwrap();
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Sse {
-            body: response
-                .bytes_stream()
-                .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
-                .boxed(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event's type and data; `None` when the stream ends.
-    async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(str::to_owned)
-                };
-                if let (Some(kind), Some(data)) = (field("event: "), field("data: ")) {
-                    return Some((kind, serde_json::from_str(&data).unwrap()));
-                }
-                continue;
-            }
-            let chunk = self.body.next().await?.unwrap();
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Waits up to `limit` for an event `pred` accepts.
-    async fn wait_for(
-        &mut self,
-        limit: Duration,
-        mut pred: impl FnMut(&str, &Value) -> bool,
-    ) -> (String, Value) {
-        tokio::time::timeout(limit, async {
-            loop {
-                let (kind, data) = self.next().await.expect("the stream ended early");
-                if pred(&kind, &data) {
-                    return (kind, data);
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no matching event within {limit:?}"))
-    }
 }
 
 #[test]
@@ -225,7 +167,12 @@ fn kills_and_live_events_cross_nodes_and_a_killed_node_tasks_read_missing() {
 
         // A kill sent to node A stops a task running on node C.
         let sleeper = launch(&http, &c, "demo.sleep", json!({ "seconds": 600 })).await;
-        let mut on_a = Sse::open(&http, format!("{}/api/tasks/{sleeper}/events", a.url)).await;
+        let mut on_a = Sse::open(
+            &Api::new(&a, None),
+            &format!("/api/tasks/{sleeper}/events"),
+            None,
+        )
+        .await;
         let response = http
             .post(format!("{}/api/tasks/{sleeper}/kill", a.url))
             .send()
@@ -244,7 +191,12 @@ fn kills_and_live_events_cross_nodes_and_a_killed_node_tasks_read_missing() {
             json!({ "to": 5, "interval_ms": 300 }),
         )
         .await;
-        let mut on_b = Sse::open(&http, format!("{}/api/tasks/{counter}/events", b.url)).await;
+        let mut on_b = Sse::open(
+            &Api::new(&b, None),
+            &format!("/api/tasks/{counter}/events"),
+            None,
+        )
+        .await;
         let mut done = Vec::new();
         loop {
             let (kind, data) = on_b.wait_for(limit, |_, _| true).await;
@@ -264,7 +216,7 @@ fn kills_and_live_events_cross_nodes_and_a_killed_node_tasks_read_missing() {
 
         // SIGKILL node C mid-run: its running tasks read `missing` within the node timeout,
         // and nothing else is lost.
-        let mut all_on_a = Sse::open(&http, format!("{}/api/events", a.url)).await;
+        let mut all_on_a = Sse::open(&Api::new(&a, None), "/api/events", None).await;
         let mut on_c = HashSet::new();
         for _ in 0..4 {
             on_c.insert(launch(&http, &c, "demo.sleep", json!({ "seconds": 600 })).await);
@@ -305,7 +257,12 @@ fn kills_and_live_events_cross_nodes_and_a_killed_node_tasks_read_missing() {
         // The survivors still take work, and still stop theirs when told.
         let echo = launch(&http, &b, "demo.echo", json!({ "value": "after" })).await;
         // A finished task's stream is its `finished` event, so this never misses the end.
-        let mut echo_events = Sse::open(&http, format!("{}/api/tasks/{echo}/events", a.url)).await;
+        let mut echo_events = Sse::open(
+            &Api::new(&a, None),
+            &format!("/api/tasks/{echo}/events"),
+            None,
+        )
+        .await;
         echo_events
             .wait_for(limit, |kind, _| kind == "finished")
             .await;
@@ -318,5 +275,52 @@ fn kills_and_live_events_cross_nodes_and_a_killed_node_tasks_read_missing() {
                 .unwrap();
             assert!(response.status().is_success());
         }
+    });
+}
+
+#[test]
+fn a_schedule_ticks_once_per_tick_across_three_nodes() {
+    let Some((db, nodes)) = cluster("a schedule on three nodes", 10.0) else {
+        return;
+    };
+    let [a, b, c] = &nodes;
+    runtime().block_on(async {
+        let mut launched_on_b = Sse::open(&Api::new(b, None), "/api/events", None).await;
+        let (status, record) = common::call(
+            &Api::new(a, None),
+            reqwest::Method::PUT,
+            "/api/schedules/tick",
+            Some(r#"{"cron": "* * * * * *", "task": "demo.echo", "args": {"value": "tick"}}"#),
+        )
+        .await;
+        assert_eq!(status, 200, "{record}");
+        // Five ticks, each launched by whichever node took it, each seen live on B.
+        for _ in 0..5 {
+            launched_on_b
+                .wait_for(Duration::from_secs(30), |kind, data| {
+                    kind == "launched" && data["task"]["name"] == "demo.echo"
+                })
+                .await;
+        }
+        let (status, paused) = common::call(
+            &Api::new(c, None),
+            reqwest::Method::POST,
+            "/api/schedules/tick/pause",
+            None,
+        )
+        .await;
+        assert_eq!((status.as_u16(), paused["paused"].as_bool()), (200, Some(true)));
+
+        let store = PostgresStore::open(&db).await.unwrap();
+        let filter = ListFilter {
+            name: Some("demo.echo".into()),
+            limit: Some(1_000),
+            ..ListFilter::default()
+        };
+        let tasks = store.list(&filter).await.unwrap();
+        let ticks: HashSet<_> = tasks.iter().map(|t| t.run_at).collect();
+        assert!(tasks.len() >= 5, "{tasks:?}");
+        assert_eq!(ticks.len(), tasks.len(), "a tick launched twice: {tasks:?}");
+        assert!(ticks.iter().all(|t| t.timestamp_subsec_micros() == 0));
     });
 }

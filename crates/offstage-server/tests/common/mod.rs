@@ -201,6 +201,24 @@ impl Sse {
         }
     }
 
+    /// Waits up to `limit` for an event `pred` accepts (given the event's type and data).
+    pub async fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&str, &Value) -> bool,
+    ) -> (String, Value) {
+        tokio::time::timeout(limit, async {
+            loop {
+                let (_, kind, data) = self.next().await;
+                if pred(&kind, &data) {
+                    return (kind, data);
+                }
+            }
+        })
+        .await
+        .expect("the awaited event within the limit")
+    }
+
     /// The next event, failing after [`LIMIT`].
     pub async fn next(&mut self) -> (String, String, Value) {
         tokio::time::timeout(LIMIT, async {
