@@ -154,6 +154,12 @@ fn run(
         out.push(("isolated_launch_p50_ms", p50, "-"));
         out.push(("isolated_launch_p99_ms", p99, "-"));
     }
+    if wanted("shared") {
+        let each = if quick { 20 } else { 50 };
+        let (rate, p50) = rt.block_on(measure::shared_updates(&db("shared"), 100, each));
+        out.push(("shared_contended_updates_per_s", rate, "-"));
+        out.push(("shared_update_p50_ms", p50, "-"));
+    }
     if wanted("dashboard") {
         for (metric, p50) in rt.block_on(http::dashboard_queries(&db("dashboard"), n, 200)) {
             out.push((metric, p50, "-"));
