@@ -309,7 +309,10 @@ fn a_schedule_ticks_once_per_tick_across_three_nodes() {
             None,
         )
         .await;
-        assert_eq!((status.as_u16(), paused["paused"].as_bool()), (200, Some(true)));
+        assert_eq!(
+            (status.as_u16(), paused["paused"].as_bool()),
+            (200, Some(true))
+        );
 
         let store = PostgresStore::open(&db).await.unwrap();
         let filter = ListFilter {

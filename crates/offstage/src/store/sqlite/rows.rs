@@ -1,8 +1,10 @@
 //! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Row;
+use rusqlite::{params, Connection, Row};
 
+use super::json_text;
+use crate::id::{NodeId, TaskId};
 use crate::schedule::ScheduleRecord;
 use crate::task::TaskRecord;
 
@@ -121,4 +123,73 @@ pub(super) fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRecor
         created_at: from_micros(row.get(8)?),
         updated_at: from_micros(row.get(9)?),
     })
+}
+
+/// A new task's columns as SQL values, made on the caller's thread so the writer only runs SQL.
+pub(super) struct NewTask {
+    pub(super) id: TaskId,
+    pub(super) name: String,
+    args: String,
+    status: &'static str,
+    state: String,
+    times: (i64, i64, Option<i64>),
+    attempt: u32,
+    priority: i32,
+    pub(super) key: Option<String>,
+    owner: Option<String>,
+    timeout_ms: Option<i64>,
+    node: Option<NodeId>,
+    isolated: bool,
+}
+
+impl From<&TaskRecord> for NewTask {
+    fn from(task: &TaskRecord) -> Self {
+        Self {
+            id: task.id,
+            name: task.name.clone(),
+            args: json_text(&task.args),
+            status: task.status.as_str(),
+            state: json_text(&task.state),
+            times: (
+                micros(task.launched_at),
+                micros(task.run_at),
+                task.started_at.map(micros),
+            ),
+            attempt: task.attempt,
+            priority: task.priority,
+            key: task.key.clone(),
+            owner: task.owner.clone(),
+            timeout_ms: task.timeout_ms.map(|t| t as i64),
+            node: task.node,
+            isolated: task.isolated,
+        }
+    }
+}
+
+impl NewTask {
+    pub(super) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
+             started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            self.id,
+            self.name,
+            self.args,
+            self.status,
+            self.state,
+            self.times.0,
+            self.times.1,
+            self.times.2,
+            self.attempt,
+            self.priority,
+            self.key,
+            self.owner,
+            self.timeout_ms,
+            self.node,
+            self.isolated,
+        ])?;
+        Ok(())
+    }
 }
