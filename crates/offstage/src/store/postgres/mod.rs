@@ -22,22 +22,22 @@
 mod notices;
 mod rows;
 mod schedules;
+mod schema;
 mod shared;
 mod transaction;
 mod writer;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use self::rows::{task_from_row, TaskArrays, TASK_COLUMNS};
+use self::schema::{connect, migrate};
 use self::writer::Write;
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Store};
 use crate::error::{Error, ErrorKind};
@@ -202,128 +202,6 @@ impl PostgresStore {
         self.writes.send(make(tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
-}
-
-async fn connect(url: &str, display: &str, max_connections: u32) -> Result<PgPool, Error> {
-    let options = PgConnectOptions::from_str(url).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!(
-                "`{display}` is not a PostgreSQL URL Offstage can use ({e}): write it as \
-                 postgres://user:password@host:5432/database"
-            ),
-        )
-    })?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections.max(2))
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Store,
-                format!(
-                    "cannot connect to PostgreSQL at {display}: {e}. Check that the server is \
-                     running and reachable, and that the user, password and database in the URL \
-                     are right"
-                ),
-            )
-            .with_source(e)
-        })?;
-    Ok(pool)
-}
-
-/// Creates the schema if the `search_path` names one that does not exist, then applies the
-/// migrations this database lacks, all under a lock so concurrent nodes migrate once.
-async fn migrate(pool: &PgPool, display: &str) -> Result<(u32, u32), Error> {
-    ensure_schema(pool, display).await?;
-    apply_migrations(pool, display).await
-}
-
-async fn ensure_schema(conn: &PgPool, display: &str) -> Result<(), Error> {
-    let err = |e| pg_error("migration", e);
-    let current: Option<String> = sqlx::query_scalar("SELECT current_schema()")
-        .fetch_one(conn)
-        .await
-        .map_err(err)?;
-    if current.is_none() {
-        let path: String = sqlx::query_scalar("SHOW search_path")
-            .fetch_one(conn)
-            .await
-            .map_err(err)?;
-        let first = path
-            .split(',')
-            .map(|s| s.trim().trim_matches('"'))
-            .find(|s| !s.is_empty() && *s != "$user")
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "the search_path of {display} names no schema: add \
-                         ?options[search_path]=myschema to the URL"
-                    ),
-                )
-            })?
-            .to_owned();
-        sqlx::query(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{}\"",
-            first.replace('"', "\"\"")
-        ))
-        .execute(conn)
-        .await
-        .or_else(|e| match &e {
-            // Two nodes creating it at once: the other one won.
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-                Ok(Default::default())
-            }
-            _ => Err(e),
-        })
-        .map_err(err)?;
-    }
-    Ok(())
-}
-
-async fn apply_migrations(pool: &PgPool, display: &str) -> Result<(u32, u32), Error> {
-    let err = |e| pg_error("migration", e);
-    let mut tx = pool.begin().await.map_err(err)?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':offstage-migrate'))")
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS offstage_migrations (\
-         version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(err)?;
-    let version: i32 =
-        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM offstage_migrations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-    let known = MIGRATIONS.len() as i32;
-    if version > known {
-        return Err(Error::new(
-            ErrorKind::SchemaTooNew,
-            format!(
-                "{display} has Offstage schema version {version}, but this Offstage knows versions \
-                 up to {known}: it was migrated by a newer Offstage; upgrade Offstage to use it"
-            ),
-        ));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        // A plain string runs as a simple query, which may hold many statements. (`raw_sql`
-        // would too, but its future is not `Send` in an async trait method.)
-        sqlx::Executor::execute(&mut *tx, *sql).await.map_err(err)?;
-        sqlx::query("INSERT INTO offstage_migrations (version) VALUES ($1)")
-            .bind(index as i32 + 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-    }
-    tx.commit().await.map_err(err)?;
-    Ok((version as u32, known as u32))
 }
 
 #[async_trait]
