@@ -315,12 +315,47 @@ impl Link<'_> {
         }
     }
 
+    /// Claims up to `free` tasks of the worker's types: those with a concurrency limit (a type
+    /// also registered here with one) one type at a time with `Store::claim_limited`, so the
+    /// limit holds across workers and nodes; the rest in one `Store::claim`.
+    async fn claim_up_to(&self, free: usize) -> Result<Vec<crate::TaskRecord>, crate::Error> {
+        let now = self.rt.clock.now();
+        let (limited, unlimited): (Vec<&String>, Vec<&String>) = self
+            .connected
+            .info
+            .task_types
+            .iter()
+            .partition(|name| self.rt.limited.iter().any(|(l, _)| l == *name));
+        let mut claimed = Vec::new();
+        for name in limited {
+            let left = free - claimed.len();
+            let max = self
+                .rt
+                .limited
+                .iter()
+                .find(|(l, _)| l == name)
+                .map(|(_, max)| *max);
+            if let (true, Some(max)) = (left > 0, max) {
+                let got = self
+                    .rt
+                    .store
+                    .claim_limited(self.rt.node, name, now, left, max)
+                    .await?;
+                claimed.extend(got);
+            }
+        }
+        let left = free - claimed.len();
+        if left > 0 && !unlimited.is_empty() {
+            let names: Vec<String> = unlimited.into_iter().cloned().collect();
+            claimed.extend(self.rt.store.claim(self.rt.node, &names, now, left).await?);
+        }
+        Ok(claimed)
+    }
+
     /// Claims what fits and assigns it. True if it filled every free place (claim again).
     async fn claim(&mut self) -> bool {
         let free = self.free();
-        let now = self.rt.clock.now();
-        let types = &self.connected.info.task_types;
-        let claimed = match self.rt.store.claim(self.rt.node, types, now, free).await {
+        let claimed = match self.claim_up_to(free).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "claiming tasks for a worker failed; retrying");
