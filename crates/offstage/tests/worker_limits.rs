@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::StreamExt;
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use offstage::{Context, EventKind, Runtime, Status, TaskError, TaskTypeOptions};
 use serde_json::{json, Value};
