@@ -203,3 +203,41 @@ def test_every_tasks_events_on_one_stream(client: offstage.Client) -> None:
             if event["task_id"] == task.get_id():
                 seen.append(event["type"])
     assert seen[0] == "launched" and seen[-1] == "finished"
+
+
+def test_shared_state_reads_writes_and_watches(client: offstage.Client) -> None:
+    name = f"py.flags.{datetime.now(timezone.utc).timestamp()}"
+    assert client.get_shared(name) is None
+    with client.watch_shared(name) as changes:
+        saved = client.set_shared(name, {"beta": True})
+        assert (saved["version"], saved["value"]) == (1, {"beta": True})
+        change = changes.next(timeout=10)
+        assert change is not None and change["value"] == {"beta": True}
+    with pytest.raises(offstage.OffstageError) as stale:
+        client.set_shared(name, {"beta": False}, version=0)
+    assert stale.value.status == 409
+    assert "version 1" in str(stale.value)
+    record = client.get_shared(name)
+    assert record is not None and record["value"] == {"beta": True}
+
+
+def test_schedules_launch_on_their_ticks_and_pause(client: offstage.Client) -> None:
+    name = f"py.every-second.{datetime.now(timezone.utc).timestamp()}"
+    with client.events() as events:
+        record = client.set_schedule(name, "* * * * * *", "demo.echo", {"value": name})
+        assert record["paused"] is False and record["next_tick_at"]
+        while True:
+            event = events.next(timeout=10)
+            assert event is not None, "a tick launches within the second"
+            task = event.get("task") or {}
+            if event.get("type") == "launched" and task.get("args") == {"value": name}:
+                break
+    paused = client.pause_schedule(name)
+    assert paused["paused"] is True and paused["next_tick_at"] is None
+    assert any(s["name"] == name and s["paused"] for s in client.list_schedules())
+    assert client.resume_schedule(name)["paused"] is False
+    with pytest.raises(offstage.OffstageError) as bad:
+        client.set_schedule(name, "every second", "demo.echo", {"value": 1})
+    assert bad.value.status == 400 and "minute hour" in str(bad.value)
+    client.delete_schedule(name)
+    assert all(s["name"] != name for s in client.list_schedules())

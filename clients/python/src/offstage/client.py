@@ -13,6 +13,7 @@ servers makes a :class:`Client` for each instead; it has the same methods.
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from datetime import datetime
 from typing import Any
 
@@ -223,6 +224,77 @@ class Client:
         Close the stream when done (it is a context manager)."""
         return self._open_events("/api/events", last_event_id)
 
+    # -- shared state ------------------------------------------------------------------------
+
+    def get_shared(self, name: str) -> dict[str, Any] | None:
+        """Shared document ``name`` as ``{"name", "value", "version", "updated_at",
+        "locked_by"}`` (a snapshot), or ``None`` if nobody has written it."""
+        try:
+            record = self._request("GET", f"/api/shared/{_quote(name)}")
+        except OffstageError as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(record)
+
+    def set_shared(self, name: str, value: Any, version: int | None = None) -> dict[str, Any]:
+        """Writes shared document ``name`` under its lock (needs the ``control`` role). With
+        ``version``, only if the document is still at that version: else an
+        :class:`OffstageError` with status 409, and nothing written. Returns the saved record."""
+        body: dict[str, Any] = {"value": value}
+        if version is not None:
+            body["version"] = int(version)
+        return dict(self._request("PUT", f"/api/shared/{_quote(name)}", json=body))
+
+    def watch_shared(self, name: str, last_version: int | None = None) -> EventStream:
+        """Shared document ``name``'s changes, as ``{"name", "value", "version"}`` dicts: first
+        its current value (unless ``last_version`` is already it), then each change on any
+        node. Close the stream when done (it is a context manager)."""
+        return self._open_events(f"/api/shared/{_quote(name)}/events", last_version)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        """Every schedule, with ``paused``, ``next_tick_at``, ``last_tick_at`` and
+        ``last_task_id``."""
+        return list(self._request("GET", "/api/schedules")["schedules"])
+
+    def set_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        args: Any = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Creates or changes schedule ``name``: task type ``task`` launched with ``args`` on
+        every tick of ``cron`` (five fields, or six with seconds first; UTC), once per tick
+        across all nodes. ``options`` are launch options (``key``, ``on_conflict``,
+        ``priority``, ``owner`` …). Needs the ``control`` role."""
+        body = {"cron": cron, "task": task, "args": args, "options": options}
+        return dict(self._request("PUT", f"/api/schedules/{_quote(name)}", json=body))
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        """Pauses schedule ``name`` on every node; its ticks pass without launching."""
+        return dict(self._request("POST", f"/api/schedules/{_quote(name)}/pause"))
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Resumes schedule ``name`` from its next tick."""
+        return dict(self._request("POST", f"/api/schedules/{_quote(name)}/resume"))
+
+    def delete_schedule(self, name: str) -> None:
+        """Deletes schedule ``name`` (the tasks it launched stay)."""
+        try:
+            response = self._http.request("DELETE", f"/api/schedules/{_quote(name)}")
+        except httpx.TransportError as error:
+            raise OffstageError(
+                f"could not reach the Offstage server at {self.url} ({error}): "
+                "is `offstage serve` running there?",
+                code="unreachable",
+            ) from error
+        if not response.is_success:
+            raise _error_of(response, self.url)
+
     def close(self) -> None:
         """Closes the client's connections."""
         self._http.close()
@@ -235,6 +307,10 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<offstage.Client {self.url}>"
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
 
 
 def _error_of(response: httpx.Response, url: str) -> OffstageError:
