@@ -1283,9 +1283,12 @@ function lockEl(lock, long) {
     return h("span", { class: "lock free" },
       h("span", { class: "mark", "aria-hidden": "true" }, "○"), "free");
   }
+  // A task names itself `task <id> (<name>)`: link to it.
+  const task = lock.holder.match(/^task ([0-9a-f-]{36})\b/);
+  const holder = h("strong", {}, lock.holder);
   return h("span", { class: "lock held", title: `Node ${lock.node}, since ${lock.locked_at}` },
     h("span", { class: "mark", "aria-hidden": "true" }, "◆"), "held by ",
-    h("strong", {}, lock.holder),
+    task ? h("a", { href: `#/tasks/${task[1]}`, class: "holder" }, holder) : holder,
     long && [" on node ", h("code", {}, shortId(lock.node)), " since ", timeEl(lock.locked_at)]);
 }
 

@@ -693,6 +693,15 @@ async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
     put_shared(&api, "crawl.pages", json!({ "pages": 1 })).await;
     put_shared(&api, "feature.flags", json!({ "beta": true })).await;
     put_shared(&api, "feature.flags", json!({ "beta": false })).await;
+    // A task holds the lock of a third one until killed.
+    put_shared(&api, "jobs.done", json!(41)).await;
+    let holder = launch(
+        &api,
+        "demo.tally",
+        json!({ "name": "jobs.done", "hold_ms": 600000 }),
+    )
+    .await;
+    api.until(&holder, |kind, _| kind == "log").await;
 
     let browser = Browser::open(&server.url, (1320, 900)).await;
     browser.goto("#/shared").await;
@@ -710,6 +719,12 @@ async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
         )
         .await;
     assert!(browser.text(&pages).await.contains("free"));
+    let held = format!(
+        "{} a.holder[href=\"#/tasks/{holder}\"]",
+        named_row("jobs.done")
+    );
+    browser.wait(&held, "count", json!(1)).await;
+    assert!(browser.text(&held).await.contains("demo.tally"));
     browser.screenshot("dashboard-shared").await;
 
     // Its page: the value, then a change made through the API arrives without a reload.
@@ -771,6 +786,22 @@ async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
         .unwrap();
     assert!(text.contains("99"), "{text}");
     assert!(!browser.is_shown("#sh-error").await);
+
+    // The holder of a lock, with a link to it; a kill releases the lock without writing.
+    browser.goto("#/shared/jobs.done").await;
+    browser
+        .wait("pre[aria-label=Value]", "exact", json!("41"))
+        .await;
+    browser
+        .wait(
+            &format!(".facts a.holder[href=\"#/tasks/{holder}\"]"),
+            "count",
+            json!(1),
+        )
+        .await;
+    api.kill(&holder, Some(0)).await;
+    assert_eq!(api.finished(&holder).await["status"], "killed");
+    assert_eq!(api.get("/api/shared/jobs.done").await["value"], json!(41));
 
     // A name nobody has written says so plainly; saving creates it.
     browser.goto("#/shared/brand.new").await;
