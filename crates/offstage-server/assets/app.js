@@ -1095,10 +1095,13 @@ function schedulesView(main) {
     table.hidden = schedules.length === 0;
   }
 
+  // Reads may overlap (the stream reconnecting, a re-read after an action): the latest wins.
+  let reads = 0;
   async function load() {
+    const read = ++reads;
     try {
       const body = await api("api/schedules");
-      if (stopped) return;
+      if (stopped || read !== reads) return;
       schedules = body.schedules;
       render();
       problem.hidden = true;
