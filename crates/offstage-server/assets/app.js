@@ -1,8 +1,10 @@
-// The Offstage dashboard: every task, live, with kill, logs and a launch form.
+// The Offstage dashboard: every task, live, with kill, logs and a launch form; the schedules,
+// with pause, resume, delete and a form to add one; the shared documents, live, with an editor.
 //
 // No framework and no build step: this file is served as is, compiled into the `offstage` binary.
 // It reads the same JSON API and event stream as every other client. Views are routes in the URL
-// hash (`#/`, `#/tasks/<id>`, `#/launch`), so a reload or a shared link shows the same thing.
+// hash (`#/`, `#/tasks/<id>`, `#/launch`, `#/schedules`, `#/shared`, `#/shared/<name>`), so a
+// reload or a shared link shows the same thing.
 // Every URL starts from the base the server put in the page, so it works wherever the router is
 // mounted.
 "use strict";
@@ -87,9 +89,39 @@ function durationEl(task) {
   return el;
 }
 
+/** "in 4 s", "in 2 m 05 s", or "due now" once the time has come. */
+function fmtUntil(ms) {
+  if (ms <= 0) return "due now";
+  const s = Math.ceil(ms / 1000);
+  return `in ${s < 60 ? `${s} s` : fmtDuration(s * 1000)}`;
+}
+
+/** "just now", "12 s ago", "3 m 05 s ago". */
+function fmtAgo(ms) {
+  const s = Math.floor(Math.max(0, ms) / 1000);
+  if (s < 1) return "just now";
+  return `${s < 60 ? `${s} s` : fmtDuration(s * 1000)} ago`;
+}
+
+/** A time relative to now, `until` it or `ago`; ticks each second (see `tick`). */
+function relativeEl(iso, kind) {
+  const el = h("span", { class: "relative", [`data-${kind}`]: iso });
+  const ms = Date.parse(iso) - Date.now();
+  el.textContent = kind === "until" ? fmtUntil(ms) : fmtAgo(-ms);
+  return el;
+}
+
 function tick() {
+  const now = Date.now();
+  const set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
   for (const el of document.querySelectorAll("[data-since]")) {
-    el.textContent = fmtDuration(Date.now() - Date.parse(el.dataset.since));
+    set(el, fmtDuration(now - Date.parse(el.dataset.since)));
+  }
+  for (const el of document.querySelectorAll("[data-until]")) {
+    set(el, fmtUntil(Date.parse(el.dataset.until) - now));
+  }
+  for (const el of document.querySelectorAll("[data-ago]")) {
+    set(el, fmtAgo(now - Date.parse(el.dataset.ago)));
   }
 }
 setInterval(tick, 1000);
@@ -339,18 +371,69 @@ async function route() {
   if (!location.hash.startsWith("#/") && location.hash !== "") return;
   current.stop();
   setLive("idle");
+  document.title = "Offstage";
   const main = $("#main");
   main.replaceChildren();
   const { path, params } = parseRoute();
+  const section = path === "/launch" ? "launch"
+    : path === "/schedules" ? "schedules"
+      : path === "/shared" || path.startsWith("/shared/") ? "shared" : "tasks";
   for (const link of document.querySelectorAll("[data-nav]")) {
-    const active = (link.dataset.nav === "launch") === (path === "/launch");
-    if (active) link.setAttribute("aria-current", "page");
+    if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   const task = path.match(/^\/tasks\/([0-9a-fA-F-]{36})$/);
+  const shared = path.match(/^\/shared\/(.+)$/);
   if (task) current = taskView(main, task[1]);
   else if (path === "/launch") current = launchView(main, params);
+  else if (path === "/schedules") current = schedulesView(main);
+  else if (path === "/shared") current = sharedListView(main);
+  else if (shared) current = sharedView(main, decodeName(shared[1]));
   else current = listView(main, params);
+}
+
+/** A name from a route: names are put in links with `encodeURIComponent`. */
+function decodeName(text) {
+  try { return decodeURIComponent(text); } catch { return text; }
+}
+
+/** Asks before something that cannot be undone; true if the user confirmed. */
+function confirmDialog({ title, text, keep, confirm }) {
+  const dialog = $("#confirm-dialog");
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  $("#confirm-keep").textContent = keep;
+  $("#confirm-ok").textContent = confirm;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"),
+      { once: true });
+    dialog.showModal();
+  });
+}
+
+/** Calls `run` soon, at most once a second, never twice at once. */
+function throttled(run) {
+  let last = 0;
+  let timer = null;
+  let running = false;
+  let again = false;
+  const go = async () => {
+    clearTimeout(timer);
+    timer = null;
+    if (running) { again = true; return; }
+    running = true;
+    last = Date.now();
+    try { await run(); } finally {
+      running = false;
+      if (again) { again = false; soon(); }
+    }
+  };
+  const soon = () => {
+    if (timer) return;
+    timer = setTimeout(go, Math.max(0, last + 1000 - Date.now()));
+  };
+  return { soon, now: go, stop() { clearTimeout(timer); } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,7 +495,7 @@ function listView(main, params) {
   };
 
   const tbody = h("tbody");
-  const table = h("table", { class: "tasks" },
+  const table = h("table", { class: "grid tasks" },
     h("caption", { class: "sr-only" }, "Tasks, newest first"),
     h("thead", {}, h("tr", {},
       ["Status", "Task", "Progress", "Started", "Duration", "Owner", "Id"].map(
@@ -901,6 +984,585 @@ function launchView(main, params) {
     }
   }).catch((error) => { problem.textContent = error.message; problem.hidden = false; });
   return { stop() {} };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules: what launches by itself, when it next will, and what it launched last.
+
+const SCHEDULE_MARK = { active: "▶", paused: "❚❚" };
+
+function scheduleBadge(schedule) {
+  const state = schedule.paused ? "paused" : "active";
+  return h("span", { class: `badge s-${state}` },
+    h("span", { class: "mark", "aria-hidden": "true" }, SCHEDULE_MARK[state]), state);
+}
+
+/** Replaces what `cell` shows only when `key` changed, so a link or button under the pointer
+ *  is not swapped out for an identical one. */
+function setCell(cell, key, make) {
+  if (cell.dataset.key === key) return;
+  cell.dataset.key = key;
+  cell.replaceChildren(...[make()].flat(Infinity).filter((child) => child));
+}
+
+function schedulesView(main) {
+  document.title = "Schedules · Offstage";
+  const canControl = session.can("control");
+  const enc = encodeURIComponent;
+  let schedules = [];
+  let stopped = false;
+  const rows = new Map();
+
+  const tbody = h("tbody");
+  const table = h("table", { class: "grid schedules" },
+    h("caption", { class: "sr-only" }, "Schedules, by name"),
+    h("thead", {}, h("tr", {},
+      ["Name", "Cron (UTC)", "Task type", "Next tick", "Last tick", "State"]
+        .concat(canControl ? ["Actions"] : [])
+        .map((label) => h("th", { scope: "col" }, label)))),
+    tbody);
+  const empty = h("div", { class: "empty", hidden: true },
+    h("p", {}, "No schedules yet."),
+    canControl && h("p", { class: "small" }, "Add one with the form below, "
+      + "or declare it in the app with RuntimeBuilder::schedule."));
+  const problem = h("p", { class: "notice error", role: "alert", hidden: true });
+
+  function showProblem(error) {
+    problem.textContent = error.message;
+    problem.hidden = false;
+  }
+
+  function renderRow(schedule) {
+    let row = rows.get(schedule.name);
+    if (!row) {
+      const cells = ["name", "cron", "task", "next", "last", "state"]
+        .map((cell) => h("td", { class: cell }));
+      cells[0].append(schedule.name);
+      if (canControl) {
+        const toggle = h("button", { type: "button", class: "compact toggle" });
+        toggle.addEventListener("click", () => setPaused(schedule.name, toggle));
+        const remove = h("button", {
+          type: "button", class: "compact delete", "aria-label": `Delete ${schedule.name}`,
+          onclick: () => removeSchedule(schedule.name),
+        }, "Delete");
+        cells.push(h("td", { class: "controls" }, h("div", { class: "row-actions" }, toggle, remove)));
+      }
+      row = h("tr", { "data-name": schedule.name }, cells);
+      rows.set(schedule.name, row);
+    }
+    row.dataset.state = schedule.paused ? "paused" : "active";
+    const cell = (name) => row.querySelector(`td.${name}`);
+    setCell(cell("cron"), schedule.cron, () => h("code", {}, schedule.cron));
+    setCell(cell("task"), schedule.task, () =>
+      h("a", { href: `#/?name=${enc(schedule.task)}`, title: `Tasks of type ${schedule.task}` },
+        schedule.task));
+    setCell(cell("next"), `${schedule.paused}|${schedule.next_tick_at}`, () => {
+      if (schedule.paused) return h("span", { class: "muted" }, "paused");
+      if (!schedule.next_tick_at) return h("span", { class: "muted" }, "none to come");
+      return [relativeEl(schedule.next_tick_at, "until"), h("span", { class: "muted" }, " · "),
+        timeEl(schedule.next_tick_at)];
+    });
+    setCell(cell("last"), `${schedule.last_tick_at}|${schedule.last_task_id}`, () => {
+      if (!schedule.last_tick_at) return h("span", { class: "muted" }, "never");
+      return [relativeEl(schedule.last_tick_at, "ago"), h("span", { class: "muted" }, " · "),
+        timeEl(schedule.last_tick_at),
+        schedule.last_task_id && [h("span", { class: "muted" }, " · "),
+          h("a", { class: "last-task", href: `#/tasks/${schedule.last_task_id}`,
+            title: `The task this schedule launched last: ${schedule.last_task_id}` },
+          "task ", h("code", {}, shortId(schedule.last_task_id)))]];
+    });
+    setCell(cell("state"), String(schedule.paused), () => scheduleBadge(schedule));
+    const toggle = row.querySelector("button.toggle");
+    if (toggle) {
+      const action = schedule.paused ? "resume" : "pause";
+      toggle.dataset.action = action;
+      toggle.textContent = schedule.paused ? "Resume" : "Pause";
+      toggle.setAttribute("aria-label", `${toggle.textContent} ${schedule.name}`);
+    }
+    return row;
+  }
+
+  function render() {
+    const names = new Set(schedules.map((schedule) => schedule.name));
+    for (const [name, row] of rows) {
+      if (!names.has(name)) { row.remove(); rows.delete(name); }
+    }
+    const ordered = schedules.map(renderRow);
+    const inOrder = ordered.length === tbody.children.length
+      && ordered.every((row, i) => tbody.children[i] === row);
+    if (!inOrder) tbody.replaceChildren(...ordered);
+    empty.hidden = schedules.length > 0;
+    table.hidden = schedules.length === 0;
+  }
+
+  // Reads may overlap (the stream reconnecting, a re-read after an action): the latest wins.
+  let reads = 0;
+  async function load() {
+    const read = ++reads;
+    try {
+      const body = await api("api/schedules");
+      if (stopped || read !== reads) return;
+      schedules = body.schedules;
+      render();
+      problem.hidden = true;
+    } catch (error) {
+      if (!stopped) showProblem(error);
+    }
+  }
+  const reread = throttled(load);
+
+  // A tick shows up as the `launched` event of its task: re-read then (at most once a second).
+  const queue = eventQueue((batch) => {
+    const types = new Set(schedules.map((schedule) => schedule.task));
+    for (const [type, event] of batch) {
+      if (type === "gap" || (type === "launched" && types.has(event.task.name))) {
+        reread.soon();
+        return;
+      }
+    }
+  });
+  const stream = new EventStream("api/events", {
+    open: () => reading(queue, load),
+    event: (type, data) => { if (type === "launched") queue.push([type, data]); },
+    failed: showProblem,
+  });
+  // A tick that launches nothing sends no event (the previous launch with its key is still
+  // live, or no node serves the task type): re-read once when a shown tick is 2 s past.
+  let readAt = 0;
+  const overdue = setInterval(() => {
+    const now = Date.now();
+    const past = schedules.some((schedule) => {
+      const next = Date.parse(schedule.next_tick_at);
+      return !schedule.paused && next + 2000 < now && readAt < next + 2000;
+    });
+    if (past) { readAt = now; reread.soon(); }
+  }, 1000);
+
+  async function setPaused(name, button) {
+    const action = button.dataset.action;
+    button.disabled = true;
+    try {
+      await api(`api/schedules/${enc(name)}/${action}`, { method: "POST" });
+      problem.hidden = true;
+    } catch (error) {
+      showProblem(error);
+    } finally {
+      button.disabled = false;
+    }
+    await reread.now();
+  }
+
+  async function removeSchedule(name) {
+    const sure = await confirmDialog({
+      title: `Delete schedule ${name}?`,
+      text: "It launches nothing more, on any node. The tasks it launched stay. "
+        + "A schedule the app declares in its code comes back when a node with it starts.",
+      keep: "Keep it",
+      confirm: "Delete",
+    });
+    if (!sure || stopped) return;
+    try {
+      await api(`api/schedules/${enc(name)}`, { method: "DELETE" });
+      problem.hidden = true;
+    } catch (error) {
+      showProblem(error);
+    }
+    await reread.now();
+  }
+
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Schedules")),
+    h("p", { class: "muted small lede" }, "Each schedule launches its task type on every tick "
+      + "of its cron expression, once across all nodes. Ticks that pass while it is paused are "
+      + "not made up."),
+    problem,
+    h("div", { class: "table-wrap" }, table),
+    empty,
+    canControl ? scheduleForm() : h("p", { class: "muted small" },
+      `Your token has role ${session.role}: pausing, deleting and adding schedules needs `
+      + "role control."));
+
+  function scheduleForm() {
+    const nameInput = h("input", {
+      id: "s-name", name: "name", required: true, maxlength: "200", autocomplete: "off",
+      spellcheck: "false", "aria-describedby": "s-name-help",
+    });
+    const cronInput = h("input", {
+      id: "s-cron", name: "cron", required: true, autocomplete: "off", spellcheck: "false",
+      placeholder: "*/5 * * * *", "aria-describedby": "s-cron-help",
+    });
+    const typeSelect = h("select", { id: "s-task", name: "task", required: true });
+    const argsInput = h("textarea", {
+      id: "s-args", name: "args", rows: 3, spellcheck: "false", "aria-describedby": "s-args-help",
+    });
+    argsInput.value = "{}";
+    const formProblem = h("div", { class: "notice error", role: "alert", id: "s-error", hidden: true });
+    const status = h("p", { class: "muted small", role: "status", id: "s-status" });
+    const submit = h("button", { type: "submit", class: "primary" }, "Save schedule");
+
+    async function save(event) {
+      event.preventDefault();
+      formProblem.hidden = true;
+      status.textContent = "";
+      for (const input of [cronInput, argsInput]) input.removeAttribute("aria-invalid");
+      let args;
+      try {
+        args = JSON.parse(argsInput.value.trim() || "null");
+      } catch (error) {
+        argsInput.setAttribute("aria-invalid", "true");
+        formProblem.textContent = `The args are not JSON: ${error.message}`;
+        formProblem.hidden = false;
+        argsInput.focus();
+        return;
+      }
+      const name = nameInput.value.trim();
+      // Saving over a schedule changes it: it keeps its launch options (and its pause).
+      const existing = schedules.find((schedule) => schedule.name === name);
+      const body = {
+        cron: cronInput.value.trim(), task: typeSelect.value, args,
+        options: existing ? existing.options : {},
+      };
+      submit.disabled = true;
+      try {
+        await api(`api/schedules/${enc(name)}`, { method: "PUT", body });
+        status.textContent = `Saved schedule ${name}.`;
+        nameInput.value = "";
+        cronInput.value = "";
+        await reread.now();
+      } catch (error) {
+        formProblem.replaceChildren(h("strong", {}, "Not saved. "), error.message);
+        formProblem.hidden = false;
+        if (error.message.includes("cron expression")) cronInput.setAttribute("aria-invalid", "true");
+        if (error.code === "invalid_args") argsInput.setAttribute("aria-invalid", "true");
+      } finally {
+        submit.disabled = false;
+      }
+    }
+
+    api("api/task-types").then((body) => {
+      typeSelect.replaceChildren(...body.task_types.map((type) =>
+        h("option", { value: type.name }, type.name)));
+      if (!body.task_types.length) {
+        formProblem.textContent = "This server has no task types registered.";
+        formProblem.hidden = false;
+        submit.disabled = true;
+      }
+    }).catch((error) => { formProblem.textContent = error.message; formProblem.hidden = false; });
+
+    return h("section", { class: "card schedule-form", "aria-labelledby": "s-title" },
+      h("h2", { id: "s-title" }, "Add or change a schedule"),
+      h("form", { onsubmit: save },
+        h("div", { class: "fields" },
+          h("label", { for: "s-name" }, "Name", nameInput),
+          h("label", { for: "s-cron" }, "Cron expression", cronInput),
+          h("label", { for: "s-task" }, "Task type", typeSelect)),
+        h("p", { id: "s-name-help", class: "muted small" },
+          "A name that exists changes that schedule; it keeps its launch options and its pause."),
+        h("p", { id: "s-cron-help", class: "muted small" },
+          "Five fields, minute hour day-of-month month day-of-week (*/5 * * * *: every five "
+          + "minutes), or six with seconds first; times are UTC."),
+        h("label", { for: "s-args" }, "Args (JSON)", argsInput),
+        h("p", { id: "s-args-help", class: "muted small" },
+          "Every launch gets these; the task type checks them now."),
+        formProblem,
+        h("div", { class: "actions" }, status, submit)));
+  }
+
+  return {
+    stop() {
+      stopped = true;
+      stream.stop();
+      reread.stop();
+      clearInterval(overdue);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state: named JSON documents that tasks and handlers change under a lock.
+
+function lockEl(lock, long) {
+  if (!lock) {
+    return h("span", { class: "lock free" },
+      h("span", { class: "mark", "aria-hidden": "true" }, "○"), "free");
+  }
+  // A task names itself `task <id> (<name>)`: link to it.
+  const task = lock.holder.match(/^task ([0-9a-f-]{36})\b/);
+  const holder = h("strong", {}, lock.holder);
+  return h("span", { class: "lock held", title: `Node ${lock.node}, since ${lock.locked_at}` },
+    h("span", { class: "mark", "aria-hidden": "true" }, "◆"), "held by ",
+    task ? h("a", { href: `#/tasks/${task[1]}`, class: "holder" }, holder) : holder,
+    long && [" on node ", h("code", {}, shortId(lock.node)), " since ", timeEl(lock.locked_at)]);
+}
+
+const sharedHref = (name) => `#/shared/${encodeURIComponent(name)}`;
+
+function sharedListView(main) {
+  document.title = "Shared state · Offstage";
+  let stopped = false;
+  const tbody = h("tbody");
+  const table = h("table", { class: "grid shared", hidden: true },
+    h("caption", { class: "sr-only" }, "Shared documents, by name"),
+    h("thead", {}, h("tr", {},
+      ["Name", "Version", "Updated", "Lock"].map((label) => h("th", { scope: "col" }, label)))),
+    tbody);
+  const empty = h("div", { class: "empty", hidden: true },
+    h("p", {}, "No shared documents yet."),
+    h("p", { class: "small" }, "Tasks make them with ctx.shared(name); a PUT to "
+      + "/api/shared/NAME, or opening a name below, does too."));
+  const problem = h("p", { class: "notice error", role: "alert", hidden: true });
+  const status = h("span", { class: "muted small", role: "status" });
+  const openInput = h("input", {
+    id: "sh-open", name: "name", required: true, autocomplete: "off", spellcheck: "false",
+  });
+  const open = (event) => {
+    event.preventDefault();
+    if (openInput.value.trim()) location.hash = sharedHref(openInput.value.trim());
+  };
+
+  async function load() {
+    try {
+      const body = await api("api/shared");
+      if (stopped) return;
+      tbody.replaceChildren(...body.shared.map((doc) =>
+        h("tr", { "data-name": doc.name },
+          h("td", { class: "name" }, h("a", { href: sharedHref(doc.name) }, doc.name)),
+          h("td", { class: "num version" }, String(doc.version)),
+          h("td", {}, timeEl(doc.updated_at)),
+          h("td", {}, lockEl(doc.locked_by, false)))));
+      table.hidden = body.shared.length === 0;
+      empty.hidden = body.shared.length > 0;
+      status.textContent = `As of ${fmtTime(new Date().toISOString())}`;
+      problem.hidden = true;
+    } catch (error) {
+      problem.textContent = error.message;
+      problem.hidden = false;
+    }
+  }
+
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Shared state"),
+      h("div", { class: "row-actions" }, status,
+        h("button", { type: "button", id: "sh-list-reload", onclick: load }, "Reload"))),
+    h("div", { class: "toolbar" },
+      h("p", { class: "muted small lede" }, "Named JSON documents that tasks and handlers "
+        + "change under a lock held across all nodes. Open one to watch it live."),
+      h("form", { class: "find", onsubmit: open, "aria-label": "Open a document by name" },
+        h("label", { for: "sh-open" }, "Open by name", openInput),
+        h("button", { type: "submit" }, "Open"))),
+    problem,
+    h("div", { class: "table-wrap" }, table),
+    empty);
+  load();
+  return { stop() { stopped = true; } };
+}
+
+function sharedView(main, name) {
+  document.title = `${name} · Shared state · Offstage`;
+  const canControl = session.can("control");
+  const path = `api/shared/${encodeURIComponent(name)}`;
+  // The document as last read or heard of; null until then, `absent` if nobody wrote it yet.
+  let doc = null;
+  let absent = false;
+  // The editor: the version its text started from, and whether the user has changed it since.
+  let editingVersion = null;
+  let dirty = false;
+
+  const version = h("span", { class: "version-chip", hidden: true });
+  const missing = h("div", { class: "notice", id: "sh-missing", hidden: true },
+    h("p", {}, h("strong", {}, `No shared document is named ${name} yet.`),
+      " It appears here as soon as something writes it."),
+    canControl && h("p", { class: "small" }, "Saving a value below creates it."));
+  const problem = h("p", { class: "notice error", role: "alert", hidden: true });
+  const facts = h("dl", { class: "facts" });
+  const value = h("pre", { class: "json", tabindex: "0", "aria-label": "Value" });
+  const valueCard = h("div", { class: "doc", hidden: true },
+    h("section", { class: "card", "aria-labelledby": "h-doc-facts" },
+      h("h2", { id: "h-doc-facts" }, "Details"), facts),
+    h("section", { class: "card", "aria-labelledby": "h-doc-value" },
+      h("h2", { id: "h-doc-value" }, "Value ", h("span", { class: "muted small" }, "live")),
+      value));
+
+  const editor = canControl ? makeEditor() : null;
+
+  main.append(
+    h("p", { class: "crumbs" }, h("a", { href: "#/shared" }, "← Shared state")),
+    h("div", { class: "page-head" },
+      h("div", { class: "title" }, h("h1", {}, name), version)),
+    problem,
+    missing,
+    valueCard,
+    editor ? editor.el : h("p", { class: "muted small" },
+      `Your token has role ${session.role}: changing shared state needs role control.`));
+
+  function fact(label, content) {
+    return [h("dt", {}, label), h("dd", {}, content)];
+  }
+
+  function render() {
+    const exists = Boolean(doc);
+    missing.hidden = !absent || exists;
+    valueCard.hidden = !exists;
+    version.hidden = !exists;
+    if (exists) {
+      version.textContent = `version ${doc.version}`;
+      version.dataset.version = doc.version;
+      value.textContent = pretty(doc.value);
+      facts.replaceChildren(
+        ...fact("Version", h("span", { class: "num", id: "sh-version" }, String(doc.version))),
+        ...fact("Updated", doc.updated_at ? timeEl(doc.updated_at) : "—"),
+        ...fact("Lock", lockEl(doc.locked_by, true)));
+    }
+    editor?.sync();
+  }
+
+  /** Takes `record` if it is not older than what is shown. */
+  function accept(record) {
+    if (doc && record.version < doc.version) return;
+    doc = { ...doc, ...record };
+    absent = false;
+    render();
+  }
+
+  async function load() {
+    try {
+      accept(await api(path));
+      problem.hidden = true;
+    } catch (error) {
+      if (error.status === 404) {
+        if (!doc) { absent = true; render(); }
+      } else {
+        problem.textContent = error.message;
+        problem.hidden = false;
+      }
+    }
+  }
+  // A change event carries the value and version; the time and the lock come from a re-read.
+  const reread = throttled(load);
+
+  const queue = eventQueue((batch) => {
+    for (const [type, change] of batch) {
+      if (type === "gap") { reading(queue, load); return; }
+      if (type === "change" && (!doc || change.version > doc.version)) {
+        accept({ value: change.value, version: change.version });
+        reread.soon();
+      }
+    }
+  });
+  const stream = new EventStream(`${path}/events`, {
+    open: () => reading(queue, load),
+    event: (type, data) => queue.push([type, data]),
+    failed: (error) => { problem.textContent = error.message; problem.hidden = false; },
+  });
+
+  function makeEditor() {
+    const input = h("textarea", {
+      id: "sh-value", name: "value", rows: 4, spellcheck: "false",
+      "aria-describedby": "sh-help",
+    });
+    const help = h("p", { id: "sh-help", class: "muted small" });
+    const stale = h("p", { class: "notice", id: "sh-stale", hidden: true });
+    const conflict = h("div", { class: "notice error", role: "alert", id: "sh-error", hidden: true });
+    const reload = h("button", { type: "button", id: "sh-reload", hidden: true },
+      "Load the latest");
+    const status = h("p", { class: "muted small", role: "status", id: "sh-status" });
+    const discard = h("button", { type: "button", class: "ghost", hidden: true }, "Discard changes");
+    const save = h("button", { type: "submit", class: "primary", id: "sh-save" }, "Save");
+
+    input.addEventListener("input", () => {
+      dirty = true;
+      status.textContent = "";
+      sync();
+    });
+
+    /** Shows the latest value in the editor, unless the user is changing it. */
+    function sync() {
+      const latest = doc ? doc.version : 0;
+      if (!dirty) {
+        input.value = doc ? pretty(doc.value) : "{}";
+        input.rows = Math.min(18, Math.max(4, input.value.split("\n").length + 1));
+        editingVersion = latest;
+      }
+      help.textContent = editingVersion === 0
+        ? "Saving creates the document, unless something else writes it first."
+        : `Saving writes version ${editingVersion + 1}, if the document is still at version `
+          + `${editingVersion}: a change saved meanwhile is never overwritten.`;
+      // Once a save was refused, the refusal says it all.
+      stale.hidden = !dirty || latest === editingVersion || !conflict.hidden;
+      stale.textContent = `Version ${latest} was saved after the one you are editing `
+        + `(${editingVersion}): saving will be refused. Load the latest to start again from it.`;
+      discard.hidden = !dirty;
+    }
+
+    async function loadLatest() {
+      await load();
+      dirty = false;
+      conflict.hidden = true;
+      reload.hidden = true;
+      input.removeAttribute("aria-invalid");
+      sync();
+      status.textContent = doc ? `Loaded version ${doc.version}.` : "";
+      input.focus();
+    }
+    reload.addEventListener("click", loadLatest);
+    discard.addEventListener("click", () => {
+      dirty = false;
+      input.removeAttribute("aria-invalid");
+      conflict.hidden = true;
+      sync();
+      input.focus();
+    });
+
+    async function submit(event) {
+      event.preventDefault();
+      conflict.hidden = true;
+      reload.hidden = true;
+      status.textContent = "";
+      input.removeAttribute("aria-invalid");
+      let parsed;
+      try {
+        parsed = JSON.parse(input.value);
+      } catch (error) {
+        input.setAttribute("aria-invalid", "true");
+        conflict.replaceChildren(`The value is not JSON: ${error.message}`);
+        conflict.hidden = false;
+        input.focus();
+        return;
+      }
+      save.disabled = true;
+      try {
+        const record = await api(path, {
+          method: "PUT", body: { value: parsed, version: editingVersion },
+        });
+        dirty = false;
+        accept(record);
+        sync();
+        status.textContent = `Saved version ${record.version}.`;
+      } catch (error) {
+        const changed = error.code === "version_conflict";
+        conflict.replaceChildren(h("strong", {},
+          changed ? "Not saved: it changed meanwhile. " : "Not saved. "), error.message);
+        conflict.hidden = false;
+        reload.hidden = !changed;
+        if (changed) conflict.append(" ", reload);
+        sync();
+      } finally {
+        save.disabled = false;
+      }
+    }
+
+    const el = h("section", { class: "card editor", "aria-labelledby": "h-edit" },
+      h("h2", { id: "h-edit" }, "Edit"),
+      h("form", { onsubmit: submit },
+        h("label", { for: "sh-value" }, "Value (JSON)", input),
+        help,
+        stale,
+        conflict,
+        h("div", { class: "actions" }, status, discard, save)));
+    return { el, sync };
+  }
+
+  return { stop() { stream.stop(); reread.stop(); } };
 }
 
 // ---------------------------------------------------------------------------------------------

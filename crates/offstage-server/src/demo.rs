@@ -48,6 +48,22 @@ struct Lines {
     lines: u64,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tally {
+    /// The shared document that holds the count.
+    name: String,
+    #[serde(default = "one")]
+    times: u64,
+    /// How long each count holds the document's lock.
+    #[serde(default)]
+    hold_ms: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
 fn duration(seconds: f64) -> Result<Duration, TaskError> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| TaskError::new("bad_input", format!("{seconds} is not a number of seconds")))
@@ -109,8 +125,8 @@ impl Registers for Worker {
     }
 }
 
-/// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, and the isolated
-/// `demo.spin` and `demo.hog`.
+/// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, `demo.tally`, and
+/// the isolated `demo.spin` and `demo.hog`.
 pub fn register<R: Registers>(builder: R) -> R {
     builder
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
@@ -139,6 +155,23 @@ pub fn register<R: Registers>(builder: R) -> R {
                 tokio::task::yield_now().await;
             }
             Ok::<_, TaskError>(args.lines)
+        })
+        // Counts in a shared document, `times` times, each under its lock held for `hold_ms`:
+        // the dashboard's shared-state view shows the holder, then each new version. A kill
+        // while it holds the lock releases it without writing.
+        .task("demo.tally", |ctx: Context, args: Tally| async move {
+            let counter = ctx.shared(&args.name)?;
+            let mut count = 0;
+            for done in 1..=args.times {
+                let mut guard = counter.lock().await?;
+                ctx.log(format!("holding the lock of {}", args.name));
+                pause(&ctx, Duration::from_millis(args.hold_ms)).await?;
+                count = guard.value().as_u64().unwrap_or(0) + 1;
+                guard.set(&count)?;
+                guard.save().await?;
+                ctx.set_state(&json!({ "done": done, "total": args.times }))?;
+            }
+            Ok::<_, TaskError>(count)
         })
         // Burns CPU without ever awaiting: nothing in-process could stop it before it ends by
         // itself, so it runs isolated, in a worker process of its own, where a kill or a

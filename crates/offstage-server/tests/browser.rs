@@ -504,3 +504,418 @@ async fn the_list_pages_through_history_newest_first() {
     assert_eq!(shown(&browser).await.len(), 50);
     browser.close().await;
 }
+
+/// `method path` through the API with a JSON `body`: the status and the JSON answer (null when
+/// there is none).
+async fn send(api: &Api, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = api.request(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Puts schedule `name` through the API.
+async fn put_schedule(api: &Api, name: &str, cron: &str, task: &str, args: Value) {
+    let body = json!({ "cron": cron, "task": task, "args": args });
+    let path = format!("/api/schedules/{name}");
+    let (status, answer) = send(api, reqwest::Method::PUT, &path, Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Writes shared document `name` through the API; its new version.
+async fn put_shared(api: &Api, name: &str, value: Value) -> u64 {
+    let path = format!("/api/shared/{name}");
+    let body = json!({ "value": value });
+    let (status, answer) = send(api, reqwest::Method::PUT, &path, Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["version"].as_u64().unwrap()
+}
+
+fn named_row(name: &str) -> String {
+    format!("tr[data-name=\"{name}\"]")
+}
+
+#[tokio::test]
+async fn schedules_tick_live_and_pause_resume_add_and_delete() {
+    if !enabled("schedules_tick_live_and_pause_resume_add_and_delete") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    put_schedule(
+        &api,
+        "every-second",
+        "* * * * * *",
+        "demo.echo",
+        json!({ "value": "tick" }),
+    )
+    .await;
+    put_schedule(
+        &api,
+        "nightly-report",
+        "0 3 * * *",
+        "demo.count",
+        json!({ "to": 10 }),
+    )
+    .await;
+    let (status, _) = send(
+        &api,
+        reqwest::Method::POST,
+        "/api/schedules/nightly-report/pause",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let browser = Browser::open(&server.url, (1320, 900)).await;
+    browser.goto("#/schedules").await;
+    browser.wait("h1", "text", json!("Schedules")).await;
+    browser.wait("#live", "text", json!("Live")).await;
+    let every = named_row("every-second");
+    browser
+        .wait(&format!("{every} td.next [data-until]"), "count", json!(1))
+        .await;
+    browser
+        .wait(&format!("{every} td.next time"), "count", json!(1))
+        .await;
+    assert!(browser.text(&every).await.contains("demo.echo"));
+    let nightly = named_row("nightly-report");
+    browser
+        .wait(&format!("{nightly} td.next"), "exact", json!("paused"))
+        .await;
+
+    // A tick launches a task: the link to it appears, and moves on to the next one, live.
+    let link = format!("{every} a.last-task");
+    browser.wait(&link, "count", json!(1)).await;
+    let first = browser.attr(&link, "href").await.unwrap();
+    browser
+        .wait(
+            &format!("{link}:not([href=\"{first}\"])"),
+            "count",
+            json!(1),
+        )
+        .await;
+    let latest = browser.attr(&link, "href").await.unwrap();
+    let id = latest.trim_start_matches("#/tasks/");
+    assert_eq!(
+        api.get(&format!("/api/tasks/{id}")).await["name"],
+        "demo.echo"
+    );
+    browser.screenshot("dashboard-schedules").await;
+
+    // Pause: it reads paused, and the API agrees; Resume: active again, with a next tick.
+    browser.click(&format!("{every} button.toggle")).await;
+    browser
+        .wait(&format!("{every}[data-state=paused]"), "count", json!(1))
+        .await;
+    browser
+        .wait(&format!("{every} td.next"), "exact", json!("paused"))
+        .await;
+    assert!(browser
+        .text(&format!("{every} td.state"))
+        .await
+        .contains("paused"));
+    assert_eq!(api.get("/api/schedules/every-second").await["paused"], true);
+    browser
+        .wait(&format!("{every} button.toggle"), "exact", json!("Resume"))
+        .await;
+    browser.click(&format!("{every} button.toggle")).await;
+    browser
+        .wait(&format!("{every}[data-state=active]"), "count", json!(1))
+        .await;
+    browser
+        .wait(&format!("{every} td.next [data-until]"), "count", json!(1))
+        .await;
+    assert_eq!(
+        api.get("/api/schedules/every-second").await["paused"],
+        false
+    );
+
+    // The form: a bad cron expression gets the server's word on what to write; a good one is
+    // saved and shows up.
+    browser.fill("#s-name", "weekly").await;
+    browser.fill("#s-cron", "every monday").await;
+    browser.choose("#s-task option[value=\"demo.sleep\"]").await;
+    browser.fill("#s-args", r#"{"seconds": 1}"#).await;
+    browser.click(".schedule-form button[type=submit]").await;
+    browser.wait("#s-error", "text", json!("minute hour")).await;
+    let error = browser.text("#s-error").await;
+    assert!(error.contains("not a cron expression"), "{error}");
+    assert_eq!(
+        browser.attr("#s-cron", "aria-invalid").await.as_deref(),
+        Some("true")
+    );
+    browser.fill("#s-cron", "0 9 * * 1").await;
+    browser.click(".schedule-form button[type=submit]").await;
+    let weekly = named_row("weekly");
+    browser.wait(&weekly, "count", json!(1)).await;
+    browser
+        .wait("#s-status", "text", json!("Saved schedule weekly"))
+        .await;
+    let text = browser.text(&weekly).await;
+    assert!(
+        text.contains("0 9 * * 1") && text.contains("demo.sleep"),
+        "{text}"
+    );
+    let saved = api.get("/api/schedules/weekly").await;
+    assert_eq!(saved["cron"], "0 9 * * 1");
+    assert_eq!(saved["args"], json!({ "seconds": 1 }));
+
+    // Delete asks first; keeping it changes nothing; confirming removes it.
+    browser.click(&format!("{weekly} button.delete")).await;
+    browser.wait("#confirm-dialog", "shown", json!(null)).await;
+    assert!(browser.text("#confirm-title").await.contains("weekly"));
+    browser.click("#confirm-keep").await;
+    browser.wait("#confirm-dialog", "hidden", json!(null)).await;
+    assert_eq!(api.get("/api/schedules/weekly").await["name"], "weekly");
+    browser.click(&format!("{weekly} button.delete")).await;
+    browser.wait("#confirm-dialog", "shown", json!(null)).await;
+    browser.click("#confirm-ok").await;
+    browser.wait(&weekly, "gone", json!(null)).await;
+    let (status, _) = send(&api, reqwest::Method::GET, "/api/schedules/weekly", None).await;
+    assert_eq!(status, 404);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
+    if !enabled("shared_documents_are_listed_watched_live_and_saved_by_version") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    put_shared(&api, "crawl.pages", json!({ "pages": 1 })).await;
+    put_shared(&api, "feature.flags", json!({ "beta": true })).await;
+    put_shared(&api, "feature.flags", json!({ "beta": false })).await;
+    // A task holds the lock of a third one until killed.
+    put_shared(&api, "jobs.done", json!(41)).await;
+    let holder = launch(
+        &api,
+        "demo.tally",
+        json!({ "name": "jobs.done", "hold_ms": 600000 }),
+    )
+    .await;
+    api.until(&holder, |kind, _| kind == "log").await;
+
+    let browser = Browser::open(&server.url, (1320, 900)).await;
+    browser.goto("#/shared").await;
+    browser.wait("h1", "text", json!("Shared state")).await;
+    let pages = named_row("crawl.pages");
+    browser.wait(&pages, "count", json!(1)).await;
+    browser
+        .wait(&format!("{pages} td.version"), "exact", json!("1"))
+        .await;
+    browser
+        .wait(
+            &format!("{} td.version", named_row("feature.flags")),
+            "exact",
+            json!("2"),
+        )
+        .await;
+    assert!(browser.text(&pages).await.contains("free"));
+    let held = format!(
+        "{} a.holder[href=\"#/tasks/{holder}\"]",
+        named_row("jobs.done")
+    );
+    browser.wait(&held, "count", json!(1)).await;
+    assert!(browser.text(&held).await.contains("demo.tally"));
+    browser.screenshot("dashboard-shared").await;
+
+    // Its page: the value, then a change made through the API arrives without a reload.
+    browser.click(&format!("{pages} a")).await;
+    browser.wait("h1", "exact", json!("crawl.pages")).await;
+    browser
+        .wait("pre[aria-label=Value]", "text", json!("\"pages\": 1"))
+        .await;
+    browser.wait("#sh-version", "exact", json!("1")).await;
+    browser.wait("#live", "text", json!("Live")).await;
+    put_shared(&api, "crawl.pages", json!({ "pages": 2 })).await;
+    browser
+        .wait("pre[aria-label=Value]", "text", json!("\"pages\": 2"))
+        .await;
+    browser.wait("#sh-version", "exact", json!("2")).await;
+
+    // Save writes the edited value at the version it was edited from.
+    browser.wait("#sh-help", "text", json!("version 3")).await;
+    browser.fill("#sh-value", r#"{"pages": 10}"#).await;
+    browser.click("#sh-save").await;
+    browser
+        .wait("#sh-status", "text", json!("Saved version 3"))
+        .await;
+    let saved = api.get("/api/shared/crawl.pages").await;
+    assert_eq!(saved["value"], json!({ "pages": 10 }));
+    assert_eq!(saved["version"], 3);
+    browser.wait("#sh-version", "exact", json!("3")).await;
+
+    // A change saved meanwhile: the page says so, and Save is refused, not overwriting it.
+    browser.fill("#sh-value", r#"{"pages": 11}"#).await;
+    put_shared(&api, "crawl.pages", json!({ "pages": 99 })).await;
+    browser
+        .wait("pre[aria-label=Value]", "text", json!("\"pages\": 99"))
+        .await;
+    browser.wait("#sh-stale", "shown", json!(null)).await;
+    browser.click("#sh-save").await;
+    browser
+        .wait("#sh-error", "text", json!("changed meanwhile"))
+        .await;
+    let error = browser.text("#sh-error").await;
+    assert!(error.contains("version 4, not 3"), "{error}");
+    let kept = api.get("/api/shared/crawl.pages").await;
+    assert_eq!(kept["value"], json!({ "pages": 99 }));
+    assert_eq!(kept["version"], 4);
+    browser.screenshot("dashboard-shared-conflict").await;
+    // Offered the latest, the editor starts again from it.
+    browser.click("#sh-reload").await;
+    browser
+        .wait("#sh-status", "text", json!("Loaded version 4"))
+        .await;
+    let text = browser
+        .client
+        .find(Locator::Css("#sh-value"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("99"), "{text}");
+    assert!(!browser.is_shown("#sh-error").await);
+
+    // The holder of a lock, with a link to it; a kill releases the lock without writing.
+    browser.goto("#/shared/jobs.done").await;
+    browser
+        .wait("pre[aria-label=Value]", "exact", json!("41"))
+        .await;
+    browser
+        .wait(
+            &format!(".facts a.holder[href=\"#/tasks/{holder}\"]"),
+            "count",
+            json!(1),
+        )
+        .await;
+    api.kill(&holder, Some(0)).await;
+    assert_eq!(api.finished(&holder).await["status"], "killed");
+    assert_eq!(api.get("/api/shared/jobs.done").await["value"], json!(41));
+
+    // A name nobody has written says so plainly; saving creates it.
+    browser.goto("#/shared/brand.new").await;
+    browser.wait("#sh-missing", "shown", json!(null)).await;
+    assert!(browser
+        .text("#sh-missing")
+        .await
+        .contains("No shared document is named brand.new yet"));
+    browser.fill("#sh-value", r#"{"n": 1}"#).await;
+    browser.click("#sh-save").await;
+    browser.wait("#sh-version", "exact", json!("1")).await;
+    browser.wait("#sh-missing", "hidden", json!(null)).await;
+    assert_eq!(
+        api.get("/api/shared/brand.new").await["value"],
+        json!({ "n": 1 })
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_read_only_token_changes_no_schedule_and_no_shared_state() {
+    if !enabled("a_read_only_token_changes_no_schedule_and_no_shared_state") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(
+        &SqliteBackend.new_database(),
+        &[
+            "--token",
+            "read:reader-secret",
+            "--token",
+            "control:admin-secret",
+        ],
+    );
+    let api = Api::new(&server, Some("admin-secret"));
+    put_schedule(
+        &api,
+        "nightly",
+        "0 3 * * *",
+        "demo.echo",
+        json!({ "value": 1 }),
+    )
+    .await;
+    put_shared(&api, "feature.flags", json!({ "beta": true })).await;
+    let browser = Browser::open(&server.url, (1320, 900)).await;
+    browser.goto("#/schedules").await;
+    browser.wait("h1", "text", json!("Sign in")).await;
+    browser.fill("#token", "reader-secret").await;
+    browser.click(".signin button[type=submit]").await;
+    let nightly = named_row("nightly");
+    browser.wait(&nightly, "count", json!(1)).await;
+    browser
+        .wait("main", "text", json!("needs role control"))
+        .await;
+    let buttons = browser.client.find_all(Locator::Css("main button")).await;
+    assert_eq!(buttons.unwrap().len(), 0, "no Pause, Resume or Delete");
+    assert!(
+        !browser.is_shown(".schedule-form").await,
+        "no form to add one"
+    );
+
+    browser.goto("#/shared/feature.flags").await;
+    browser
+        .wait("pre[aria-label=Value]", "text", json!("\"beta\": true"))
+        .await;
+    browser
+        .wait("main", "text", json!("needs role control"))
+        .await;
+    assert!(!browser.is_shown("#sh-value").await, "no editor");
+    assert!(!browser.is_shown("#sh-save").await, "no Save");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn no_form_control_is_unlabeled_on_any_view() {
+    if !enabled("no_form_control_is_unlabeled_on_any_view") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    let id = launch(&api, "demo.count", json!({ "to": 3, "interval_ms": 10 })).await;
+    put_schedule(
+        &api,
+        "nightly",
+        "0 3 * * *",
+        "demo.echo",
+        json!({ "value": 1 }),
+    )
+    .await;
+    put_shared(&api, "feature.flags", json!({ "beta": true })).await;
+    let browser = Browser::open(&server.url, (1320, 900)).await;
+    // Each view, and what shows it has drawn its form controls.
+    let task = format!("#/tasks/{id}");
+    let views = [
+        ("", row(&id)),
+        (task.as_str(), "#follow".to_owned()),
+        ("#/launch", "#l-name option".to_owned()),
+        ("#/schedules", "#s-task option".to_owned()),
+        ("#/shared", named_row("feature.flags")),
+        ("#/shared/feature.flags", "#sh-value".to_owned()),
+        (
+            "#/shared/nothing.yet",
+            "#sh-missing:not([hidden])".to_owned(),
+        ),
+    ];
+    for (route, drawn) in views {
+        browser.goto(route).await;
+        browser.wait(&drawn, "count", json!(1)).await;
+        assert_eq!(
+            browser.unlabeled().await,
+            Vec::<Value>::new(),
+            "on `{route}`"
+        );
+    }
+    browser.close().await;
+}
