@@ -919,6 +919,9 @@ function launchView(main, params) {
   const priorityInput = h("input", {
     id: "l-priority", name: "priority", type: "number", step: "1", inputmode: "numeric",
   });
+  const delayInput = h("input", {
+    id: "l-delay", name: "delay_s", type: "number", min: "0", step: "any", inputmode: "decimal",
+  });
   const problem = h("div", { class: "notice error", role: "alert", id: "l-error", hidden: true });
   const submit = h("button", { type: "submit", class: "primary" }, "Launch");
 
@@ -942,6 +945,7 @@ function launchView(main, params) {
     if (body.key && conflictSelect.value) body.on_conflict = conflictSelect.value;
     if (timeoutInput.value) body.timeout_s = Number(timeoutInput.value);
     if (priorityInput.value) body.priority = Number(priorityInput.value);
+    if (delayInput.value) body.delay_s = Number(delayInput.value);
     submit.disabled = true;
     try {
       const task = await api("api/tasks", { method: "POST", body });
@@ -969,7 +973,8 @@ function launchView(main, params) {
           h("label", { for: "l-key" }, "Key", keyInput),
           h("label", { for: "l-conflict" }, "If one with this key is live", conflictSelect),
           h("label", { for: "l-timeout" }, "Timeout (s)", timeoutInput),
-          h("label", { for: "l-priority" }, "Priority", priorityInput))),
+          h("label", { for: "l-priority" }, "Priority", priorityInput),
+          h("label", { for: "l-delay" }, "Start in (s)", delayInput))),
       problem,
       h("div", { class: "actions" }, submit)));
 

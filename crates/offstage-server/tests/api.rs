@@ -750,3 +750,46 @@ async fn a_key_with_on_conflict_rejects_returns_or_supersedes_the_live_task() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_launch_can_wait_until_a_time_or_for_a_delay() {
+    let (app, rt) = open_app().await;
+    let (status, task) = call(
+        &app,
+        post(
+            "/api/tasks",
+            r#"{"name": "demo.echo", "args": {"value": 1}, "delay_s": 3600}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    assert_eq!(task["status"], "queued");
+    let run_at: chrono::DateTime<chrono::Utc> = task["run_at"].as_str().unwrap().parse().unwrap();
+    let due_in = (run_at - rt.now()).num_seconds();
+    assert!((3590..=3600).contains(&due_in), "due in {due_in} s");
+
+    let (status, task) = call(
+        &app,
+        post(
+            "/api/tasks",
+            r#"{"name": "demo.echo", "args": {"value": 1}, "run_at": "2099-01-01T00:00:00Z"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, task["run_at"].as_str()),
+        (StatusCode::CREATED, Some("2099-01-01T00:00:00Z"))
+    );
+
+    for body in [
+        r#"{"name": "demo.echo", "args": {"value": 1}, "delay_s": -1}"#,
+        r#"{"name": "demo.echo", "args": {"value": 1}, "delay_s": 5, "run_at": "2099-01-01T00:00:00Z"}"#,
+    ] {
+        let (status, error) = call(&app, post("/api/tasks", body)).await;
+        assert_eq!(
+            (status, error_code(&error)),
+            (StatusCode::BAD_REQUEST, "invalid_delay"),
+            "{body}"
+        );
+    }
+}

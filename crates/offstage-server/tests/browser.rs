@@ -324,15 +324,7 @@ async fn tokens_sign_in_and_a_read_only_token_sees_no_kill_or_launch() {
         return;
     }
     let _one = SERIAL.lock().await;
-    let server = Server::start(
-        &SqliteBackend.new_database(),
-        &[
-            "--token",
-            "read:reader-secret",
-            "--token",
-            "control:admin-secret",
-        ],
-    );
+    let server = reader_and_admin_server();
     let api = Api::new(&server, Some("admin-secret"));
     let id = launch(&api, "demo.sleep", json!({ "seconds": 600 })).await;
     let browser = Browser::open(&server.url, (1320, 900)).await;
@@ -827,15 +819,7 @@ async fn a_read_only_token_changes_no_schedule_and_no_shared_state() {
         return;
     }
     let _one = SERIAL.lock().await;
-    let server = Server::start(
-        &SqliteBackend.new_database(),
-        &[
-            "--token",
-            "read:reader-secret",
-            "--token",
-            "control:admin-secret",
-        ],
-    );
+    let server = reader_and_admin_server();
     let api = Api::new(&server, Some("admin-secret"));
     put_schedule(
         &api,
@@ -918,4 +902,17 @@ async fn no_form_control_is_unlabeled_on_any_view() {
         );
     }
     browser.close().await;
+}
+
+/// A server with two tokens: `reader-secret` (role read) and `admin-secret` (role control).
+fn reader_and_admin_server() -> Server {
+    Server::start(
+        &SqliteBackend.new_database(),
+        &[
+            "--token",
+            "read:reader-secret",
+            "--token",
+            "control:admin-secret",
+        ],
+    )
 }

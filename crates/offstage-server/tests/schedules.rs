@@ -110,34 +110,27 @@ async fn bad_schedules_are_refused_with_what_to_change() {
     let (status, _) = call(&api, Method::POST, "/api/schedules/nope/pause", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let cli = server.cli(&[
-        "schedule",
-        "set",
-        "nightly",
-        "--cron",
-        "0 3 * * *",
-        "--task",
-        "demo.echo",
-        "--args",
-        "{",
-    ]);
+    let set_nightly = |args: &str| {
+        server.cli(&[
+            "schedule",
+            "set",
+            "nightly",
+            "--cron",
+            "0 3 * * *",
+            "--task",
+            "demo.echo",
+            "--args",
+            args,
+        ])
+    };
+    let cli = set_nightly("{");
     assert_eq!(cli.status.code(), Some(1));
     assert!(
         stderr(&cli).contains("--args is not JSON"),
         "{}",
         stderr(&cli)
     );
-    let cli = server.cli(&[
-        "schedule",
-        "set",
-        "nightly",
-        "--cron",
-        "0 3 * * *",
-        "--task",
-        "demo.echo",
-        "--args",
-        r#"{"value": "night"}"#,
-    ]);
+    let cli = set_nightly(r#"{"value": "night"}"#);
     assert_eq!(cli.status.code(), Some(0), "{}", stderr(&cli));
     let shown = api.get("/api/schedules/nightly").await;
     let next: chrono::DateTime<chrono::Utc> =

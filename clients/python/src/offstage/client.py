@@ -64,6 +64,8 @@ class Client:
         return self._json(response)
 
     def _json(self, response: httpx.Response) -> Any:
+        if response.status_code == 204:
+            return None
         if response.is_success:
             try:
                 return response.json()
@@ -284,16 +286,7 @@ class Client:
 
     def delete_schedule(self, name: str) -> None:
         """Deletes schedule ``name`` (the tasks it launched stay)."""
-        try:
-            response = self._http.request("DELETE", f"/api/schedules/{_quote(name)}")
-        except httpx.TransportError as error:
-            raise OffstageError(
-                f"could not reach the Offstage server at {self.url} ({error}): "
-                "is `offstage serve` running there?",
-                code="unreachable",
-            ) from error
-        if not response.is_success:
-            raise _error_of(response, self.url)
+        self._request("DELETE", f"/api/schedules/{_quote(name)}")
 
     def close(self) -> None:
         """Closes the client's connections."""

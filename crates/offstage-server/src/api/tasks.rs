@@ -60,6 +60,8 @@ pub struct LaunchRequest {
     priority: Option<i32>,
     /// Do not start before this time (RFC 3339).
     run_at: Option<DateTime<Utc>>,
+    /// Do not start for this many seconds (instead of `run_at`).
+    delay_s: Option<f64>,
     /// Who the task belongs to.
     owner: Option<String>,
     /// Run it in a worker process of its own (or, with false, in-process), whatever its task
@@ -93,6 +95,24 @@ pub(crate) async fn launch(
             ))
         }
     };
+    let delay = match (request.delay_s, request.run_at) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_delay",
+                "give run_at (a time) or delay_s (seconds from now), not both",
+            ))
+        }
+        (Some(seconds), None) if seconds.is_finite() && (0.0..1e9).contains(&seconds) => {
+            Some(Duration::from_secs_f64(seconds))
+        }
+        (Some(seconds), None) => {
+            return Err(ApiError::bad_request(
+                "invalid_delay",
+                format!("delay_s is {seconds}: give a number of seconds from 0, or leave it out"),
+            ))
+        }
+    };
     let options = LaunchOptions {
         key: request.key,
         owner: request.owner,
@@ -102,11 +122,14 @@ pub(crate) async fn launch(
         isolated: request.isolated,
         on_conflict,
     };
-    let task = state
+    let mut launch = state
         .runtime
         .launch_json(&request.name, request.args)
-        .options(options)
-        .await?;
+        .options(options);
+    if let Some(delay) = delay {
+        launch = launch.delay(delay);
+    }
+    let task = launch.await?;
     let record = task.record().await?;
     let status = if task.is_existing() {
         StatusCode::OK

@@ -84,6 +84,12 @@ enum Command {
         /// Run it in a worker process of its own, so a kill stops it even if it never awaits.
         #[arg(long)]
         isolated: bool,
+        /// Do not start it before this time (RFC 3339, such as 2026-12-01T03:00:00Z).
+        #[arg(long, conflicts_with = "delay_s")]
+        run_at: Option<String>,
+        /// Do not start it for this many seconds.
+        #[arg(long)]
+        delay_s: Option<f64>,
         /// A key to find it by; with --on-conflict, one live task of the type per key.
         #[arg(long)]
         key: Option<String>,
@@ -232,6 +238,8 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             priority,
             timeout_s,
             isolated,
+            run_at,
+            delay_s,
             key,
             on_conflict,
             wait,
@@ -247,6 +255,12 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             let mut body = json!({ "name": name, "args": args, "owner": owner, "priority": priority, "timeout_s": timeout_s });
             if isolated {
                 body["isolated"] = json!(true);
+            }
+            if let Some(run_at) = run_at {
+                body["run_at"] = json!(run_at);
+            }
+            if let Some(delay_s) = delay_s {
+                body["delay_s"] = json!(delay_s);
             }
             if let Some(key) = key {
                 body["key"] = json!(key);

@@ -45,6 +45,22 @@ pub async fn history_survives_reopening(backend: &dyn Backend) {
     );
 }
 
+/// A node registered an hour ago on `host` "elsewhere" and silent since: dead to any runtime
+/// that looks. Returns it and the time it started.
+pub(super) async fn dead_node(
+    store: &dyn crate::store::Store,
+) -> (NodeInfo, chrono::DateTime<Utc>) {
+    let long_ago = Utc::now() - chrono::Duration::hours(1);
+    let dead = NodeInfo {
+        id: NodeId::new(),
+        host: "elsewhere".into(),
+        pid: 1,
+        started_at: long_ago,
+    };
+    store.register_node(&dead).await.unwrap();
+    (dead, long_ago)
+}
+
 fn running_record(node: NodeId, launched: chrono::DateTime<Utc>) -> TaskRecord {
     let mut record = crate::testing::sample_record(crate::TaskId::new());
     record.name = "test.sleep".to_owned();
@@ -64,14 +80,7 @@ fn running_record(node: NodeId, launched: chrono::DateTime<Utc>) -> TaskRecord {
 pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
     let database = backend.new_database();
     let store = backend.open(&database).await;
-    let long_ago = Utc::now() - chrono::Duration::hours(1);
-    let dead = NodeInfo {
-        id: NodeId::new(),
-        host: "elsewhere".into(),
-        pid: 1,
-        started_at: long_ago,
-    };
-    store.register_node(&dead).await.unwrap();
+    let (dead, long_ago) = dead_node(&*store).await;
     let orphan = running_record(dead.id, long_ago);
     store.launch(&orphan).await.unwrap();
 
@@ -106,14 +115,7 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
 pub async fn a_dead_nodes_task_runs_again_when_its_type_retries(backend: &dyn Backend) {
     let database = backend.new_database();
     let store = backend.open(&database).await;
-    let long_ago = Utc::now() - chrono::Duration::hours(1);
-    let dead = NodeInfo {
-        id: NodeId::new(),
-        host: "elsewhere".into(),
-        pid: 1,
-        started_at: long_ago,
-    };
-    store.register_node(&dead).await.unwrap();
+    let (dead, long_ago) = dead_node(&*store).await;
     let orphan = |name: &str| {
         let mut record = running_record(dead.id, long_ago);
         record.name = name.to_owned();
@@ -174,14 +176,7 @@ pub async fn a_dead_nodes_task_runs_again_when_its_type_retries(backend: &dyn Ba
 pub async fn recovery_marks_each_task_exactly_once(backend: &dyn Backend) {
     let database = backend.new_database();
     let (one, two) = (backend.open(&database).await, backend.open(&database).await);
-    let long_ago = Utc::now() - chrono::Duration::hours(1);
-    let dead = NodeInfo {
-        id: NodeId::new(),
-        host: "elsewhere".into(),
-        pid: 1,
-        started_at: long_ago,
-    };
-    one.register_node(&dead).await.unwrap();
+    let (dead, long_ago) = dead_node(&*one).await;
     let mut orphans = Vec::new();
     for _ in 0..50 {
         let record = running_record(dead.id, long_ago);

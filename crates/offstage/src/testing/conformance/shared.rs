@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::future::join_all;
 use serde_json::{json, Value};
 
+use super::durability::dead_node;
 use super::tasks::{runtime, runtime_with};
 use super::Backend;
-use crate::store::NodeInfo;
 use crate::testing::wait_for_event;
-use crate::{ErrorKind, EventKind, NodeId, Runtime, Status};
+use crate::{ErrorKind, EventKind, Runtime, Status};
 
 /// How long a check waits for something that takes milliseconds, before it fails.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -110,14 +109,7 @@ pub async fn a_dead_node_s_shared_lock_is_freed_by_recovery(backend: &dyn Backen
         |b: crate::RuntimeBuilder| b.heartbeat(Duration::from_secs(60), Duration::from_secs(120));
     let rt = runtime_with(backend, &database, quiet).await;
     let store = rt.store();
-    let long_ago = Utc::now() - chrono::Duration::hours(1);
-    let dead = NodeInfo {
-        id: NodeId::new(),
-        host: "elsewhere".into(),
-        pid: 1,
-        started_at: long_ago,
-    };
-    store.register_node(&dead).await.unwrap();
+    let (dead, long_ago) = dead_node(&**store).await;
     let token = uuid::Uuid::now_v7();
     let created = store
         .shared_lock("jobs", token, dead.id, "task on a dead node", long_ago)
