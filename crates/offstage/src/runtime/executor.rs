@@ -253,7 +253,8 @@ fn retry_at(
     status: Status,
     error: Option<&TaskError>,
 ) -> Option<DateTime<Utc>> {
-    if status != Status::Failed {
+    // A failure, or a task lost with the worker that ran it (`missing`, kind `worker_lost`).
+    if !matches!(status, Status::Failed | Status::Missing) {
         return None;
     }
     // A kill, or a shutdown, is not a failure to try again.
