@@ -262,6 +262,14 @@ impl Registry {
         );
     }
 
+    /// The types with a retry policy, and the policy.
+    pub(crate) fn retry_policies(&self) -> std::collections::HashMap<String, Retry> {
+        self.types
+            .iter()
+            .filter_map(|(name, t)| Some((name.clone(), t.options.retry?)))
+            .collect()
+    }
+
     /// The types with a concurrency limit, and the limit.
     pub(crate) fn limited(&self) -> Vec<(String, usize)> {
         self.types

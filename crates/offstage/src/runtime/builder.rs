@@ -377,6 +377,7 @@ impl RuntimeBuilder {
             self.config.heartbeat_interval,
         );
         let warm_up = self.registry.any_isolated();
+        let rerun = maintenance::rerun(&self.registry);
         let (shared, releases) = super::shared::SharedHub::new();
         let inner = Arc::new(Inner {
             node,
@@ -397,6 +398,7 @@ impl RuntimeBuilder {
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
             schedules_changed: Default::default(),
+            rerun,
             capture,
             workers: super::dispatch::Workers::new(self.remote),
             announce,

@@ -4,72 +4,72 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use chrono::{DateTime, Utc};
+
 use super::live::{StopReason, StopRequest};
 use super::Inner;
 use crate::error::Error;
 use crate::event::EventKind;
+use crate::store::Rerun;
+use crate::{LogLevel, LogLine, Status, TaskRecord};
 
-/// Marks the tasks of dead nodes `missing` and announces them; queues again those whose type
-/// has a retry policy (here) that retries `missing` and attempts left.
+/// Marks the tasks of dead nodes `missing` and announces them; those whose type has a retry
+/// policy (here) that retries `missing`, with attempts left, are queued again instead, in the
+/// same store step, and announced as launched once more.
 pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
     let recovered = rt
         .store
-        .recover(rt.node, rt.clock.now(), rt.config.node_timeout)
+        .recover(
+            rt.node,
+            rt.clock.now(),
+            rt.config.node_timeout,
+            rt.rerun.clone(),
+        )
         .await?;
     for record in recovered {
-        tracing::warn!(task = %record.id, name = %record.name, "task went missing with its node");
-        let record = match requeue(rt, &record).await {
-            Some(queued) => {
-                // Announced as `launched` once more, like any retry.
-                rt.publish(
-                    queued.id,
-                    EventKind::Launched {
-                        task: Arc::new(queued),
-                    },
-                );
-                rt.wake_for_queued(rt.registry.get(&record.name).is_err(), false);
-                continue;
-            }
-            None => record,
-        };
-        rt.publish(
-            record.id,
-            EventKind::Finished {
-                task: Arc::new(record),
-            },
-        );
+        let task = Arc::new(record);
+        if task.status == Status::Queued {
+            tracing::warn!(task = %task.id, name = %task.name, "task went missing with its node; its retry policy runs it again");
+            let elsewhere = rt.registry.get(&task.name).is_err();
+            rt.publish(task.id, EventKind::Launched { task });
+            rt.wake_for_queued(elsewhere, false);
+        } else {
+            tracing::warn!(task = %task.id, name = %task.name, "task went missing with its node");
+            rt.publish(task.id, EventKind::Finished { task });
+        }
     }
     Ok(())
 }
 
-/// Queues `missing` task `record` again if its type's retry policy says so. Only the node that
-/// marked it missing gets here (recovery returns each task once), so it is queued once; should
-/// this node die first, the task stays `missing`, which is still the truth.
-async fn requeue(rt: &Inner, record: &crate::TaskRecord) -> Option<crate::TaskRecord> {
-    let policy = rt.registry.get(&record.name).ok()?.options.retry?;
-    if record.attempt >= policy.max_attempts || !policy.retries("missing") {
+/// What recovery asks about each task of a dead node: run it again if its type's retry policy
+/// retries `missing` and has attempts left (`None` when no type here has a policy).
+pub(crate) fn rerun(registry: &crate::registry::Registry) -> Option<Rerun> {
+    let policies = registry.retry_policies();
+    if policies.is_empty() {
         return None;
     }
-    let delay = policy.jittered_delay(record.attempt.max(1));
-    let now = rt.clock.now();
-    let log = crate::LogLine {
-        // The last number of this attempt's range: after any line the lost attempt wrote.
-        seq: u64::from(record.attempt.max(1)) << 32,
-        at: now,
-        level: crate::LogLevel::Warn,
-        message: format!(
-            "[offstage] attempt {} of {} went missing with its node; running again in {delay:.1?}",
-            record.attempt, policy.max_attempts
-        ),
-    };
-    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-    match rt.store.requeue_missing(record.id, at, log).await {
-        Ok(queued) => queued,
-        Err(error) => {
-            tracing::warn!(task = %record.id, %error, "queueing a missing task again failed; it stays missing");
-            None
+    Some(Arc::new(move |task: &TaskRecord, now: DateTime<Utc>| {
+        let policy = policies.get(&task.name)?;
+        if task.attempt >= policy.max_attempts || !policy.retries("missing") {
+            return None;
         }
-    }
+        let attempt = task.attempt.max(1);
+        let delay = policy.jittered_delay(attempt);
+        let line = LogLine {
+            // The last number of this attempt's range: after any line the lost attempt wrote.
+            seq: u64::from(attempt) << 32,
+            at: now,
+            level: LogLevel::Warn,
+            message: format!(
+                "[offstage] attempt {attempt} of {} went missing with its node; running again in {delay:.1?}",
+                policy.max_attempts
+            ),
+        };
+        Some((
+            now + chrono::Duration::from_std(delay).unwrap_or_default(),
+            line,
+        ))
+    }))
 }
 
 /// A tick every `period(config)`, skipping missed ticks rather than bursting.

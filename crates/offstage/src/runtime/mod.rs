@@ -129,6 +129,8 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: AtomicBool,
     /// Notified whenever a live task ends, for shutdown to wait on.
     pub(crate) ended: Notify,
+    /// Asked by recovery whether a dead node's task runs again (see `maintenance::rerun`).
+    pub(crate) rerun: Option<crate::store::Rerun>,
     /// Wakes the ticker: a schedule changed, here or on another node.
     pub(crate) schedules_changed: Notify,
     /// The `tracing` dispatcher wrapped around every task body to capture its events.

@@ -151,6 +151,13 @@ pub enum Notice {
     Reconnected,
 }
 
+/// Decides, in [`Store::recover`], whether a task of a dead node runs again: `Some((due,
+/// log line))` to queue it, `None` to leave it `missing`. Given the task as marked `missing`
+/// (its error set) and the time of the recovery.
+pub type Rerun = std::sync::Arc<
+    dyn Fn(&TaskRecord, DateTime<Utc>) -> Option<(DateTime<Utc>, LogLine)> + Send + Sync,
+>;
+
 /// The durable record of tasks, logs and nodes.
 ///
 /// `Any` is a supertrait so that code which needs one backend in particular (launching inside
@@ -175,25 +182,18 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// backend can tell sooner, whose process is gone), marks every task still `running` on
     /// them `missing`, removes the nodes, and returns the tasks it marked. On the first call
     /// through a store handle, and whenever a node died, tasks `running` on no registered node
-    /// are marked too. A live node's tasks are never touched. In the same step it frees every
-    /// shared-state lock held on a node that is not registered (the dead ones it just removed
-    /// included), so a lock never outlives its node.
+    /// are marked too. A live node's tasks are never touched.
+    ///
+    /// With `rerun`, each such task it says to run again is queued instead, in the same step,
+    /// off any node, due when `rerun` says, its error (kind `missing`) kept and the log line it
+    /// gives added: nobody ever reads it `missing`. Returned with the rest, `queued`.
     async fn recover(
         &self,
         me: NodeId,
         now: DateTime<Utc>,
         stale_after: Duration,
+        rerun: Option<Rerun>,
     ) -> Result<Vec<TaskRecord>, Error>;
-
-    /// Queues task `id` again, due at `run_at`, if it is `missing` (recovery marked it so, and
-    /// its type's retry policy runs it again): off any node, its error kept, `log` added to
-    /// its log. Returns the queued record, or `None` if the task is not `missing`.
-    async fn requeue_missing(
-        &self,
-        id: TaskId,
-        run_at: DateTime<Utc>,
-        log: LogLine,
-    ) -> Result<Option<TaskRecord>, Error>;
 
     /// Inserts a new task. `task.status` is `queued`, or `running` when the launching node
     /// claims it at once (then `task.node` is that node and `started_at` is set).

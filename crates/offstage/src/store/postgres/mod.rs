@@ -273,6 +273,7 @@ impl Store for PostgresStore {
         me: NodeId,
         now: DateTime<Utc>,
         stale_after: Duration,
+        rerun: Option<super::Rerun>,
     ) -> Result<Vec<TaskRecord>, Error> {
         let err = |e| pg_error("recovery", e);
         let stale_before =
@@ -339,6 +340,29 @@ impl Store for PostgresStore {
                 records.push(task_from_row(row).map_err(err)?);
             }
         }
+        if let Some(rerun) = &rerun {
+            let mut lines = rows::LogArrays::default();
+            for record in records.iter_mut() {
+                let Some((due, line)) = rerun(record, now) else {
+                    continue;
+                };
+                sqlx::query(
+                    "UPDATE offstage_tasks SET status = 'queued', run_at = $2, \
+                     finished_at = NULL, node = NULL WHERE id = $1",
+                )
+                .bind(record.id.as_uuid())
+                .bind(due)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                lines.push(record.id, std::slice::from_ref(&line));
+                record.status = Status::Queued;
+                record.run_at = due;
+                record.finished_at = None;
+                record.node = None;
+            }
+            lines.insert(&mut tx).await.map_err(err)?;
+        }
         // Shared-state locks of nodes that are gone (just now, or before): cheap, as only locked
         // rows are read, so on every pass.
         shared::free_orphaned_locks(&mut tx, me)
@@ -350,32 +374,6 @@ impl Store for PostgresStore {
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(records)
-    }
-
-    async fn requeue_missing(
-        &self,
-        id: TaskId,
-        run_at: DateTime<Utc>,
-        log: LogLine,
-    ) -> Result<Option<TaskRecord>, Error> {
-        let err = |e| pg_error("queueing a missing task again", e);
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let row = sqlx::query(&format!(
-            "UPDATE offstage_tasks SET status = 'queued', run_at = $2, finished_at = NULL, \
-             node = NULL WHERE id = $1 AND status = 'missing' RETURNING {TASK_COLUMNS}"
-        ))
-        .bind(id.as_uuid())
-        .bind(run_at)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
-        let Some(row) = row else { return Ok(None) };
-        let record = task_from_row(&row).map_err(err)?;
-        let mut logs = rows::LogArrays::default();
-        logs.push(id, std::slice::from_ref(&log));
-        logs.insert(&mut tx).await.map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(Some(record))
     }
 
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {

@@ -192,6 +192,33 @@ fn insert_logs(conn: &Connection, id: TaskId, logs: &[LogLine]) -> rusqlite::Res
     Ok(())
 }
 
+/// Queues again, in the recovery's own transaction, each task just marked `missing` that
+/// `rerun` says runs again, and updates its record to match.
+fn rerun_missing(
+    conn: &Connection,
+    records: &mut [TaskRecord],
+    rerun: Option<&super::Rerun>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let Some(rerun) = rerun else { return Ok(()) };
+    for record in records.iter_mut() {
+        let Some((due, line)) = rerun(record, now) else {
+            continue;
+        };
+        conn.prepare_cached(
+            "UPDATE offstage_tasks SET status = 'queued', run_at = ?2, finished_at = NULL, \
+             node = NULL WHERE id = ?1",
+        )?
+        .execute(params![record.id, micros(due)])?;
+        insert_logs(conn, record.id, std::slice::from_ref(&line))?;
+        record.status = Status::Queued;
+        record.run_at = due;
+        record.finished_at = None;
+        record.node = None;
+    }
+    Ok(())
+}
+
 fn this_host() -> String {
     crate::runtime::host_name()
 }
@@ -269,6 +296,7 @@ impl Store for SqliteStore {
         me: NodeId,
         now: DateTime<Utc>,
         stale_after: Duration,
+        rerun: Option<super::Rerun>,
     ) -> Result<Vec<TaskRecord>, Error> {
         let nodes_dir = self.nodes_dir();
         let host = this_host();
@@ -319,6 +347,7 @@ impl Store for SqliteStore {
                 // a node whose row was removed). Only worth a look once per open and when a
                 // node died: the sweep reads every running task, and this runs every heartbeat.
                 if !sweep_orphans && dead.is_empty() {
+                    rerun_missing(conn, &mut records, rerun.as_ref(), now)?;
                     return Ok((records, dead));
                 }
                 let orphan_error = crate::TaskError::new(
@@ -335,6 +364,7 @@ impl Store for SqliteStore {
                     .query_map(params![me, micros(now), json_text(&orphan_error)], task_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 records.extend(rows);
+                rerun_missing(conn, &mut records, rerun.as_ref(), now)?;
                 Ok((records, dead))
             })
             .await?;
@@ -342,28 +372,6 @@ impl Store for SqliteStore {
             let _ = std::fs::remove_file(self.nodes_dir().join(format!("{id}.lock")));
         }
         Ok(records)
-    }
-
-    async fn requeue_missing(
-        &self,
-        id: TaskId,
-        run_at: DateTime<Utc>,
-        log: LogLine,
-    ) -> Result<Option<TaskRecord>, Error> {
-        self.write(move |conn| {
-            let record = conn
-                .prepare_cached(&format!(
-                    "UPDATE offstage_tasks SET status = 'queued', run_at = ?2, finished_at = NULL, \
-                     node = NULL WHERE id = ?1 AND status = 'missing' RETURNING {TASK_COLUMNS}"
-                ))?
-                .query_row(params![id, micros(run_at)], task_from_row)
-                .optional()?;
-            if record.is_some() {
-                insert_logs(conn, id, std::slice::from_ref(&log))?;
-            }
-            Ok(record)
-        })
-        .await
     }
 
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {

@@ -103,7 +103,7 @@ pub async fn dead_node_tasks_are_marked_missing(backend: &dyn Backend) {
     // Recovery runs once: a second pass finds nothing more.
     assert!(rt
         .store()
-        .recover(rt.node_id(), rt.now(), Duration::from_secs(10))
+        .recover(rt.node_id(), rt.now(), Duration::from_secs(10), None)
         .await
         .unwrap()
         .is_empty());
@@ -168,6 +168,39 @@ pub async fn a_dead_nodes_task_runs_again_when_its_type_retries(backend: &dyn Ba
         let record = rt.record(stays.id).await.unwrap();
         assert_eq!(record.status, Status::Missing, "{}", record.name);
     }
+
+    // The store's side: recovery queues what `rerun` says in its own step, so the task is
+    // never read `missing`; its error and the log line are kept.
+    let (dead, long_ago) = dead_node(&*store).await;
+    let orphan = running_record(dead.id, long_ago);
+    store.launch(&orphan).await.unwrap();
+    let due = rt.now() + chrono::Duration::hours(1);
+    let rerun: crate::store::Rerun = std::sync::Arc::new(move |_task, now| {
+        let line = crate::LogLine {
+            seq: 1 << 32,
+            at: now,
+            level: crate::LogLevel::Warn,
+            message: "running again".into(),
+        };
+        Some((due, line))
+    });
+    let recovered = store
+        .recover(rt.node_id(), rt.now(), Duration::from_secs(10), Some(rerun))
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1);
+    for record in [
+        recovered[0].clone(),
+        store.get(orphan.id).await.unwrap().unwrap(),
+    ] {
+        assert_eq!(
+            (record.status, record.run_at, record.node),
+            (Status::Queued, due, None)
+        );
+        assert_eq!(record.error.as_ref().unwrap().kind, "missing");
+    }
+    let logs = store.logs(orphan.id, 0, 10).await.unwrap();
+    assert_eq!(logs.last().unwrap().message, "running again");
     rt.shutdown().await.unwrap();
 }
 
@@ -186,8 +219,8 @@ pub async fn recovery_marks_each_task_exactly_once(backend: &dyn Backend) {
     let now = Utc::now();
     let stale = Duration::from_secs(10);
     let (a, b) = futures::join!(
-        one.recover(NodeId::new(), now, stale),
-        two.recover(NodeId::new(), now, stale)
+        one.recover(NodeId::new(), now, stale, None),
+        two.recover(NodeId::new(), now, stale, None)
     );
     let mut marked: Vec<_> = a
         .unwrap()
@@ -211,7 +244,12 @@ pub async fn live_node_tasks_are_never_marked_missing(backend: &dyn Backend) {
     let second = runtime_with(backend, &database, |b| b).await;
     let recovered = second
         .store()
-        .recover(second.node_id(), second.now(), Duration::from_secs(10))
+        .recover(
+            second.node_id(),
+            second.now(),
+            Duration::from_secs(10),
+            None,
+        )
         .await
         .unwrap();
     assert!(recovered.is_empty(), "{recovered:?}");

@@ -127,7 +127,7 @@ pub async fn a_dead_node_s_shared_lock_is_freed_by_recovery(backend: &dyn Backen
     let jobs = rt.shared("jobs").unwrap();
     let waiting = tokio::spawn(async move { jobs.lock_timeout(LIMIT).await });
     let missing = store
-        .recover(rt.node_id(), rt.now(), Duration::from_secs(10))
+        .recover(rt.node_id(), rt.now(), Duration::from_secs(10), None)
         .await
         .unwrap();
     assert!(missing.is_empty(), "the dead node ran no task: {missing:?}");
@@ -220,6 +220,7 @@ pub async fn saving_after_the_lock_was_taken_away_fails_with_lock_lost(backend: 
             b.node_id(),
             b.now() + chrono::Duration::hours(1),
             Duration::from_secs(10),
+            None,
         )
         .await
         .unwrap();
