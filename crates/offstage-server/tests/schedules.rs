@@ -140,17 +140,7 @@ async fn bad_schedules_are_refused_with_what_to_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_schedules_needs_the_control_role() {
-    let server = Server::start(
-        &SqliteBackend.new_database(),
-        &[
-            "--token",
-            "read:r",
-            "--token",
-            "launch:l",
-            "--token",
-            "control:c",
-        ],
-    );
+    let server = Server::with_three_roles();
     let body = r#"{"cron": "0 3 * * *", "task": "demo.echo", "args": {"value": 1}}"#;
     let control = Api::new(&server, Some("c"));
     let (status, _) = call(&control, Method::PUT, "/api/schedules/nightly", Some(body)).await;

@@ -158,17 +158,7 @@ async fn read_write_and_watch_shared_state_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_token_reads_shared_state_and_cannot_write_it() {
-    let server = Server::start(
-        &SqliteBackend.new_database(),
-        &[
-            "--token",
-            "read:r",
-            "--token",
-            "launch:l",
-            "--token",
-            "control:c",
-        ],
-    );
+    let server = Server::with_three_roles();
     let put = Some(r#"{"value": {"paused": true}}"#);
     let control = Api::new(&server, Some("c"));
     let (status, _) = call(&control, Method::PUT, "/api/shared/flags", put).await;

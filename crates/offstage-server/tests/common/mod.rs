@@ -30,6 +30,24 @@ impl Server {
         Server::start_plain(db, &args)
     }
 
+    /// `offstage serve --demo` on a new SQLite file with three tokens: `r` (role read), `l`
+    /// (launch) and `c` (control).
+    pub fn with_three_roles() -> Server {
+        use offstage::testing::conformance::Backend;
+        let db = offstage::testing::conformance::SqliteBackend.new_database();
+        Server::start(
+            &db,
+            &[
+                "--token",
+                "read:r",
+                "--token",
+                "launch:l",
+                "--token",
+                "control:c",
+            ],
+        )
+    }
+
     /// `offstage serve` with only `extra` arguments (no demo task types).
     pub fn start_plain(db: &str, extra: &[&str]) -> Server {
         Server::start_at(db, "127.0.0.1:0", extra)
