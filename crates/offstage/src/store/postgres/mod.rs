@@ -384,25 +384,8 @@ impl Store for PostgresStore {
     async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error> {
         let failed = |e| pg_error("launch", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        // Launches of one name and key take turns (the lock ends with the transaction); other
-        // launches are not held up.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
-            .bind(&task.name)
-            .bind(&task.key)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let live = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = $1 AND task_key = $2 \
-             AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
-        ))
-        .bind(&task.name)
-        .bind(&task.key)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(failed)?;
-        if let Some(row) = live {
-            return task_from_row(&row).map(Some).map_err(failed);
+        if let Some(live) = live_with_key(&mut tx, task).await.map_err(failed)? {
+            return Ok(Some(live));
         }
         task_arrays(task).insert(&mut tx).await.map_err(failed)?;
         tx.commit().await.map_err(failed)?;
@@ -766,6 +749,29 @@ impl Store for PostgresStore {
             .await
             .map(Some)
     }
+}
+
+/// The queued or running task with `task`'s name and key, if there is one, read under a
+/// lock on that name and key held until `conn`'s transaction ends: keyed launches (and
+/// scheduled ones) of one name and key take turns, other launches are not held up.
+pub(super) async fn live_with_key(
+    conn: &mut sqlx::PgConnection,
+    task: &TaskRecord,
+) -> sqlx::Result<Option<TaskRecord>> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+        .bind(&task.name)
+        .bind(&task.key)
+        .execute(&mut *conn)
+        .await?;
+    let live = sqlx::query(&format!(
+        "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = $1 AND task_key = $2 \
+         AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
+    ))
+    .bind(&task.name)
+    .bind(&task.key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    live.map(|row| task_from_row(&row)).transpose()
 }
 
 /// Kept for `transaction.rs`: one task's insert, as the group commit does it.

@@ -1,11 +1,10 @@
 //! Schedules in PostgreSQL: each function is one store step.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
-use uuid::Uuid;
+use sqlx::PgPool;
 
 use super::rows::{schedule_from_row, SCHEDULE_COLUMNS};
-use super::{json_text, pg_error, task_arrays};
+use super::{json_text, live_with_key, pg_error, task_arrays};
 use crate::error::Error;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::task::TaskRecord;
@@ -103,32 +102,15 @@ pub(super) async fn fire(
         return Ok(Fired::NotFired);
     }
     if unique {
-        // The same lock keyed launches take (see `launch_unique`).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
-            .bind(&task.name)
-            .bind(&task.key)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let live = sqlx::query(
-            "SELECT id FROM offstage_tasks WHERE name = $1 AND task_key = $2 \
-             AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
-        )
-        .bind(&task.name)
-        .bind(&task.key)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(failed)?;
-        if let Some(live) = live {
-            let live: Uuid = live.try_get(0).map_err(failed)?;
+        if let Some(live) = live_with_key(&mut tx, task).await.map_err(failed)? {
             sqlx::query("UPDATE offstage_schedules SET last_task_id = $2 WHERE name = $1")
                 .bind(name)
-                .bind(live)
+                .bind(live.id.as_uuid())
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
             tx.commit().await.map_err(failed)?;
-            return Ok(Fired::Skipped(live.into()));
+            return Ok(Fired::Skipped(live.id));
         }
     }
     task_arrays(task).insert(&mut tx).await.map_err(failed)?;

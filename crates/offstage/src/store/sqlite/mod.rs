@@ -219,6 +219,21 @@ fn rerun_missing(
     Ok(())
 }
 
+/// The queued or running task named `name` with key `key`, if there is one. Run by the
+/// writer, whose `BEGIN IMMEDIATE` keeps anyone from inserting one before its caller does.
+fn live_with_key(
+    conn: &Connection,
+    name: &str,
+    key: Option<&str>,
+) -> rusqlite::Result<Option<TaskRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = ?1 AND task_key = ?2 \
+         AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
+    ))?
+    .query_row(params![name, key], task_from_row)
+    .optional()
+}
+
 fn this_host() -> String {
     crate::runtime::host_name()
 }
@@ -385,13 +400,7 @@ impl Store for SqliteStore {
         // The writer holds the database's write lock (BEGIN IMMEDIATE) for the whole batch, so
         // nothing, in this process or another, can insert between the look and the insert.
         self.write(move |conn| {
-            let live = conn
-                .prepare_cached(&format!(
-                    "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = ?1 AND task_key = ?2 \
-                     AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
-                ))?
-                .query_row(params![name, key], task_from_row)
-                .optional()?;
+            let live = live_with_key(conn, &name, key.as_deref())?;
             if live.is_none() {
                 row.insert(conn)?;
             }

@@ -6,7 +6,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{micros, schedule_from_row, SCHEDULE_COLUMNS};
 use super::{json_text, NewTask};
-use crate::id::TaskId;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 
 pub(super) fn put(
@@ -83,17 +82,10 @@ pub(super) fn fire(
         return Ok(Fired::NotFired);
     }
     if unique {
-        let live: Option<TaskId> = conn
-            .prepare_cached(
-                "SELECT id FROM offstage_tasks WHERE name = ?1 AND task_key = ?2 \
-                 AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![task.name, task.key], |row| row.get(0))
-            .optional()?;
-        if let Some(live) = live {
+        if let Some(live) = super::live_with_key(conn, &task.name, task.key.as_deref())? {
             conn.prepare_cached("UPDATE offstage_schedules SET last_task_id = ?2 WHERE name = ?1")?
-                .execute(params![name, live])?;
-            return Ok(Fired::Skipped(live));
+                .execute(params![name, live.id])?;
+            return Ok(Fired::Skipped(live.id));
         }
     }
     task.insert(conn)?;
