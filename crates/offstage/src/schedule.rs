@@ -128,9 +128,13 @@ impl Schedule {
     /// Checks the name, the cron expression and the options; returns the parsed expression.
     pub(crate) fn check(&self) -> Result<Cron, Error> {
         let invalid = |message: String| Err(Error::new(ErrorKind::InvalidArgument, message));
-        if self.name.trim().is_empty() || self.name.len() > MAX_NAME {
+        if self.name.trim().is_empty()
+            || self.name.len() > MAX_NAME
+            || self.name.chars().any(char::is_control)
+        {
             return invalid(format!(
-                "a schedule needs a name of 1 to {MAX_NAME} characters, and `{}` is not one",
+                "a schedule needs a name of 1 to {MAX_NAME} characters without control \
+                 characters, and {:?} is not one",
                 self.name
             ));
         }
@@ -268,5 +272,12 @@ mod tests {
         schedule.options.on_conflict = None;
         schedule.options.run_at = Some(Utc::now());
         assert!(schedule.check().unwrap_err().message().contains("run_at"));
+        for name in ["", "  ", "tab\there"] {
+            let error = Schedule::new(name, "* * * * *", "t").check().unwrap_err();
+            assert!(
+                error.message().contains("a schedule needs a name"),
+                "{error}"
+            );
+        }
     }
 }
