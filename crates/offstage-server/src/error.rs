@@ -57,6 +57,8 @@ impl From<offstage::Error> for ApiError {
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             ErrorKind::LockLost => (StatusCode::CONFLICT, "lock_lost"),
             ErrorKind::StateTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            // The node was declared dead and is rejoining as a new node: a moment later works.
+            ErrorKind::NodeDead => (StatusCode::SERVICE_UNAVAILABLE, "node_rejoining"),
             _ => {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
