@@ -16,7 +16,8 @@
 //! - [`schedule`]: task types launched on the ticks of a cron expression;
 //! - [`event`]: the event stream;
 //! - [`shared`]: shared state, named JSON documents under a lock held across nodes;
-//! - [`store`]: the durable record, one trait and its backends.
+//! - [`store`]: the durable record, one trait and its backends;
+//! - [`limits`]: how long keys, owners and names may be, and what they may not contain.
 //!
 //! ```no_run
 //! use offstage::{Context, Runtime, TaskError};
@@ -48,6 +49,7 @@ pub mod context;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod limits;
 pub mod log;
 pub mod registry;
 pub mod runtime;

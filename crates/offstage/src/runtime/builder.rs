@@ -299,6 +299,14 @@ impl RuntimeBuilder {
         if c.log_limits.max_lines < 2 {
             return bad("log_limits.max_lines must leave room for a line and the truncation mark: use at least 2");
         }
+        // Task types are launched, listed and stored by name: the launch rules, at build.
+        for name in self
+            .registry
+            .names()
+            .chain(self.remote.iter().map(String::as_str))
+        {
+            crate::limits::check_text("task type name", name, crate::limits::MAX_NAME_CHARS)?;
+        }
         Ok(())
     }
 

@@ -187,6 +187,11 @@ async fn serve_inner(
             "`task_types` must name at least one task type, and no empty names".into(),
         ));
     }
+    for name in &task_types {
+        // The names a worker serves are launched by, listed by and stored: the launch rules.
+        crate::limits::check_text("task type name", name, crate::limits::MAX_NAME_CHARS)
+            .map_err(|error| ProtocolError(error.message().to_owned()))?;
+    }
     if concurrency == 0 || concurrency > MAX_CONCURRENCY {
         return Err(ProtocolError(format!(
             "`concurrency` is {concurrency}: use 1 to {MAX_CONCURRENCY}"

@@ -71,6 +71,20 @@ impl std::str::FromStr for OnConflict {
     }
 }
 
+/// Checks the text a launch carries (the task type's name, the key and the owner) against
+/// [`crate::limits`], so that what one store accepts every store accepts.
+pub(crate) fn check_labels(name: &str, options: &LaunchOptions) -> Result<(), Error> {
+    use crate::limits::{check_text, MAX_KEY_CHARS, MAX_NAME_CHARS, MAX_OWNER_CHARS};
+    check_text("task type name", name, MAX_NAME_CHARS)?;
+    if let Some(key) = &options.key {
+        check_text("key", key, MAX_KEY_CHARS)?;
+    }
+    if let Some(owner) = &options.owner {
+        check_text("owner", owner, MAX_OWNER_CHARS)?;
+    }
+    Ok(())
+}
+
 /// How often a superseding launch may find yet another live task (each one killed) before it
 /// gives up: only a storm of racing supersedes gets there.
 const SUPERSEDE_ROUNDS: usize = 20;
@@ -208,6 +222,7 @@ impl Launch {
                 "this runtime is shutting down and takes no new tasks: launch on another node or after the restart",
             ));
         }
+        check_labels(&name, &options)?;
         let args = args?;
         if options.on_conflict.is_some() && options.key.is_none() {
             return Err(Error::new(

@@ -49,6 +49,7 @@ use tokio::sync::Notify;
 pub use self::builder::{Config, RuntimeBuilder};
 pub use self::dispatch::WorkerInfo;
 pub use self::isolation::Isolation;
+pub(crate) use self::launch::check_labels;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
 use crate::error::Error;
@@ -326,6 +327,7 @@ impl Runtime {
 
     /// Tasks matching `filter`, newest first. For the next page pass the last id as `before`.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error> {
+        filter.check()?;
         self.inner.store.list(filter).await
     }
 

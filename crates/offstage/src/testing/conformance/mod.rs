@@ -160,6 +160,7 @@ macro_rules! conformance_tests {
             racing_launches_with_a_key_return_the_existing_task,
             racing_launches_with_a_key_supersede_leave_one_running,
             on_conflict_needs_a_key,
+            bad_keys_owners_and_names_are_refused_alike,
             a_concurrency_limit_of_one_holds_across_two_nodes,
             spawned_tasks_are_named_unique_and_cancellable,
             unknown_id_is_not_found,
