@@ -23,7 +23,7 @@ pub mod metrics;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Router};
 
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
@@ -101,10 +101,8 @@ pub fn app(state: AppState) -> Router {
         .merge(worker)
         .merge(launch)
         .merge(control)
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "ok": true })) }),
-        )
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
         .route("/api/openapi.json", get(api::openapi::document))
         .route("/api/me", get(api::session::me))
         .route("/", get(dashboard::index))

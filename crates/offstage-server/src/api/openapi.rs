@@ -28,6 +28,8 @@ use utoipa::OpenApi;
         super::shared::events,
         super::session::me,
         super::workers::connect,
+        super::health::healthz,
+        super::health::readyz,
     ),
     components(schemas(crate::error::ErrorBody, offstage::SharedChange)),
     modifiers(&BearerAuth)

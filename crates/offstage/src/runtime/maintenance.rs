@@ -102,20 +102,24 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
 
 /// Heartbeats, and stops the tasks other nodes asked to kill since the last one.
 pub(crate) async fn apply_kill_requests(rt: &Inner) {
-    match rt.store.heartbeat(rt.node, rt.clock.now()).await {
-        Ok(requests) => {
-            for request in requests {
-                if let Some(live) = rt.live(request.task_id) {
-                    let grace = request.grace.unwrap_or(rt.config.kill_grace);
-                    live.request_stop(StopRequest {
-                        reason: StopReason::Kill,
-                        grace,
-                    });
-                }
-            }
-        }
-        Err(error) => tracing::warn!(%error, "heartbeat failed"),
+    if let Err(error) = heartbeat(rt).await {
+        tracing::warn!(%error, "heartbeat failed");
     }
+}
+
+/// One heartbeat: a write to the store, and the kill requests it returns applied.
+pub(crate) async fn heartbeat(rt: &Inner) -> Result<(), crate::Error> {
+    let requests = rt.store.heartbeat(rt.node, rt.clock.now()).await?;
+    for request in requests {
+        if let Some(live) = rt.live(request.task_id) {
+            let grace = request.grace.unwrap_or(rt.config.kill_grace);
+            live.request_stop(StopRequest {
+                reason: StopReason::Kill,
+                grace,
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn flush_loop(rt: Weak<Inner>) {

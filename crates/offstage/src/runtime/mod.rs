@@ -325,6 +325,20 @@ impl Runtime {
         self.inner.record(id).await
     }
 
+    /// Whether this node can take work now: not shutting down, and its store takes a write
+    /// (one heartbeat, made now: a small write that proves the store can commit, the disk
+    /// under it included). For a readiness probe; `Err` says why not, e.g.
+    /// [`crate::ErrorKind::StorageFull`].
+    pub async fn ready(&self) -> Result<(), Error> {
+        if self.inner.is_shutting_down() {
+            return Err(Error::new(
+                crate::ErrorKind::ShuttingDown,
+                "this runtime is shutting down and takes no new tasks: send work to another node",
+            ));
+        }
+        maintenance::heartbeat(&self.inner).await
+    }
+
     /// Tasks matching `filter`, newest first. For the next page pass the last id as `before`.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error> {
         filter.check()?;
