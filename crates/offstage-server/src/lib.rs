@@ -20,6 +20,7 @@ pub mod demo;
 pub mod error;
 mod extract;
 pub mod metrics;
+pub mod sites;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -27,6 +28,7 @@ use axum::{middleware, Router};
 
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
+pub use sites::Sites;
 
 /// Largest request body the API reads.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -40,6 +42,9 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Task durations for `/metrics`.
     pub durations: metrics::Durations,
+    /// The host names the API answers to and the origins that may change things, beyond the
+    /// defaults (see [`sites`]).
+    pub sites: Sites,
 }
 
 impl AppState {
@@ -51,12 +56,51 @@ impl AppState {
             runtime,
             tokens: Tokens::default(),
             durations,
+            sites: Sites::default(),
         }
     }
 
     /// The same state, requiring `tokens`.
     pub fn with_tokens(mut self, tokens: Tokens) -> Self {
         self.tokens = tokens;
+        self
+    }
+
+    /// The same state, also answering to the host name `host` (`offstage.example.com`, or
+    /// `*.example.com` for every name under it, or `*` for any). IP addresses, `localhost`
+    /// and names under `.localhost` are always answered; any other `Host` gets 403, so that
+    /// no web page can reach the API by DNS rebinding (see [`sites`]).
+    ///
+    /// # Panics
+    ///
+    /// If `host` is not a host name (the message says what is expected).
+    pub fn allow_host(mut self, host: &str) -> Self {
+        self.sites = self
+            .sites
+            .allow_host(host)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    /// The same state, also taking state-changing requests (kill, launch, purge, ...) from
+    /// pages on `origin` (`https://admin.example`, as the browser sends it in `Origin`; `*`
+    /// for any). Pages on other origins get 403 for those; same-origin pages (the
+    /// dashboard) and clients that send no `Origin` (the CLI, scripts) always pass.
+    ///
+    /// # Panics
+    ///
+    /// If `origin` is not an origin (the message says what is expected).
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        self.sites = self
+            .sites
+            .allow_origin(origin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    /// The same state, with these hosts and origins (see [`Sites`]).
+    pub fn with_sites(mut self, sites: Sites) -> Self {
+        self.sites = sites;
         self
     }
 }
@@ -115,5 +159,8 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost: a request from a site that may not use the API is refused before any
+        // token check or handler sees it.
+        .layer(middleware::from_fn_with_state(state.clone(), sites::guard))
         .with_state(state)
 }
