@@ -50,6 +50,8 @@ fn fs_nearly_full(path: &Path) -> bool {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    // The field types are the platform's (`fsblkcnt_t`, `c_ulong`): u64 here, not everywhere.
+    #[allow(clippy::unnecessary_cast)]
     nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| {
         (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64) < 256 * 1024
     })
