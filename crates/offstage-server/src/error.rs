@@ -81,6 +81,8 @@ impl From<offstage::Error> for ApiError {
                 )
                 .retry_after(STORAGE_FULL_RETRY_S);
             }
+            // The node was declared dead and is rejoining as a new node: a moment later works.
+            ErrorKind::NodeDead => (StatusCode::SERVICE_UNAVAILABLE, "node_rejoining"),
             _ => {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,

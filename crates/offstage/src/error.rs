@@ -54,6 +54,12 @@ pub enum ErrorKind {
     /// A worker's server refused it (bad token, protocol error). Retrying will not help until
     /// the cause is fixed.
     Refused,
+    /// The store refused a write on behalf of a node that is no longer registered: another node
+    /// declared it dead (it was silent for longer than the node timeout, for instance because
+    /// its process was paused) and marked its tasks `missing`. Such a node owns no task, so it
+    /// may not claim, start, save or finish one. The runtime handles this by itself: it stops
+    /// the tasks it was running and rejoins the cluster as a new node.
+    NodeDead,
 }
 
 /// An error from an Offstage call.

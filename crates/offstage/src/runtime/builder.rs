@@ -388,7 +388,9 @@ impl RuntimeBuilder {
         let rerun = maintenance::rerun(&self.registry);
         let (shared, releases) = super::shared::SharedHub::new();
         let inner = Arc::new(Inner {
-            node,
+            node: Inner::new_node_cell(node),
+            origin: node,
+            rejoining: Default::default(),
             store,
             registry: self.registry,
             names,

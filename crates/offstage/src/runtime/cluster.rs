@@ -71,7 +71,7 @@ async fn apply(rt: &Inner, notice: Notice) {
             task_id,
             node,
             grace_ms,
-        } if node == rt.node => {
+        } if node == rt.node() => {
             if let Some(live) = rt.live(task_id) {
                 live.request_stop(StopRequest {
                     reason: StopReason::Kill,
@@ -79,7 +79,7 @@ async fn apply(rt: &Inner, notice: Notice) {
                 });
             }
         }
-        Notice::Event { node, event } if node != rt.node => {
+        Notice::Event { node, event } if node != rt.origin => {
             // A task of a limited type that ends elsewhere frees a place here too.
             if let crate::event::EventKind::Finished { task } = &event.kind {
                 if rt.limited.iter().any(|(name, _)| *name == task.name) {

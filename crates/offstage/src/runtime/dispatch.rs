@@ -344,7 +344,7 @@ impl Link<'_> {
                 let got = self
                     .rt
                     .store
-                    .claim_limited(self.rt.node, name, now, left, max)
+                    .claim_limited(self.rt.node(), name, now, left, max)
                     .await?;
                 claimed.extend(got);
             }
@@ -352,7 +352,12 @@ impl Link<'_> {
         let left = free - claimed.len();
         if left > 0 && !unlimited.is_empty() {
             let names: Vec<String> = unlimited.into_iter().cloned().collect();
-            claimed.extend(self.rt.store.claim(self.rt.node, &names, now, left).await?);
+            claimed.extend(
+                self.rt
+                    .store
+                    .claim(self.rt.node(), &names, now, left)
+                    .await?,
+            );
         }
         Ok(claimed)
     }
@@ -360,13 +365,20 @@ impl Link<'_> {
     /// Claims what fits and assigns it. True if it filled every free place (claim again).
     async fn claim(&mut self) -> bool {
         let free = self.free();
-        let claimed = match self.claim_up_to(free).await {
+        let node = self.rt.node();
+        let mut claimed = match self.claim_up_to(free).await {
             Ok(claimed) => claimed,
+            Err(error) if error.kind() == crate::ErrorKind::NodeDead => {
+                super::maintenance::rejoin(self.rt, node).await;
+                return true;
+            }
             Err(error) => {
                 tracing::warn!(%error, "claiming tasks for a worker failed; retrying");
                 return false;
             }
         };
+        // Declared dead meanwhile: recovery took what was claimed before, so none of it runs.
+        claimed.retain(|record| record.node == Some(self.rt.node()));
         let full = claimed.len() == free;
         for record in claimed {
             let (answer, answered) = oneshot::channel();

@@ -138,7 +138,12 @@ struct Unlist(Arc<LiveTask>);
 impl Drop for Unlist {
     fn drop(&mut self) {
         if let Ok(mut live) = self.0.rt.live.lock() {
-            live.remove(&self.0.id);
+            if live
+                .get(&self.0.id)
+                .is_some_and(|there| Arc::ptr_eq(there, &self.0))
+            {
+                live.remove(&self.0.id);
+            }
         }
     }
 }
@@ -242,6 +247,15 @@ fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
                         format!("the runtime shut down before the task finished; {how}"),
                     )),
                 ),
+                // Never recorded (see `forget`); said for completeness.
+                StopReason::Lost => (
+                    Status::Missing,
+                    None,
+                    Some(TaskError::new(
+                        "missing",
+                        format!("its node was declared dead and stopped it; {how}"),
+                    )),
+                ),
             }
         }
     }
@@ -257,11 +271,13 @@ fn retry_at(
     if !matches!(status, Status::Failed | Status::Missing) {
         return None;
     }
-    // A kill, or a shutdown, is not a failure to try again.
+    // A kill, or a shutdown, is not a failure to try again; a task this node lost is not
+    // this node's to run again.
     if matches!(
         live.stop_reason(),
-        Some(StopReason::Kill | StopReason::Interrupted)
-    ) {
+        Some(StopReason::Kill | StopReason::Interrupted | StopReason::Lost)
+    ) || live.owner() != live.rt.node()
+    {
         return None;
     }
     let policy = live
@@ -294,6 +310,10 @@ fn retry_at(
 /// Records the terminal status (or queues the task again), tells everyone, and frees the slot.
 async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
     let rt = Arc::clone(&live.rt);
+    if live.owner() != rt.node() {
+        // This node was declared dead since the task started: it is not ours to record.
+        return forget(live).await;
+    }
     let (status, return_value, error) = terminal(outcome);
     let retry = retry_at(&live, status, error.as_ref());
     let status = if retry.is_some() {
@@ -302,7 +322,7 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         status
     };
     let final_record = {
-        let _saving = live.save_lock.lock().await;
+        let saving = live.save_lock.lock().await;
         let unsaved = live.take_unsaved();
         let state = unsaved.state.unwrap_or_else(|| live.state().to_string());
         let finish = Finish {
@@ -328,16 +348,16 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         match save_finish(&rt, &live, finish).await {
             Some(true) | None => record,
             // Somebody else ended it (another node declared this one dead): the store is right.
-            Some(false) => match rt.store.get(live.id).await {
-                Ok(Some(stored)) => stored,
-                _ => record,
-            },
+            Some(false) => {
+                drop(saving);
+                return forget(live).await;
+            }
         }
     };
     let final_record = Arc::new(final_record);
     // Out of the live map first: whoever sees the task end and asks again reads the store,
     // which already has the final record.
-    rt.live.lock().expect("live map poisoned").remove(&live.id);
+    rt.unlist(&live);
     live.done.send_replace(Some(Arc::clone(&final_record)));
     if final_record.status == Status::Queued {
         // Queued again: announced as `launched` once more (same id, the next attempt to come),
@@ -348,6 +368,32 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         rt.tell_others(crate::store::Notice::Queued);
     } else {
         rt.publish(live.id, EventKind::Finished { task: final_record });
+    }
+    rt.ended.notify_waiters();
+}
+
+/// Ends the run of a task this node no longer owns: another node declared this one dead and
+/// ended its record (`missing`), or re-queued it for a retry. Nothing is recorded (the store
+/// refuses a lost owner's writes anyway) and nothing is announced to other nodes (the node
+/// that took the task over did). Local waiters and subscribers get the stored record.
+async fn forget(live: Arc<LiveTask>) {
+    let rt = Arc::clone(&live.rt);
+    let stored = rt.store.get(live.id).await.ok().flatten();
+    rt.unlist(&live);
+    let record = Arc::new(stored.unwrap_or_else(|| {
+        let mut record = live.snapshot();
+        record.status = Status::Missing;
+        record
+    }));
+    tracing::warn!(task = %live.id, status = %record.status, "stopped a task this node no longer owns (it was declared dead); nothing recorded");
+    live.done.send_replace(Some(Arc::clone(&record)));
+    if record.status.is_terminal() {
+        // Only here: the node that ended it told the others.
+        rt.events.publish(
+            live.id,
+            rt.clock.now(),
+            EventKind::Finished { task: record },
+        );
     }
     rt.ended.notify_waiters();
 }
@@ -363,7 +409,7 @@ async fn save_finish(rt: &Inner, live: &LiveTask, finish: Finish) -> Option<bool
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match rt.store.finish(live.id, rt.node, finish.clone()).await {
+        match rt.store.finish(live.id, live.owner(), finish.clone()).await {
             Ok(applied) => return Some(applied),
             Err(error) if error.kind() == ErrorKind::StorageFull && !rt.is_shutting_down() => {
                 if attempt == 1 {

@@ -352,13 +352,13 @@ impl Launch {
         let elsewhere = prepared.is_none();
         // A type with a concurrency limit always goes through a claim, which counts.
         let limited = rt.limited.iter().any(|(name, _)| *name == queued.name);
-        let direct = due && !elsewhere && !limited && rt.try_reserve_slot();
-        let stored = if direct {
+        let mut direct = due && !elsewhere && !limited && rt.try_reserve_slot();
+        let mut stored = if direct {
             TaskRecord {
                 status: Status::Running,
                 started_at: Some(now),
                 attempt: 1,
-                node: Some(rt.node),
+                node: Some(rt.node()),
                 ..queued.clone()
             }
         } else {
@@ -373,6 +373,15 @@ impl Launch {
             let live = match inserted {
                 Ok(None) => break,
                 Ok(Some(live)) => live,
+                Err(error) if direct && error.kind() == ErrorKind::NodeDead => {
+                    // This node was declared dead and may not start tasks: the launch goes in
+                    // queued instead (nothing was inserted), and the node rejoins.
+                    rt.release_slots(1);
+                    super::maintenance::rejoin(&rt, stored.node.unwrap_or_else(|| rt.node())).await;
+                    direct = false;
+                    stored = queued.clone();
+                    continue;
+                }
                 Err(error) => {
                     if direct {
                         rt.release_slots(1);

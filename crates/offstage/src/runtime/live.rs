@@ -29,6 +29,9 @@ pub(crate) enum StopReason {
     /// The runtime is shutting down and the drain period is over: it ends `missing` with kind
     /// `interrupted`.
     Interrupted,
+    /// Another node declared this one dead and ended the task's record (`missing`): it stops
+    /// without recording anything, as this node no longer owns it (`maintenance::rejoin`).
+    Lost,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +96,12 @@ impl LiveTask {
             done: watch::channel(None).0,
             rt,
         })
+    }
+
+    /// The node id this task was started under: the owner the store fences its writes by.
+    /// Once the node rejoins under a new id, this task is no longer its to write about.
+    pub(crate) fn owner(&self) -> crate::id::NodeId {
+        self.started.node.unwrap_or_else(|| self.rt.node())
     }
 
     pub(crate) fn state(&self) -> Arc<Value> {

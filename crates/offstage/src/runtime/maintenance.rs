@@ -1,5 +1,5 @@
-//! Upkeep: heartbeats and kill requests, recovery of dead nodes' tasks, saving unsaved writes,
-//! and shutdown.
+//! Upkeep: heartbeats and kill requests, recovery of dead nodes' tasks, rejoining after this
+//! node was declared dead, saving unsaved writes, and shutdown.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::live::{StopReason, StopRequest};
 use super::Inner;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
-use crate::store::Rerun;
+use crate::id::NodeId;
+use crate::store::{NodeInfo, Rerun};
 use crate::{LogLevel, LogLine, Status, TaskRecord};
 
 /// Marks the tasks of dead nodes `missing` and announces them; those whose type has a retry
@@ -20,7 +21,7 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
     let recovered = rt
         .store
         .recover(
-            rt.node,
+            rt.node(),
             rt.clock.now(),
             rt.config.node_timeout,
             rt.rerun.clone(),
@@ -100,7 +101,8 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
     }
 }
 
-/// Heartbeats, and stops the tasks other nodes asked to kill since the last one.
+/// Heartbeats, and stops the tasks other nodes asked to kill since the last one. A heartbeat
+/// the store refuses because this node was declared dead makes it rejoin.
 pub(crate) async fn apply_kill_requests(rt: &Inner) {
     if let Err(error) = heartbeat(rt).await {
         tracing::warn!(%error, "heartbeat failed");
@@ -109,7 +111,15 @@ pub(crate) async fn apply_kill_requests(rt: &Inner) {
 
 /// One heartbeat: a write to the store, and the kill requests it returns applied.
 pub(crate) async fn heartbeat(rt: &Inner) -> Result<(), crate::Error> {
-    let requests = rt.store.heartbeat(rt.node, rt.clock.now()).await?;
+    let node = rt.node();
+    let requests = match rt.store.heartbeat(node, rt.clock.now()).await {
+        Ok(requests) => requests,
+        Err(error) if error.kind() == ErrorKind::NodeDead => {
+            rejoin(rt, node).await;
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
     for request in requests {
         if let Some(live) = rt.live(request.task_id) {
             let grace = request.grace.unwrap_or(rt.config.kill_grace);
@@ -120,6 +130,66 @@ pub(crate) async fn heartbeat(rt: &Inner) -> Result<(), crate::Error> {
         }
     }
     Ok(())
+}
+
+/// What a node does once it learns (from a refused heartbeat, claim or direct start) that
+/// another node declared it dead under id `dead`: that node has marked its running tasks
+/// `missing` (or queued them again), so none of them is this node's any more. It registers
+/// under a new id, so that what it claims and starts from now on is fenced apart from what it
+/// lost, and stops every task it started as `dead` (cancel, then abort after the kill grace)
+/// without recording anything for them: the store refuses their writes, and `finish` forgets
+/// them (`executor::forget`). Concurrent callers rejoin once.
+pub(crate) async fn rejoin(rt: &Inner, dead: NodeId) {
+    let _one = rt.rejoining.lock().await;
+    if rt.node() != dead {
+        return; // Rejoined already.
+    }
+    let new = NodeId::new();
+    let registered = rt
+        .store
+        .register_node(&NodeInfo {
+            id: new,
+            host: super::host_name(),
+            pid: std::process::id(),
+            started_at: rt.clock.now(),
+        })
+        .await;
+    if let Err(error) = registered {
+        // Nothing is claimed or started meanwhile (the store refuses `dead`); the next
+        // heartbeat tries again.
+        tracing::error!(%error, node = %dead, "this node was declared dead and could not rejoin; retrying at the next heartbeat");
+        return;
+    }
+    rt.replace_node(dead, new);
+    // Its row is gone already; this lets go of what the store still keeps for it (SQLite's
+    // lock file).
+    let _ = rt.store.deregister_node(dead).await;
+    let lost: Vec<_> = rt
+        .live
+        .lock()
+        .expect("live map poisoned")
+        .values()
+        .filter(|live| live.owner() == dead)
+        .cloned()
+        .collect();
+    tracing::error!(
+        node = %dead,
+        rejoined_as = %new,
+        tasks = lost.len(),
+        "this node was declared dead by another node (no heartbeat within the node timeout: \
+         was the process paused or the machine overloaded?); its tasks already read `missing` \
+         or were queued again, so it stops them without recording anything, and rejoins as a \
+         new node"
+    );
+    for live in lost {
+        live.request_stop(StopRequest {
+            reason: StopReason::Lost,
+            grace: rt.config.kill_grace,
+        });
+    }
+    rt.backlog.store(true, Ordering::Release);
+    rt.wake.notify_one();
+    rt.workers.wake.notify_waiters();
 }
 
 pub(crate) async fn flush_loop(rt: Weak<Inner>) {
@@ -143,19 +213,24 @@ pub(crate) async fn flush(rt: &Inner) {
         return;
     }
     let mut guards = Vec::with_capacity(dirty.len());
-    let mut batch = Vec::with_capacity(dirty.len());
+    // By owner: after a rejoin, tasks started under the old id are still stopping, and the
+    // store drops what they wrote.
+    let mut batches: Vec<(NodeId, Vec<_>)> = Vec::new();
     for live in &dirty {
         guards.push(live.save_lock.lock().await);
         let pending = live.take_unsaved();
         if pending.state.is_some() || !pending.logs.is_empty() {
-            batch.push((live.id, pending));
+            let owner = live.owner();
+            match batches.iter_mut().find(|(node, _)| *node == owner) {
+                Some((_, batch)) => batch.push((live.id, pending)),
+                None => batches.push((owner, vec![(live.id, pending)])),
+            }
         }
     }
-    if batch.is_empty() {
-        return;
-    }
-    if let Err(error) = rt.store.save(batch).await {
-        tracing::warn!(%error, "saving task state and logs failed; their final state is saved when they end");
+    for (node, batch) in batches {
+        if let Err(error) = rt.store.save(node, batch).await {
+            tracing::warn!(%error, "saving task state and logs failed; their final state is saved when they end");
+        }
     }
     drop(guards);
 }
@@ -188,5 +263,5 @@ pub(crate) async fn shutdown(rt: &Arc<Inner>) -> Result<(), Error> {
         }
     }
     flush(rt).await;
-    rt.store.deregister_node(rt.node).await
+    rt.store.deregister_node(rt.node()).await
 }

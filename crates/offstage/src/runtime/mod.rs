@@ -98,7 +98,17 @@ pub(crate) fn host_name() -> String {
 
 /// Everything a runtime shares between its handles, its loops and its running tasks.
 pub(crate) struct Inner {
-    pub(crate) node: NodeId,
+    /// This node's identity as an owner of tasks: the id it is registered under, which every
+    /// claim, direct start, save and finish carries and the store checks (fencing). It changes
+    /// only when the node learns it was declared dead and rejoins as a new node
+    /// (`maintenance::rejoin`); read it with `node()`.
+    node: std::sync::RwLock<NodeId>,
+    /// The id this node first registered under. It stays the node's name on the notice channel
+    /// (`cluster.rs`) across rejoins, so that its own notices are still known as its own.
+    pub(crate) origin: NodeId,
+    /// Held while rejoining, so that every part that finds out the node was declared dead
+    /// (heartbeat, claims, launches) rejoins once between them.
+    pub(crate) rejoining: tokio::sync::Mutex<()>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Registry,
     /// The registered names.
@@ -148,10 +158,31 @@ pub(crate) struct Inner {
     pub(crate) shared: shared::SharedHub,
 }
 
+impl Inner {
+    pub(crate) fn new_node_cell(node: NodeId) -> std::sync::RwLock<NodeId> {
+        std::sync::RwLock::new(node)
+    }
+
+    /// The id this node is registered under now (see `node`).
+    pub(crate) fn node(&self) -> NodeId {
+        *self.node.read().expect("node id poisoned")
+    }
+
+    /// Takes `new` as this node's id, if the node is still `old`; false if it is not.
+    pub(crate) fn replace_node(&self, old: NodeId, new: NodeId) -> bool {
+        let mut node = self.node.write().expect("node id poisoned");
+        if *node != old {
+            return false;
+        }
+        *node = new;
+        true
+    }
+}
+
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
-            .field("node", &self.node)
+            .field("node", &self.node())
             .field("store", &self.store)
             .finish()
     }
@@ -200,9 +231,10 @@ impl Runtime {
         self.inner.workers.task_types().into_iter().collect()
     }
 
-    /// This node's id.
+    /// This node's id: the one it is registered under now. A node that was declared dead
+    /// (silent for longer than the node timeout) rejoins under a new id.
     pub fn node_id(&self) -> NodeId {
-        self.inner.node
+        self.inner.node()
     }
 
     /// The store this runtime writes to.
@@ -297,7 +329,7 @@ impl Runtime {
         crate::Shared::new(
             Arc::clone(&self.inner),
             name,
-            format!("node {}", self.inner.node),
+            format!("node {}", self.inner.node()),
         )
     }
 
@@ -428,7 +460,7 @@ impl Inner {
                     kind,
                 };
                 let _ = announce.send(Notice::Event {
-                    node: self.node,
+                    node: self.origin,
                     event,
                 });
                 seq
@@ -477,6 +509,18 @@ impl Inner {
     pub(crate) fn tell_others(&self, notice: Notice) {
         if let Some(announce) = &self.announce {
             let _ = announce.send(notice);
+        }
+    }
+
+    /// Takes `live` out of the live map, if it is still the one there under its id (after a
+    /// rejoin, the same task may have been claimed again while its lost copy stops).
+    pub(crate) fn unlist(&self, live: &Arc<LiveTask>) {
+        let mut map = self.live.lock().expect("live map poisoned");
+        if map
+            .get(&live.id)
+            .is_some_and(|there| Arc::ptr_eq(there, live))
+        {
+            map.remove(&live.id);
         }
     }
 
@@ -534,7 +578,7 @@ impl Inner {
                     node,
                     grace_ms: Some(grace.as_millis().min(u64::MAX as u128) as u64),
                 });
-                if node == self.node {
+                if node == self.node() {
                     // Claimed by this node a moment ago: it may be live by now.
                     if let Some(live) = self.live(id) {
                         live.request_stop(StopRequest {

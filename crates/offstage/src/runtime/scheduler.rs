@@ -48,10 +48,16 @@ async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
         return None;
     }
     let now = rt.clock.now();
+    let node = rt.node();
     let mut claimed = Vec::new();
     if !rt.unlimited.is_empty() {
-        match rt.store.claim(rt.node, &rt.unlimited, now, reserved).await {
+        match rt.store.claim(node, &rt.unlimited, now, reserved).await {
             Ok(records) => claimed = records,
+            Err(error) if error.kind() == crate::ErrorKind::NodeDead => {
+                rt.slots.fetch_sub(reserved, Ordering::AcqRel);
+                super::maintenance::rejoin(rt, node).await;
+                return Some(Duration::ZERO);
+            }
             Err(error) => {
                 tracing::warn!(%error, "claiming queued tasks failed; retrying");
                 rt.slots.fetch_sub(reserved, Ordering::AcqRel);
@@ -67,12 +73,21 @@ async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
         }
         match rt
             .store
-            .claim_limited(rt.node, name, now, room, *max_running)
+            .claim_limited(node, name, now, room, *max_running)
             .await
         {
             Ok(records) => claimed.extend(records),
+            Err(error) if error.kind() == crate::ErrorKind::NodeDead => {
+                super::maintenance::rejoin(rt, node).await;
+                break;
+            }
             Err(error) => tracing::warn!(%error, task_type = %name, "claiming failed; retrying"),
         }
+    }
+    if rt.node() != node {
+        // Declared dead during this round: what it claimed before the store refused it was
+        // taken over by recovery with the rest, so none of it starts here.
+        claimed.clear();
     }
     let full = claimed.len() == reserved;
     rt.backlog.store(full, Ordering::Release);

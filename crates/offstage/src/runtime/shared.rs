@@ -190,7 +190,7 @@ async fn attempt(
     let (name, holder, node, now) = (
         Arc::clone(name),
         Arc::clone(holder),
-        rt.node,
+        rt.node(),
         rt.clock.now(),
     );
     tokio::spawn(async move {

@@ -49,7 +49,7 @@ where
         ));
     }
     let now = rt.clock.now();
-    let record = TaskRecord {
+    let mut record = TaskRecord {
         id: TaskId::new(),
         name: name.to_owned(),
         args: Value::Null,
@@ -66,10 +66,19 @@ where
         key: Some(key),
         owner: None,
         timeout_ms: None,
-        node: Some(rt.node),
+        node: Some(rt.node()),
         isolated: false,
     };
-    if let Some(live) = rt.store.launch_unique(&record).await? {
+    let inserted = match rt.store.launch_unique(&record).await {
+        Err(error) if error.kind() == ErrorKind::NodeDead => {
+            // Declared dead: rejoin, and spawn it as the new node.
+            super::maintenance::rejoin(rt, record.node.unwrap_or_else(|| rt.node())).await;
+            record.node = Some(rt.node());
+            rt.store.launch_unique(&record).await?
+        }
+        inserted => inserted?,
+    };
+    if let Some(live) = inserted {
         return Err(Error::new(
             ErrorKind::Conflict,
             format!(
@@ -137,7 +146,7 @@ pub(crate) async fn start_all(rt: &Arc<Inner>, startup: Vec<Startup>) -> Result<
         let key = if task.once {
             task.name.clone()
         } else {
-            format!("{}@{}", task.name, rt.node)
+            format!("{}@{}", task.name, rt.node())
         };
         match spawn(rt, &task.name, key, task.start).await {
             Ok(_) => {}
@@ -160,7 +169,7 @@ pub(crate) async fn get(rt: &Arc<Inner>, name: &str) -> Result<Option<Task>, Err
     };
     filter.check()?;
     let running = rt.store.list(&filter).await?;
-    let mine = running.iter().position(|t| t.node == Some(rt.node));
+    let mine = running.iter().position(|t| t.node == Some(rt.node()));
     let Some(record) = mine.map_or(running.first(), |i| running.get(i)).cloned() else {
         return Ok(None);
     };

@@ -158,6 +158,43 @@ pub type Rerun = std::sync::Arc<
     dyn Fn(&TaskRecord, DateTime<Utc>) -> Option<(DateTime<Utc>, LogLine)> + Send + Sync,
 >;
 
+/// When a backend's [`Store::recover`] next looks for orphaned tasks (`running` on no
+/// registered node): on the first pass through a store handle, then whenever half the node
+/// timeout has passed since the last look. Reading every running task each heartbeat would cost
+/// more than it finds; once per half timeout keeps the promise that no task reads `running`
+/// without a live owner for longer than the node timeout.
+#[derive(Debug, Default)]
+pub(crate) struct OrphanSweep {
+    last: std::sync::Mutex<Option<DateTime<Utc>>>,
+}
+
+impl OrphanSweep {
+    /// True (and the look counted as made at `now`) when a look is due at `now`.
+    pub(crate) fn due(&self, now: DateTime<Utc>, stale_after: Duration) -> bool {
+        let mut last = self.last.lock().expect("orphan sweep poisoned");
+        let half = chrono::Duration::from_std(stale_after / 2).unwrap_or(chrono::Duration::MAX);
+        match *last {
+            Some(at) if now < at + half => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// The error a store returns for a write on behalf of a node that is no longer registered.
+pub(crate) fn node_dead(node: NodeId) -> Error {
+    Error::new(
+        crate::ErrorKind::NodeDead,
+        format!(
+            "node {node} is no longer registered: another node declared it dead (no heartbeat \
+             within the node timeout) and marked its tasks missing; it rejoins as a new node. If \
+             this happens without a pause or an overloaded machine, raise the node timeout"
+        ),
+    )
+}
+
 /// The durable record of tasks, logs and nodes.
 ///
 /// `Any` is a supertrait so that code which needs one backend in particular (launching inside
@@ -171,7 +208,8 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     async fn register_node(&self, node: &NodeInfo) -> Result<(), Error>;
 
     /// Refreshes `node`'s liveness at `now` and returns the kill requests recorded for tasks
-    /// running on it.
+    /// running on it. Fails with [`ErrorKind::NodeDead`](crate::ErrorKind::NodeDead), changing
+    /// nothing, when `node` is no longer registered (another node declared it dead).
     async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error>;
 
     /// Removes `node`, and frees the shared-state locks still held on it. Called when a runtime
@@ -181,8 +219,10 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// Finds nodes other than `me` that are dead (no heartbeat for `stale_after`, or, where the
     /// backend can tell sooner, whose process is gone), marks every task still `running` on
     /// them `missing`, removes the nodes, and returns the tasks it marked. On the first call
-    /// through a store handle, and whenever a node died, tasks `running` on no registered node
-    /// are marked too. A live node's tasks are never touched.
+    /// through a store handle, whenever a node died, and at least once every half
+    /// `stale_after` otherwise, tasks `running` on no registered node are marked too (so no
+    /// task reads `running` without a live owner for longer than `stale_after`). A live node's
+    /// tasks are never touched.
     ///
     /// With `rerun`, each such task it says to run again is queued instead, in the same step,
     /// off any node, due when `rerun` says, its error (kind `missing`) kept and the log line it
@@ -196,19 +236,25 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     ) -> Result<Vec<TaskRecord>, Error>;
 
     /// Inserts a new task. `task.status` is `queued`, or `running` when the launching node
-    /// claims it at once (then `task.node` is that node and `started_at` is set).
+    /// claims it at once (then `task.node` is that node and `started_at` is set). A `running`
+    /// task goes in only while `task.node` is registered: otherwise this fails with
+    /// [`ErrorKind::NodeDead`](crate::ErrorKind::NodeDead) and inserts nothing, and the check
+    /// and the insert are one step against [`Store::recover`] on any handle.
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error>;
 
     /// [`Store::launch`], unless a task with the same `name` and `key` (`task.key` is set) is
     /// `queued` or `running`: then nothing is inserted and that task is returned. Atomic across
     /// every handle on the database: of concurrent calls for one name and key, at most one
-    /// inserts while another such task is live.
+    /// inserts while another such task is live. A `running` task is fenced as in
+    /// [`Store::launch`].
     async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error>;
 
     /// Claims up to `limit` queued tasks whose `run_at` is due at `now` and whose name is in
     /// `names`, highest priority first and then oldest first, for `node`: each becomes
     /// `running`, its `attempt` goes up by one and `started_at` is `now`. No task is ever
-    /// claimed twice.
+    /// claimed twice. Fails with [`ErrorKind::NodeDead`](crate::ErrorKind::NodeDead), claiming
+    /// nothing, when `node` is not registered; the check and the claim are one step against
+    /// [`Store::recover`] on any handle, so a node declared dead never claims a task.
     async fn claim(
         &self,
         node: NodeId,
@@ -219,7 +265,8 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
 
     /// [`Store::claim`] for one task type with a concurrency limit: claims at most `limit`, and
     /// never so many that more than `max_running` tasks named `name` would be `running` on all
-    /// nodes together. The count and the claim are one step across every handle.
+    /// nodes together. The count and the claim are one step across every handle. Fenced like
+    /// [`Store::claim`].
     async fn claim_limited(
         &self,
         node: NodeId,
@@ -232,14 +279,16 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// The earliest `run_at` among queued tasks named in `names`.
     async fn next_run_at(&self, names: &[String]) -> Result<Option<DateTime<Utc>>, Error>;
 
-    /// Saves state writes and log lines of running tasks. A state write to a task that is no
-    /// longer running is ignored (its final state was saved by `finish`); log lines are kept.
-    async fn save(&self, batch: Vec<(TaskId, Pending)>) -> Result<(), Error>;
+    /// Saves state writes and log lines of tasks running on `node`. Writes about a task that is
+    /// no longer running on `node` are dropped, its log lines included: it ended (its final
+    /// state was saved by `finish`), or another node declared `node` dead and its record is
+    /// final. A node that lost a task can no longer change it.
+    async fn save(&self, node: NodeId, batch: Vec<(TaskId, Pending)>) -> Result<(), Error>;
 
     /// Ends task `id`, running on `node`, as `finish` says (or, with `finish.retry_at`, queues
-    /// it again, off its node, due then, with its error kept). Returns false (and changes
-    /// nothing but the logs) if the task is no longer running on `node`, for instance because
-    /// another node declared `node` dead and marked it missing.
+    /// it again, off its node, due then, with its error kept). Returns false and changes
+    /// nothing, its log lines included, if the task is no longer running on `node`, for
+    /// instance because another node declared `node` dead and marked it missing.
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error>;
 
     /// Kills task `id`: a queued task ends `killed` at once; for a running one the request is

@@ -86,8 +86,8 @@ pub struct PostgresStore {
     /// For messages: the URL without its password.
     display: String,
     writes: mpsc::UnboundedSender<Write>,
-    /// Set once the first recovery through this handle has looked for orphaned tasks.
-    swept_orphans: std::sync::atomic::AtomicBool,
+    /// When recovery last looked for orphaned tasks through this handle.
+    orphans: super::OrphanSweep,
     /// True while other nodes are registered on the database: notices are sent only then.
     peers: Arc<notices::Peers>,
 }
@@ -163,7 +163,7 @@ impl PostgresStore {
             pool,
             channel,
             display,
-            swept_orphans: std::sync::atomic::AtomicBool::new(false),
+            orphans: super::OrphanSweep::default(),
             peers: Arc::default(),
         })
     }
@@ -238,12 +238,12 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(err)?;
-        self.refresh_peers(node).await?;
         if beat.rows_affected() == 0 {
             // Another node declared this one dead (it was silent for the node timeout) and
-            // marked its tasks missing; their finishes will not apply.
-            tracing::error!(%node, "this node was declared dead by another node; its running tasks read `missing`");
+            // marked its tasks missing; nothing it writes about them applies any more.
+            return Err(super::node_dead(node));
         }
+        self.refresh_peers(node).await?;
         let rows = sqlx::query(
             "SELECT id, kill_grace_ms FROM offstage_tasks \
              WHERE kill_grace_ms IS NOT NULL AND node = $1 AND status = 'running'",
@@ -286,9 +286,7 @@ impl Store for PostgresStore {
         let err = |e| pg_error("recovery", e);
         let stale_before =
             now - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
-        let sweep_orphans = !self
-            .swept_orphans
-            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        let sweep_orphans = self.orphans.due(now, stale_after);
         let mut tx = self.pool.begin().await.map_err(err)?;
         // Deleting the dead nodes' rows is what makes recovery happen once: of two nodes
         // recovering at the same moment, only the one whose DELETE returned the row marks
@@ -392,6 +390,14 @@ impl Store for PostgresStore {
     async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error> {
         let failed = |e| pg_error("launch", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
+        if let Some(node) = (task.status == Status::Running)
+            .then_some(task.node)
+            .flatten()
+        {
+            if !hold_node(&mut tx, node).await.map_err(failed)? {
+                return Err(super::node_dead(node));
+            }
+        }
         if let Some(live) = live_with_key(&mut tx, task).await.map_err(failed)? {
             return Ok(Some(live));
         }
@@ -410,6 +416,9 @@ impl Store for PostgresStore {
     ) -> Result<Vec<TaskRecord>, Error> {
         let failed = |e| pg_error("claim", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
+        if !hold_node(&mut tx, node).await.map_err(failed)? {
+            return Err(super::node_dead(node));
+        }
         // Claims of one limited type take turns on every node; the count and the claim then
         // see the same running tasks.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('offstage-limit'), hashtext($1))")
@@ -461,12 +470,16 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, Error> {
         // SKIP LOCKED: rows another node is claiming right now are passed over, not waited
-        // for, so nodes claim side by side and never take the same task.
+        // for, so nodes claim side by side and never take the same task. Fenced in the same
+        // statement: `me` holds the node's row (KEY SHARE, which a heartbeat does not wait for
+        // but recovery's DELETE does), and without it nothing is claimed.
         let rows = sqlx::query(&format!(
-            "UPDATE offstage_tasks SET status = 'running', node = $1, started_at = $2, \
+            "WITH me AS (SELECT id FROM offstage_nodes WHERE id = $1 FOR KEY SHARE) \
+             UPDATE offstage_tasks SET status = 'running', node = $1, started_at = $2, \
              attempt = attempt + 1 \
              WHERE id IN (SELECT id FROM offstage_tasks \
                  WHERE status = 'queued' AND run_at <= $2 AND name = ANY($3) \
+                 AND EXISTS (SELECT 1 FROM me) \
                  ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING {TASK_COLUMNS}"
         ))
@@ -482,6 +495,9 @@ impl Store for PostgresStore {
             .map(task_from_row)
             .collect::<sqlx::Result<Vec<_>>>()
             .map_err(|e| pg_error("claim", e))?;
+        if records.is_empty() && !self.is_registered(node).await? {
+            return Err(super::node_dead(node));
+        }
         records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         Ok(records)
     }
@@ -496,7 +512,7 @@ impl Store for PostgresStore {
         .map_err(|e| pg_error("reading the next run_at", e))
     }
 
-    async fn save(&self, batch: Vec<(TaskId, Pending)>) -> Result<(), Error> {
+    async fn save(&self, node: NodeId, batch: Vec<(TaskId, Pending)>) -> Result<(), Error> {
         let err = |e| pg_error("saving state and logs", e);
         let mut logs = rows::LogArrays::default();
         let (mut ids, mut states) = (Vec::new(), Vec::new());
@@ -508,19 +524,26 @@ impl Store for PostgresStore {
             logs.push(*id, &pending.logs);
         }
         let mut tx = self.pool.begin().await.map_err(err)?;
+        // Fenced: a node that was declared dead saves nothing, and a node saves only about the
+        // tasks running on it. Holding the node's row keeps recovery from marking its tasks
+        // between the check and the commit.
+        if !hold_node(&mut tx, node).await.map_err(err)? {
+            return Ok(());
+        }
         if !ids.is_empty() {
             sqlx::query(
                 "UPDATE offstage_tasks t SET state = s.state \
                  FROM unnest($1::uuid[], $2::text[]) AS s(id, state) \
-                 WHERE t.id = s.id AND t.status = 'running'",
+                 WHERE t.id = s.id AND t.node = $3 AND t.status = 'running'",
             )
             .bind(ids)
             .bind(states)
+            .bind(node.as_uuid())
             .execute(&mut *tx)
             .await
             .map_err(err)?;
         }
-        logs.insert(&mut tx).await.map_err(err)?;
+        logs.insert_running_on(&mut tx, node).await.map_err(err)?;
         tx.commit().await.map_err(err)
     }
 
@@ -783,6 +806,26 @@ pub(super) async fn live_with_key(
 }
 
 /// Kept for `transaction.rs`: one task's insert, as the group commit does it.
+/// Holds `node`'s row until the end of the transaction (KEY SHARE: heartbeats go on, recovery's
+/// DELETE waits), or returns false when it is not registered (declared dead, or shut down).
+pub(super) async fn hold_node(conn: &mut sqlx::PgConnection, node: NodeId) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT 1 FROM offstage_nodes WHERE id = $1 FOR KEY SHARE")
+        .bind(node.as_uuid())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+impl PostgresStore {
+    async fn is_registered(&self, node: NodeId) -> Result<bool, Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM offstage_nodes WHERE id = $1)")
+            .bind(node.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| pg_error("reading the node", e))
+    }
+}
+
 fn task_arrays(task: &TaskRecord) -> TaskArrays {
     let mut arrays = TaskArrays::default();
     arrays.push(task);

@@ -172,6 +172,35 @@ impl LogArrays {
         .await?;
         Ok(())
     }
+
+    /// Inserts the lines of tasks that are running on `node`, dropping the others' (fenced:
+    /// a node writes only about its own tasks).
+    pub(super) async fn insert_running_on(
+        self,
+        conn: &mut sqlx::PgConnection,
+        node: crate::id::NodeId,
+    ) -> sqlx::Result<()> {
+        if self.task_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO offstage_logs (task_id, seq, at, level, message) \
+             SELECT l.* FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], \
+                                    $5::text[]) AS l(task_id, seq, at, level, message) \
+             WHERE EXISTS (SELECT 1 FROM offstage_tasks t WHERE t.id = l.task_id \
+                           AND t.node = $6 AND t.status = 'running') \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.task_id)
+        .bind(self.seq)
+        .bind(self.at)
+        .bind(self.level)
+        .bind(self.message)
+        .bind(node.as_uuid())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }
 
 /// The columns every schedule query selects, in the order [`schedule_from_row`] reads them.

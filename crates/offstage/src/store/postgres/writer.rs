@@ -77,18 +77,34 @@ async fn write_alone(pool: &PgPool, write: Write) {
     reply(batch, result.as_ref().map_err(Clone::clone));
 }
 
-/// The ids of finishes that applied, or why the transaction failed.
-fn reply(batch: Vec<Write>, result: Result<&HashSet<Uuid>, ReplyError>) {
+/// What a committed batch did: which finishes applied, and which nodes' direct starts were
+/// refused because the node is no longer registered.
+#[derive(Default)]
+struct Applied {
+    finishes: HashSet<Uuid>,
+    dead_nodes: HashSet<Uuid>,
+}
+
+/// Tells each write what became of it, or why the transaction failed.
+fn reply(batch: Vec<Write>, result: Result<&Applied, ReplyError>) {
     for write in batch {
         match write {
-            Write::Launch(_, tx) => {
-                let _ = tx.send(result.clone().map(|_| ()).map_err(ReplyError::error));
+            Write::Launch(task, tx) => {
+                let _ = tx.send(match result.clone() {
+                    Ok(applied) => match task.node {
+                        Some(node) if applied.dead_nodes.contains(&node.as_uuid()) => {
+                            Err(crate::store::node_dead(node))
+                        }
+                        _ => Ok(()),
+                    },
+                    Err(error) => Err(error.error()),
+                });
             }
             Write::Finish(id, _, _, tx) => {
                 let _ = tx.send(
                     result
                         .clone()
-                        .map(|applied| applied.contains(&id.as_uuid()))
+                        .map(|applied| applied.finishes.contains(&id.as_uuid()))
                         .map_err(ReplyError::error),
                 );
             }
@@ -106,31 +122,60 @@ impl ReplyError {
     }
 }
 
-async fn commit(pool: &PgPool, batch: &[Write]) -> Result<HashSet<Uuid>, ReplyError> {
+async fn commit(pool: &PgPool, batch: &[Write]) -> Result<Applied, ReplyError> {
     run(pool, batch)
         .await
         .map_err(|e| ReplyError(Arc::new(pg_error("write", e))))
 }
 
-async fn run(pool: &PgPool, batch: &[Write]) -> sqlx::Result<HashSet<Uuid>> {
+async fn run(pool: &PgPool, batch: &[Write]) -> sqlx::Result<Applied> {
+    let mut tx = pool.begin().await?;
+    // Direct starts are fenced: a task goes in `running` only on a registered node, whose row
+    // is held until the commit so that recovery cannot remove it in between.
+    let starters: HashSet<NodeId> = batch
+        .iter()
+        .filter_map(|write| match write {
+            Write::Launch(task, _) if task.status == crate::Status::Running => task.node,
+            _ => None,
+        })
+        .collect();
+    let mut applied = Applied::default();
+    for node in starters {
+        if !super::hold_node(&mut tx, node).await? {
+            applied.dead_nodes.insert(node.as_uuid());
+        }
+    }
     let mut launches = TaskArrays::default();
-    let mut logs = LogArrays::default();
     let mut finishes = FinishArrays::default();
     for write in batch {
         match write {
-            Write::Launch(task, _) => launches.push(task),
-            Write::Finish(id, node, finish, _) => {
-                logs.push(*id, &finish.logs);
-                finishes.push(*id, *node, finish);
+            Write::Launch(task, _) => {
+                let refused = task.status == crate::Status::Running
+                    && task
+                        .node
+                        .is_some_and(|node| applied.dead_nodes.contains(&node.as_uuid()));
+                if !refused {
+                    launches.push(task);
+                }
             }
+            Write::Finish(id, node, finish, _) => finishes.push(*id, *node, finish),
         }
     }
-    let mut tx = pool.begin().await?;
     if !launches.is_empty() {
         launches.insert(&mut tx).await?;
     }
+    applied.finishes = finishes.update(&mut tx).await?;
+    // Fenced: the lines of a finish that did not apply (the task is no longer this node's)
+    // are dropped with it.
+    let mut logs = LogArrays::default();
+    for write in batch {
+        if let Write::Finish(id, _, finish, _) = write {
+            if applied.finishes.contains(&id.as_uuid()) {
+                logs.push(*id, &finish.logs);
+            }
+        }
+    }
     logs.insert(&mut tx).await?;
-    let applied = finishes.update(&mut tx).await?;
     tx.commit().await?;
     Ok(applied)
 }

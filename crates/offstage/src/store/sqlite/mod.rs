@@ -79,8 +79,8 @@ pub struct SqliteStore {
     /// Lock files of the nodes this process registered, held open (and so locked) until the
     /// node deregisters or the process dies.
     node_locks: Arc<Mutex<HashMap<NodeId, File>>>,
-    /// Set once the first recovery through this handle has looked for orphaned tasks.
-    swept_orphans: std::sync::atomic::AtomicBool,
+    /// When recovery last looked for orphaned tasks through this handle.
+    orphans: super::OrphanSweep,
     /// Notices between handles on this file in this process (see `hub.rs`).
     notices: tokio::sync::broadcast::Sender<hub::Batch>,
 }
@@ -149,7 +149,7 @@ impl SqliteStore {
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             node_locks: Arc::new(Mutex::new(HashMap::new())),
-            swept_orphans: std::sync::atomic::AtomicBool::new(false),
+            orphans: super::OrphanSweep::default(),
             notices: hub::channel(&path),
             path,
         })
@@ -237,6 +237,21 @@ fn live_with_key(
     .optional()
 }
 
+/// The node a task to be inserted `running` is claimed by, if it is.
+fn running_on(task: &TaskRecord) -> Option<NodeId> {
+    (task.status == Status::Running)
+        .then_some(task.node)
+        .flatten()
+}
+
+/// True while `node` is registered: it has not shut down or been declared dead. Run by the
+/// writer, whose `BEGIN IMMEDIATE` keeps recovery on any handle from removing it before the
+/// caller's write commits.
+fn registered(conn: &Connection, node: NodeId) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM offstage_nodes WHERE id = ?1")?
+        .exists([node])
+}
+
 fn this_host() -> String {
     crate::runtime::host_name()
 }
@@ -268,8 +283,12 @@ impl Store for SqliteStore {
 
     async fn heartbeat(&self, node: NodeId, now: DateTime<Utc>) -> Result<Vec<KillRequest>, Error> {
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE offstage_nodes SET heartbeat_at = ?2 WHERE id = ?1")?
+            let beat = conn
+                .prepare_cached("UPDATE offstage_nodes SET heartbeat_at = ?2 WHERE id = ?1")?
                 .execute(params![node, micros(now)])?;
+            if beat == 0 {
+                return Ok(Err(super::node_dead(node)));
+            }
             let mut select = conn.prepare_cached(
                 "SELECT id, kill_grace_ms FROM offstage_tasks \
                  WHERE kill_grace_ms IS NOT NULL AND node = ?1 AND status = 'running'",
@@ -285,9 +304,9 @@ impl Store for SqliteStore {
                 })?
                 .filter_map(Result::ok)
                 .collect();
-            Ok(requests)
+            Ok(Ok(requests))
         })
-        .await
+        .await?
     }
 
     async fn deregister_node(&self, node: NodeId) -> Result<(), Error> {
@@ -319,9 +338,7 @@ impl Store for SqliteStore {
         let nodes_dir = self.nodes_dir();
         let host = this_host();
         let stale_before = micros(now) - stale_after.as_micros().min(i64::MAX as u128) as i64;
-        let sweep_orphans = !self
-            .swept_orphans
-            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        let sweep_orphans = self.orphans.due(now, stale_after);
         let (records, dead) = self
             .write(move |conn| {
                 let nodes: Vec<(NodeId, String, i64, i64)> = conn
@@ -362,8 +379,8 @@ impl Store for SqliteStore {
                 // only locked rows are read, so on every pass.
                 shared::free_orphaned_locks(conn, me)?;
                 // Running tasks of nodes that are not registered at all (written by hand, or by
-                // a node whose row was removed). Only worth a look once per open and when a
-                // node died: the sweep reads every running task, and this runs every heartbeat.
+                // a node whose row was removed). Not on every pass: the sweep reads every running
+                // task, and this runs every heartbeat (see `OrphanSweep`).
                 if !sweep_orphans && dead.is_empty() {
                     rerun_missing(conn, &mut records, rerun.as_ref(), now)?;
                     return Ok((records, dead));
@@ -394,7 +411,16 @@ impl Store for SqliteStore {
 
     async fn launch(&self, task: &TaskRecord) -> Result<(), Error> {
         let row = NewTask::from(task);
-        self.write(move |conn| row.insert(conn)).await
+        let node = running_on(task);
+        self.write(move |conn| {
+            if let Some(node) = node {
+                if !registered(conn, node)? {
+                    return Ok(Err(super::node_dead(node)));
+                }
+            }
+            row.insert(conn).map(Ok)
+        })
+        .await?
     }
 
     async fn launch_unique(&self, task: &TaskRecord) -> Result<Option<TaskRecord>, Error> {
@@ -402,14 +428,20 @@ impl Store for SqliteStore {
         let (name, key) = (task.name.clone(), task.key.clone());
         // The writer holds the database's write lock (BEGIN IMMEDIATE) for the whole batch, so
         // nothing, in this process or another, can insert between the look and the insert.
+        let node = running_on(task);
         self.write(move |conn| {
+            if let Some(node) = node {
+                if !registered(conn, node)? {
+                    return Ok(Err(super::node_dead(node)));
+                }
+            }
             let live = live_with_key(conn, &name, key.as_deref())?;
             if live.is_none() {
                 row.insert(conn)?;
             }
-            Ok(live)
+            Ok(Ok(live))
         })
-        .await
+        .await?
     }
 
     async fn claim(
@@ -422,6 +454,9 @@ impl Store for SqliteStore {
         let names = json_text(&names);
         let mut records = self
             .write(move |conn| {
+                if !registered(conn, node)? {
+                    return Ok(Err(super::node_dead(node)));
+                }
                 conn.prepare_cached(&format!(
                     "UPDATE offstage_tasks SET status = 'running', node = ?1, started_at = ?2, \
                      attempt = attempt + 1 \
@@ -436,8 +471,9 @@ impl Store for SqliteStore {
                     task_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
+                .map(Ok)
             })
-            .await?;
+            .await??;
         records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         Ok(records)
     }
@@ -455,6 +491,9 @@ impl Store for SqliteStore {
         // count and the claim.
         let mut records = self
             .write(move |conn| {
+                if !registered(conn, node)? {
+                    return Ok(Err(super::node_dead(node)));
+                }
                 let running: i64 = conn
                     .prepare_cached(
                         "SELECT count(*) FROM offstage_tasks \
@@ -463,7 +502,7 @@ impl Store for SqliteStore {
                     .query_row([&name], |row| row.get(0))?;
                 let room = (max_running as i64 - running).clamp(0, limit as i64);
                 if room == 0 {
-                    return Ok(Vec::new());
+                    return Ok(Ok(Vec::new()));
                 }
                 conn.prepare_cached(&format!(
                     "UPDATE offstage_tasks SET status = 'running', node = ?1, started_at = ?2, \
@@ -475,8 +514,9 @@ impl Store for SqliteStore {
                 ))?
                 .query_map(params![node, micros(now), name, room], task_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()
+                .map(Ok)
             })
-            .await?;
+            .await??;
         records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         Ok(records)
     }
@@ -494,12 +534,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save(&self, batch: Vec<(TaskId, Pending)>) -> Result<(), Error> {
+    async fn save(&self, node: NodeId, batch: Vec<(TaskId, Pending)>) -> Result<(), Error> {
         self.write(move |conn| {
-            let mut update = conn.prepare_cached(
-                "UPDATE offstage_tasks SET state = ?2 WHERE id = ?1 AND status = 'running'",
+            let mut owned = conn.prepare_cached(
+                "SELECT 1 FROM offstage_tasks WHERE id = ?1 AND node = ?2 AND status = 'running'",
             )?;
+            let mut update =
+                conn.prepare_cached("UPDATE offstage_tasks SET state = ?2 WHERE id = ?1")?;
             for (id, pending) in &batch {
+                // Fenced: only the node the task is running on writes about it.
+                if !owned.exists(params![id, node])? {
+                    continue;
+                }
                 if let Some(state) = &pending.state {
                     update.execute(params![id, state])?;
                 }
@@ -522,7 +568,6 @@ impl Store for SqliteStore {
             ..
         } = finish;
         self.write(move |conn| {
-            insert_logs(conn, id, &logs)?;
             let changed = conn
                 .prepare_cached(
                     "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
@@ -542,6 +587,10 @@ impl Store for SqliteStore {
                     finished_at,
                     retry_at
                 ])?;
+            // Fenced: a task this node no longer runs gets none of its lines either.
+            if changed == 1 {
+                insert_logs(conn, id, &logs)?;
+            }
             Ok(changed == 1)
         })
         .await

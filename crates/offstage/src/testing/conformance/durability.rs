@@ -61,7 +61,7 @@ pub(super) async fn dead_node(
     (dead, long_ago)
 }
 
-fn running_record(node: NodeId, launched: chrono::DateTime<Utc>) -> TaskRecord {
+pub(super) fn running_record(node: NodeId, launched: chrono::DateTime<Utc>) -> TaskRecord {
     let mut record = crate::testing::sample_record(crate::TaskId::new());
     record.name = "test.sleep".to_owned();
     record.args = json!({ "ms": 1 });

@@ -13,6 +13,7 @@
 //! ```
 
 mod durability;
+mod fencing;
 mod keys;
 mod lifecycle;
 mod retries;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::durability::*;
+pub use self::fencing::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
@@ -190,7 +192,9 @@ macro_rules! conformance_tests {
             a_lock_holder_killed_mid_lock_releases_it,
             a_dead_node_s_shared_lock_is_freed_by_recovery,
             shared_snapshots_and_changes_reach_every_node,
-            saving_after_the_lock_was_taken_away_fails_with_lock_lost
+            saving_after_the_lock_was_taken_away_fails_with_lock_lost,
+            a_node_declared_dead_can_no_longer_change_its_tasks,
+            orphaned_tasks_are_swept_within_the_node_timeout
         );
         $crate::conformance_tests!(@paused $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -200,8 +204,9 @@ macro_rules! conformance_tests {
             a_failing_task_retries_with_backoff_then_completes,
             a_cron_tick_launches_once_across_three_nodes,
             a_scheduled_key_skips_ticks_while_the_last_launch_is_live,
-                        shutdown_drains_then_interrupts,
-            a_lock_wait_gives_up_after_its_timeout
+            shutdown_drains_then_interrupts,
+            a_lock_wait_gives_up_after_its_timeout,
+            a_node_declared_dead_stops_its_tasks_and_rejoins
         );
     };
     (@real $backend:expr; $($name:ident),* $(,)?) => {
