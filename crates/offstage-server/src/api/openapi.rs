@@ -74,7 +74,42 @@ const UUID_PATTERN: &str = "^([0-9a-fA-F]{32}|(urn:uuid:)?[0-9a-fA-F]{8}-[0-9a-f
 /// in `extract.rs` and the handlers; `tests/api.rs` walks the bad inputs.)
 fn exact(document: &mut Value) {
     let uuid = json!({ "type": "string", "format": "uuid", "pattern": UUID_PATTERN });
-    let Some(paths) = document["paths"].as_object_mut() else {
+    // `char::is_control`: C0, DEL and C1.
+    let shared_name = json!({ "type": "string", "minLength": 1, "maxLength": 200,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" });
+    let schedule_name = json!({ "type": "string", "minLength": 1, "maxLength": 200,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$" });
+    // A `Last-Event-ID` is any u64 the server reads.
+    let event_id = json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX });
+    // (`get_mut`, never `[]` on the way in: indexing a missing key would insert a null.)
+    let mut no_schemas = Value::Null;
+    let schemas = document
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .unwrap_or(&mut no_schemas);
+    // Values of shared documents are any JSON, not only objects.
+    for (schema, field) in [
+        ("SharedRecord", "value"),
+        ("SharedChange", "value"),
+        ("SharedSetRequest", "value"),
+    ] {
+        if let Some(property) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+        {
+            let description = property["description"].clone();
+            *property = json!({ "description": description });
+        }
+    }
+    if let Some(timeout) = schemas
+        .get_mut("LaunchRequest")
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(|p| p.get_mut("timeout_s"))
+    {
+        timeout["exclusiveMinimum"] = json!(0);
+    }
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
     for (path, item) in paths.iter_mut() {
@@ -82,7 +117,22 @@ fn exact(document: &mut Value) {
             continue;
         };
         for operation in operations.values_mut() {
-            let Some(parameters) = operation["parameters"].as_array_mut() else {
+            // Every operation may answer a 4xx with the error body (a missing or bad token
+            // first of all).
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            {
+                responses.entry("4XX").or_insert_with(|| {
+                    json!({ "description": "the request was refused; the message says how to fix it",
+                        "content": { "application/json": {
+                            "schema": { "$ref": "#/components/schemas/ErrorBody" } } } })
+                });
+            }
+            let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+            else {
                 continue;
             };
             for parameter in parameters {
@@ -99,6 +149,13 @@ fn exact(document: &mut Value) {
                         parameter["schema"] =
                             json!({ "type": "integer", "minimum": 1, "maximum": max });
                     }
+                    ("name", "path") if path.starts_with("/api/shared/") => {
+                        parameter["schema"] = shared_name.clone()
+                    }
+                    ("name", "path") if path.starts_with("/api/schedules/") => {
+                        parameter["schema"] = schedule_name.clone()
+                    }
+                    ("Last-Event-ID", "header") => parameter["schema"] = event_id.clone(),
                     ("finished_before", "query") => {
                         parameter["required"] = json!(true);
                         parameter["schema"] = json!({ "type": "string", "format": "date-time" });
