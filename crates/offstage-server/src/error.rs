@@ -83,6 +83,20 @@ impl From<offstage::Error> for ApiError {
             }
             // The node was declared dead and is rejoining as a new node: a moment later works.
             ErrorKind::NodeDead => (StatusCode::SERVICE_UNAVAILABLE, "node_rejoining"),
+            // The database went away (a PostgreSQL restart, a lost connection) or failed a
+            // write: nothing the caller sent was wrong, and the same request may succeed in a
+            // moment. The cause is logged, never sent.
+            ErrorKind::Store => {
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    message: "the task store (the database) is unavailable or failed this \
+                              request (it may not have been carried out): retry in a moment; the \
+                              server's log has the cause"
+                        .into(),
+                    cause: Some(error.to_string()),
+                }
+            }
             _ => {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,

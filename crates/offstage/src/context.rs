@@ -139,7 +139,7 @@ impl Context {
             Backing::Worker(task) => task.state_limit,
         };
         if text.len() > cap {
-            return Err(Error::new(
+            let error = Error::new(
                 ErrorKind::StateTooLarge,
                 format!(
                     "the state of task {} would be {} bytes, over the cap of {cap} bytes: keep \
@@ -148,7 +148,13 @@ impl Context {
                     self.id(),
                     text.len()
                 ),
-            ));
+            );
+            // In a worker the refusal is also written to the task's log, as the node writes
+            // it for a state it refuses: whoever watches the task sees why it stopped moving.
+            if let Backing::Worker(task) = &self.backing {
+                task.log(LogLevel::Warn, format!("state refused: {error}"));
+            }
+            return Err(error);
         }
         match &self.backing {
             Backing::Node(task) => task.set_state(value, text),

@@ -39,7 +39,7 @@ from .context import (
     task_killed,
     task_state,
 )
-from .errors import OffstageError, TaskError, TaskKilled
+from .errors import OffstageError, StateTooLarge, TaskError, TaskKilled
 from .task import LogLine, Task
 from .worker import Worker, background_task, registered_task_types, start_worker, wait_forever
 
@@ -51,6 +51,7 @@ __all__ = [
     "EventStream",
     "LogLine",
     "OffstageError",
+    "StateTooLarge",
     "Task",
     "TaskError",
     "TaskKilled",
