@@ -95,6 +95,7 @@ impl From<offstage::Error> for ApiError {
                               server's log has the cause"
                         .into(),
                     cause: Some(error.to_string()),
+                    retry_after: Some(1),
                 }
             }
             _ => {
