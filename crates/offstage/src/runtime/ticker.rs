@@ -69,10 +69,10 @@ async fn tick(
         let Ok(cron) = schedule::parse(&record.cron) else {
             continue;
         };
-        let mut after = handled.get(&record.name).copied().unwrap_or(started);
-        if let Some(last) = record.last_tick_at {
-            after = after.max(last);
-        }
+        // Never a tick from before the schedule existed: the store sets `last_tick_at` when
+        // a schedule is created (rows from before it did have `created_at`).
+        let after = handled.get(&record.name).copied().unwrap_or(started);
+        let mut after = after.max(record.last_tick_at.unwrap_or(record.created_at));
         if let Some(due) = schedule::due_tick(&cron, after, now) {
             let offered = if record.paused {
                 Ok(())

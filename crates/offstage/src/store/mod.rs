@@ -266,9 +266,11 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// How many tasks there are of each task type and status, sorted by name then status.
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
 
-    /// Stores `schedule`, declared at `now`: a new one starts unpaused with no ticks; an
-    /// existing one of that name takes the new cron, task, args and options and keeps whether
-    /// it is paused and what it launched.
+    /// Stores `schedule`, declared at `now`: a new one starts unpaused with `last_tick_at` at
+    /// `now`, so its first launch is its first tick after `now`; an existing one of that name
+    /// takes the new cron, task, args and options and keeps whether it is paused and what it
+    /// launched, and a changed cron expression moves `last_tick_at` up to `now` (ticks of the
+    /// new expression that passed before the change are not launched).
     async fn put_schedule(
         &self,
         schedule: &Schedule,
