@@ -73,5 +73,6 @@ pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
+pub use worker::isolated::isolation_entry;
 #[cfg(feature = "worker")]
 pub use worker::Worker;

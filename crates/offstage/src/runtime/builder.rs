@@ -302,14 +302,20 @@ impl RuntimeBuilder {
         Ok(())
     }
 
+    /// The task types registered so far (for [`crate::isolation_entry`]).
+    pub(crate) fn into_registry(self) -> Registry {
+        self.registry
+    }
+
     /// Opens the store, registers this node, marks the tasks of dead nodes `missing`, and
     /// starts running tasks.
     ///
     /// In a worker process that a node started for its isolated task types, this is where the
-    /// process becomes that worker: `build` then serves the node until it goes, and exits the
-    /// process without returning. So build the runtime before anything that must not happen
-    /// in every worker process too (binding ports, starting other work), or point
-    /// [`super::Isolation`] at a program or arguments that go straight here.
+    /// process becomes that worker, unless [`crate::isolation_entry`] did so earlier: `build`
+    /// then serves the node until it goes, and exits the process without returning. So call
+    /// `isolation_entry` first thing in `main`, or build the runtime before anything that
+    /// must not happen in every worker process too (binding ports, starting other work), or
+    /// point [`super::Isolation`] at a program or arguments that go straight here.
     pub async fn build(self) -> Result<Runtime, Error> {
         if let Some(socket) = crate::worker::isolated::asked() {
             crate::worker::isolated::serve(self.registry, socket).await;
