@@ -51,7 +51,7 @@ pub use self::dispatch::WorkerInfo;
 pub use self::isolation::Isolation;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind, Subscription};
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
@@ -456,6 +456,37 @@ impl Inner {
     /// workers serve it.
     pub(crate) fn can_launch(&self, name: &str) -> bool {
         self.registry.get(name).is_ok() || self.workers.knows(name)
+    }
+
+    /// The error for launching `name`, which this node cannot: the types it registered, the
+    /// ones its connected workers serve, and how to launch a type only workers serve.
+    pub(crate) fn unknown_task_type(&self, name: &str) -> Error {
+        let Err(error) = self.registry.get(name) else {
+            unreachable!("`{name}` is registered");
+        };
+        let mut served: Vec<String> = self
+            .workers
+            .list()
+            .into_iter()
+            .flat_map(|w| w.task_types)
+            .collect();
+        served.sort();
+        served.dedup();
+        let workers = if served.is_empty() {
+            "no worker is connected to this node".to_owned()
+        } else {
+            format!("the connected workers serve {}", served.join(", "))
+        };
+        Error::new(
+            ErrorKind::UnknownTaskType,
+            format!(
+                "{}. Workers serve task types too, and {workers}. If a worker serves `{name}`, \
+                 connect it first, or declare the type on the server (`offstage serve \
+                 --remote-type {name}`, `RuntimeBuilder::remote_task`) so that launches wait \
+                 queued until a worker takes them",
+                error.message()
+            ),
+        )
     }
 
     pub(crate) fn tell_others(&self, notice: Notice) {

@@ -189,8 +189,7 @@ impl super::Runtime {
 pub(super) async fn put(rt: &Arc<Inner>, schedule: &Schedule) -> Result<ScheduleRecord, Error> {
     schedule.check()?;
     if !rt.can_launch(&schedule.task) {
-        // The registry's own error lists the names it knows.
-        rt.registry.get(&schedule.task)?;
+        return Err(rt.unknown_task_type(&schedule.task));
     }
     if rt.registry.get(&schedule.task).is_ok() {
         rt.registry
