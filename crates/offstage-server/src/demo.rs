@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use offstage::{Context, RuntimeBuilder, TaskError, TaskTypeOptions, Worker};
+#[cfg(feature = "cli")]
+use offstage::Worker;
+use offstage::{Context, RuntimeBuilder, TaskError, TaskTypeOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -78,7 +80,8 @@ async fn pause(ctx: &Context, total: Duration) -> Result<(), TaskError> {
     }
 }
 
-/// Something task types register on: a node's [`RuntimeBuilder`], or a remote [`Worker`].
+/// Something task types register on: a node's [`RuntimeBuilder`], or a remote
+/// `offstage::Worker` (with feature `cli`, which `offstage worker` needs).
 pub trait Registers: Sized {
     /// Registers a task type with options. A remote worker has no use for them: it is a
     /// process of its own already.
@@ -113,6 +116,7 @@ impl Registers for RuntimeBuilder {
     }
 }
 
+#[cfg(feature = "cli")]
 impl Registers for Worker {
     fn task_with<A, O, F, Fut>(self, name: &str, _options: TaskTypeOptions, f: F) -> Self
     where
