@@ -11,6 +11,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod error;
 mod extract;
 pub mod metrics;
+pub mod schema;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -43,6 +43,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod context;
 pub mod error;
@@ -65,6 +66,8 @@ pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLine};
+#[cfg(feature = "schemars")]
+pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
     Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,

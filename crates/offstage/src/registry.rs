@@ -55,6 +55,13 @@ pub trait TaskType: Send + Sync + 'static {
         TaskTypeOptions::default()
     }
 
+    /// What [`TaskType::Args`] looks like, as a JSON Schema, for the API, the CLI and the
+    /// dashboard's launch form to show (none by default). With feature `schemars`,
+    /// `Some(offstage::args_schema::<Self::Args>())` derives it from the type.
+    fn args_schema(&self) -> Option<Value> {
+        None
+    }
+
     /// The task's body.
     fn run(
         &self,
@@ -201,6 +208,31 @@ pub(crate) struct Registered {
 #[derive(Default)]
 pub(crate) struct Registry {
     types: BTreeMap<String, Registered>,
+    /// The JSON Schema of each type's args, where one was given.
+    schemas: BTreeMap<String, Value>,
+}
+
+/// `T` as a JSON Schema, derived by `schemars` (`#[derive(JsonSchema)]` beside `Deserialize`):
+/// what [`crate::RuntimeBuilder::args_schema`] and [`TaskType::args_schema`] take. Doc
+/// comments on the fields become their descriptions; `#[schemars(example = …)]` gives the
+/// example the dashboard's launch form starts from.
+///
+/// ```
+/// # #[cfg(feature = "schemars")] {
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Resize {
+///     /// The image to resize.
+///     path: String,
+///     width: u32,
+/// }
+/// let schema = offstage::args_schema::<Resize>();
+/// assert_eq!(schema["required"], serde_json::json!(["path", "width"]));
+/// # }
+/// ```
+#[cfg(feature = "schemars")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]
+pub fn args_schema<T: schemars::JsonSchema>() -> Value {
+    schemars::schema_for!(T).to_value()
 }
 
 impl std::fmt::Debug for Registry {
@@ -222,6 +254,9 @@ impl Registry {
     pub(crate) fn register<T: TaskType>(&mut self, task_type: T) {
         let task_type = Arc::new(task_type);
         let options = task_type.options();
+        if let Some(schema) = task_type.args_schema() {
+            self.schemas.insert(T::NAME.to_owned(), schema);
+        }
         let prepare = move |args: &Value| -> Result<Prepared, serde_json::Error> {
             let args = T::Args::deserialize(args)?;
             let task_type = Arc::clone(&task_type);
@@ -260,6 +295,16 @@ impl Registry {
                 prepare: Box::new(prepare),
             },
         );
+    }
+
+    /// Gives type `name` (registered before or after) the JSON Schema of its args.
+    pub(crate) fn set_args_schema(&mut self, name: &str, schema: Value) {
+        self.schemas.insert(name.to_owned(), schema);
+    }
+
+    /// The JSON Schema of type `name`'s args, if one was given.
+    pub(crate) fn args_schema(&self, name: &str) -> Option<&Value> {
+        self.schemas.get(name)
     }
 
     /// The types with a retry policy, and the policy.

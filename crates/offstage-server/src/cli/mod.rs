@@ -106,6 +106,12 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Lists the task types: who serves each, and the args it takes (an example, and with
+    /// --json the JSON Schema).
+    Types {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Lists tasks, newest first.
     List {
         #[arg(long)]
@@ -282,6 +288,24 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                 eprintln!("launched {id}");
             }
             wait_for(&client, &id, follow, remote.json).await
+        }
+        Command::Types { remote } => {
+            let client = Client::new(&remote.server, remote.token);
+            let types = client.call(Method::GET, "/api/task-types", None).await?;
+            if remote.json {
+                print_json(&types);
+            } else {
+                print!(
+                    "{}",
+                    output::task_types(
+                        types["task_types"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                    )
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::List {
             name,

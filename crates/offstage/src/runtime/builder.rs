@@ -182,6 +182,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Describes the args of task type `name` (registered before or after) with a JSON
+    /// Schema: `/api/task-types`, `offstage types` and the dashboard's launch form show it,
+    /// and the form starts from an example built from it. Launches are still checked by
+    /// deserializing the args, not against the schema. With feature `schemars`,
+    /// [`crate::args_schema`] derives one from the args' type.
+    ///
+    /// ```
+    /// use offstage::{Context, Runtime, TaskError};
+    /// use serde_json::json;
+    ///
+    /// let builder = Runtime::builder()
+    ///     .task("emails.send", |_ctx: Context, to: String| async move { Ok::<_, TaskError>(to) })
+    ///     .args_schema("emails.send", json!({ "type": "string", "examples": ["ada@example.com"] }));
+    /// ```
+    pub fn args_schema(mut self, name: &str, schema: serde_json::Value) -> Self {
+        self.registry.set_args_schema(name, schema);
+        self
+    }
+
     /// Registers a [`TaskType`], launchable with compile-time checked args.
     pub fn register<T: TaskType>(mut self, task_type: T) -> Self {
         self.registry.register(task_type);

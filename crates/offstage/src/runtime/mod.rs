@@ -258,7 +258,13 @@ impl Runtime {
         spawned::spawn(&self.inner, name, name.to_owned(), f).await
     }
 
-    /// The options a registered task type was given, or `None` for a name not registered here.
+    /// The JSON Schema of task type `name`'s args (see
+    /// [`super::RuntimeBuilder::args_schema`]), or `None` if none was given here.
+    pub fn task_type_args_schema(&self, name: &str) -> Option<serde_json::Value> {
+        self.inner.registry.args_schema(name).cloned()
+    }
+
+    /// The options task type `name` was registered with, or `None` if it was not.
     pub fn task_type_options(&self, name: &str) -> Option<crate::TaskTypeOptions> {
         self.inner.registry.get(name).ok().map(|t| t.options)
     }
