@@ -58,6 +58,7 @@ pub mod status;
 pub mod store;
 pub mod task;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod worker;
 
@@ -67,6 +68,7 @@ pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLine};
 #[cfg(feature = "schemars")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]
 pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
@@ -78,4 +80,5 @@ pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 pub use worker::isolated::isolation_entry;
 #[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub use worker::Worker;

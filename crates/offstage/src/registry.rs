@@ -42,6 +42,53 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, TaskError};
 
 /// A task type with compile-time checked args.
+///
+/// Implement it on a struct that holds what the body needs (a database pool, an HTTP
+/// client), register it with [`crate::RuntimeBuilder::register`], and launch it with
+/// [`crate::Runtime::launch`], which takes [`TaskType::Args`] rather than JSON.
+///
+/// ```no_run
+/// use offstage::{Context, Runtime, TaskError, TaskType, TaskTypeOptions};
+/// use serde::{Deserialize, Serialize};
+///
+/// struct Thumbnail {
+///     sizes: Vec<u32>,
+/// }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ThumbnailArgs {
+///     path: String,
+/// }
+///
+/// impl TaskType for Thumbnail {
+///     const NAME: &'static str = "images.thumbnail";
+///     type Args = ThumbnailArgs;
+///     type Output = Vec<String>;
+///
+///     fn options(&self) -> TaskTypeOptions {
+///         TaskTypeOptions::default().isolated() // CPU-bound: a process of its own
+///     }
+///
+///     async fn run(&self, ctx: Context, args: ThumbnailArgs) -> Result<Vec<String>, TaskError> {
+///         let mut made = Vec::new();
+///         for size in &self.sizes {
+///             ctx.checkpoint()?;
+///             made.push(format!("{}@{size}", args.path));
+///         }
+///         Ok(made)
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// let runtime = Runtime::builder()
+///     .register(Thumbnail { sizes: vec![64, 256] })
+///     .build()
+///     .await?;
+/// let task = runtime
+///     .launch::<Thumbnail>(ThumbnailArgs { path: "cat.png".into() })
+///     .await?;
+/// # Ok(()) }
+/// ```
 pub trait TaskType: Send + Sync + 'static {
     /// The name it is launched by: dotted lowercase words by convention (`images.resize`).
     const NAME: &'static str;
@@ -70,7 +117,23 @@ pub trait TaskType: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
 }
 
-/// Defaults for every launch of one task type.
+/// Defaults for every launch of one task type, given with [`crate::RuntimeBuilder::task_with`]
+/// or [`TaskType::options`]. A launch's own options win over them.
+///
+/// ```
+/// use std::time::Duration;
+/// use offstage::{Retry, TaskTypeOptions};
+///
+/// let options = TaskTypeOptions::default()
+///     .timeout(Duration::from_secs(30))   // then it fails, kind `timeout`
+///     .concurrency_limit(1)               // one at a time, on all nodes
+///     .retry(Retry::new(5).backoff(Duration::from_secs(2), Duration::from_secs(60)));
+/// assert_eq!(options.concurrency_limit, Some(1));
+///
+/// // In a worker process of its own, with at most 512 MiB more address space.
+/// let heavy = TaskTypeOptions::default().memory_limit(512 * 1024 * 1024);
+/// assert!(heavy.isolated);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TaskTypeOptions {

@@ -107,7 +107,38 @@ pub(crate) async fn open_named(database: &str) -> Result<Arc<dyn Store>, Error> 
     ))
 }
 
-/// Builds a [`Runtime`]. Start with [`Runtime::builder`].
+/// Builds a [`Runtime`]. Start with [`Runtime::builder`]: choose a store, register task types
+/// (closures with [`task`](Self::task) or [`task_with`](Self::task_with), [`TaskType`]s with
+/// [`register`](Self::register)), set limits and schedules, then [`build`](Self::build).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use offstage::{Context, Retry, Runtime, Schedule, TaskError, TaskTypeOptions};
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// let runtime = Runtime::builder()
+///     .sqlite("app.db")                          // or .postgres(url), .database(from_config)
+///     .task("emails.send", |ctx: Context, to: String| async move {
+///         ctx.log(format!("sending to {to}"));
+///         Ok::<_, TaskError>(())
+///     })
+///     .task_with(
+///         "reports.build",
+///         TaskTypeOptions::default()
+///             .timeout(Duration::from_secs(600))
+///             .concurrency_limit(2)               // on all nodes together
+///             .retry(Retry::new(3)),
+///         |_ctx: Context, month: String| async move { Ok::<_, TaskError>(month) },
+///     )
+///     .max_concurrency(64)                        // tasks running at once on this node
+///     .kill_grace(Duration::from_secs(5))         // a kill's cooperative wait before the abort
+///     .schedule(Schedule::new("nightly", "0 3 * * *", "reports.build").args("latest".into()))
+///     .build()
+///     .await?;
+/// runtime.launch_json("emails.send", serde_json::json!("ada@example.com")).await?;
+/// runtime.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Default)]
 pub struct RuntimeBuilder {
     store: Option<StoreChoice>,
@@ -140,6 +171,7 @@ impl RuntimeBuilder {
     /// Stores tasks in the PostgreSQL database at `url`
     /// (`postgres://user:password@host:5432/database`), which any number of nodes may share.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.store = Some(StoreChoice::Postgres(url.into()));
         self
@@ -186,7 +218,7 @@ impl RuntimeBuilder {
     /// Schema: `/api/task-types`, `offstage types` and the dashboard's launch form show it,
     /// and the form starts from an example built from it. Launches are still checked by
     /// deserializing the args, not against the schema. With feature `schemars`,
-    /// [`crate::args_schema`] derives one from the args' type.
+    /// `offstage::args_schema` derives one from the args' type.
     ///
     /// ```
     /// use offstage::{Context, Runtime, TaskError};

@@ -298,6 +298,7 @@ impl Launch {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
         let (rt, queued, _prepared, on_conflict) = self.check()?;
         if on_conflict.is_some() {

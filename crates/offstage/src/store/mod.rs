@@ -2,11 +2,12 @@
 //!
 //! One method per lifecycle step, no associated types, every time passed in by the caller
 //! (the runtime's clock is the only clock). The contract each method documents is what the
-//! conformance suite ([`crate::testing::conformance`]) checks on every backend; a new backend
+//! conformance suite (`offstage::testing::conformance`, feature `testing`) checks on every
+//! backend; a new backend
 //! passes that suite before anything else uses it. SQL lives only in the backends.
 //!
-//! Backends: [`sqlite::SqliteStore`] (feature `sqlite`, on by default) and
-//! [`postgres::PostgresStore`] (feature `postgres`), for many nodes on one database.
+//! Backends: `sqlite::SqliteStore` (feature `sqlite`, on by default) and
+//! `postgres::PostgresStore` (feature `postgres`), for many nodes on one database.
 //!
 //! Nodes sharing a database also tell each other things through the store ([`Store::notify`]
 //! and [`Store::listen`]): a task was queued, a kill is asked for, an event happened. These are
@@ -38,8 +39,10 @@ use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
 /// A runtime's registration in the store.
