@@ -48,8 +48,9 @@ const STARTUP_WITHIN: Duration = Duration::from_secs(20);
 pub struct Isolation {
     /// The program to run: by default this process's own executable.
     pub program: PathBuf,
-    /// Its arguments: by default this process's own, so the child takes the same path to its
-    /// `RuntimeBuilder::build` (which is where it becomes a worker).
+    /// Its arguments: by default this process's own, so the child takes the same path to
+    /// `offstage::isolation_entry` at the top of `main`, or else to its
+    /// `RuntimeBuilder::build` (either is where it becomes a worker).
     pub args: Vec<std::ffi::OsString>,
     /// Processes kept started and idle, ready for the next isolated task.
     pub warm: usize,
