@@ -11,15 +11,19 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
 pub mod auth;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod dashboard;
 pub mod demo;
 pub mod error;
 mod extract;
 pub mod metrics;
+pub mod schema;
 pub mod sites;
 
 use axum::extract::DefaultBodyLimit;
@@ -103,6 +107,48 @@ impl AppState {
         self.sites = sites;
         self
     }
+}
+
+/// [`app`] for mounting under `prefix` (such as `/offstage`): every route under it, and the
+/// dashboard at both `{prefix}` and `{prefix}/` (a plain `Router::nest` answers only the
+/// first). Merge it into the app's router.
+///
+/// ```no_run
+/// # async fn demo(runtime: offstage::Runtime) {
+/// let app = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "the app's own page" }))
+///     .merge(offstage_server::app_at("/offstage", offstage_server::AppState::new(runtime)));
+/// # }
+/// ```
+pub fn app_at(prefix: &str, state: AppState) -> Router {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return app(state);
+    }
+    Router::new()
+        .nest(prefix, app(state))
+        .route(&format!("{prefix}/"), get(dashboard::index))
+}
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
+/// systemd, Docker and Kubernetes send). For `axum::serve(…).with_graceful_shutdown(…)`,
+/// before `Runtime::shutdown` drains the tasks.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// The whole HTTP API as a router.

@@ -380,6 +380,12 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     let browser = Browser::open(&server.url, (1320, 900)).await;
     browser.goto("#/launch").await;
     browser.choose("#l-name option[value=\"demo.count\"]").await;
+    // The form starts from the type's example and lists the fields its schema describes.
+    browser
+        .wait("#l-args-fields", "text", json!("Counts from 1 to this"))
+        .await;
+    let example: Value = serde_json::from_str(&browser.value("#l-args").await).unwrap();
+    assert_eq!(example, json!({ "to": 20, "interval_ms": 200 }));
 
     browser.fill("#l-args", "{\"to\": ").await;
     browser.click(".launch button[type=submit]").await;
@@ -1009,5 +1015,34 @@ async fn a_page_on_another_origin_cannot_kill_and_the_dashboard_still_can() {
         api.get(&format!("/api/tasks/{victim}")).await["status"],
         "killed"
     );
+    browser.close().await;
+}
+
+/// Regression: at 420 px wide the navigation ran off the right edge, and Launch could not be
+/// reached.
+#[tokio::test]
+async fn the_navigation_fits_a_narrow_window() {
+    if !enabled("the_navigation_fits_a_narrow_window") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let browser = Browser::open(&server.url, (420, 800)).await;
+    browser.goto("#/").await;
+    browser
+        .wait("[data-nav=\"launch\"]", "shown", json!(null))
+        .await;
+    let outside = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('.top nav a')]
+                .filter((a) => !a.hidden)
+                .filter((a) => a.getBoundingClientRect().right > document.documentElement.clientWidth)
+                .map((a) => a.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outside, json!([]), "links past the window's right edge");
     browser.close().await;
 }

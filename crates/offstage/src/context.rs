@@ -31,6 +31,28 @@ use crate::worker::task::WorkerTask;
 use tokio_util::sync::CancellationToken;
 
 /// What a running task holds. Cheap to clone; every clone belongs to the same task.
+///
+/// A task body gets one as its first argument: it writes the task's state (the only writer
+/// there is), its log, and learns that it was asked to stop.
+///
+/// ```
+/// use std::time::Duration;
+/// use offstage::{Context, TaskError};
+///
+/// async fn import(ctx: Context, files: Vec<String>) -> Result<usize, TaskError> {
+///     ctx.set_state(&serde_json::json!({ "done": 0, "total": files.len() }))?;
+///     for (done, file) in files.iter().enumerate() {
+///         tokio::select! {
+///             // A kill or timeout: stop here, leaving the state as it is.
+///             () = ctx.cancelled() => return Err(TaskError::new("stopped", "asked to stop")),
+///             () = tokio::time::sleep(Duration::from_millis(10)) => {}
+///         }
+///         ctx.log(format!("imported {file}"));
+///         ctx.update_state(|state| state["done"] = serde_json::json!(done + 1))?;
+///     }
+///     Ok(files.len())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Context {
     backing: Backing,

@@ -74,7 +74,8 @@ pub struct ScheduleRecord {
     /// True while paused: ticks pass without launching.
     pub paused: bool,
     /// The latest tick dealt with: launched, skipped because the previous launch was still
-    /// live, or passed over while paused (a resume sets it to the time of the resume).
+    /// live, or passed over while paused. Ticks count from here: creating the schedule or
+    /// changing its cron expression sets it to that moment, as a resume does.
     pub last_tick_at: Option<DateTime<Utc>>,
     /// The task the latest tick launched.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]

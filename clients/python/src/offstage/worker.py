@@ -32,6 +32,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -374,6 +375,13 @@ class Worker:
             heartbeat_s = max(0.01, float(welcome.get("heartbeat_ms") or 1000) / 1000)
             session = _Session(ws, heartbeat_s)
             self._session = session
+            # One line on stderr, so whoever started the worker sees that it is serving.
+            print(
+                f"offstage worker {self.name} connected to {self.url}: serving "
+                f"{', '.join(sorted(self.task_types))} (concurrency {self.concurrency})",
+                file=sys.stderr,
+                flush=True,
+            )
             self._ready.set()
             logger.info(
                 "offstage worker %s serving %s", self.worker_id, ", ".join(sorted(self.task_types))

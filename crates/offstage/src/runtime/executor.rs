@@ -229,7 +229,8 @@ fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
                 StopReason::Kill => (
                     Status::Killed,
                     None,
-                    Some(TaskError::new("killed", format!("killed; {how}"))),
+                    // The kind says "killed" already: `killed: it stopped by itself …`.
+                    Some(TaskError::new("killed", how)),
                 ),
                 StopReason::Timeout(timeout) => (
                     Status::Failed,

@@ -234,6 +234,9 @@ impl Launch {
         // A type no in-process registration knows may be one workers serve: then its args are
         // the worker's to check, and the task waits queued for a worker to claim it.
         let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
+        if !elsewhere && rt.registry.get(&name).is_err() {
+            return Err(rt.unknown_task_type(&name));
+        }
         let (prepared, type_timeout, type_isolated) = if elsewhere {
             if options.isolated == Some(true) {
                 return Err(Error::new(
@@ -310,6 +313,7 @@ impl Launch {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
         let (rt, queued, _prepared, on_conflict) = self.check()?;
         if on_conflict.is_some() {

@@ -204,6 +204,7 @@ macro_rules! conformance_tests {
             a_failing_task_retries_with_backoff_then_completes,
             a_cron_tick_launches_once_across_three_nodes,
             a_scheduled_key_skips_ticks_while_the_last_launch_is_live,
+            a_new_schedule_first_fires_at_its_next_tick,
             shutdown_drains_then_interrupts,
             a_lock_wait_gives_up_after_its_timeout,
             a_node_declared_dead_stops_its_tasks_and_rejoins
