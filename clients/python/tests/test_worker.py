@@ -49,6 +49,12 @@ def loop() -> str:
     return "stopped"
 
 
+@offstage.background_task("py.assign")
+def assign(phase: str) -> None:
+    offstage.task_state = {"phase": phase, "rows": [1, 2]}  # the whole state, as in Anvil
+    offstage.task_state["done"] = True
+
+
 @pytest.fixture(scope="module")
 def worker(server: Server) -> Iterator[offstage.Worker]:
     """The Anvil way: connect, then serve every @background_task (in a thread here, where a
@@ -57,7 +63,7 @@ def worker(server: Server) -> Iterator[offstage.Worker]:
     offstage.connect(server.url)
     w = offstage.start_worker(concurrency=4, name="pytest").wait_ready(WAIT)
     assert w.name == "pytest"
-    assert {"py.report", "py_fail", "py.loop"} <= set(w.task_types)
+    assert {"py.report", "py_fail", "py.loop", "py.assign"} <= set(w.task_types)
     yield w
     w.stop()
 
@@ -207,3 +213,58 @@ def test_a_worker_program_serves_until_interrupted(server: Server) -> None:
         if program.poll() is None:
             program.kill()
             program.wait()
+
+
+def test_assigning_task_state_replaces_the_whole_state(
+    client: offstage.Client, worker: offstage.Worker
+) -> None:
+    task = offstage.launch_background_task("py.assign", "loaded").wait(timeout=WAIT)
+    assert task.get_termination_status() == "completed", task.get_error()
+    assert task.get_state() == {"phase": "loaded", "rows": [1, 2], "done": True}
+    # The module attribute is still the live view, not the dict assigned to it.
+    assert isinstance(offstage.task_state, offstage.context.TaskState)
+
+
+def test_assigning_task_state_outside_a_task_raises_at_once() -> None:
+    with pytest.raises(RuntimeError, match=r"offstage.task_state = \.\.\. is only available"):
+        offstage.task_state = {"lost": True}
+    assert isinstance(offstage.task_state, offstage.context.TaskState)
+
+
+def test_a_type_only_workers_serve_says_how_while_none_is_connected(fresh_db: str) -> None:
+    server = start_server(fresh_db)
+    try:
+        worker_endpoint_or_skip(server)
+        client = offstage.Client(server.url)
+        with pytest.raises(offstage.OffstageError) as raised:
+            client.launch_background_task("py.report", "2026-12")
+        error = raised.value
+        assert error.code == "unknown_task_type", error
+        for words in ("no worker is connected", "--remote-type py.report", "demo.sleep"):
+            assert words in str(error), error
+
+        # With the type declared (`--remote-type`), the same launch waits queued for a worker.
+        server.stop()
+        server = start_server(fresh_db, ("--remote-type", "py.report"))
+        queued = offstage.Client(server.url).launch_background_task("py.report", "2026-12")
+        assert queued.get_status() == "queued"
+    finally:
+        server.stop()
+
+
+def test_a_worker_says_on_stderr_where_it_connected_and_what_it_serves(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    worker_endpoint_or_skip(server)
+    w = offstage.Worker(
+        server.url, task_types={"py_fail": py_fail}, concurrency=2, name="announcer"
+    ).start()
+    try:
+        w.wait_ready(WAIT)
+        err = capsys.readouterr().err
+        assert (
+            f"offstage worker announcer connected to {server.url}: serving py_fail "
+            "(concurrency 2)" in err
+        ), err
+    finally:
+        w.stop()

@@ -330,3 +330,31 @@ def test_state_writes_waiting_to_be_sent_coalesce_into_the_latest() -> None:
         {"type": "state", "task_id": "t1", "state": {"n": 100}},
     ]
     session.close()
+
+
+def oversized() -> str:
+    offstage.task_state["done"] = 1
+    try:
+        offstage.task_state["blob"] = "x" * 20_000_000
+    except offstage.StateTooLarge as error:
+        print("refused:", error.code)
+    return "y" * (65 * 1024 * 1024)
+
+
+TYPES["oversized"] = oversized
+
+
+def test_an_oversized_state_or_answer_never_leaves_the_worker(fake: FakeServer) -> None:
+    worker = start(fake)
+    try:
+        conn, _ = fake.accept()
+        assign(conn, "t-big", "oversized", {})
+        assert expect(conn, "state")["state"] == {"done": 1}
+        refusal = expect(conn, "log")
+        assert refusal["level"] == "warn" and "state refused" in refusal["message"], refusal
+        assert "over the cap of 1048576 bytes" in refusal["message"]
+        assert expect(conn, "log")["message"] == "refused: state_too_large"
+        answer = expect(conn, "failed")
+        assert answer["error"]["kind"] == "output_too_large", answer["error"]
+    finally:
+        worker.stop()

@@ -905,6 +905,31 @@ function launchView(main, params) {
     id: "l-args", name: "args", rows: 8, spellcheck: "false", "aria-describedby": "l-args-help",
   });
   argsInput.value = params.get("args") || "{}";
+  // The args each type takes (its JSON Schema's properties) and an example to start from.
+  const argsHelp = h("p", { id: "l-args-help", class: "muted small" },
+    "The task type checks them before anything runs; if they do not fit, it says why.");
+  const argsFields = h("dl", { class: "args-fields small", id: "l-args-fields", hidden: true });
+  let typesByName = new Map();
+  let edited = params.has("args");
+  argsInput.addEventListener("input", () => { edited = true; });
+  function describeType() {
+    const type = typesByName.get(typeSelect.value);
+    const schema = type && type.args_schema;
+    if (type && type.args_example !== undefined && type.args_example !== null && !edited) {
+      argsInput.value = JSON.stringify(type.args_example, null, 2);
+    }
+    const properties = (schema && schema.properties) || {};
+    const required = new Set((schema && schema.required) || []);
+    const names = Object.keys(properties);
+    argsFields.replaceChildren(...names.flatMap((name) => {
+      const property = properties[name] || {};
+      const kind = [].concat(property.type || []).join(" or ") || "any JSON";
+      return [h("dt", {}, h("code", {}, name), required.has(name) ? "" : " (optional)"),
+        h("dd", {}, kind, property.description ? ` · ${property.description}` : "")];
+    }));
+    argsFields.hidden = names.length === 0;
+  }
+  typeSelect.addEventListener("change", () => { edited = false; describeType(); });
   const ownerInput = h("input", { id: "l-owner", name: "owner", autocomplete: "off" });
   const keyInput = h("input", { id: "l-key", name: "key", autocomplete: "off" });
   const conflictSelect = h("select", { id: "l-conflict", name: "on_conflict" },
@@ -964,8 +989,8 @@ function launchView(main, params) {
     h("form", { class: "launch card", onsubmit: launch },
       h("label", { for: "l-name" }, "Task type", typeSelect),
       h("label", { for: "l-args" }, "Args (JSON)", argsInput),
-      h("p", { id: "l-args-help", class: "muted small" },
-        "The task type checks them before anything runs; if they do not fit, it says why."),
+      argsFields,
+      argsHelp,
       h("details", {},
         h("summary", {}, "Options"),
         h("div", { class: "options" },
@@ -980,8 +1005,10 @@ function launchView(main, params) {
 
   api("api/task-types").then((body) => {
     const wanted = params.get("name");
+    typesByName = new Map(body.task_types.map((type) => [type.name, type]));
     typeSelect.replaceChildren(...body.task_types.map((type) =>
       h("option", { value: type.name, selected: type.name === wanted }, type.name)));
+    describeType();
     if (!body.task_types.length) {
       problem.textContent = "This server has no task types registered.";
       problem.hidden = false;

@@ -2,20 +2,28 @@
 
 use std::time::Duration;
 
-use offstage::{Context, RuntimeBuilder, TaskError, TaskTypeOptions, Worker};
+#[cfg(feature = "cli")]
+use offstage::Worker;
+use offstage::{Context, RuntimeBuilder, TaskError, TaskTypeOptions};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "seconds": 5 }))]
 struct Seconds {
+    /// How long, in seconds.
     seconds: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "to": 20, "interval_ms": 200 }))]
 struct Count {
+    /// Counts from 1 to this.
     to: u64,
+    /// The wait before each count.
     #[serde(default = "default_interval")]
     interval_ms: u64,
 }
@@ -24,35 +32,45 @@ fn default_interval() -> u64 {
     100
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "value": "hello" }))]
 struct Echo {
+    /// Any JSON value: the task returns it.
     value: Value,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "message": "something went wrong" }))]
 struct Fail {
+    /// The message of the error it fails with.
     message: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "mb": 64 }))]
 struct Megabytes {
+    /// How many MiB to allocate (more than 256 kills its worker process).
     mb: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "lines": 5 }))]
 struct Lines {
+    /// How many log lines to write.
     lines: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "name": "jobs.done", "times": 30, "hold_ms": 500 }))]
 struct Tally {
     /// The shared document that holds the count.
     name: String,
+    /// How many times to count.
     #[serde(default = "one")]
     times: u64,
     /// How long each count holds the document's lock.
@@ -78,7 +96,8 @@ async fn pause(ctx: &Context, total: Duration) -> Result<(), TaskError> {
     }
 }
 
-/// Something task types register on: a node's [`RuntimeBuilder`], or a remote [`Worker`].
+/// Something task types register on: a node's [`RuntimeBuilder`], or a remote
+/// `offstage::Worker` (with feature `cli`, which `offstage worker` needs).
 pub trait Registers: Sized {
     /// Registers a task type with options. A remote worker has no use for them: it is a
     /// process of its own already.
@@ -99,6 +118,12 @@ pub trait Registers: Sized {
     {
         self.task_with(name, TaskTypeOptions::default(), f)
     }
+
+    /// Describes task type `name`'s args as JSON Schema, where the registry keeps one.
+    fn args_schema(self, name: &str, schema: Value) -> Self {
+        let _ = (name, schema);
+        self
+    }
 }
 
 impl Registers for RuntimeBuilder {
@@ -111,8 +136,13 @@ impl Registers for RuntimeBuilder {
     {
         RuntimeBuilder::task_with(self, name, options, f)
     }
+
+    fn args_schema(self, name: &str, schema: Value) -> Self {
+        RuntimeBuilder::args_schema(self, name, schema)
+    }
 }
 
+#[cfg(feature = "cli")]
 impl Registers for Worker {
     fn task_with<A, O, F, Fut>(self, name: &str, _options: TaskTypeOptions, f: F) -> Self
     where
@@ -128,7 +158,16 @@ impl Registers for Worker {
 /// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, `demo.tally`, and
 /// the isolated `demo.spin` and `demo.hog`.
 pub fn register<R: Registers>(builder: R) -> R {
+    use offstage::args_schema as schema;
     builder
+        .args_schema("demo.sleep", schema::<Seconds>())
+        .args_schema("demo.count", schema::<Count>())
+        .args_schema("demo.echo", schema::<Echo>())
+        .args_schema("demo.fail", schema::<Fail>())
+        .args_schema("demo.log", schema::<Lines>())
+        .args_schema("demo.tally", schema::<Tally>())
+        .args_schema("demo.spin", schema::<Seconds>())
+        .args_schema("demo.hog", schema::<Megabytes>())
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
             let total = duration(args.seconds)?;
             ctx.set_state(&json!({ "sleeping_s": args.seconds }))?;

@@ -9,6 +9,9 @@ use axum::Json;
 use offstage::ErrorKind;
 use serde_json::json;
 
+/// How long a client is told to wait (`Retry-After`) when the store's disk is full.
+pub const STORAGE_FULL_RETRY_S: u32 = 5;
+
 /// An error answer: status, a stable machine-readable code, and a message for people.
 #[derive(Debug)]
 pub struct ApiError {
@@ -16,6 +19,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     cause: Option<String>,
+    /// Seconds for a `Retry-After` header, on answers that say "not now" (503).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -26,7 +31,14 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds` (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with `code`.
@@ -57,8 +69,35 @@ impl From<offstage::Error> for ApiError {
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             ErrorKind::LockLost => (StatusCode::CONFLICT, "lock_lost"),
             ErrorKind::StateTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ErrorKind::StorageFull => {
+                // The client did nothing wrong and the same request will work once an
+                // operator frees space: 503, with when to try again. The message says what
+                // the operator must do; the server's log says it too.
+                tracing::error!(%error, "the store's disk is full");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_full",
+                    error.message(),
+                )
+                .retry_after(STORAGE_FULL_RETRY_S);
+            }
             // The node was declared dead and is rejoining as a new node: a moment later works.
             ErrorKind::NodeDead => (StatusCode::SERVICE_UNAVAILABLE, "node_rejoining"),
+            // The database went away (a PostgreSQL restart, a lost connection) or failed a
+            // write: nothing the caller sent was wrong, and the same request may succeed in a
+            // moment. The cause is logged, never sent.
+            ErrorKind::Store => {
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    message: "the task store (the database) is unavailable or failed this \
+                              request (it may not have been carried out): retry in a moment; the \
+                              server's log has the cause"
+                        .into(),
+                    cause: Some(error.to_string()),
+                    retry_after: Some(1),
+                }
+            }
             _ => {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,6 +105,7 @@ impl From<offstage::Error> for ApiError {
                     message: "the server failed to handle this request; its log has the cause"
                         .into(),
                     cause: Some(error.to_string()),
+                    retry_after: None,
                 }
             }
         };
@@ -79,7 +119,13 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code, %cause, "request failed");
         }
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

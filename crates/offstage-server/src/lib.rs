@@ -11,22 +11,28 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
 pub mod auth;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod dashboard;
 pub mod demo;
 pub mod error;
 mod extract;
 pub mod metrics;
+pub mod schema;
+pub mod sites;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Router};
 
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
+pub use sites::Sites;
 
 /// Largest request body the API reads.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -40,6 +46,9 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Task durations for `/metrics`.
     pub durations: metrics::Durations,
+    /// The host names the API answers to and the origins that may change things, beyond the
+    /// defaults (see [`sites`]).
+    pub sites: Sites,
 }
 
 impl AppState {
@@ -51,6 +60,7 @@ impl AppState {
             runtime,
             tokens: Tokens::default(),
             durations,
+            sites: Sites::default(),
         }
     }
 
@@ -59,6 +69,86 @@ impl AppState {
         self.tokens = tokens;
         self
     }
+
+    /// The same state, also answering to the host name `host` (`offstage.example.com`, or
+    /// `*.example.com` for every name under it, or `*` for any). IP addresses, `localhost`
+    /// and names under `.localhost` are always answered; any other `Host` gets 403, so that
+    /// no web page can reach the API by DNS rebinding (see [`sites`]).
+    ///
+    /// # Panics
+    ///
+    /// If `host` is not a host name (the message says what is expected).
+    pub fn allow_host(mut self, host: &str) -> Self {
+        self.sites = self
+            .sites
+            .allow_host(host)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    /// The same state, also taking state-changing requests (kill, launch, purge, ...) from
+    /// pages on `origin` (`https://admin.example`, as the browser sends it in `Origin`; `*`
+    /// for any). Pages on other origins get 403 for those; same-origin pages (the
+    /// dashboard) and clients that send no `Origin` (the CLI, scripts) always pass.
+    ///
+    /// # Panics
+    ///
+    /// If `origin` is not an origin (the message says what is expected).
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        self.sites = self
+            .sites
+            .allow_origin(origin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    /// The same state, with these hosts and origins (see [`Sites`]).
+    pub fn with_sites(mut self, sites: Sites) -> Self {
+        self.sites = sites;
+        self
+    }
+}
+
+/// [`app`] for mounting under `prefix` (such as `/offstage`): every route under it, and the
+/// dashboard at both `{prefix}` and `{prefix}/` (a plain `Router::nest` answers only the
+/// first). Merge it into the app's router.
+///
+/// ```no_run
+/// # async fn demo(runtime: offstage::Runtime) {
+/// let app = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "the app's own page" }))
+///     .merge(offstage_server::app_at("/offstage", offstage_server::AppState::new(runtime)));
+/// # }
+/// ```
+pub fn app_at(prefix: &str, state: AppState) -> Router {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return app(state);
+    }
+    Router::new()
+        .nest(prefix, app(state))
+        .route(&format!("{prefix}/"), get(dashboard::index))
+}
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
+/// systemd, Docker and Kubernetes send). For `axum::serve(…).with_graceful_shutdown(…)`,
+/// before `Runtime::shutdown` drains the tasks.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// The whole HTTP API as a router.
@@ -101,10 +191,8 @@ pub fn app(state: AppState) -> Router {
         .merge(worker)
         .merge(launch)
         .merge(control)
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "ok": true })) }),
-        )
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
         .route("/api/openapi.json", get(api::openapi::document))
         .route("/api/me", get(api::session::me))
         .route("/", get(dashboard::index))
@@ -117,5 +205,8 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost: a request from a site that may not use the API is refused before any
+        // token check or handler sees it.
+        .layer(middleware::from_fn_with_state(state.clone(), sites::guard))
         .with_state(state)
 }

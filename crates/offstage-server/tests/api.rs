@@ -615,6 +615,8 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /api/tasks/{id}/events",
         "GET /api/tasks/{id}/logs",
         "GET /api/workers",
+        "GET /healthz",
+        "GET /readyz",
         "POST /api/schedules/{name}/pause",
         "POST /api/schedules/{name}/resume",
         "POST /api/tasks",

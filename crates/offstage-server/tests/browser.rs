@@ -380,6 +380,12 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     let browser = Browser::open(&server.url, (1320, 900)).await;
     browser.goto("#/launch").await;
     browser.choose("#l-name option[value=\"demo.count\"]").await;
+    // The form starts from the type's example and lists the fields its schema describes.
+    browser
+        .wait("#l-args-fields", "text", json!("Counts from 1 to this"))
+        .await;
+    let example: Value = serde_json::from_str(&browser.value("#l-args").await).unwrap();
+    assert_eq!(example, json!({ "to": 20, "interval_ms": 200 }));
 
     browser.fill("#l-args", "{\"to\": ").await;
     browser.click(".launch button[type=submit]").await;
@@ -915,4 +921,128 @@ fn reader_and_admin_server() -> Server {
             "control:admin-secret",
         ],
     )
+}
+
+/// A web page on another origin (a second server on another loopback port, and on the name
+/// `localhost`) sends the requests any page may send to any server: a `no-cors` `POST` to kill
+/// a task and to pause a schedule, and a form post. The server has no tokens, as by default
+/// on loopback; before the origin check each one did what it asked (202). The tasks keep
+/// running; the dashboard, same-origin, still kills.
+#[tokio::test]
+async fn a_page_on_another_origin_cannot_kill_and_the_dashboard_still_can() {
+    if !enabled("a_page_on_another_origin_cannot_kill_and_the_dashboard_still_can") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    let victim = launch(&api, "demo.sleep", json!({ "seconds": 600 })).await;
+    put_schedule(
+        &api,
+        "nightly",
+        "0 0 * * *",
+        "demo.echo",
+        json!({ "value": 1 }),
+    )
+    .await;
+
+    // The other site: one page, served from another port.
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html("<!doctype html><title>another site</title><p>hello</p>")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, page).await });
+
+    let kill = format!("{}/api/tasks/{victim}/kill", server.url);
+    let pause = format!("{}/api/schedules/nightly/pause", server.url);
+    for origin in [
+        format!("http://{other}"),
+        format!("http://localhost:{}", other.port()),
+    ] {
+        let browser = Browser::open(&origin, (800, 600)).await;
+        browser.goto("").await;
+        browser.wait("p", "text", json!("hello")).await;
+        // Both fetches resolve (an opaque answer), whatever the server did with them.
+        const SEND: &str = r#"
+            const [kill, pause, done] = arguments;
+            Promise.all([
+                fetch(kill, { method: "POST", mode: "no-cors", body: "{}" }),
+                fetch(pause, { method: "POST", mode: "no-cors" }),
+            ]).then(() => done("sent"), (e) => done(String(e)));
+        "#;
+        let sent = browser
+            .client
+            .execute_async(SEND, vec![json!(kill), json!(pause)])
+            .await
+            .unwrap();
+        assert_eq!(sent, json!("sent"));
+        // A plain HTML form, submitted: a top-level navigation to the server's answer.
+        const FORM: &str = r#"
+            const form = document.createElement("form");
+            form.method = "POST";
+            form.action = arguments[0];
+            form.enctype = "text/plain";
+            document.body.append(form);
+            form.submit();
+        "#;
+        browser
+            .client
+            .execute(FORM, vec![json!(kill)])
+            .await
+            .unwrap();
+        browser.wait("body", "text", json!("cross_site")).await;
+        assert!(browser.text("body").await.contains("--allowed-origin"));
+        browser.close().await;
+        let task = api.get(&format!("/api/tasks/{victim}")).await;
+        assert_eq!(task["status"], "running", "from {origin}: {task}");
+        let schedule = api.get("/api/schedules/nightly").await;
+        assert_eq!(schedule["paused"], false, "from {origin}: {schedule}");
+    }
+
+    // The dashboard is same-origin: its Kill button works as before.
+    let browser = Browser::open(&server.url, (1320, 900)).await;
+    browser.goto(&format!("#/tasks/{victim}")).await;
+    browser.wait(".badge", "text", json!("running")).await;
+    browser.click(".page-head button.danger").await;
+    browser.wait("#kill-dialog", "shown", json!(null)).await;
+    browser.click("#kill-confirm").await;
+    browser.wait(".badge", "text", json!("killed")).await;
+    assert_eq!(
+        api.get(&format!("/api/tasks/{victim}")).await["status"],
+        "killed"
+    );
+    browser.close().await;
+}
+
+/// Regression: at 420 px wide the navigation ran off the right edge, and Launch could not be
+/// reached.
+#[tokio::test]
+async fn the_navigation_fits_a_narrow_window() {
+    if !enabled("the_navigation_fits_a_narrow_window") {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let browser = Browser::open(&server.url, (420, 800)).await;
+    browser.goto("#/").await;
+    browser
+        .wait("[data-nav=\"launch\"]", "shown", json!(null))
+        .await;
+    let outside = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('.top nav a')]
+                .filter((a) => !a.hidden)
+                .filter((a) => a.getBoundingClientRect().right > document.documentElement.clientWidth)
+                .map((a) => a.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outside, json!([]), "links past the window's right edge");
+    browser.close().await;
 }

@@ -293,3 +293,182 @@ async fn a_worker_reconnects_when_its_server_comes_back_and_takes_the_queued_wor
     let done = api.finished(&queued).await;
     assert_eq!(done["status"], "completed", "{done}");
 }
+
+/// A raw WebSocket worker: hello for `demo.sleep` with room for `concurrency`, welcome read.
+async fn raw_worker(
+    server: &Server,
+    concurrency: u32,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = server.url.replace("http://", "ws://") + "/api/workers";
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer w-secret".parse().unwrap());
+    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    let hello = json!({ "type": "hello", "protocol": 1, "name": "raw",
+        "task_types": ["demo.sleep"], "concurrency": concurrency });
+    socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    let welcome = next_message(&mut socket).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    socket
+}
+
+/// The next message from the server that is not a heartbeat.
+async fn next_message(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let frame = socket
+                .next()
+                .await
+                .expect("the connection is open")
+                .unwrap();
+            let message: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+            if message["type"] != "heartbeat" {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("a message within 30 s")
+}
+
+/// Issue 13: a worker that sent one 20 MB state frame was disconnected with "bye", nothing was
+/// logged, and every task it held went `missing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_state_frame_is_refused_alone_and_the_workers_other_task_completes() {
+    let db = SqliteBackend.new_database();
+    let log = format!("{db}.server-log");
+    // A long heartbeat: the test's unoptimised build takes a while over 50 MB frames, and a
+    // raw worker sends no heartbeat while it writes one.
+    let server = Server::start_logging(
+        &db,
+        "127.0.0.1:0",
+        &[
+            TOKENS[0],
+            TOKENS[1],
+            TOKENS[2],
+            TOKENS[3],
+            "--remote-type",
+            "demo.sleep",
+            "--heartbeat-s",
+            "15",
+            "--node-timeout-s",
+            "60",
+        ],
+        std::fs::File::create(&log).unwrap(),
+    );
+    let api = Api::new(&server, Some("c-secret"));
+    let mut socket = raw_worker(&server, 2).await;
+    let a = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 } }))
+        .await;
+    let b = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 } }))
+        .await;
+    let mut assigned = Vec::new();
+    while assigned.len() < 2 {
+        let message = next_message(&mut socket).await;
+        assert_eq!(message["type"], "assign", "{message}");
+        assigned.push(message["task_id"].as_str().unwrap().to_owned());
+    }
+    assigned.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(assigned, expected);
+
+    let send = |value: Value| Message::Text(value.to_string().into());
+    socket
+        .send(send(
+            json!({ "type": "state", "task_id": a, "state": { "done": 1 } }),
+        ))
+        .await
+        .unwrap();
+    for megabytes in [20, 50] {
+        let blob = "x".repeat(megabytes * 1_000_000);
+        let oversized = json!({ "type": "state", "task_id": a, "state": { "blob": blob } });
+        socket.send(send(oversized)).await.unwrap();
+    }
+    socket
+        .send(send(
+            json!({ "type": "log", "task_id": a, "message": "still here" }),
+        ))
+        .await
+        .unwrap();
+    // The log line after both frames arrived: the connection outlived them.
+    api.until(&a, |kind, event| {
+        kind == "log" && event["line"]["message"] == "still here"
+    })
+    .await;
+
+    // The other task is untouched and completes normally.
+    socket
+        .send(send(
+            json!({ "type": "completed", "task_id": b, "return_value": 7 }),
+        ))
+        .await
+        .unwrap();
+    let done = api.finished(&b).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["return_value"], 7);
+
+    // The offending task runs on with its previous state, and its log says why.
+    let task = api.get(&format!("/api/tasks/{a}")).await;
+    assert_eq!(task["status"], "running", "{task}");
+    assert_eq!(task["state"], json!({ "done": 1 }));
+    socket
+        .send(send(
+            json!({ "type": "completed", "task_id": a, "return_value": null }),
+        ))
+        .await
+        .unwrap();
+    let done = api.finished(&a).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["state"], json!({ "done": 1 }));
+    let logs = api.get(&format!("/api/tasks/{a}/logs")).await;
+    let refusals: Vec<&Value> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|line| {
+            line["level"] == "warn" && line["message"].as_str().unwrap().contains("state refused")
+        })
+        .collect();
+    assert_eq!(refusals.len(), 2, "{logs}");
+    assert!(
+        refusals[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the state cap of 1048576 bytes"),
+        "{logs}"
+    );
+
+    // Over the protocol's 64 MiB limit the frame cannot be skipped: the connection closes
+    // with 1009, the server's log says why, and the task that worker held is `missing`.
+    socket.close(None).await.unwrap();
+    drop(socket);
+    let mut socket = raw_worker(&server, 1).await;
+    let c = api
+        .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 } }))
+        .await;
+    assert_eq!(next_message(&mut socket).await["task_id"], c.as_str());
+    let blob = "x".repeat(65 * 1024 * 1024);
+    let huge = json!({ "type": "state", "task_id": c, "state": blob });
+    // The server may close before it has all of it: the send can fail.
+    let _ = socket.send(send(huge)).await;
+    let lost = api.finished(&c).await;
+    assert_eq!(lost["status"], "missing", "{lost}");
+    assert_eq!(lost["error"]["kind"], "worker_lost");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("closing a worker connection with 1009")
+            && logged.contains("over the worker protocol's limit of 64 MiB"),
+        "{logged}"
+    );
+}

@@ -31,6 +31,28 @@ use crate::worker::task::WorkerTask;
 use tokio_util::sync::CancellationToken;
 
 /// What a running task holds. Cheap to clone; every clone belongs to the same task.
+///
+/// A task body gets one as its first argument: it writes the task's state (the only writer
+/// there is), its log, and learns that it was asked to stop.
+///
+/// ```
+/// use std::time::Duration;
+/// use offstage::{Context, TaskError};
+///
+/// async fn import(ctx: Context, files: Vec<String>) -> Result<usize, TaskError> {
+///     ctx.set_state(&serde_json::json!({ "done": 0, "total": files.len() }))?;
+///     for (done, file) in files.iter().enumerate() {
+///         tokio::select! {
+///             // A kill or timeout: stop here, leaving the state as it is.
+///             () = ctx.cancelled() => return Err(TaskError::new("stopped", "asked to stop")),
+///             () = tokio::time::sleep(Duration::from_millis(10)) => {}
+///         }
+///         ctx.log(format!("imported {file}"));
+///         ctx.update_state(|state| state["done"] = serde_json::json!(done + 1))?;
+///     }
+///     Ok(files.len())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Context {
     backing: Backing,
@@ -139,7 +161,7 @@ impl Context {
             Backing::Worker(task) => task.state_limit,
         };
         if text.len() > cap {
-            return Err(Error::new(
+            let error = Error::new(
                 ErrorKind::StateTooLarge,
                 format!(
                     "the state of task {} would be {} bytes, over the cap of {cap} bytes: keep \
@@ -148,7 +170,13 @@ impl Context {
                     self.id(),
                     text.len()
                 ),
-            ));
+            );
+            // In a worker the refusal is also written to the task's log, as the node writes
+            // it for a state it refuses: whoever watches the task sees why it stopped moving.
+            if let Backing::Worker(task) = &self.backing {
+                task.log(LogLevel::Warn, format!("state refused: {error}"));
+            }
+            return Err(error);
         }
         match &self.backing {
             Backing::Node(task) => task.set_state(value, text),

@@ -37,6 +37,10 @@ pub enum ErrorKind {
     Corrupt,
     /// The store failed (I/O, connection, SQL). The message has the cause.
     Store,
+    /// The store cannot write because its disk is full (SQLite's `SQLITE_FULL`, or an I/O
+    /// error while its filesystem has no space left; PostgreSQL's `53100 disk_full`). Nothing
+    /// was written. Transient: the same call succeeds once space is freed, with no restart.
+    StorageFull,
     /// A launch with a key met a live task with the same task type and key, and its
     /// `on_conflict` said to reject it (the message names that task); or a shared document
     /// stayed locked by another holder for longer than the caller would wait, or was not at
@@ -90,6 +94,19 @@ impl Error {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         Self::new(ErrorKind::Store, format!("{context}: {source}")).with_source(source)
+    }
+
+    /// The store's disk is full: `where_` says which (a path, a database), `source` what the
+    /// store said.
+    pub(crate) fn storage_full(where_: &str, source: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::StorageFull,
+            format!(
+                "the store cannot write: the disk holding {where_} is full ({source}). Nothing \
+                 was written; free space there (purge finished tasks, or grow the disk) and \
+                 retry: no restart is needed"
+            ),
+        )
     }
 
     pub(crate) fn not_found(id: impl fmt::Display) -> Self {

@@ -239,7 +239,10 @@ impl EventBus {
         };
         let oldest = inner.replay.front().map_or(inner.next_seq, |e| e.seq);
         let mut backlog: VecDeque<Result<Event, RecvError>> = VecDeque::new();
-        if seq + 1 < oldest {
+        // `seq` comes from a client (`Last-Event-ID`) and may be anything, `u64::MAX`
+        // included: no arithmetic on it may overflow, since a panic here, under the lock,
+        // would poison the bus for every subscriber.
+        if seq.saturating_add(1) < oldest {
             backlog.push_back(Err(RecvError::Gap {
                 first: seq + 1,
                 last: oldest - 1,
@@ -273,7 +276,7 @@ impl EventBus {
     fn replay_after(&self, seq: u64, task: Option<TaskId>) -> Option<Vec<Event>> {
         let inner = self.inner.lock().expect("event bus poisoned");
         let oldest = inner.replay.front().map_or(inner.next_seq, |e| e.seq);
-        if seq + 1 < oldest {
+        if seq.saturating_add(1) < oldest {
             return None;
         }
         Some(
@@ -411,6 +414,21 @@ mod tests {
         let mut sub = bus.subscribe_since(3);
         assert_eq!(sub.recv().await, Err(RecvError::Gap { first: 4, last: 24 }));
         assert_eq!(sub.recv().await.unwrap().seq, 25);
+    }
+
+    /// Found by schemathesis: `Last-Event-ID: 18446744073709551615` overflowed under the bus's
+    /// lock, and the poisoned lock broke every event stream of the server after it.
+    #[tokio::test]
+    async fn a_last_event_id_of_u64_max_neither_panics_nor_poisons_the_bus() {
+        let bus = Arc::new(EventBus::new(16));
+        let id = TaskId::new();
+        bus.publish(id, Utc::now(), state(0));
+        let _all = bus.subscribe_since(u64::MAX);
+        let _one = bus.subscribe_task_since(id, u64::MAX);
+        assert_eq!(bus.replay_task(id, u64::MAX), Some(Vec::new()));
+        let mut sub = bus.subscribe_since(0);
+        bus.publish(id, Utc::now(), state(1));
+        assert_eq!(sub.recv().await.unwrap().seq, 1);
     }
 
     #[tokio::test]

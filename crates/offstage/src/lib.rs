@@ -16,7 +16,8 @@
 //! - [`schedule`]: task types launched on the ticks of a cron expression;
 //! - [`event`]: the event stream;
 //! - [`shared`]: shared state, named JSON documents under a lock held across nodes;
-//! - [`store`]: the durable record, one trait and its backends.
+//! - [`store`]: the durable record, one trait and its backends;
+//! - [`limits`]: how long keys, owners and names may be, and what they may not contain.
 //!
 //! ```no_run
 //! use offstage::{Context, Runtime, TaskError};
@@ -43,11 +44,13 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod context;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod limits;
 pub mod log;
 pub mod registry;
 pub mod runtime;
@@ -57,6 +60,7 @@ pub mod status;
 pub mod store;
 pub mod task;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod worker;
 
@@ -65,6 +69,9 @@ pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLine};
+#[cfg(feature = "schemars")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]
+pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
     Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder, WorkerInfo,
@@ -73,5 +80,7 @@ pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
+pub use worker::isolated::isolation_entry;
 #[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub use worker::Worker;

@@ -42,6 +42,53 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, TaskError};
 
 /// A task type with compile-time checked args.
+///
+/// Implement it on a struct that holds what the body needs (a database pool, an HTTP
+/// client), register it with [`crate::RuntimeBuilder::register`], and launch it with
+/// [`crate::Runtime::launch`], which takes [`TaskType::Args`] rather than JSON.
+///
+/// ```no_run
+/// use offstage::{Context, Runtime, TaskError, TaskType, TaskTypeOptions};
+/// use serde::{Deserialize, Serialize};
+///
+/// struct Thumbnail {
+///     sizes: Vec<u32>,
+/// }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ThumbnailArgs {
+///     path: String,
+/// }
+///
+/// impl TaskType for Thumbnail {
+///     const NAME: &'static str = "images.thumbnail";
+///     type Args = ThumbnailArgs;
+///     type Output = Vec<String>;
+///
+///     fn options(&self) -> TaskTypeOptions {
+///         TaskTypeOptions::default().isolated() // CPU-bound: a process of its own
+///     }
+///
+///     async fn run(&self, ctx: Context, args: ThumbnailArgs) -> Result<Vec<String>, TaskError> {
+///         let mut made = Vec::new();
+///         for size in &self.sizes {
+///             ctx.checkpoint()?;
+///             made.push(format!("{}@{size}", args.path));
+///         }
+///         Ok(made)
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// let runtime = Runtime::builder()
+///     .register(Thumbnail { sizes: vec![64, 256] })
+///     .build()
+///     .await?;
+/// let task = runtime
+///     .launch::<Thumbnail>(ThumbnailArgs { path: "cat.png".into() })
+///     .await?;
+/// # Ok(()) }
+/// ```
 pub trait TaskType: Send + Sync + 'static {
     /// The name it is launched by: dotted lowercase words by convention (`images.resize`).
     const NAME: &'static str;
@@ -55,6 +102,13 @@ pub trait TaskType: Send + Sync + 'static {
         TaskTypeOptions::default()
     }
 
+    /// What [`TaskType::Args`] looks like, as a JSON Schema, for the API, the CLI and the
+    /// dashboard's launch form to show (none by default). With feature `schemars`,
+    /// `Some(offstage::args_schema::<Self::Args>())` derives it from the type.
+    fn args_schema(&self) -> Option<Value> {
+        None
+    }
+
     /// The task's body.
     fn run(
         &self,
@@ -63,7 +117,23 @@ pub trait TaskType: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
 }
 
-/// Defaults for every launch of one task type.
+/// Defaults for every launch of one task type, given with [`crate::RuntimeBuilder::task_with`]
+/// or [`TaskType::options`]. A launch's own options win over them.
+///
+/// ```
+/// use std::time::Duration;
+/// use offstage::{Retry, TaskTypeOptions};
+///
+/// let options = TaskTypeOptions::default()
+///     .timeout(Duration::from_secs(30))   // then it fails, kind `timeout`
+///     .concurrency_limit(1)               // one at a time, on all nodes
+///     .retry(Retry::new(5).backoff(Duration::from_secs(2), Duration::from_secs(60)));
+/// assert_eq!(options.concurrency_limit, Some(1));
+///
+/// // In a worker process of its own, with at most 512 MiB more address space.
+/// let heavy = TaskTypeOptions::default().memory_limit(512 * 1024 * 1024);
+/// assert!(heavy.isolated);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TaskTypeOptions {
@@ -201,6 +271,31 @@ pub(crate) struct Registered {
 #[derive(Default)]
 pub(crate) struct Registry {
     types: BTreeMap<String, Registered>,
+    /// The JSON Schema of each type's args, where one was given.
+    schemas: BTreeMap<String, Value>,
+}
+
+/// `T` as a JSON Schema, derived by `schemars` (`#[derive(JsonSchema)]` beside `Deserialize`):
+/// what [`crate::RuntimeBuilder::args_schema`] and [`TaskType::args_schema`] take. Doc
+/// comments on the fields become their descriptions; `#[schemars(example = …)]` gives the
+/// example the dashboard's launch form starts from.
+///
+/// ```
+/// # #[cfg(feature = "schemars")] {
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Resize {
+///     /// The image to resize.
+///     path: String,
+///     width: u32,
+/// }
+/// let schema = offstage::args_schema::<Resize>();
+/// assert_eq!(schema["required"], serde_json::json!(["path", "width"]));
+/// # }
+/// ```
+#[cfg(feature = "schemars")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]
+pub fn args_schema<T: schemars::JsonSchema>() -> Value {
+    schemars::schema_for!(T).to_value()
 }
 
 impl std::fmt::Debug for Registry {
@@ -222,6 +317,9 @@ impl Registry {
     pub(crate) fn register<T: TaskType>(&mut self, task_type: T) {
         let task_type = Arc::new(task_type);
         let options = task_type.options();
+        if let Some(schema) = task_type.args_schema() {
+            self.schemas.insert(T::NAME.to_owned(), schema);
+        }
         let prepare = move |args: &Value| -> Result<Prepared, serde_json::Error> {
             let args = T::Args::deserialize(args)?;
             let task_type = Arc::clone(&task_type);
@@ -260,6 +358,16 @@ impl Registry {
                 prepare: Box::new(prepare),
             },
         );
+    }
+
+    /// Gives type `name` (registered before or after) the JSON Schema of its args.
+    pub(crate) fn set_args_schema(&mut self, name: &str, schema: Value) {
+        self.schemas.insert(name.to_owned(), schema);
+    }
+
+    /// The JSON Schema of type `name`'s args, if one was given.
+    pub(crate) fn args_schema(&self, name: &str) -> Option<&Value> {
+        self.schemas.get(name)
     }
 
     /// The types with a retry policy, and the policy.

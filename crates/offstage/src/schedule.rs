@@ -35,9 +35,6 @@ use crate::error::{Error, ErrorKind};
 use crate::id::TaskId;
 use crate::runtime::{LaunchOptions, OnConflict};
 
-/// Longest schedule name accepted.
-const MAX_NAME: usize = 200;
-
 /// A schedule as the app declares it: what to launch, and when.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +74,8 @@ pub struct ScheduleRecord {
     /// True while paused: ticks pass without launching.
     pub paused: bool,
     /// The latest tick dealt with: launched, skipped because the previous launch was still
-    /// live, or passed over while paused (a resume sets it to the time of the resume).
+    /// live, or passed over while paused. Ticks count from here: creating the schedule or
+    /// changing its cron expression sets it to that moment, as a resume does.
     pub last_tick_at: Option<DateTime<Utc>>,
     /// The task the latest tick launched.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
@@ -128,16 +126,16 @@ impl Schedule {
     /// Checks the name, the cron expression and the options; returns the parsed expression.
     pub(crate) fn check(&self) -> Result<Cron, Error> {
         let invalid = |message: String| Err(Error::new(ErrorKind::InvalidArgument, message));
-        if self.name.trim().is_empty()
-            || self.name.len() > MAX_NAME
-            || self.name.chars().any(char::is_control)
-        {
+        if self.name.trim().is_empty() {
             return invalid(format!(
-                "a schedule needs a name of 1 to {MAX_NAME} characters without control \
-                 characters, and {:?} is not one",
+                "a schedule needs a name of 1 to {} characters, and {:?} is not one",
+                crate::limits::MAX_NAME_CHARS,
                 self.name
             ));
         }
+        crate::limits::check_text("schedule name", &self.name, crate::limits::MAX_NAME_CHARS)?;
+        // Its ticks launch with these, so they meet a launch's rules now, not at the first tick.
+        crate::runtime::check_labels(&self.task, &self.options)?;
         if self.options.run_at.is_some() {
             return invalid(format!(
                 "schedule `{}` has a run_at: its ticks are its run times; leave run_at out",
@@ -272,12 +270,19 @@ mod tests {
         schedule.options.on_conflict = None;
         schedule.options.run_at = Some(Utc::now());
         assert!(schedule.check().unwrap_err().message().contains("run_at"));
-        for name in ["", "  ", "tab\there"] {
+        for name in ["", "  "] {
             let error = Schedule::new(name, "* * * * *", "t").check().unwrap_err();
             assert!(
                 error.message().contains("a schedule needs a name"),
                 "{error}"
             );
         }
+        for name in ["tab\there".to_owned(), "nul\0".to_owned(), "s".repeat(201)] {
+            let error = Schedule::new(name, "* * * * *", "t").check().unwrap_err();
+            assert!(error.message().contains("schedule name"), "{error}");
+        }
+        let mut schedule = Schedule::new("nightly", "* * * * *", "t");
+        schedule.options.owner = Some("o\0".into());
+        assert!(schedule.check().unwrap_err().message().contains("owner"));
     }
 }

@@ -45,7 +45,7 @@ use crate::id::NodeId;
 use crate::runtime::Inner;
 
 /// The longest name a shared document may have, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_NAME_CHARS: usize = crate::limits::MAX_NAME_CHARS;
 
 /// One shared document as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,28 +109,15 @@ impl fmt::Debug for Shared {
 }
 
 /// Checks a document name: not empty, at most [`MAX_NAME_CHARS`] characters, no control
-/// characters.
+/// characters (the rule of [`crate::limits::check_text`]).
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let bad = |why: &str| {
-        Err(Error::new(
-            ErrorKind::InvalidArgument,
-            format!(
-                "`{}` is not a shared document name: {why}. Use a short name such as \
-                 `crawler.progress`",
-                name.escape_debug()
-            ),
-        ))
-    };
     if name.is_empty() {
-        return bad("it is empty");
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "a shared document needs a name: use a short one such as `crawler.progress`",
+        ));
     }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return bad(&format!("it is over {MAX_NAME_CHARS} characters long"));
-    }
-    if name.chars().any(char::is_control) {
-        return bad("it has control characters");
-    }
-    Ok(())
+    crate::limits::check_text("shared document name", name, MAX_NAME_CHARS)
 }
 
 impl Shared {

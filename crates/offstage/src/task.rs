@@ -129,6 +129,23 @@ impl ListFilter {
     /// The largest page size.
     pub const MAX_LIMIT: usize = 1_000;
 
+    /// Checks the text filters by the launch rules ([`crate::limits`]): a value no launch
+    /// could have given is a mistake to report, not a query to send (PostgreSQL refuses a NUL
+    /// in text outright).
+    pub fn check(&self) -> Result<(), Error> {
+        use crate::limits::{check_text, MAX_KEY_CHARS, MAX_NAME_CHARS, MAX_OWNER_CHARS};
+        if let Some(name) = &self.name {
+            check_text("task type name", name, MAX_NAME_CHARS)?;
+        }
+        if let Some(owner) = &self.owner {
+            check_text("owner", owner, MAX_OWNER_CHARS)?;
+        }
+        if let Some(key) = &self.key {
+            check_text("key", key, MAX_KEY_CHARS)?;
+        }
+        Ok(())
+    }
+
     /// The page size to use, clamped to `1..=MAX_LIMIT`.
     pub fn effective_limit(&self) -> usize {
         self.limit

@@ -63,6 +63,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and never with NO_COLOR set: a log file gets plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
 
     // The demo site first: its address is the sitemap box's default.
@@ -82,7 +87,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             http: Crawl::client(),
             delay: Duration::from_millis(args.delay_ms),
         })
-        // A crawl does not end by itself in the default 10 s drain: on Ctrl-C, stop sooner.
+        // A crawl does not end by itself in the default 10 s drain: on Ctrl-C or SIGTERM, stop
+        // sooner.
         .shutdown_drain(Duration::from_secs(1))
         .build()
         .await?;
@@ -101,10 +107,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Offstage's own API and dashboard, for the operator: the crawler's page never uses them.
     if let Some(tokens) = offstage {
         let state = AppState::new(runtime.clone()).with_tokens(tokens);
-        app = app.nest("/offstage", offstage_server::app(state));
+        // `app_at`, not `nest`: the dashboard answers at `/offstage/` too.
+        app = app.merge(offstage_server::app_at("/offstage", state));
     }
 
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}: {e}; if another program has that port, stop it or give \
+                 this one another address: cargo run -p crawler -- --addr 127.0.0.1:3002",
+                args.addr
+            )
+        })?;
     let url = format!("http://{}", listener.local_addr()?);
     // The first line is the address, for scripts and tests that start the app on port 0.
     println!("crawler listening on {url}");
@@ -116,9 +131,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         _ => println!("Offstage's dashboard on {url}/offstage"),
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        // Ctrl-C or SIGTERM (systemd, containers): stop taking requests, then drain.
+        .with_graceful_shutdown(offstage_server::shutdown_signal())
         .await?;
     runtime.shutdown().await?;
     Ok(())

@@ -20,6 +20,10 @@ As a worker (serving task types written in Python)::
     offstage.wait_forever()
 """
 
+import sys as _sys
+import types as _types
+from typing import Any as _Any
+
 from ._sse import EventStream
 from .client import (
     Client,
@@ -31,6 +35,7 @@ from .client import (
 )
 from .context import (
     CurrentTask,
+    _require,
     check_killed,
     get_current_task,
     get_current_task_id,
@@ -39,7 +44,7 @@ from .context import (
     task_killed,
     task_state,
 )
-from .errors import OffstageError, TaskError, TaskKilled
+from .errors import OffstageError, StateTooLarge, TaskError, TaskKilled
 from .task import LogLine, Task
 from .worker import Worker, background_task, registered_task_types, start_worker, wait_forever
 
@@ -51,6 +56,7 @@ __all__ = [
     "EventStream",
     "LogLine",
     "OffstageError",
+    "StateTooLarge",
     "Task",
     "TaskError",
     "TaskKilled",
@@ -72,3 +78,20 @@ __all__ = [
     "task_state",
     "wait_forever",
 ]
+
+
+class _Module(_types.ModuleType):
+    """The ``offstage`` module, so that ``offstage.task_state = {...}`` replaces the running
+    task's whole state (as Anvil allows) instead of silently rebinding a module attribute."""
+
+    def __setattr__(self, name: str, value: _Any) -> None:
+        if name == "task_state":
+            # Outside a task this raises, saying so; `offstage.task_state = offstage.task_state`
+            # changes nothing.
+            if value is not task_state:
+                _require("offstage.task_state = ...").set_state(value)
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Module

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from ._args import check_json
-from .errors import TaskKilled
+from .errors import StateTooLarge, TaskKilled
 
 _local = threading.local()
 
@@ -32,6 +32,10 @@ LEVELS = ("trace", "debug", "info", "warn", "error")
 # A line longer than this without a newline is sent as it is, so one endless line cannot grow
 # without bound in the worker.
 _MAX_PARTIAL = 64 * 1024
+
+STATE_LIMIT = 1024 * 1024
+"""The most bytes of JSON a state may take: the server's default state cap, checked here
+before sending so an oversized state never leaves the worker."""
 
 
 class CurrentTask:
@@ -106,6 +110,15 @@ class CurrentTask:
     def set_state(self, state: Any) -> None:
         """Replaces the whole state with ``state`` (any JSON value) and sends it."""
         text = check_json(state, "task state")
+        size = len(text.encode())
+        if size > STATE_LIMIT:
+            error = StateTooLarge(
+                f"the state of task {self.task_id} would be {size} bytes, over the cap of "
+                f"{STATE_LIMIT} bytes: keep large data elsewhere (a table, a file) and put a "
+                "reference in the state"
+            )
+            self.log(f"state refused: {error}", "warn")
+            raise error
         with self._lock:
             self._state = state
             self._emit({"type": "state", "task_id": self.task_id, "state": state}, text)

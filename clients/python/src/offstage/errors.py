@@ -94,6 +94,19 @@ class TaskError(OffstageError):
         )
 
 
+class StateTooLarge(OffstageError, ValueError):
+    """Raised by a state write (``task_state[...] = ...``, ``set_task_state``) in a worker when
+    the new state is over the server's state cap (1 MiB of JSON by default).
+
+    The write does not happen: the task keeps its previous state, and a ``warn`` line in its
+    log says why, as the server does for a state it refuses. Keep large data elsewhere (a
+    table, a file) and put a reference in the state.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="state_too_large")
+
+
 class TaskKilled(Exception):
     """Raised inside a running task by ``offstage.check_killed()`` once the task was killed.
 

@@ -32,6 +32,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -49,6 +50,11 @@ from .errors import OffstageError, TaskKilled
 
 PROTOCOL = 1
 """The worker protocol version this package speaks."""
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The largest message the server reads (docs/worker-protocol.md). A message over it would
+close the connection (code 1009) and lose every task on it, so the sending thread makes each
+message fit first (``_fit``)."""
 
 logger = logging.getLogger("offstage.worker")
 
@@ -171,7 +177,7 @@ class _Session:
                     self.ws.send('{"type":"heartbeat"}')
                     next_heartbeat = time.monotonic() + self.heartbeat_s
                     continue
-                self.ws.send(json.dumps(item[1]))
+                self.ws.send(_fit(item[1]))
                 if time.monotonic() >= next_heartbeat:
                     self.ws.send('{"type":"heartbeat"}')
                     next_heartbeat = time.monotonic() + self.heartbeat_s
@@ -369,6 +375,13 @@ class Worker:
             heartbeat_s = max(0.01, float(welcome.get("heartbeat_ms") or 1000) / 1000)
             session = _Session(ws, heartbeat_s)
             self._session = session
+            # One line on stderr, so whoever started the worker sees that it is serving.
+            print(
+                f"offstage worker {self.name} connected to {self.url}: serving "
+                f"{', '.join(sorted(self.task_types))} (concurrency {self.concurrency})",
+                file=sys.stderr,
+                flush=True,
+            )
             self._ready.set()
             logger.info(
                 "offstage worker %s serving %s", self.worker_id, ", ".join(sorted(self.task_types))
@@ -518,6 +531,45 @@ def _outcome(task: CurrentTask, function: Callable[..., Any] | None) -> dict[str
     except TypeError as error:
         return failed("TypeError", str(error))
     return {"type": "completed", "task_id": task.task_id, "return_value": result}
+
+
+def _fit(message: dict[str, Any]) -> str:
+    """``message`` as JSON text within :data:`MAX_MESSAGE_BYTES`: a log line or an error's
+    text that would not fit is cut (and says so), a return value that would not fit becomes a
+    failure of kind ``output_too_large``. (A state is capped at 1 MiB when it is written.)"""
+    text = json.dumps(message)
+    size = len(text.encode())
+    if size <= MAX_MESSAGE_BYTES:
+        return text
+    room = (MAX_MESSAGE_BYTES - 4096) // 6
+
+    def cut(value: str, what: str) -> str:
+        return (
+            f"{value[:room]}… [cut by the worker: the {what} was {len(value.encode())} bytes, "
+            f"over the worker protocol's {MAX_MESSAGE_BYTES >> 20} MiB message limit]"
+        )
+
+    kind = message.get("type")
+    if kind == "log":
+        message = dict(message, message=cut(message["message"], "log line"))
+    elif kind == "completed":
+        message = {
+            "type": "failed",
+            "task_id": message["task_id"],
+            "error": {
+                "kind": "output_too_large",
+                "message": f"the return value is {size} bytes of JSON, over the worker "
+                f"protocol's {MAX_MESSAGE_BYTES >> 20} MiB message limit: return a reference "
+                "(a table, a file) instead of the data",
+            },
+        }
+    elif kind == "failed":
+        error = dict(message["error"])
+        error["message"] = cut(str(error.get("message", "")), "error message")
+        if error.get("detail"):
+            error["detail"] = cut(str(error["detail"]), "error detail")
+        message = dict(message, error=error)
+    return json.dumps(message)
 
 
 def _parse(raw: str | bytes) -> dict[str, Any]:

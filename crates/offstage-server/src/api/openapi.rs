@@ -1,6 +1,7 @@
 //! `GET /api/openapi.json`: the API described from the handlers' own annotations.
 
 use axum::Json;
+use serde_json::{json, Value};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -28,6 +29,8 @@ use utoipa::OpenApi;
         super::shared::events,
         super::session::me,
         super::workers::connect,
+        super::health::healthz,
+        super::health::readyz,
     ),
     components(schemas(crate::error::ErrorBody, offstage::SharedChange)),
     modifiers(&BearerAuth)
@@ -52,6 +55,151 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The OpenAPI document.
-pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(crate) async fn document() -> Json<Value> {
+    Json(exact_document())
+}
+
+/// The document as served: what the annotations say, then made exactly as strict as the
+/// extractors and handlers (`exact`).
+pub(crate) fn exact_document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    exact(&mut document);
+    document
+}
+
+/// Every form of id `TaskId::from_str` accepts (those of `Uuid::parse_str`): hyphenated (what
+/// the server writes), simple, braced and URN.
+const UUID_PATTERN: &str = "^([0-9a-fA-F]{32}|(urn:uuid:)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\\})$";
+
+/// Tightens parameters to what the server accepts, where the annotations cannot say it: ids
+/// are UUIDs, limits have their ranges, the purge needs its time. (The checks themselves live
+/// in `extract.rs` and the handlers; `tests/api.rs` walks the bad inputs.)
+fn exact(document: &mut Value) {
+    let uuid = json!({ "type": "string", "format": "uuid", "pattern": UUID_PATTERN });
+    // `char::is_control`: C0, DEL and C1.
+    let shared_name = json!({ "type": "string", "minLength": 1, "maxLength": 200,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" });
+    let schedule_name = json!({ "type": "string", "minLength": 1, "maxLength": 200,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$" });
+    // A `Last-Event-ID` is any u64 the server reads.
+    let event_id = json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX });
+    // (`get_mut`, never `[]` on the way in: indexing a missing key would insert a null.)
+    let mut no_schemas = Value::Null;
+    let schemas = document
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .unwrap_or(&mut no_schemas);
+    // Values of shared documents are any JSON, not only objects.
+    for (schema, field) in [
+        ("SharedRecord", "value"),
+        ("SharedChange", "value"),
+        ("SharedSetRequest", "value"),
+    ] {
+        if let Some(property) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+        {
+            let description = property["description"].clone();
+            *property = json!({ "description": description });
+        }
+    }
+    if let Some(timeout) = schemas
+        .get_mut("LaunchRequest")
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(|p| p.get_mut("timeout_s"))
+    {
+        timeout["exclusiveMinimum"] = json!(0);
+    }
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            // Every operation may answer a 4xx with the error body (a missing or bad token
+            // first of all).
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            {
+                responses.entry("4XX").or_insert_with(|| {
+                    json!({ "description": "the request was refused; the message says how to fix it",
+                        "content": { "application/json": {
+                            "schema": { "$ref": "#/components/schemas/ErrorBody" } } } })
+                });
+            }
+            let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for parameter in parameters {
+                let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                let place = parameter["in"].as_str().unwrap_or_default().to_owned();
+                match (name.as_str(), place.as_str()) {
+                    ("id", "path") | ("before", "query") => parameter["schema"] = uuid.clone(),
+                    ("limit", "query") => {
+                        let max = if path.ends_with("/logs") {
+                            10_000
+                        } else {
+                            1_000
+                        };
+                        parameter["schema"] =
+                            json!({ "type": "integer", "minimum": 1, "maximum": max });
+                    }
+                    ("name", "path") if path.starts_with("/api/shared/") => {
+                        parameter["schema"] = shared_name.clone()
+                    }
+                    ("name", "path") if path.starts_with("/api/schedules/") => {
+                        parameter["schema"] = schedule_name.clone()
+                    }
+                    ("Last-Event-ID", "header") => parameter["schema"] = event_id.clone(),
+                    ("finished_before", "query") => {
+                        parameter["required"] = json!(true);
+                        parameter["schema"] = json!({ "type": "string", "format": "date-time" });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_limits_and_the_purge_time_are_as_strict_as_the_server() {
+        let document = exact_document();
+        let parameter = |path: &str, method: &str, name: &str| {
+            document["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            parameter("/api/tasks/{id}", "get", "id")["schema"]["format"],
+            "uuid"
+        );
+        assert_eq!(
+            parameter("/api/tasks", "get", "limit")["schema"]["maximum"],
+            1000
+        );
+        assert_eq!(
+            parameter("/api/tasks/{id}/logs", "get", "limit")["schema"]["maximum"],
+            10000
+        );
+        assert_eq!(
+            parameter("/api/tasks", "delete", "finished_before")["required"],
+            true
+        );
+    }
 }

@@ -350,6 +350,12 @@ pub struct TaskTypeView {
     concurrency_limit: Option<u32>,
     /// Failed tasks run again, up to this many attempts in all.
     max_attempts: Option<u32>,
+    /// Its args as a JSON Schema, when the task type gives one.
+    #[schema(value_type = Option<Object>)]
+    args_schema: Option<serde_json::Value>,
+    /// Args that fit `args_schema`, to start from (see `offstage_server::schema::example`).
+    #[schema(value_type = Option<Object>)]
+    args_example: Option<serde_json::Value>,
 }
 
 /// The task types.
@@ -370,7 +376,10 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
         .into_iter()
         .map(|name| {
             let options = state.runtime.task_type_options(&name).unwrap_or_default();
+            let args_schema = state.runtime.task_type_args_schema(&name);
             TaskTypeView {
+                args_example: args_schema.as_ref().map(crate::schema::example),
+                args_schema,
                 name,
                 workers: vec!["in-process".to_owned()],
                 counts: zeros(),
@@ -393,6 +402,8 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     isolated: false,
                     concurrency_limit: None,
                     max_attempts: None,
+                    args_schema: None,
+                    args_example: None,
                 });
                 types.len() - 1
             }
@@ -411,6 +422,8 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     isolated: false,
                     concurrency_limit: None,
                     max_attempts: None,
+                    args_schema: None,
+                    args_example: None,
                 });
                 types.len() - 1
             }

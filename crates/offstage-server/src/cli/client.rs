@@ -50,7 +50,7 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        Err(Failure(api_error(status, &body)))
+        Err(Failure(api_error(status, &body, self.token.is_some())))
     }
 
     fn unreachable(&self, error: reqwest::Error) -> Failure {
@@ -80,7 +80,7 @@ impl Client {
         let status = response.status();
         if !status.is_success() {
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            return Err(Failure(api_error(status, &body)));
+            return Err(Failure(api_error(status, &body, self.token.is_some())));
         }
         let mut bytes = response.bytes_stream();
         let mut buffer = String::new();
@@ -112,9 +112,51 @@ impl Client {
     }
 }
 
-fn api_error(status: StatusCode, body: &Value) -> String {
+/// The server's error, in the command line's words where they differ from HTTP's: a missing or
+/// refused token is fixed with `--token` or `OFFSTAGE_TOKEN`, not with a header.
+fn api_error(status: StatusCode, body: &Value, has_token: bool) -> String {
+    let code = status.as_u16();
+    match (status, has_token) {
+        (StatusCode::UNAUTHORIZED, false) => {
+            return format!(
+                "this server needs a token: give one with --token TOKEN or the OFFSTAGE_TOKEN \
+                 environment variable (HTTP {code})"
+            )
+        }
+        (StatusCode::UNAUTHORIZED, true) => {
+            return format!(
+                "the server does not know the token given with --token or OFFSTAGE_TOKEN: check \
+                 it against the server's --token ROLE:SECRET (HTTP {code})"
+            )
+        }
+        _ => {}
+    }
     match body["error"]["message"].as_str() {
-        Some(message) => format!("{message} (HTTP {})", status.as_u16()),
-        None => format!("the server answered HTTP {}", status.as_u16()),
+        Some(message) => format!("{message} (HTTP {code})"),
+        None => format!("the server answered HTTP {code}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_refused_token_is_told_in_the_command_lines_words() {
+        let body = serde_json::json!({ "error": { "code": "unauthorized",
+            "message": "this server needs a token: send `Authorization: Bearer <token>`" } });
+        let missing = api_error(StatusCode::UNAUTHORIZED, &body, false);
+        assert!(
+            missing.contains("--token") && missing.contains("OFFSTAGE_TOKEN"),
+            "{missing}"
+        );
+        assert!(!missing.contains("Authorization"), "{missing}");
+        let refused = api_error(StatusCode::UNAUTHORIZED, &body, true);
+        assert!(refused.contains("--token") && !refused.contains("Authorization"));
+        let other = serde_json::json!({ "error": { "code": "not_found", "message": "no task" } });
+        assert_eq!(
+            api_error(StatusCode::NOT_FOUND, &other, false),
+            "no task (HTTP 404)"
+        );
     }
 }

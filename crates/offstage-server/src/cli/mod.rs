@@ -106,6 +106,12 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Lists the task types: who serves each, and the args it takes (an example, and with
+    /// --json the JSON Schema).
+    Types {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Lists tasks, newest first.
     List {
         #[arg(long)]
@@ -283,6 +289,24 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             }
             wait_for(&client, &id, follow, remote.json).await
         }
+        Command::Types { remote } => {
+            let client = Client::new(&remote.server, remote.token);
+            let types = client.call(Method::GET, "/api/task-types", None).await?;
+            if remote.json {
+                print_json(&types);
+            } else {
+                print!(
+                    "{}",
+                    output::task_types(
+                        types["task_types"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                    )
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List {
             name,
             status,
@@ -383,6 +407,10 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     break;
                 }
             }
+            if after == 0 && !remote.json {
+                // Silence would look like a failure to read it; to stderr, so stdout stays the log.
+                eprintln!("{id} has no log lines{}", if follow { " yet" } else { "" });
+            }
             if follow {
                 let events = format!("{path}/events");
                 client
@@ -437,10 +465,11 @@ async fn wait_for(
 ) -> Result<ExitCode, Failure> {
     let path = format!("/api/tasks/{id}");
     let current = client.call(Method::GET, &path, None).await?;
+    // Hidden until the task's state says how far it is: a task without progress gets no bar
+    // (an empty `0/1` bar would only stand between its log lines).
     let bar = output::bar(current["name"].as_str().unwrap_or("task"));
-    if json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let mut shown = false;
     let mut last = current.clone();
     let ended = current["termination_status"].is_string();
     if ended && show_logs {
@@ -460,6 +489,10 @@ async fn wait_for(
                         if let Some((done, total)) = output::progress(&data["state"]) {
                             bar.set_length(total);
                             bar.set_position(done);
+                            if !shown && !json {
+                                shown = true;
+                                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                            }
                         }
                     }
                     // Printed above the bar, to stdout, also when stdout is not a terminal.

@@ -64,6 +64,41 @@ pub fn table(tasks: &[Value]) -> String {
     out
 }
 
+/// One line per task type: who serves it, and an example of its args (`--args` takes it as
+/// it is).
+pub fn task_types(types: &[Value]) -> String {
+    let mut out = format!(
+        "{:<20} {:<24} {}\n",
+        "NAME", "SERVED BY", "ARGS, FOR EXAMPLE"
+    );
+    for task_type in types {
+        let mut served: Vec<String> = task_type["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        if task_type["isolated"] == Value::Bool(true) {
+            served.push("isolated".to_owned());
+        }
+        let served = if served.is_empty() {
+            "nothing (queued)".to_owned()
+        } else {
+            served.join(", ")
+        };
+        let example = match &task_type["args_example"] {
+            Value::Null => "(no schema given)".to_owned(),
+            example => format!("'{example}'"),
+        };
+        out.push_str(&format!(
+            "{:<20} {:<24} {example}\n",
+            text(&task_type["name"]),
+            served
+        ));
+    }
+    out
+}
+
 /// Every field of one task, one per line.
 pub fn detail(task: &Value) -> String {
     let mut out = String::new();

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{app, demo, AppState, Tokens};
+use crate::{app, demo, AppState, Sites, Tokens};
 
 /// `offstage serve`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -15,9 +15,26 @@ pub struct Serve {
     /// Where to listen.
     #[arg(long, env = "OFFSTAGE_ADDR", default_value = "127.0.0.1:7700")]
     addr: SocketAddr,
-    /// A token as ROLE:SECRET (roles: read, launch, control, worker); repeat for more.
+    /// A token as ROLE:SECRET (roles: read, launch, control, worker); repeat for more. Every
+    /// user of this machine can read it in `ps`: prefer --token-file or OFFSTAGE_TOKENS.
     #[arg(long = "token", value_name = "ROLE:SECRET", value_parser = Tokens::parse_one)]
     tokens: Vec<(crate::Role, String)>,
+    /// A file of tokens, one ROLE:SECRET per line (`#` starts a comment line); repeat for
+    /// more. Tokens may also come from OFFSTAGE_TOKENS (ROLE:SECRET entries separated by
+    /// commas or newlines). All of them count.
+    #[arg(long = "token-file", value_name = "PATH")]
+    token_files: Vec<std::path::PathBuf>,
+    /// Also answer to this host name (the `Host` header): a name like offstage.example.com,
+    /// *.example.com for the names under it, or * for any. IP addresses (the bound address
+    /// among them), localhost and *.localhost are always answered; other names get 403, so
+    /// that no web page can reach the server by DNS rebinding. Repeat for more.
+    #[arg(long = "allowed-host", value_name = "HOST", value_parser = Sites::parse_host)]
+    allowed_hosts: Vec<String>,
+    /// Also take state-changing requests (launch, kill, purge, ...) from web pages on this
+    /// origin (scheme://host[:port], or * for any). Pages on other origins get 403 for them;
+    /// the dashboard (same origin), the CLI and scripts are not affected. Repeat for more.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
+    allowed_origins: Vec<String>,
     /// Registers the built-in demo task types (demo.sleep, demo.count, demo.echo, ...).
     #[arg(long)]
     demo: bool,
@@ -99,8 +116,20 @@ pub async fn run(serve: Serve) -> Result<(), String> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and never with NO_COLOR set: a log file gets plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .try_init();
-    let tokens = Tokens::new(serve.tokens);
+    let tokens = Tokens::new(all_tokens(serve.tokens, &serve.token_files)?);
+    let mut sites = Sites::default();
+    for host in &serve.allowed_hosts {
+        sites = sites.allow_host(host)?;
+    }
+    for origin in &serve.allowed_origins {
+        sites = sites.allow_origin(origin)?;
+    }
     if tokens.is_open() && !serve.addr.ip().is_loopback() && !serve.insecure {
         return Err(format!(
             "refusing to serve {} without tokens: anyone who can reach it could launch and kill \
@@ -127,15 +156,52 @@ pub async fn run(serve: Serve) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", serve.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(addr = %local, db = %shown(&serve.db), open = tokens.is_open(), "offstage serving");
+    tracing::info!(
+        addr = %local,
+        db = %shown(&serve.db),
+        open = tokens.is_open(),
+        hosts = ?serve.allowed_hosts,
+        origins = ?serve.allowed_origins,
+        "offstage serving"
+    );
     println!("offstage listening on http://{local}");
-    let state = AppState::new(rt.clone()).with_tokens(tokens);
+    let state = AppState::new(rt.clone())
+        .with_tokens(tokens)
+        .with_sites(sites);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     tracing::info!("shutting down: draining running tasks");
     rt.shutdown().await.map_err(|e| e.to_string())
+}
+
+/// The environment variable `offstage serve` reads tokens from.
+pub const TOKENS_ENV: &str = "OFFSTAGE_TOKENS";
+
+/// The tokens of `--token`, every `--token-file` and `OFFSTAGE_TOKENS`, together.
+fn all_tokens(
+    mut tokens: Vec<(crate::Role, String)>,
+    files: &[std::path::PathBuf],
+) -> Result<Vec<(crate::Role, String)>, String> {
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+        let found = Tokens::parse_file(&text, &path.display().to_string())?;
+        if found.is_empty() {
+            // An empty file would leave the server open without a word: refuse instead.
+            return Err(format!(
+                "--token-file {} has no tokens: add ROLE:SECRET lines, or leave the flag out",
+                path.display()
+            ));
+        }
+        tokens.extend(found);
+    }
+    match std::env::var(TOKENS_ENV) {
+        Ok(text) if !text.trim().is_empty() => tokens.extend(Tokens::parse_env(&text, TOKENS_ENV)?),
+        _ => {}
+    }
+    Ok(tokens)
 }
 
 async fn shutdown_signal() {

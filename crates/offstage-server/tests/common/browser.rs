@@ -182,6 +182,12 @@ impl Browser {
         }
     }
 
+    /// The current value of the form control at `selector`.
+    pub async fn value(&self, selector: &str) -> String {
+        let element = self.client.find(Locator::Css(selector)).await.unwrap();
+        element.prop("value").await.unwrap().unwrap_or_default()
+    }
+
     pub async fn attr(&self, selector: &str, name: &str) -> Option<String> {
         let element = self.client.find(Locator::Css(selector)).await.unwrap();
         element.attr(name).await.unwrap()

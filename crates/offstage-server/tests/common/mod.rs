@@ -55,11 +55,16 @@ impl Server {
 
     /// `offstage serve` on `addr` with only `extra` arguments.
     pub fn start_at(db: &str, addr: &str, extra: &[&str]) -> Server {
+        Server::start_logging(db, addr, extra, Stdio::null())
+    }
+
+    /// `offstage serve` on `addr` with only `extra` arguments, its log (stderr) to `log`.
+    pub fn start_logging(db: &str, addr: &str, extra: &[&str], log: impl Into<Stdio>) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--addr", addr, "--db", db])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut first = String::new();

@@ -107,7 +107,38 @@ pub(crate) async fn open_named(database: &str) -> Result<Arc<dyn Store>, Error> 
     ))
 }
 
-/// Builds a [`Runtime`]. Start with [`Runtime::builder`].
+/// Builds a [`Runtime`]. Start with [`Runtime::builder`]: choose a store, register task types
+/// (closures with [`task`](Self::task) or [`task_with`](Self::task_with), [`TaskType`]s with
+/// [`register`](Self::register)), set limits and schedules, then [`build`](Self::build).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use offstage::{Context, Retry, Runtime, Schedule, TaskError, TaskTypeOptions};
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// let runtime = Runtime::builder()
+///     .sqlite("app.db")                          // or .postgres(url), .database(from_config)
+///     .task("emails.send", |ctx: Context, to: String| async move {
+///         ctx.log(format!("sending to {to}"));
+///         Ok::<_, TaskError>(())
+///     })
+///     .task_with(
+///         "reports.build",
+///         TaskTypeOptions::default()
+///             .timeout(Duration::from_secs(600))
+///             .concurrency_limit(2)               // on all nodes together
+///             .retry(Retry::new(3)),
+///         |_ctx: Context, month: String| async move { Ok::<_, TaskError>(month) },
+///     )
+///     .max_concurrency(64)                        // tasks running at once on this node
+///     .kill_grace(Duration::from_secs(5))         // a kill's cooperative wait before the abort
+///     .schedule(Schedule::new("nightly", "0 3 * * *", "reports.build").args("latest".into()))
+///     .build()
+///     .await?;
+/// runtime.launch_json("emails.send", serde_json::json!("ada@example.com")).await?;
+/// runtime.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Default)]
 pub struct RuntimeBuilder {
     store: Option<StoreChoice>,
@@ -140,6 +171,7 @@ impl RuntimeBuilder {
     /// Stores tasks in the PostgreSQL database at `url`
     /// (`postgres://user:password@host:5432/database`), which any number of nodes may share.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.store = Some(StoreChoice::Postgres(url.into()));
         self
@@ -179,6 +211,25 @@ impl RuntimeBuilder {
         Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
     {
         self.registry.register_fn(name, options, f);
+        self
+    }
+
+    /// Describes the args of task type `name` (registered before or after) with a JSON
+    /// Schema: `/api/task-types`, `offstage types` and the dashboard's launch form show it,
+    /// and the form starts from an example built from it. Launches are still checked by
+    /// deserializing the args, not against the schema. With feature `schemars`,
+    /// `offstage::args_schema` derives one from the args' type.
+    ///
+    /// ```
+    /// use offstage::{Context, Runtime, TaskError};
+    /// use serde_json::json;
+    ///
+    /// let builder = Runtime::builder()
+    ///     .task("emails.send", |_ctx: Context, to: String| async move { Ok::<_, TaskError>(to) })
+    ///     .args_schema("emails.send", json!({ "type": "string", "examples": ["ada@example.com"] }));
+    /// ```
+    pub fn args_schema(mut self, name: &str, schema: serde_json::Value) -> Self {
+        self.registry.set_args_schema(name, schema);
         self
     }
 
@@ -299,17 +350,31 @@ impl RuntimeBuilder {
         if c.log_limits.max_lines < 2 {
             return bad("log_limits.max_lines must leave room for a line and the truncation mark: use at least 2");
         }
+        // Task types are launched, listed and stored by name: the launch rules, at build.
+        for name in self
+            .registry
+            .names()
+            .chain(self.remote.iter().map(String::as_str))
+        {
+            crate::limits::check_text("task type name", name, crate::limits::MAX_NAME_CHARS)?;
+        }
         Ok(())
+    }
+
+    /// The task types registered so far (for [`crate::isolation_entry`]).
+    pub(crate) fn into_registry(self) -> Registry {
+        self.registry
     }
 
     /// Opens the store, registers this node, marks the tasks of dead nodes `missing`, and
     /// starts running tasks.
     ///
     /// In a worker process that a node started for its isolated task types, this is where the
-    /// process becomes that worker: `build` then serves the node until it goes, and exits the
-    /// process without returning. So build the runtime before anything that must not happen
-    /// in every worker process too (binding ports, starting other work), or point
-    /// [`super::Isolation`] at a program or arguments that go straight here.
+    /// process becomes that worker, unless [`crate::isolation_entry`] did so earlier: `build`
+    /// then serves the node until it goes, and exits the process without returning. So call
+    /// `isolation_entry` first thing in `main`, or build the runtime before anything that
+    /// must not happen in every worker process too (binding ports, starting other work), or
+    /// point [`super::Isolation`] at a program or arguments that go straight here.
     pub async fn build(self) -> Result<Runtime, Error> {
         if let Some(socket) = crate::worker::isolated::asked() {
             crate::worker::isolated::serve(self.registry, socket).await;

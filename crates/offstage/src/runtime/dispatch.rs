@@ -187,6 +187,11 @@ async fn serve_inner(
             "`task_types` must name at least one task type, and no empty names".into(),
         ));
     }
+    for name in &task_types {
+        // The names a worker serves are launched by, listed by and stored: the launch rules.
+        crate::limits::check_text("task type name", name, crate::limits::MAX_NAME_CHARS)
+            .map_err(|error| ProtocolError(error.message().to_owned()))?;
+    }
     if concurrency == 0 || concurrency > MAX_CONCURRENCY {
         return Err(ProtocolError(format!(
             "`concurrency` is {concurrency}: use 1 to {MAX_CONCURRENCY}"
@@ -427,13 +432,43 @@ impl Link<'_> {
 
     /// Handles one message. True if it freed a place.
     fn handle(&mut self, text: &str) -> Result<bool, ProtocolError> {
-        let message = WorkerMessage::parse(text)?;
         let not_assigned = |what: &str, id: TaskId| {
             ProtocolError(format!(
                 "`{what}` for task {id}, which is not assigned to this worker (or has already \
                  been answered for)"
             ))
         };
+        // A message longer than the state cap may be a state that cannot fit: find out from
+        // its envelope alone, and refuse it without building the value (tens of MB of JSON
+        // would take several times that in memory as a `Value`).
+        let cap = self.rt.config.state_limit;
+        if text.len() > cap {
+            if let Ok(Envelope {
+                kind,
+                task_id: Some(task_id),
+            }) = serde_json::from_str::<Envelope>(text)
+            {
+                if kind == "state" {
+                    let assigned = self
+                        .assigned
+                        .get(&task_id)
+                        .ok_or_else(|| not_assigned("state", task_id))?;
+                    if assigned.answer.is_some() {
+                        let refusal = format!(
+                            "state refused: the worker sent a `state` message of {} bytes for \
+                             task {task_id}, over the state cap of {cap} bytes; the task keeps \
+                             its previous state. Keep large data elsewhere (a table, a file) and \
+                             put a reference in the state",
+                            text.len()
+                        );
+                        tracing::warn!(worker = %self.connected.info.name, %task_id, bytes = text.len(), "{refusal}");
+                        assigned.live.append_log(LogLevel::Warn, refusal);
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        let message = WorkerMessage::parse(text)?;
         match message {
             WorkerMessage::Hello { .. } => Err(ProtocolError(
                 "`hello` was already sent: send it once, first".into(),
@@ -490,6 +525,15 @@ impl Link<'_> {
         }
         Some(())
     }
+}
+
+/// What a message is and which task it is about, read without the rest of it.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    task_id: Option<TaskId>,
 }
 
 /// Sends `abort` if the supervisor drops the body before the worker answered.

@@ -19,7 +19,7 @@ use tracing::instrument::WithSubscriber;
 use super::live::{LiveTask, StopReason, StopRequest};
 use super::Inner;
 use crate::context::Context;
-use crate::error::TaskError;
+use crate::error::{ErrorKind, TaskError};
 use crate::event::EventKind;
 use crate::log::{LogLevel, CURRENT_TASK};
 use crate::registry::Prepared;
@@ -229,7 +229,8 @@ fn terminal(outcome: Outcome) -> (Status, Option<Value>, Option<TaskError>) {
                 StopReason::Kill => (
                     Status::Killed,
                     None,
-                    Some(TaskError::new("killed", format!("killed; {how}"))),
+                    // The kind says "killed" already: `killed: it stopped by itself …`.
+                    Some(TaskError::new("killed", how)),
                 ),
                 StopReason::Timeout(timeout) => (
                     Status::Failed,
@@ -400,13 +401,27 @@ async fn forget(live: Arc<LiveTask>) {
 
 /// Saves the finish, retrying a failing store a few times. `None` if it never succeeded: the
 /// task then reads `running` in the store until a restart marks it `missing`.
+///
+/// A full disk is waited out instead (every second, until the runtime shuts down): it passes
+/// when space is freed, and a task that ended while it lasted then reads how it ended, not
+/// `running` until the next restart.
 async fn save_finish(rt: &Inner, live: &LiveTask, finish: Finish) -> Option<bool> {
     let mut backoff = Duration::from_millis(50);
-    for attempt in 1..=5 {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         match rt.store.finish(live.id, live.owner(), finish.clone()).await {
             Ok(applied) => return Some(applied),
-            Err(error) if attempt == 5 => {
+            Err(error) if error.kind() == ErrorKind::StorageFull && !rt.is_shutting_down() => {
+                if attempt == 1 {
+                    tracing::warn!(task = %live.id, %error, "the disk is full: recording how the task ended once there is space");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(error) if attempt >= 5 => {
                 tracing::error!(task = %live.id, %error, "could not record how the task ended");
+                return None;
             }
             Err(error) => {
                 tracing::warn!(task = %live.id, %error, "recording how the task ended failed; retrying");
@@ -415,5 +430,4 @@ async fn save_finish(rt: &Inner, live: &LiveTask, finish: Finish) -> Option<bool
             }
         }
     }
-    None
 }

@@ -12,6 +12,9 @@
 //! whole process group and reaps the process before the outcome is recorded: a task recorded
 //! `killed` has no process left. A child that exits by itself fails its task with kind
 //! `worker_crashed`, with the exit code or signal. Either way the pool spawns a replacement.
+//! One that exits before it even connects (an app that did something in `main` that fails the
+//! second time, like binding its port) fails the task at once with kind `worker_spawn`, its
+//! exit status and the last lines of its stderr; [`crate::isolation_entry`] is the fix.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -45,8 +48,9 @@ const STARTUP_WITHIN: Duration = Duration::from_secs(20);
 pub struct Isolation {
     /// The program to run: by default this process's own executable.
     pub program: PathBuf,
-    /// Its arguments: by default this process's own, so the child takes the same path to its
-    /// `RuntimeBuilder::build` (which is where it becomes a worker).
+    /// Its arguments: by default this process's own, so the child takes the same path to
+    /// `offstage::isolation_entry` at the top of `main`, or else to its
+    /// `RuntimeBuilder::build` (either is where it becomes a worker).
     pub args: Vec<std::ffi::OsString>,
     /// Processes kept started and idle, ready for the next isolated task.
     pub warm: usize,
@@ -68,8 +72,8 @@ struct Process {
     child: Child,
     to_child: mpsc::UnboundedSender<String>,
     from_child: mpsc::UnboundedReceiver<WorkerMessage>,
-    /// The task whose log gets the process's stdout and stderr; `None` between tasks.
-    output: Arc<Mutex<Option<Arc<LiveTask>>>>,
+    /// Where the process's stdout and stderr go.
+    output: Arc<Output>,
     /// Fired by the stdout and stderr readers when they reach the end marker of a task.
     ends: mpsc::UnboundedReceiver<()>,
 }
@@ -179,28 +183,13 @@ impl Pool {
             .process_group(0)
             .spawn()
             .map_err(|e| failed(&format!("running {}", self.config.program.display()), &e))?;
-        let accepted = tokio::time::timeout(STARTUP_WITHIN, listener.accept()).await;
-        let _ = std::fs::remove_file(&socket);
-        let stream = match accepted {
-            Ok(Ok((stream, _))) => stream,
-            Ok(Err(e)) => {
-                kill_and_reap(&mut child);
-                return Err(failed("accepting its connection", &e));
-            }
-            Err(_) => {
-                kill_and_reap(&mut child);
-                return Err(failed(
-                    "waiting for it to connect",
-                    &format!(
-                        "it did not within {STARTUP_WITHIN:?}; does the program build an \
-                         Offstage runtime with the same task types (see Isolation)?"
-                    ),
-                ));
-            }
-        };
         let pid = child.id();
-        let output = Arc::new(Mutex::new(None));
+        // Read its output from the start: what a child that dies before connecting printed
+        // is the only clue to why.
+        let output = Arc::new(Output::default());
         let (ended, ends) = mpsc::unbounded_channel();
+        let (stderr_closed, mut stderr_eof) = tokio::sync::oneshot::channel();
+        let mut stderr_closed = Some(stderr_closed);
         for (pipe, level) in [
             (child.stdout.take().map(PipeOut::Stdout), LogLevel::Info),
             (child.stderr.take().map(PipeOut::Stderr), LogLevel::Warn),
@@ -208,9 +197,55 @@ impl Pool {
             if let Some(pipe) = pipe {
                 let output = Arc::clone(&output);
                 let ended = ended.clone();
-                std::thread::spawn(move || read_output(pipe, level, pid, output, ended));
+                let closed = if level == LogLevel::Warn {
+                    stderr_closed.take()
+                } else {
+                    None
+                };
+                std::thread::spawn(move || {
+                    read_output(pipe, level, pid, &output, ended);
+                    if let Some(closed) = closed {
+                        let _ = closed.send(());
+                    }
+                });
             }
         }
+        let accepted = tokio::time::timeout(STARTUP_WITHIN, async {
+            tokio::select! {
+                accepted = listener.accept() => Ok(accepted),
+                status = exited(&mut child) => Err(status),
+            }
+        })
+        .await;
+        let _ = std::fs::remove_file(&socket);
+        let stream = match accepted {
+            Ok(Ok(Ok((stream, _)))) => stream,
+            Ok(Ok(Err(e))) => {
+                kill_and_reap(&mut child);
+                return Err(failed("accepting its connection", &e));
+            }
+            Ok(Err(status)) => {
+                // Its stderr ends with it (unless something it started holds it open).
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut stderr_eof).await;
+                return Err(died_before_connecting(
+                    &self.config,
+                    pid,
+                    status,
+                    &output.recent(),
+                ));
+            }
+            Err(_) => {
+                kill_and_reap(&mut child);
+                return Err(failed(
+                    "waiting for it to connect",
+                    &format!(
+                        "it did not within {STARTUP_WITHIN:?}; does the program build an \
+                         Offstage runtime with the same task types, or call \
+                         offstage::isolation_entry first thing (see Isolation)?"
+                    ),
+                ));
+            }
+        };
 
         let (read, mut write) = stream.into_split();
         let (to_child, mut outbox) = mpsc::unbounded_channel::<String>();
@@ -281,12 +316,40 @@ enum PipeOut {
     Stderr(std::process::ChildStderr),
 }
 
+/// Where a worker process's output goes: the log of the task it runs, and the last lines of
+/// its stderr, kept for the error of a process that dies before it connects.
+#[derive(Default)]
+struct Output {
+    /// The task whose log gets the process's stdout and stderr; `None` between tasks.
+    task: Mutex<Option<Arc<LiveTask>>>,
+    /// The last [`RECENT_LINES`] lines on its stderr outside any task.
+    recent: Mutex<std::collections::VecDeque<String>>,
+}
+
+/// How many of its last stderr lines the error of a worker process that died says.
+const RECENT_LINES: usize = 20;
+
+impl Output {
+    fn attach(&self, task: Option<Arc<LiveTask>>) {
+        *self.task.lock().expect("output poisoned") = task;
+    }
+
+    fn recent(&self) -> Vec<String> {
+        self.recent
+            .lock()
+            .expect("output poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
 /// Copies a worker process's output, line by line, into the log of the task it runs.
 fn read_output(
     pipe: PipeOut,
     level: LogLevel,
     pid: u32,
-    output: Arc<Mutex<Option<Arc<LiveTask>>>>,
+    output: &Output,
     ended: mpsc::UnboundedSender<()>,
 ) {
     use std::io::BufRead;
@@ -296,15 +359,64 @@ fn read_output(
     };
     for line in std::io::BufReader::new(reader).lines() {
         let Ok(line) = line else { break };
-        let task = output.lock().expect("output poisoned").clone();
+        let task = output.task.lock().expect("output poisoned").clone();
         match task {
             Some(task) if line == end_marker(task.id) => {
                 let _ = ended.send(());
             }
             Some(task) => task.append_log(level, line),
-            None => tracing::info!(pid, "isolated worker: {line}"),
+            None => {
+                tracing::info!(pid, "isolated worker: {line}");
+                if level == LogLevel::Warn {
+                    let mut recent = output.recent.lock().expect("output poisoned");
+                    if recent.len() == RECENT_LINES {
+                        recent.pop_front();
+                    }
+                    recent.push_back(line);
+                }
+            }
         }
     }
+}
+
+/// Resolves when `child` has exited, with how. Polled: the child is also the pool's to kill.
+async fn exited(child: &mut Child) -> ExitStatus {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The error of a worker process that ended before it connected: how it ended, what it last
+/// printed on stderr, and the likely cause.
+fn died_before_connecting(
+    config: &Isolation,
+    pid: u32,
+    status: ExitStatus,
+    stderr: &[String],
+) -> Error {
+    let mut message = format!(
+        "the isolated worker process {pid} ({}) {} before it connected to the node",
+        config.program.display(),
+        describe(status)
+    );
+    if stderr.is_empty() {
+        message.push_str(", printing nothing on stderr");
+    } else {
+        message.push_str("; the last lines on its stderr:");
+        for line in stderr {
+            message.push_str("\n  ");
+            message.push_str(line);
+        }
+    }
+    message.push_str(
+        "\nA worker process re-runs this program: call offstage::isolation_entry first thing \
+         in main, so that nothing the app does before building its runtime (binding a port, \
+         migrations) runs again in the worker, or point Isolation at a program that does.",
+    );
+    Error::new(ErrorKind::Store, message)
 }
 
 /// SIGKILL to the process's whole group, then reap it. Never signals a process already reaped:
@@ -352,7 +464,7 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(process) = self.process.take() {
-            *process.output.lock().expect("output poisoned") = None;
+            process.output.attach(None);
             discard(process);
             self.pool.fill();
         }
@@ -375,7 +487,7 @@ pub(crate) async fn body(
         }
     };
     let pid = process.pid;
-    *process.output.lock().expect("output poisoned") = Some(Arc::clone(&live));
+    process.output.attach(Some(Arc::clone(&live)));
     ctx.log(format!(
         "[offstage] running in isolated worker process {pid}"
     ));
@@ -411,7 +523,7 @@ pub(crate) async fn body(
                 None => {
                     // The connection is gone: the process died (or broke the protocol).
                     let mut process = running.process.take().expect("present");
-                    *process.output.lock().expect("output poisoned") = None;
+                    process.output.attach(None);
                     let status = match process.child.try_wait() {
                         Ok(Some(status)) => Some(status),
                         _ => {
@@ -446,7 +558,7 @@ pub(crate) async fn body(
             _ => break,
         }
     }
-    *process.output.lock().expect("output poisoned") = None;
+    process.output.attach(None);
     pool.checkin(process);
     BodyEnd::Returned(answer)
 }

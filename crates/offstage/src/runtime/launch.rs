@@ -71,6 +71,20 @@ impl std::str::FromStr for OnConflict {
     }
 }
 
+/// Checks the text a launch carries (the task type's name, the key and the owner) against
+/// [`crate::limits`], so that what one store accepts every store accepts.
+pub(crate) fn check_labels(name: &str, options: &LaunchOptions) -> Result<(), Error> {
+    use crate::limits::{check_text, MAX_KEY_CHARS, MAX_NAME_CHARS, MAX_OWNER_CHARS};
+    check_text("task type name", name, MAX_NAME_CHARS)?;
+    if let Some(key) = &options.key {
+        check_text("key", key, MAX_KEY_CHARS)?;
+    }
+    if let Some(owner) = &options.owner {
+        check_text("owner", owner, MAX_OWNER_CHARS)?;
+    }
+    Ok(())
+}
+
 /// How often a superseding launch may find yet another live task (each one killed) before it
 /// gives up: only a storm of racing supersedes gets there.
 const SUPERSEDE_ROUNDS: usize = 20;
@@ -208,6 +222,7 @@ impl Launch {
                 "this runtime is shutting down and takes no new tasks: launch on another node or after the restart",
             ));
         }
+        check_labels(&name, &options)?;
         let args = args?;
         if options.on_conflict.is_some() && options.key.is_none() {
             return Err(Error::new(
@@ -219,6 +234,9 @@ impl Launch {
         // A type no in-process registration knows may be one workers serve: then its args are
         // the worker's to check, and the task waits queued for a worker to claim it.
         let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
+        if !elsewhere && rt.registry.get(&name).is_err() {
+            return Err(rt.unknown_task_type(&name));
+        }
         let (prepared, type_timeout, type_isolated) = if elsewhere {
             if options.isolated == Some(true) {
                 return Err(Error::new(
@@ -295,6 +313,7 @@ impl Launch {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
         let (rt, queued, _prepared, on_conflict) = self.check()?;
         if on_conflict.is_some() {

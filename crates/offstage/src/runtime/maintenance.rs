@@ -104,22 +104,32 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
 /// Heartbeats, and stops the tasks other nodes asked to kill since the last one. A heartbeat
 /// the store refuses because this node was declared dead makes it rejoin.
 pub(crate) async fn apply_kill_requests(rt: &Inner) {
-    let node = rt.node();
-    match rt.store.heartbeat(node, rt.clock.now()).await {
-        Ok(requests) => {
-            for request in requests {
-                if let Some(live) = rt.live(request.task_id) {
-                    let grace = request.grace.unwrap_or(rt.config.kill_grace);
-                    live.request_stop(StopRequest {
-                        reason: StopReason::Kill,
-                        grace,
-                    });
-                }
-            }
-        }
-        Err(error) if error.kind() == ErrorKind::NodeDead => rejoin(rt, node).await,
-        Err(error) => tracing::warn!(%error, "heartbeat failed"),
+    if let Err(error) = heartbeat(rt).await {
+        tracing::warn!(%error, "heartbeat failed");
     }
+}
+
+/// One heartbeat: a write to the store, and the kill requests it returns applied.
+pub(crate) async fn heartbeat(rt: &Inner) -> Result<(), crate::Error> {
+    let node = rt.node();
+    let requests = match rt.store.heartbeat(node, rt.clock.now()).await {
+        Ok(requests) => requests,
+        Err(error) if error.kind() == ErrorKind::NodeDead => {
+            rejoin(rt, node).await;
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
+    for request in requests {
+        if let Some(live) = rt.live(request.task_id) {
+            let grace = request.grace.unwrap_or(rt.config.kill_grace);
+            live.request_stop(StopRequest {
+                reason: StopReason::Kill,
+                grace,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What a node does once it learns (from a refused heartbeat, claim or direct start) that

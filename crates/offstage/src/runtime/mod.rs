@@ -49,9 +49,10 @@ use tokio::sync::Notify;
 pub use self::builder::{Config, RuntimeBuilder};
 pub use self::dispatch::WorkerInfo;
 pub use self::isolation::Isolation;
+pub(crate) use self::launch::check_labels;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind, Subscription};
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
@@ -290,7 +291,13 @@ impl Runtime {
         spawned::spawn(&self.inner, name, name.to_owned(), f).await
     }
 
-    /// The options a registered task type was given, or `None` for a name not registered here.
+    /// The JSON Schema of task type `name`'s args (see
+    /// [`super::RuntimeBuilder::args_schema`]), or `None` if none was given here.
+    pub fn task_type_args_schema(&self, name: &str) -> Option<serde_json::Value> {
+        self.inner.registry.args_schema(name).cloned()
+    }
+
+    /// The options task type `name` was registered with, or `None` if it was not.
     pub fn task_type_options(&self, name: &str) -> Option<crate::TaskTypeOptions> {
         self.inner.registry.get(name).ok().map(|t| t.options)
     }
@@ -356,8 +363,23 @@ impl Runtime {
         self.inner.record(id).await
     }
 
+    /// Whether this node can take work now: not shutting down, and its store takes a write
+    /// (one heartbeat, made now: a small write that proves the store can commit, the disk
+    /// under it included). For a readiness probe; `Err` says why not, e.g.
+    /// [`crate::ErrorKind::StorageFull`].
+    pub async fn ready(&self) -> Result<(), Error> {
+        if self.inner.is_shutting_down() {
+            return Err(Error::new(
+                crate::ErrorKind::ShuttingDown,
+                "this runtime is shutting down and takes no new tasks: send work to another node",
+            ));
+        }
+        maintenance::heartbeat(&self.inner).await
+    }
+
     /// Tasks matching `filter`, newest first. For the next page pass the last id as `before`.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error> {
+        filter.check()?;
         self.inner.store.list(filter).await
     }
 
@@ -488,6 +510,37 @@ impl Inner {
     /// workers serve it.
     pub(crate) fn can_launch(&self, name: &str) -> bool {
         self.registry.get(name).is_ok() || self.workers.knows(name)
+    }
+
+    /// The error for launching `name`, which this node cannot: the types it registered, the
+    /// ones its connected workers serve, and how to launch a type only workers serve.
+    pub(crate) fn unknown_task_type(&self, name: &str) -> Error {
+        let Err(error) = self.registry.get(name) else {
+            unreachable!("`{name}` is registered");
+        };
+        let mut served: Vec<String> = self
+            .workers
+            .list()
+            .into_iter()
+            .flat_map(|w| w.task_types)
+            .collect();
+        served.sort();
+        served.dedup();
+        let workers = if served.is_empty() {
+            "no worker is connected to this node".to_owned()
+        } else {
+            format!("the connected workers serve {}", served.join(", "))
+        };
+        Error::new(
+            ErrorKind::UnknownTaskType,
+            format!(
+                "{}. Workers serve task types too, and {workers}. If a worker serves `{name}`, \
+                 connect it first, or declare the type on the server (`offstage serve \
+                 --remote-type {name}`, `RuntimeBuilder::remote_task`) so that launches wait \
+                 queued until a worker takes them",
+                error.message()
+            ),
+        )
     }
 
     pub(crate) fn tell_others(&self, notice: Notice) {

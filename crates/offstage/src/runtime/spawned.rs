@@ -41,6 +41,7 @@ where
             "a spawned task needs a name to be found by: give it one",
         ));
     }
+    crate::limits::check_text("task name", name, crate::limits::MAX_NAME_CHARS)?;
     if rt.is_shutting_down() {
         return Err(Error::new(
             ErrorKind::ShuttingDown,
@@ -166,6 +167,7 @@ pub(crate) async fn get(rt: &Arc<Inner>, name: &str) -> Result<Option<Task>, Err
         limit: Some(100),
         ..ListFilter::default()
     };
+    filter.check()?;
     let running = rt.store.list(&filter).await?;
     let mine = running.iter().position(|t| t.node == Some(rt.node()));
     let Some(record) = mine.map_or(running.first(), |i| running.get(i)).cloned() else {

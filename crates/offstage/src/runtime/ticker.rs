@@ -69,10 +69,10 @@ async fn tick(
         let Ok(cron) = schedule::parse(&record.cron) else {
             continue;
         };
-        let mut after = handled.get(&record.name).copied().unwrap_or(started);
-        if let Some(last) = record.last_tick_at {
-            after = after.max(last);
-        }
+        // Never a tick from before the schedule existed: the store sets `last_tick_at` when
+        // a schedule is created (rows from before it did have `created_at`).
+        let after = handled.get(&record.name).copied().unwrap_or(started);
+        let mut after = after.max(record.last_tick_at.unwrap_or(record.created_at));
         if let Some(due) = schedule::due_tick(&cron, after, now) {
             let offered = if record.paused {
                 Ok(())
@@ -189,8 +189,7 @@ impl super::Runtime {
 pub(super) async fn put(rt: &Arc<Inner>, schedule: &Schedule) -> Result<ScheduleRecord, Error> {
     schedule.check()?;
     if !rt.can_launch(&schedule.task) {
-        // The registry's own error lists the names it knows.
-        rt.registry.get(&schedule.task)?;
+        return Err(rt.unknown_task_type(&schedule.task));
     }
     if rt.registry.get(&schedule.task).is_ok() {
         rt.registry

@@ -2,11 +2,12 @@
 //!
 //! One method per lifecycle step, no associated types, every time passed in by the caller
 //! (the runtime's clock is the only clock). The contract each method documents is what the
-//! conformance suite ([`crate::testing::conformance`]) checks on every backend; a new backend
+//! conformance suite (`offstage::testing::conformance`, feature `testing`) checks on every
+//! backend; a new backend
 //! passes that suite before anything else uses it. SQL lives only in the backends.
 //!
-//! Backends: [`sqlite::SqliteStore`] (feature `sqlite`, on by default) and
-//! [`postgres::PostgresStore`] (feature `postgres`), for many nodes on one database.
+//! Backends: `sqlite::SqliteStore` (feature `sqlite`, on by default) and
+//! `postgres::PostgresStore` (feature `postgres`), for many nodes on one database.
 //!
 //! Nodes sharing a database also tell each other things through the store ([`Store::notify`]
 //! and [`Store::listen`]): a task was queued, a kill is asked for, an event happened. These are
@@ -38,8 +39,10 @@ use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
 /// A runtime's registration in the store.
@@ -315,9 +318,11 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// How many tasks there are of each task type and status, sorted by name then status.
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
 
-    /// Stores `schedule`, declared at `now`: a new one starts unpaused with no ticks; an
-    /// existing one of that name takes the new cron, task, args and options and keeps whether
-    /// it is paused and what it launched.
+    /// Stores `schedule`, declared at `now`: a new one starts unpaused with `last_tick_at` at
+    /// `now`, so its first launch is its first tick after `now`; an existing one of that name
+    /// takes the new cron, task, args and options and keeps whether it is paused and what it
+    /// launched, and a changed cron expression moves `last_tick_at` up to `now` (ticks of the
+    /// new expression that passed before the change are not launched).
     async fn put_schedule(
         &self,
         schedule: &Schedule,

@@ -1,7 +1,8 @@
 //! The child's side of process isolation: a node re-runs its own executable with
-//! [`SOCKET_ENV`] set, and the first [`crate::RuntimeBuilder::build`] in that process becomes
-//! a worker serving the node over that Unix socket instead of a node. It runs one task at a
-//! time, and never outlives the node.
+//! [`SOCKET_ENV`] set, and [`isolation_entry`] at the top of `main` (or else the first
+//! [`crate::RuntimeBuilder::build`]) in that process becomes a worker serving the node over
+//! that Unix socket instead of a node. It runs one task at a time, and never outlives the
+//! node.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -19,6 +20,67 @@ use crate::registry::Registry;
 
 /// Names the Unix socket a worker process connects back to.
 pub const SOCKET_ENV: &str = "OFFSTAGE_ISOLATED_SOCKET";
+
+/// Makes this process an isolated worker if a node started it as one, and returns at once
+/// otherwise. Call it first thing in `main`, before the app does anything it must do only
+/// once (bind its port, run migrations, send a start-up email), as Python's
+/// `multiprocessing.freeze_support` is called.
+///
+/// A node runs its isolated task types in worker processes that re-run the app's own
+/// executable with its own arguments. `tasks` registers the task types on a builder (the
+/// same function the app uses for its runtime, so the two cannot drift apart); in a worker
+/// process this calls it, serves the node with those types until the node goes, and exits
+/// the process without returning. In any other process it neither calls `tasks` nor does
+/// anything else.
+///
+/// Apps that do not call it still work: the worker process then becomes a worker in
+/// [`crate::RuntimeBuilder::build`], after running whatever `main` does before it.
+///
+/// It may be called from a plain `fn main` or inside `#[tokio::main]`: the worker runs on a
+/// tokio runtime of its own, on a thread of its own.
+///
+/// ```no_run
+/// use offstage::{Context, Runtime, RuntimeBuilder, TaskTypeOptions};
+///
+/// fn tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
+///     builder.task_with(
+///         "reports.render",
+///         TaskTypeOptions::default().isolated(),
+///         |_ctx: Context, pages: u32| async move { Ok(pages * 2) },
+///     )
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     offstage::isolation_entry(tasks); // an isolated worker never gets past this line
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+///     let runtime = tasks(Runtime::builder()).build().await?;
+///     # drop((listener, runtime));
+///     Ok(())
+/// }
+/// ```
+pub fn isolation_entry(tasks: impl FnOnce(crate::RuntimeBuilder) -> crate::RuntimeBuilder) {
+    let Some(socket) = asked() else { return };
+    let builder = tasks(crate::Runtime::builder());
+    let registry = builder.into_registry();
+    // A thread of its own, so this works inside an app's tokio runtime as well as before one.
+    let worker = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("offstage isolated worker: could not start tokio: {error}");
+                std::process::exit(70);
+            }
+        };
+        runtime.block_on(serve(registry, socket))
+    });
+    // `serve` exits the process; a panic in it must not let the app's `main` go on.
+    let _ = worker.join();
+    std::process::exit(70);
+}
 
 /// The socket to serve, when this process was started as an isolated worker.
 pub(crate) fn asked() -> Option<PathBuf> {

@@ -14,4 +14,5 @@ pub(crate) mod session;
 pub(crate) mod task;
 
 #[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub use remote::Worker;

@@ -14,6 +14,18 @@ use crate::log::LogLevel;
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The largest message either side reads: 64 MiB of JSON text (one WebSocket message, in
+/// frames of any size up to this; one line on an isolated worker's socket).
+///
+/// It is far above every cap the node applies to what a message carries (1 MiB of state and
+/// 1 MiB of log per task by default), so a message over a *cap* still arrives whole and is
+/// refused on its own (a state: the task keeps its previous one and its log says why) while
+/// the connection and the worker's other tasks carry on. Only a message over this *limit*
+/// ends the connection (WebSocket close code 1009), because the bytes of a frame that is not
+/// read cannot be skipped. The workers this project ships check before sending and never
+/// send one ([`WorkerMessage::to_text_within_limit`]).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A message a worker sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -135,6 +147,76 @@ impl WorkerMessage {
             ))
         })
     }
+}
+
+impl WorkerMessage {
+    /// The message as text, made to fit in [`MAX_MESSAGE_BYTES`]: a log line that would not
+    /// fit is cut (and says so), a return value that would not fit becomes a failure of kind
+    /// `output_too_large`, and a failure's message and detail are cut. (A state never comes
+    /// near the limit: its cap, 1 MiB, is checked when it is written.)
+    pub fn to_text_within_limit(&self) -> String {
+        let text = to_text(self);
+        if text.len() <= MAX_MESSAGE_BYTES {
+            return text;
+        }
+        // What a cut field may keep: the limit less the rest of the message and a margin for
+        // JSON escapes (a cut is by bytes of the raw text, escaping can only grow it 6x).
+        let room = (MAX_MESSAGE_BYTES - 4096) / 6;
+        let cut = |text: &str, what: &str| {
+            format!(
+                "{}… [cut by the worker: the {what} was {} bytes, over the worker protocol's \
+                 {} MiB message limit]",
+                &text[..floor_char_boundary(text, room)],
+                text.len(),
+                MAX_MESSAGE_BYTES >> 20
+            )
+        };
+        let fitted = match self {
+            WorkerMessage::Log {
+                task_id,
+                level,
+                message,
+            } => WorkerMessage::Log {
+                task_id: *task_id,
+                level: *level,
+                message: cut(message, "log line"),
+            },
+            WorkerMessage::Completed { task_id, .. } => WorkerMessage::Failed {
+                task_id: *task_id,
+                error: TaskError::new(
+                    "output_too_large",
+                    format!(
+                        "the return value is {} bytes of JSON, over the worker protocol's {} MiB \
+                         message limit: return a reference (a table, a file) instead of the data",
+                        text.len(),
+                        MAX_MESSAGE_BYTES >> 20
+                    ),
+                ),
+            },
+            WorkerMessage::Failed { task_id, error } => WorkerMessage::Failed {
+                task_id: *task_id,
+                error: TaskError {
+                    kind: error.kind.chars().take(200).collect(),
+                    message: cut(&error.message, "error message"),
+                    detail: error.detail.as_deref().map(|d| cut(d, "error detail")),
+                },
+            },
+            // Hello and heartbeat are small; a state is capped far below the limit.
+            WorkerMessage::Hello { .. }
+            | WorkerMessage::Heartbeat
+            | WorkerMessage::State { .. } => return text,
+        };
+        to_text(&fitted)
+    }
+}
+
+/// The largest index ≤ `max` that is a char boundary of `text`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 impl ServerMessage {

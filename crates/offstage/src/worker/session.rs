@@ -201,6 +201,6 @@ async fn run_one(
             },
             Err(error) => WorkerMessage::Failed { task_id, error },
         };
-        let _ = outgoing.send(to_text(&message));
+        let _ = outgoing.send(message.to_text_within_limit());
     }
 }

@@ -62,10 +62,11 @@ impl WorkerTask {
     }
 
     pub(crate) fn log(&self, level: LogLevel, message: String) {
-        let _ = self.to_node.send(to_text(&WorkerMessage::Log {
+        let message = WorkerMessage::Log {
             task_id: self.id,
             level,
             message,
-        }));
+        };
+        let _ = self.to_node.send(message.to_text_within_limit());
     }
 }

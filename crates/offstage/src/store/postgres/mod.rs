@@ -108,6 +108,14 @@ pub fn is_postgres_url(database: &str) -> bool {
 }
 
 pub(super) fn pg_error(what: &str, error: sqlx::Error) -> Error {
+    // 53100 disk_full; 53200 out_of_memory and 53300 too_many_connections are not "full".
+    if error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "53100")
+    {
+        return Error::storage_full("the PostgreSQL database", error);
+    }
     Error::store(&format!("PostgreSQL {what}"), error)
 }
 

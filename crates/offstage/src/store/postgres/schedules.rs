@@ -9,16 +9,20 @@ use crate::error::Error;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::task::TaskRecord;
 
+/// A new schedule's `last_tick_at` is `now`, as is a changed cron expression's (never moving
+/// it back): ticks are counted from when the schedule was declared, on every node alike.
 pub(super) async fn put(
     pool: &PgPool,
     schedule: &Schedule,
     now: DateTime<Utc>,
 ) -> Result<ScheduleRecord, Error> {
     let row = sqlx::query(&format!(
-        "INSERT INTO offstage_schedules (name, task_name, cron, args, options, paused, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, false, $6, $6) \
+        "INSERT INTO offstage_schedules AS s (name, task_name, cron, args, options, paused, \
+         last_tick_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, false, $6, $6, $6) \
          ON CONFLICT (name) DO UPDATE SET task_name = excluded.task_name, cron = excluded.cron, \
-         args = excluded.args, options = excluded.options, updated_at = excluded.updated_at \
+         args = excluded.args, options = excluded.options, updated_at = excluded.updated_at, \
+         last_tick_at = CASE WHEN s.last_tick_at IS NULL OR s.cron <> excluded.cron \
+         THEN greatest(s.last_tick_at, excluded.last_tick_at) ELSE s.last_tick_at END \
          RETURNING {SCHEDULE_COLUMNS}"
     ))
     .bind(&schedule.name)

@@ -140,7 +140,10 @@ impl SqliteStore {
         // of the app's tokio runtime. It ends when the last handle to the store is dropped.
         std::thread::Builder::new()
             .name("offstage-sqlite-writer".to_owned())
-            .spawn(move || write_loop(opened, jobs))
+            .spawn({
+                let path = path.clone();
+                move || write_loop(&path, opened, jobs)
+            })
             .map_err(|e| Error::store("starting the SQLite writer thread", e))?;
         Ok(Self {
             writer,

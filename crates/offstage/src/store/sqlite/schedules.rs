@@ -8,6 +8,8 @@ use super::rows::{micros, schedule_from_row, SCHEDULE_COLUMNS};
 use super::{json_text, NewTask};
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 
+/// A new schedule's `last_tick_at` is `now`, as is a changed cron expression's (never moving
+/// it back): ticks are counted from when the schedule was declared, on every node alike.
 pub(super) fn put(
     conn: &Connection,
     schedule: &Schedule,
@@ -15,9 +17,12 @@ pub(super) fn put(
 ) -> rusqlite::Result<ScheduleRecord> {
     conn.prepare_cached(&format!(
         "INSERT INTO offstage_schedules (name, task_name, cron, args, options, paused, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6) \
+         last_tick_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6) \
          ON CONFLICT (name) DO UPDATE SET task_name = excluded.task_name, cron = excluded.cron, \
-         args = excluded.args, options = excluded.options, updated_at = excluded.updated_at \
+         args = excluded.args, options = excluded.options, updated_at = excluded.updated_at, \
+         last_tick_at = CASE WHEN last_tick_at IS NULL OR cron <> excluded.cron \
+         THEN max(coalesce(last_tick_at, excluded.last_tick_at), excluded.last_tick_at) \
+         ELSE last_tick_at END \
          RETURNING {SCHEDULE_COLUMNS}"
     ))?
     .query_row(

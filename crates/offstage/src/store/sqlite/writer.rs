@@ -14,7 +14,48 @@ use crate::error::{Error, ErrorKind};
 /// A work item for the writer thread: runs inside the open transaction and returns what to do
 /// once the transaction has committed (or failed to).
 pub(super) type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
-type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), &Failed>) + Send>;
+
+/// Why a whole transaction failed (its `BEGIN` or its `COMMIT`), for every job in it.
+pub(super) struct Failed {
+    message: String,
+    full: bool,
+}
+
+impl Failed {
+    fn new(path: &Path, error: &rusqlite::Error) -> Self {
+        Self {
+            message: error.to_string(),
+            full: is_full(path, error),
+        }
+    }
+}
+
+/// True when `error` means the disk is full: SQLite says so (`SQLITE_FULL`, which is what its
+/// Unix layer makes of `ENOSPC` on a write), or it reports an I/O error (a grown WAL index, an
+/// fsync) while the file's filesystem has next to no space left. SQLite keeps the OS error
+/// number on the connection only, so the filesystem is asked instead.
+fn is_full(path: &Path, error: &rusqlite::Error) -> bool {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => true,
+        Some(rusqlite::ErrorCode::SystemIoFailure) => fs_nearly_full(path),
+        _ => false,
+    }
+}
+
+/// True when the filesystem holding `path` has less than 256 KiB left for unprivileged
+/// writers: too little for SQLite to grow its WAL by a batch.
+fn fs_nearly_full(path: &Path) -> bool {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // The field types are the platform's (`fsblkcnt_t`, `c_ulong`): u64 here, not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| {
+        (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64) < 256 * 1024
+    })
+}
 
 /// The most jobs one transaction takes, so one commit never waits on an unbounded batch.
 const MAX_BATCH: usize = 4096;
@@ -36,6 +77,9 @@ pub(super) fn sqlite_error(path: &Path, what: &str, error: rusqlite::Error) -> E
             )
             .with_source(error);
         }
+    }
+    if is_full(path, &error) {
+        return Error::storage_full(&path.display().to_string(), &error);
     }
     Error::store(&format!("SQLite {what} on {}", path.display()), error)
 }
@@ -95,9 +139,17 @@ impl SqliteStore {
             Box::new(move |commit| {
                 let result = match commit {
                     Ok(()) => result.map_err(|e| sqlite_error(&path, "write", e)),
-                    Err(message) => Err(Error::new(
+                    Err(failed) if failed.full => Err(Error::storage_full(
+                        &path.display().to_string(),
+                        &failed.message,
+                    )),
+                    Err(failed) => Err(Error::new(
                         ErrorKind::Store,
-                        format!("SQLite commit on {} failed: {message}", path.display()),
+                        format!(
+                            "SQLite commit on {} failed: {}",
+                            path.display(),
+                            failed.message
+                        ),
                     )),
                 };
                 let _ = tx.send(result);
@@ -148,7 +200,7 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
+pub(super) fn write_loop(path: &Path, conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
@@ -159,21 +211,48 @@ pub(super) fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let message = error.to_string();
-            for job in batch.drain(..) {
-                // The job never ran; tell its caller why.
-                job(&conn)(Err(&message));
+        let mut pending = batch.drain(..);
+        'transactions: loop {
+            if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+                let failed = Failed::new(path, &error);
+                for job in pending.by_ref() {
+                    // Its caller hears why (the job runs outside a transaction, as SQLite's
+                    // autocommit: a write that goes in anyway is one its caller was told
+                    // failed, never the other way round).
+                    job(&conn)(Err(&failed));
+                }
+                break;
             }
+            for job in pending.by_ref() {
+                replies.push(job(&conn));
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back on an error in this job (it
+                    // does on `SQLITE_FULL` and some I/O errors): every job so far is undone,
+                    // and says so; the rest go in a new transaction, never in autocommit.
+                    let failed = Failed {
+                        message: "SQLite rolled the transaction back after an error in it".into(),
+                        full: fs_nearly_full(path),
+                    };
+                    for reply in replies.drain(..) {
+                        reply(Err(&failed));
+                    }
+                    continue 'transactions;
+                }
+            }
+            break;
+        }
+        drop(pending);
+        if replies.is_empty() {
             continue;
         }
-        replies.extend(batch.drain(..).map(|job| job(&conn)));
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let committed = conn
+            .execute_batch("COMMIT")
+            .map_err(|e| Failed::new(path, &e));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for reply in replies.drain(..) {
-            reply(committed.as_ref().map(|_| ()).map_err(String::as_str));
+            reply(committed.as_ref().map(|_| ()));
         }
     }
 }

@@ -179,3 +179,95 @@ pub async fn a_concurrency_limit_of_one_holds_across_two_nodes(backend: &dyn Bac
     }
     assert_eq!(most.load(Ordering::SeqCst), 1, "never two at once");
 }
+
+/// Keys, owners and names follow one rule on every store (`crate::limits`): a NUL, or any
+/// control character, and text over the limit are `InvalidArgument` with the limit in the
+/// message, at launch and in list filters, before the store sees them. PostgreSQL refused a
+/// NUL in `text` with an error that reached HTTP clients as a 500, where SQLite stored it.
+/// Text at the limit is kept whole.
+pub async fn bad_keys_owners_and_names_are_refused_alike(backend: &dyn Backend) {
+    let (rt, _) = super::runtime(backend).await;
+    let refused = |result: Result<(), crate::Error>, what: &str| {
+        let error = result.expect_err(what);
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{what}: {error}");
+        assert!(error.message().contains("at most"), "{what}: {error}");
+    };
+    let launch = |key: Option<String>, owner: Option<String>| {
+        let rt = rt.clone();
+        async move {
+            let mut launch = rt.launch_json("test.echo", json!(1));
+            if let Some(key) = key {
+                launch = launch.key(key);
+            }
+            if let Some(owner) = owner {
+                launch = launch.owner(owner);
+            }
+            launch.await.map(drop)
+        }
+    };
+    refused(launch(Some("a\0b".into()), None).await, "NUL in a key");
+    refused(launch(None, Some("a\0b".into())).await, "NUL in an owner");
+    refused(
+        launch(Some("line\nbreak".into()), None).await,
+        "newline in a key",
+    );
+    refused(
+        launch(Some("k".repeat(100_000)), None).await,
+        "100,000-character key",
+    );
+    refused(
+        launch(None, Some("o".repeat(crate::limits::MAX_OWNER_CHARS + 1))).await,
+        "owner over the limit",
+    );
+    refused(
+        rt.launch_json(&"n".repeat(100_000), json!(1))
+            .await
+            .map(drop),
+        "100,000-character task type name",
+    );
+    refused(
+        rt.launch_json("test.echo\0", json!(1)).await.map(drop),
+        "NUL in a task type name",
+    );
+    for filter in [
+        ListFilter {
+            owner: Some("\0".into()),
+            ..ListFilter::default()
+        },
+        ListFilter {
+            key: Some("\0".into()),
+            ..ListFilter::default()
+        },
+        ListFilter {
+            name: Some("\0".into()),
+            ..ListFilter::default()
+        },
+    ] {
+        refused(rt.list(&filter).await.map(drop), "NUL in a list filter");
+    }
+    assert!(
+        rt.list(&ListFilter::default()).await.unwrap().is_empty(),
+        "nothing was stored"
+    );
+    // At the limit, in characters (not bytes), both stores keep the text whole.
+    let key = "é".repeat(crate::limits::MAX_KEY_CHARS);
+    let owner = "ö".repeat(crate::limits::MAX_OWNER_CHARS);
+    let task = rt
+        .launch_json("test.echo", json!(1))
+        .key(key.clone())
+        .owner(owner.clone())
+        .await
+        .unwrap();
+    task.wait().await.unwrap();
+    let filter = ListFilter {
+        key: Some(key.clone()),
+        owner: Some(owner.clone()),
+        ..ListFilter::default()
+    };
+    let found = rt.list(&filter).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].key.as_ref(), found[0].owner.as_ref()),
+        (Some(&key), Some(&owner))
+    );
+}

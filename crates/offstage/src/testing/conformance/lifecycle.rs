@@ -61,6 +61,15 @@ pub async fn unknown_task_type_lists_registered_names(backend: &dyn Backend) {
     assert_eq!(error.kind(), ErrorKind::UnknownTaskType);
     assert!(error.message().contains("test.nope"), "{error}");
     assert!(error.message().contains("test.echo, test.fail"), "{error}");
+    // A type only workers serve is unknown while none is connected: the message says so.
+    assert!(
+        error.message().contains("no worker is connected"),
+        "{error}"
+    );
+    assert!(
+        error.message().contains("--remote-type test.nope"),
+        "{error}"
+    );
     assert!(rt.list(&ListFilter::default()).await.unwrap().is_empty());
 }
 

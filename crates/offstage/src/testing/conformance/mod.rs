@@ -162,6 +162,7 @@ macro_rules! conformance_tests {
             racing_launches_with_a_key_return_the_existing_task,
             racing_launches_with_a_key_supersede_leave_one_running,
             on_conflict_needs_a_key,
+            bad_keys_owners_and_names_are_refused_alike,
             a_concurrency_limit_of_one_holds_across_two_nodes,
             spawned_tasks_are_named_unique_and_cancellable,
             unknown_id_is_not_found,
@@ -203,6 +204,7 @@ macro_rules! conformance_tests {
             a_failing_task_retries_with_backoff_then_completes,
             a_cron_tick_launches_once_across_three_nodes,
             a_scheduled_key_skips_ticks_while_the_last_launch_is_live,
+            a_new_schedule_first_fires_at_its_next_tick,
             shutdown_drains_then_interrupts,
             a_lock_wait_gives_up_after_its_timeout,
             a_node_declared_dead_stops_its_tasks_and_rejoins

@@ -244,6 +244,78 @@ pub async fn a_scheduled_key_skips_ticks_while_the_last_launch_is_live(backend: 
     rt.shutdown().await.unwrap();
 }
 
+/// A schedule created between two ticks first launches at the next one, never at the tick
+/// just before it existed (nor at one from before the node started); so does one whose cron
+/// expression changed: its ticks count from the change. (Regression: the ticker counted from
+/// the node's start, so a nightly schedule created in the afternoon ran at once.)
+pub async fn a_new_schedule_first_fires_at_its_next_tick(backend: &dyn Backend) {
+    const EVERY_TEN: &str = "*/10 * * * * *";
+    let database = backend.new_database();
+    let rt = runtime_with(backend, &database, |b| b).await;
+    let changed = Schedule::new("test.changed", "0 0 1 1 *", "test.echo").args(json!("changed"));
+    rt.put_schedule(changed.clone()).await.unwrap();
+    // At least one tick of every ten seconds passes after the node started.
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let created = rt.now();
+    let fresh = rt
+        .put_schedule(Schedule::new("test.fresh", EVERY_TEN, "test.echo").args(json!("fresh")))
+        .await
+        .unwrap();
+    let last = fresh.last_tick_at.expect("a new schedule counts from now");
+    assert!(last >= created, "{fresh:?}");
+    let next = fresh
+        .next_tick_at
+        .expect("an unpaused schedule has a next tick");
+    assert!(
+        next > created && next <= created + chrono::Duration::seconds(10),
+        "{fresh:?}"
+    );
+    let moved = rt
+        .put_schedule(Schedule {
+            cron: EVERY_TEN.into(),
+            ..changed
+        })
+        .await
+        .unwrap();
+    assert!(
+        moved.last_tick_at.is_some_and(|at| at >= created),
+        "a changed cron counts from the change: {moved:?}"
+    );
+
+    // A second at a time, so the ticker's sleep is never overtaken by a jump of the clock;
+    // each step reads the store, which gives the ticker's own store calls time to finish.
+    let mut launched = Vec::new();
+    for _ in 0..600 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        launched = tasks_named(&rt, "test.echo").await;
+        let has = |args: &str| launched.iter().any(|t| t.args == json!(args));
+        if has("fresh") && has("changed") {
+            break;
+        }
+    }
+    rt.shutdown().await.unwrap();
+    let launched = tasks_named(&rt, "test.echo")
+        .await
+        .into_iter()
+        .chain(launched);
+    for task in launched {
+        assert!(
+            task.run_at > created,
+            "{} launched the tick at {} from before it was created or changed at {created}",
+            task.args,
+            task.run_at
+        );
+        assert_eq!(task.run_at.timestamp() % 10, 0, "{task:?}");
+    }
+    for args in ["fresh", "changed"] {
+        let all = tasks_named(&rt, "test.echo").await;
+        assert!(
+            all.iter().any(|t| t.args == json!(args)),
+            "`{args}` launched at its next tick: {all:?}"
+        );
+    }
+}
+
 /// Schedule `name` once its latest tick is no longer `before`. The clock is held, so this
 /// only waits for the ticker's store round trips.
 async fn next_tick_taken(

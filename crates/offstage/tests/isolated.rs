@@ -1,0 +1,123 @@
+//! Isolated worker processes as an app starts them: one that dies before its handshake fails
+//! its task at once with why, and `offstage::isolation_entry` at the top of `main` serves the
+//! node before anything else of the app runs.
+
+use std::time::Duration;
+
+use offstage::testing::conformance::{Backend, SqliteBackend};
+use offstage::{Context, Isolation, Runtime, RuntimeBuilder, Status, TaskTypeOptions};
+use serde_json::json;
+
+/// The app's task types, registered the same way by the node and by its worker processes.
+fn tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
+    builder.task_with(
+        "test.isolated_double",
+        TaskTypeOptions::default().isolated(),
+        |_ctx: Context, n: u64| async move { Ok(n * 2) },
+    )
+}
+
+async fn runtime(isolation: Isolation) -> Runtime {
+    let store = SqliteBackend.open(&SqliteBackend.new_database()).await;
+    tasks(Runtime::builder().store(store))
+        .isolation(isolation)
+        .build()
+        .await
+        .expect("building the runtime")
+}
+
+/// Regression: a worker process that exited before connecting (an app that bound its port
+/// again in the worker) left the task `running` for 20 s, then failed it with nothing about
+/// the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_before_its_handshake_fails_the_task_with_its_status_and_stderr() {
+    let script = "echo 'starting the app' >&2; \
+                  echo 'error: could not bind 127.0.0.1:3000: address in use' >&2; exit 3";
+    let rt = runtime(Isolation {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), script.into()],
+        warm: 0,
+    })
+    .await;
+    let task = rt
+        .launch_json("test.isolated_double", json!(21))
+        .await
+        .unwrap();
+    // Well inside the 20 s a worker process has to connect: its death is noticed at once.
+    let record = tokio::time::timeout(Duration::from_secs(10), task.wait())
+        .await
+        .expect("the task failed at once, not after the startup timeout")
+        .unwrap();
+    assert_eq!(record.status, Status::Failed, "{record:?}");
+    let error = record.error.expect("a failed task has an error");
+    assert_eq!(error.kind, "worker_spawn", "{error:?}");
+    for expected in [
+        "exited with code 3",
+        "before it connected",
+        "starting the app",
+        "could not bind 127.0.0.1:3000: address in use",
+        "offstage::isolation_entry",
+    ] {
+        assert!(
+            error.message.contains(expected),
+            "`{expected}` is missing from: {}",
+            error.message
+        );
+    }
+    rt.shutdown().await.unwrap();
+}
+
+const APP_MAIN_RAN: &str = "the app's main went on past isolation_entry";
+
+/// Not a test on its own: an app's `main` in miniature, which the next test runs as its
+/// worker process. Outside a worker process `isolation_entry` returns at once.
+#[tokio::test]
+async fn isolated_app_main() {
+    offstage::isolation_entry(tasks);
+    // In a worker process nothing below may run: it would be the app binding its port again.
+    if std::env::var_os(offstage::worker::isolated::SOCKET_ENV).is_some() {
+        eprintln!("{APP_MAIN_RAN}");
+        std::process::exit(3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_entry_at_the_top_of_main_serves_the_node_and_nothing_else_runs() {
+    let rt = runtime(Isolation {
+        program: std::env::current_exe().unwrap(),
+        args: [
+            "--exact",
+            "isolated_app_main",
+            "--nocapture",
+            "--test-threads=1",
+        ]
+        .map(Into::into)
+        .to_vec(),
+        warm: 0,
+    })
+    .await;
+    let task = rt
+        .launch_json("test.isolated_double", json!(21))
+        .await
+        .unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(30), task.wait())
+        .await
+        .expect("the task ends")
+        .unwrap();
+    assert_eq!(
+        (record.status, record.return_value.clone()),
+        (Status::Completed, Some(json!(42))),
+        "{record:?}"
+    );
+    let logs = rt.logs(task.id(), 0, 1_000).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("running in isolated worker process")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.message.contains(APP_MAIN_RAN)),
+        "{logs:?}"
+    );
+    rt.shutdown().await.unwrap();
+}
