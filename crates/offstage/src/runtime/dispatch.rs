@@ -431,12 +431,17 @@ impl Link<'_> {
     }
 
     /// Handles one message. True if it freed a place.
+    ///
+    /// A message about a task this connection does not hold is refused alone (logged, the
+    /// connection goes on): the task was declared lost when an earlier connection of the
+    /// worker ended (it reads `missing`, or runs again elsewhere), or was answered already.
+    /// The node that took it over is its only writer, so such a report never reaches the
+    /// store, and the worker's other tasks are not lost to it.
     fn handle(&mut self, text: &str) -> Result<bool, ProtocolError> {
-        let not_assigned = |what: &str, id: TaskId| {
-            ProtocolError(format!(
-                "`{what}` for task {id}, which is not assigned to this worker (or has already \
-                 been answered for)"
-            ))
+        let worker = self.connected.info.name.clone();
+        let stray = move |what: &str, id: TaskId| {
+            tracing::warn!(%worker, task = %id, "a worker sent `{what}` for a task that is not assigned to this connection (it was declared lost when an earlier connection ended, or answered already); ignored");
+            Ok(false)
         };
         // A message longer than the state cap may be a state that cannot fit: find out from
         // its envelope alone, and refuse it without building the value (tens of MB of JSON
@@ -449,10 +454,9 @@ impl Link<'_> {
             }) = serde_json::from_str::<Envelope>(text)
             {
                 if kind == "state" {
-                    let assigned = self
-                        .assigned
-                        .get(&task_id)
-                        .ok_or_else(|| not_assigned("state", task_id))?;
+                    let Some(assigned) = self.assigned.get(&task_id) else {
+                        return stray("state", task_id);
+                    };
                     if assigned.answer.is_some() {
                         let refusal = format!(
                             "state refused: the worker sent a `state` message of {} bytes for \
@@ -475,10 +479,9 @@ impl Link<'_> {
             )),
             WorkerMessage::Heartbeat => Ok(false),
             WorkerMessage::State { task_id, state } => {
-                let assigned = self
-                    .assigned
-                    .get(&task_id)
-                    .ok_or_else(|| not_assigned("state", task_id))?;
+                let Some(assigned) = self.assigned.get(&task_id) else {
+                    return stray("state", task_id);
+                };
                 if assigned.answer.is_some() {
                     let context = Context::node(Arc::clone(&assigned.live));
                     if let Err(error) = context.set_state_value(state) {
@@ -492,10 +495,9 @@ impl Link<'_> {
                 level,
                 message,
             } => {
-                let assigned = self
-                    .assigned
-                    .get(&task_id)
-                    .ok_or_else(|| not_assigned("log", task_id))?;
+                let Some(assigned) = self.assigned.get(&task_id) else {
+                    return stray("log", task_id);
+                };
                 if assigned.answer.is_some() {
                     assigned.live.append_log(level, message);
                 }
@@ -504,15 +506,15 @@ impl Link<'_> {
             WorkerMessage::Completed {
                 task_id,
                 return_value,
-            } => {
-                self.answer(task_id, BodyEnd::Returned(Ok(return_value)))
-                    .ok_or_else(|| not_assigned("completed", task_id))?;
-                Ok(true)
-            }
+            } => match self.answer(task_id, BodyEnd::Returned(Ok(return_value))) {
+                Some(()) => Ok(true),
+                None => stray("completed", task_id),
+            },
             WorkerMessage::Failed { task_id, error } => {
-                self.answer(task_id, BodyEnd::Returned(Err(error)))
-                    .ok_or_else(|| not_assigned("failed", task_id))?;
-                Ok(true)
+                match self.answer(task_id, BodyEnd::Returned(Err(error))) {
+                    Some(()) => Ok(true),
+                    None => stray("failed", task_id),
+                }
             }
         }
     }
