@@ -91,7 +91,7 @@ fn frozen_then_resumed(db: &str) {
             for _ in 0..3 {
                 let id = api_a
                     .launch(
-                        json!({"name": "demo.count", "args": {"to": 100000, "interval_ms": 20}}),
+                        json!({"name": "demo.count", "args": {"to": 100000, "interval_ms": 100}}),
                     )
                     .await;
                 api_a

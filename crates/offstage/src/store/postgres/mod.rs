@@ -288,6 +288,13 @@ impl Store for PostgresStore {
             now - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
         let sweep_orphans = self.orphans.due(now, stale_after);
         let mut tx = self.pool.begin().await.map_err(err)?;
+        // A node frozen inside a transaction holds its locks until the server ends its session
+        // (`IDLE_IN_TRANSACTION_TIMEOUT`): give up this pass rather than wait for it, so this
+        // node's own heartbeat goes on; the next pass finds the locks gone.
+        sqlx::query("SET LOCAL lock_timeout = '1s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         // Deleting the dead nodes' rows is what makes recovery happen once: of two nodes
         // recovering at the same moment, only the one whose DELETE returned the row marks
         // its tasks (the other's DELETE waits on the row lock, then finds it gone).

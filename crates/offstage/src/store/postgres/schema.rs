@@ -10,6 +10,10 @@ use sqlx::PgPool;
 use super::{pg_error, MIGRATIONS};
 use crate::error::{Error, ErrorKind};
 
+/// How long PostgreSQL lets one of the store's sessions sit idle inside a transaction before
+/// it ends the session (and so releases its locks).
+pub(super) const IDLE_IN_TRANSACTION_TIMEOUT: &str = "5s";
+
 pub(super) async fn connect(
     url: &str,
     display: &str,
@@ -24,6 +28,15 @@ pub(super) async fn connect(
             ),
         )
     })?;
+    // A node whose process is frozen (SIGSTOP, a stalled VM) in the middle of one of its short
+    // transactions would hold that transaction's row locks, its node row's among them, for as
+    // long as it stays frozen, and the other nodes' recovery would wait on them instead of
+    // declaring it dead. The server ends such a session after a few seconds idle in a
+    // transaction, which lets the locks go; Offstage's own transactions never idle that long.
+    let options = options.options([(
+        "idle_in_transaction_session_timeout",
+        IDLE_IN_TRANSACTION_TIMEOUT,
+    )]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(10))
