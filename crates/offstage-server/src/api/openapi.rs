@@ -93,11 +93,18 @@ fn exact(document: &mut Value) {
         .get_mut("components")
         .and_then(|c| c.get_mut("schemas"))
         .unwrap_or(&mut no_schemas);
-    // Values of shared documents are any JSON, not only objects.
+    // Values of shared documents, a task's args, state and return value, and a task type's
+    // args schema and example are any JSON, not only objects.
     for (schema, field) in [
         ("SharedRecord", "value"),
         ("SharedChange", "value"),
         ("SharedSetRequest", "value"),
+        ("TaskRecord", "args"),
+        ("TaskRecord", "state"),
+        ("TaskRecord", "return_value"),
+        ("ScheduleRecord", "args"),
+        ("TaskTypeView", "args_schema"),
+        ("TaskTypeView", "args_example"),
     ] {
         if let Some(property) = schemas
             .get_mut(schema)
