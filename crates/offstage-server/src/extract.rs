@@ -5,10 +5,14 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// A JSON body of type `T`.
+/// A JSON body of type `T`: one JSON object.
+///
+/// serde would also read a struct from an array of its fields in order (`["demo.echo", {}]`);
+/// the OpenAPI document says every body is an object, so anything else is refused here.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -16,10 +20,49 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        if !value.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!(
+                    "the body is {}: it must be one JSON object, with the fields by name",
+                    kind(&value)
+                ),
+            ));
         }
+        serde_path_to_error::deserialize(value)
+            .map(Body)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!(
+                        "{at}{}: check the field names and types",
+                        error.into_inner()
+                    ),
+                )
+            })
+    }
+}
+
+/// What kind of JSON value `value` is, for a message.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -111,6 +154,42 @@ impl<S: Send + Sync> FromRequestParts<S> for NamePath {
                         rejection.body_text()
                     ),
                 )
+            })
+    }
+}
+
+/// Integers in bodies as JSON has them: one number type, so `188.0` is the integer 188 (as JSON
+/// Schema's `integer` says, and as Python's `json` writes a float). A fraction, or a number out
+/// of the field's range, is refused.
+pub mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    /// For `#[serde(default, deserialize_with = "whole::option")]` on an `Option` of an integer.
+    pub fn option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        let whole = if let Some(n) = number.as_u64() {
+            Some(i128::from(n))
+        } else if let Some(n) = number.as_i64() {
+            Some(i128::from(n))
+        } else {
+            // Within ±2^63 a whole f64 converts exactly; beyond, it fits no field here.
+            number
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && n.abs() < 9.2e18)
+                .map(|n| n as i128)
+        };
+        whole
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                D::Error::custom(format!("{number} is not an integer in the field's range"))
             })
     }
 }

@@ -795,3 +795,90 @@ async fn a_launch_can_wait_until_a_time_or_for_a_delay() {
         );
     }
 }
+
+fn put(uri: &str, body: &str) -> Request<Body> {
+    Request::put(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+/// What schemathesis found where the server and `/api/openapi.json` disagreed (issue 13): each
+/// input is now accepted or refused as the document says.
+#[tokio::test]
+async fn schemathesis_findings_are_answered_as_the_openapi_document_says() {
+    let (app, _rt) = open_app().await;
+    // `status=` (a form's "any status") is no filter.
+    let (status, body) = call(&app, get("/api/tasks?status=")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A kill body of `null` is no options, as an empty one is.
+    let (_, task) = call(
+        &app,
+        post("/api/tasks", r#"{"name":"demo.echo","args":{"value":1}}"#),
+    )
+    .await;
+    let id = task["id"].as_str().unwrap();
+    let (status, body) = call(&app, post(&format!("/api/tasks/{id}/kill"), "null")).await;
+    assert!(status.is_success(), "{status} {body}");
+    // A whole number written as a float is that integer (JSON has one number type).
+    let (status, body) = call(&app, put("/api/shared/counter", r#"{"value":1}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &app,
+        put("/api/shared/counter", r#"{"value":2,"version":1.0}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["version"]),
+        (StatusCode::OK, &json!(2)),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        post(&format!("/api/tasks/{id}/kill"), r#"{"grace_ms":1.5}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Bodies are objects: serde alone would read a struct from an array of its fields.
+    for (request, what) in [
+        (put("/api/shared/counter", "[3, 2]"), "shared"),
+        (post("/api/tasks", r#"["demo.echo", {}]"#), "launch"),
+        (post(&format!("/api/tasks/{id}/kill"), "[0]"), "kill"),
+    ] {
+        let (status, body) = call(&app, request).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            "{what}: {body}"
+        );
+    }
+    // A schedule's options are typed: an unknown one is named, a whole float is an integer.
+    let (status, body) = call(
+        &app,
+        put(
+            "/api/schedules/nightly",
+            r#"{"cron":"0 3 * * *","task":"demo.echo","options":{"colour":"red"}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("unknown field `colour`"), "{body}");
+    let (status, body) = call(
+        &app,
+        put(
+            "/api/schedules/nightly",
+            r#"{"cron":"0 3 * * *","task":"demo.echo","args":{"value":1},"options":{"priority":2.0,"timeout":1000}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The document says so.
+    let (_, doc) = call(&app, get("/api/openapi.json")).await;
+    let options = &doc["components"]["schemas"]["ScheduleOptions"];
+    assert_eq!(options["additionalProperties"], json!(false), "{options}");
+    assert_eq!(
+        doc["components"]["schemas"]["ScheduleRequest"]["properties"]["cron"]["minLength"],
+        json!(1)
+    );
+}

@@ -1,6 +1,8 @@
 //! `GET /api/openapi.json`: the API described from the handlers' own annotations.
 
 use axum::Json;
+use offstage::limits::{MAX_KEY_CHARS, MAX_NAME_CHARS, MAX_OWNER_CHARS};
+use offstage::Status;
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
@@ -71,14 +73,16 @@ pub(crate) fn exact_document() -> Value {
 /// the server writes), simple, braced and URN.
 const UUID_PATTERN: &str = "^([0-9a-fA-F]{32}|(urn:uuid:)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\\})$";
 
+/// No control characters (`char::is_control`: C0, DEL and C1), the rule of `offstage::limits`.
+const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
 /// Tightens parameters to what the server accepts, where the annotations cannot say it: ids
 /// are UUIDs, limits have their ranges, the purge needs its time. (The checks themselves live
 /// in `extract.rs` and the handlers; `tests/api.rs` walks the bad inputs.)
 fn exact(document: &mut Value) {
     let uuid = json!({ "type": "string", "format": "uuid", "pattern": UUID_PATTERN });
-    // `char::is_control`: C0, DEL and C1.
-    let shared_name = json!({ "type": "string", "minLength": 1, "maxLength": 200,
-        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" });
+    let shared_name = json!({ "type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
+        "pattern": NO_CONTROL_PATTERN });
     let schedule_name = json!({ "type": "string", "minLength": 1, "maxLength": 200,
         "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$" });
     // A `Last-Event-ID` is any u64 the server reads.
@@ -89,11 +93,18 @@ fn exact(document: &mut Value) {
         .get_mut("components")
         .and_then(|c| c.get_mut("schemas"))
         .unwrap_or(&mut no_schemas);
-    // Values of shared documents are any JSON, not only objects.
+    // Values of shared documents, a task's args, state and return value, and a task type's
+    // args schema and example are any JSON, not only objects.
     for (schema, field) in [
         ("SharedRecord", "value"),
         ("SharedChange", "value"),
         ("SharedSetRequest", "value"),
+        ("TaskRecord", "args"),
+        ("TaskRecord", "state"),
+        ("TaskRecord", "return_value"),
+        ("ScheduleRecord", "args"),
+        ("TaskTypeView", "args_schema"),
+        ("TaskTypeView", "args_example"),
     ] {
         if let Some(property) = schemas
             .get_mut(schema)
@@ -104,12 +115,68 @@ fn exact(document: &mut Value) {
             *property = json!({ "description": description });
         }
     }
-    if let Some(timeout) = schemas
-        .get_mut("LaunchRequest")
-        .and_then(|s| s.get_mut("properties"))
-        .and_then(|p| p.get_mut("timeout_s"))
-    {
-        timeout["exclusiveMinimum"] = json!(0);
+    // Labels (`offstage::limits`): bounded, no control characters; a key or owner may be null.
+    let text = |max: usize, nullable: bool| {
+        let kind = if nullable {
+            json!(["string", "null"])
+        } else {
+            json!("string")
+        };
+        json!({ "type": kind, "maxLength": max, "pattern": NO_CONTROL_PATTERN })
+    };
+    let on_conflict = |values: &[&str]| {
+        let mut values: Vec<Value> = values.iter().map(|v| json!(v)).collect();
+        values.push(Value::Null);
+        json!({ "enum": values })
+    };
+    // (schema, field, what the server takes there)
+    let fields = [
+        ("LaunchRequest", "name", text(MAX_NAME_CHARS, false)),
+        ("LaunchRequest", "key", text(MAX_KEY_CHARS, true)),
+        ("LaunchRequest", "owner", text(MAX_OWNER_CHARS, true)),
+        (
+            "LaunchRequest",
+            "on_conflict",
+            on_conflict(&["reject", "existing", "supersede"]),
+        ),
+        // Args are any JSON; whether they fit the task type is the task type's to say (422).
+        ("LaunchRequest", "args", json!({})),
+        (
+            "LaunchRequest",
+            "timeout_s",
+            json!({ "type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1e9 }),
+        ),
+        (
+            "LaunchRequest",
+            "delay_s",
+            json!({ "type": ["number", "null"], "minimum": 0, "exclusiveMaximum": 1e9 }),
+        ),
+        ("ScheduleRequest", "task", text(MAX_NAME_CHARS, false)),
+        ("ScheduleRequest", "args", json!({})),
+        // croner parses the trimmed text; whether the fields are a cron expression is a 400.
+        (
+            "ScheduleRequest",
+            "cron",
+            json!({ "type": "string", "minLength": 1, "pattern": "\\S" }),
+        ),
+        ("ScheduleOptions", "key", text(MAX_KEY_CHARS, true)),
+        ("ScheduleOptions", "owner", text(MAX_OWNER_CHARS, true)),
+        (
+            "ScheduleOptions",
+            "on_conflict",
+            on_conflict(&["reject", "existing"]),
+        ),
+    ];
+    for (schema, field, exact) in fields {
+        if let Some(property) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+        {
+            let description = property["description"].clone();
+            *property = exact;
+            property["description"] = description;
+        }
     }
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -158,6 +225,17 @@ fn exact(document: &mut Value) {
                         parameter["schema"] = schedule_name.clone()
                     }
                     ("Last-Event-ID", "header") => parameter["schema"] = event_id.clone(),
+                    // The list's filters meet the rules of what they match.
+                    ("name", "query") => parameter["schema"] = text(MAX_NAME_CHARS, false),
+                    ("owner", "query") => parameter["schema"] = text(MAX_OWNER_CHARS, false),
+                    ("key", "query") => parameter["schema"] = text(MAX_KEY_CHARS, false),
+                    ("status", "query") => {
+                        let mut statuses: Vec<Value> =
+                            Status::ALL.iter().map(|s| json!(s.as_str())).collect();
+                        // Empty: no filter (what a form's "any status" sends).
+                        statuses.push(json!(""));
+                        parameter["schema"] = json!({ "type": "string", "enum": statuses });
+                    }
                     ("finished_before", "query") => {
                         parameter["required"] = json!(true);
                         parameter["schema"] = json!({ "type": "string", "format": "date-time" });

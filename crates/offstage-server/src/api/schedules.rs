@@ -2,16 +2,18 @@
 //! or change one, pause and resume one, delete one. Each tick launches once across all nodes
 //! (see `offstage::schedule`).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use offstage::{LaunchOptions, Schedule, ScheduleRecord};
+use offstage::{LaunchOptions, OnConflict, Schedule, ScheduleRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{Body, NamePath};
+use crate::extract::{whole, Body, NamePath};
 use crate::AppState;
 
 /// Every schedule, by name.
@@ -32,11 +34,45 @@ pub struct ScheduleRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     args: Value,
-    /// Launch options of every launch: `key`, `on_conflict` (`reject` or `existing`: skip a
-    /// tick while the last launch is live), `owner`, `priority`, `timeout` (ms), `isolated`.
+    /// Launch options of every launch.
     #[serde(default)]
-    #[schema(value_type = Object)]
-    options: LaunchOptions,
+    options: ScheduleOptions,
+}
+
+/// The launch options of a schedule's launches: a launch's, less `run_at` (the tick is the run
+/// time) and `on_conflict: supersede` (it would kill the last launch at every tick).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleOptions {
+    /// A key to find the launches by; with `on_conflict`, the key they share.
+    key: Option<String>,
+    /// With `key`: `reject` or `existing` skip a tick while the last launch is live.
+    #[schema(value_type = Option<String>)]
+    on_conflict: Option<OnConflict>,
+    /// Who the launches belong to.
+    owner: Option<String>,
+    /// Higher runs first among queued tasks.
+    #[serde(default, deserialize_with = "whole::option")]
+    priority: Option<i32>,
+    /// Fail a launch if it runs longer than this many milliseconds.
+    #[serde(default, deserialize_with = "whole::option")]
+    timeout: Option<u64>,
+    /// Run each launch in a worker process of its own (or, with false, in-process).
+    isolated: Option<bool>,
+}
+
+impl From<ScheduleOptions> for LaunchOptions {
+    fn from(options: ScheduleOptions) -> Self {
+        LaunchOptions {
+            key: options.key,
+            owner: options.owner,
+            priority: options.priority,
+            timeout: options.timeout.map(Duration::from_millis),
+            run_at: None,
+            isolated: options.isolated,
+            on_conflict: options.on_conflict,
+        }
+    }
 }
 
 /// Every schedule, with its next tick.
@@ -61,7 +97,11 @@ pub(crate) async fn show(
 /// Creates or changes a schedule; an existing one stays paused if it was.
 #[utoipa::path(put, path = "/api/schedules/{name}", tag = "schedules", request_body = ScheduleRequest,
     params(("name" = String, Path, description = "the schedule's name")),
-    responses((status = 200, body = ScheduleRecord), (status = "4XX", body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ScheduleRecord),
+        (status = 400, description = "`invalid_argument`: `cron` is not a cron expression, or \
+            `on_conflict` without `key`; `unknown_task_type`: `task` is no task type this server \
+            runs or a worker serves", body = crate::error::ErrorBody),
+        (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     NamePath(name): NamePath,
@@ -69,7 +109,7 @@ pub(crate) async fn put(
 ) -> Result<Json<ScheduleRecord>, ApiError> {
     let schedule = Schedule::new(name, request.cron, request.task)
         .args(request.args)
-        .options(request.options);
+        .options(request.options.into());
     Ok(Json(state.runtime.put_schedule(schedule).await?))
 }
 

@@ -56,6 +56,7 @@ pub struct SharedSetRequest {
     value: Value,
     /// Write only if the document is at this version (0: it has never been written); 409
     /// otherwise.
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     version: Option<u64>,
 }
 

@@ -57,6 +57,7 @@ pub struct LaunchRequest {
     /// Fail the task if it runs longer than this many seconds.
     timeout_s: Option<f64>,
     /// Higher runs first among queued tasks.
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     priority: Option<i32>,
     /// Do not start before this time (RFC 3339).
     run_at: Option<DateTime<Utc>>,
@@ -71,7 +72,15 @@ pub struct LaunchRequest {
 
 /// Launches a task.
 #[utoipa::path(post, path = "/api/tasks", request_body = LaunchRequest, tag = "tasks",
-    responses((status = 201, body = TaskView), (status = "4XX", body = crate::error::ErrorBody)))]
+    responses((status = 201, body = TaskView),
+        (status = 200, description = "`on_conflict: existing`: the live task with that key", body = TaskView),
+        (status = 400, description = "`unknown_task_type`: `name` is no task type this server runs \
+            or a worker serves (`GET /api/task-types` lists them); `invalid_timeout`, \
+            `invalid_delay`: both `run_at` and `delay_s`; `invalid_argument`", body = crate::error::ErrorBody),
+        (status = 409, description = "`on_conflict: reject` and a live task has the key", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_args`: the args do not fit the task type (its \
+            `args_schema` in `GET /api/task-types`); `invalid_body`", body = crate::error::ErrorBody),
+        (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn launch(
     State(state): State<AppState>,
     Body(request): Body<LaunchRequest>,
@@ -146,7 +155,8 @@ pub(crate) async fn launch(
 pub struct ListQuery {
     /// Only tasks of this task type.
     name: Option<String>,
-    /// Only tasks with this status: queued, running, completed, failed, killed or missing.
+    /// Only tasks with this status: queued, running, completed, failed, killed or missing
+    /// (empty: any status).
     status: Option<String>,
     /// Only tasks with this owner.
     owner: Option<String>,
@@ -174,9 +184,11 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
+    // `status=` (a form's "any status") is no filter.
     let status = query
         .status
         .as_deref()
+        .filter(|status| !status.is_empty())
         .map(str::parse::<Status>)
         .transpose()?;
     let before = query
@@ -225,6 +237,7 @@ pub(crate) async fn show(
 #[serde(deny_unknown_fields)]
 pub struct KillRequest {
     /// How long the task gets to stop by itself before it is aborted (default: the server's).
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     grace_ms: Option<u64>,
 }
 
@@ -237,17 +250,24 @@ pub(crate) async fn kill(
     TaskIdPath(id): TaskIdPath,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The body is optional: empty means the runtime's grace period.
+    // The body is optional: empty or `null` means the runtime's grace period.
+    let invalid = |why: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("{why}: the kill body is optional; if given it is {{\"grace_ms\": 1000}}"),
+        )
+    };
     let request: KillRequest = if body.iter().all(u8::is_ascii_whitespace) {
         KillRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                format!("{e}: the kill body is optional; if given it is {{\"grace_ms\": 1000}}"),
-            )
-        })?
+        match serde_json::from_slice::<Value>(&body).map_err(|e| invalid(e.to_string()))? {
+            Value::Null => KillRequest::default(),
+            object @ Value::Object(_) => {
+                serde_json::from_value(object).map_err(|e| invalid(e.to_string()))?
+            }
+            _ => return Err(invalid("the body is not a JSON object".to_owned())),
+        }
     };
     let record = state.runtime.record(id).await?;
     if record.status.is_terminal() {
