@@ -8,9 +8,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use offstage::testing::conformance::{Backend, PostgresBackend, SqliteBackend};
@@ -20,28 +19,12 @@ use common::{Api, Server, BIN};
 
 /// `offstage serve --demo` with a short heartbeat and node timeout, its log in a file.
 fn node(db: &str, log: &PathBuf) -> Server {
-    let mut child: Child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--db", db, "--demo"])
-        .args(["--heartbeat-s", "0.5", "--node-timeout-s", "2"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("offstage listening on ")
-        .expect(&first)
-        .to_owned();
-    Server {
-        child,
-        url,
-        db: db.to_owned(),
-    }
+    Server::start_logging(
+        db,
+        "127.0.0.1:0",
+        &["--demo", "--heartbeat-s", "0.5", "--node-timeout-s", "2"],
+        std::fs::File::create(log).unwrap(),
+    )
 }
 
 fn signal(server: &Server, name: &str) {
@@ -128,13 +111,18 @@ fn frozen_then_resumed(db: &str) {
             assert_ne!(echoed["node"].as_str(), Some(old_node.as_str()), "{echoed}");
 
             // A said what happened, and rejoined.
-            let said = poll_file(&log_a, "declared dead", Duration::from_secs(10)).await;
+            let said = poll_file(&log_a, "declared dead", 1, Duration::from_secs(10)).await;
             assert!(said.contains("rejoin"), "{said}");
 
-            // Its lost tasks, which it went on running for a moment, are stopped; nothing they
-            // did after recovery reached the store. (The kill grace is 5 s; demo.count stops at
-            // once when cancelled. Give it a second more than a few flushes and heartbeats.)
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Its lost tasks, which it went on running for a moment, are stopped (each says so in
+            // its log) and nothing they did after recovery reached the store.
+            poll_file(
+                &log_a,
+                "no longer owns",
+                lost.len(),
+                Duration::from_secs(15),
+            )
+            .await;
             for (id, (task, lines)) in lost.iter().zip(&recorded) {
                 assert_eq!(&api_b.get(&format!("/api/tasks/{id}")).await, task);
                 assert_eq!(&logs(&api_b, id).await, lines);
@@ -164,13 +152,14 @@ fn frozen_then_resumed(db: &str) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Reads the log file at `path` until it has a line containing `needle`; that line.
-async fn poll_file(path: &PathBuf, needle: &str, limit: Duration) -> String {
+/// Reads the log file at `path` until it has `count` lines containing `needle`; the first.
+async fn poll_file(path: &PathBuf, needle: &str, count: usize, limit: Duration) -> String {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return line.to_owned();
+        let found: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+        if found.len() >= count {
+            return found[0].to_owned();
         }
         assert!(
             tokio::time::Instant::now() < deadline,

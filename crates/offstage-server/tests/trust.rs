@@ -328,7 +328,8 @@ async fn serve_takes_hosts_origins_and_tokens_from_a_file_or_the_environment() {
     )
     .unwrap();
     let db = SqliteBackend.new_database();
-    let mut child = Command::new(common::BIN)
+    let mut command = Command::new(common::BIN);
+    command
         .args(["serve", "--demo", "--addr", "127.0.0.1:0", "--db", &db])
         .args([
             "--allowed-host",
@@ -342,23 +343,11 @@ async fn serve_takes_hosts_origins_and_tokens_from_a_file_or_the_environment() {
             "OFFSTAGE_TOKENS",
             "launch:env-secret-l, worker:env-secret-w",
         )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("offstage listening on ")
-        .expect(&first)
-        .to_owned();
+        .stderr(Stdio::null());
+    let server = common::Server::spawn(command, &db);
+    let url = server.url.clone();
     let port = url.rsplit(':').next().unwrap().to_owned();
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.child.id())).unwrap();
     assert!(
         !String::from_utf8_lossy(&cmdline).contains("secret"),
         "no secret in ps"
@@ -404,8 +393,7 @@ async fn serve_takes_hosts_origins_and_tokens_from_a_file_or_the_environment() {
         "--allowed-origin"
     );
     assert_eq!(launch("http://app.test:3001").await.unwrap().status(), 403);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 
     // A bad token file stops the server, and its message does not repeat the secret.
     std::fs::write(&file, "control:fine\nhunter2\n").unwrap();

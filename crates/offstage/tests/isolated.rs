@@ -39,15 +39,8 @@ async fn a_worker_that_dies_before_its_handshake_fails_the_task_with_its_status_
         warm: 0,
     })
     .await;
-    let task = rt
-        .launch_json("test.isolated_double", json!(21))
-        .await
-        .unwrap();
     // Well inside the 20 s a worker process has to connect: its death is noticed at once.
-    let record = tokio::time::timeout(Duration::from_secs(10), task.wait())
-        .await
-        .expect("the task failed at once, not after the startup timeout")
-        .unwrap();
+    let record = double_21(&rt, Duration::from_secs(10)).await;
     assert_eq!(record.status, Status::Failed, "{record:?}");
     let error = record.error.expect("a failed task has an error");
     assert_eq!(error.kind, "worker_spawn", "{error:?}");
@@ -65,6 +58,18 @@ async fn a_worker_that_dies_before_its_handshake_fails_the_task_with_its_status_
         );
     }
     rt.shutdown().await.unwrap();
+}
+
+/// Launches `test.isolated_double` of 21 on `rt`; its final record, within `limit`.
+async fn double_21(rt: &offstage::Runtime, limit: Duration) -> offstage::TaskRecord {
+    let task = rt
+        .launch_json("test.isolated_double", json!(21))
+        .await
+        .unwrap();
+    tokio::time::timeout(limit, task.wait())
+        .await
+        .expect("the task ends within the limit")
+        .unwrap()
 }
 
 const APP_MAIN_RAN: &str = "the app's main went on past isolation_entry";
@@ -96,20 +101,13 @@ async fn isolation_entry_at_the_top_of_main_serves_the_node_and_nothing_else_run
         warm: 0,
     })
     .await;
-    let task = rt
-        .launch_json("test.isolated_double", json!(21))
-        .await
-        .unwrap();
-    let record = tokio::time::timeout(Duration::from_secs(30), task.wait())
-        .await
-        .expect("the task ends")
-        .unwrap();
+    let record = double_21(&rt, Duration::from_secs(30)).await;
     assert_eq!(
         (record.status, record.return_value.clone()),
         (Status::Completed, Some(json!(42))),
         "{record:?}"
     );
-    let logs = rt.logs(task.id(), 0, 1_000).await.unwrap();
+    let logs = rt.logs(record.id, 0, 1_000).await.unwrap();
     assert!(
         logs.iter()
             .any(|l| l.message.contains("running in isolated worker process")),

@@ -60,13 +60,18 @@ impl Server {
 
     /// `offstage serve` on `addr` with only `extra` arguments, its log (stderr) to `log`.
     pub fn start_logging(db: &str, addr: &str, extra: &[&str], log: impl Into<Stdio>) -> Server {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--addr", addr, "--db", db])
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        Server::spawn(command, db)
+    }
+
+    /// Runs `command` (an `offstage serve` on `db`, as the caller set it up: arguments,
+    /// environment, stderr) and waits for the line that says where it listens.
+    pub fn spawn(mut command: Command, db: &str) -> Server {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)

@@ -374,7 +374,7 @@ impl Store for PostgresStore {
                 record.finished_at = None;
                 record.node = None;
             }
-            lines.insert(&mut tx).await.map_err(err)?;
+            lines.insert(&mut tx, None).await.map_err(err)?;
         }
         // Shared-state locks of nodes that are gone (just now, or before): cheap, as only locked
         // rows are read, so on every pass.
@@ -550,7 +550,7 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
         }
-        logs.insert_running_on(&mut tx, node).await.map_err(err)?;
+        logs.insert(&mut tx, Some(node)).await.map_err(err)?;
         tx.commit().await.map_err(err)
     }
 

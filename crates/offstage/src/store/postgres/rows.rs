@@ -154,31 +154,12 @@ impl LogArrays {
         }
     }
 
-    pub(super) async fn insert(self, conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
-        if self.task_id.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO offstage_logs (task_id, seq, at, level, message) \
-             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::text[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(self.task_id)
-        .bind(self.seq)
-        .bind(self.at)
-        .bind(self.level)
-        .bind(self.message)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
-    /// Inserts the lines of tasks that are running on `node`, dropping the others' (fenced:
-    /// a node writes only about its own tasks).
-    pub(super) async fn insert_running_on(
+    /// Inserts the lines. With `running_on`, only those of tasks still running on that node
+    /// (fenced: a node writes only about its own tasks); the others' are dropped.
+    pub(super) async fn insert(
         self,
         conn: &mut sqlx::PgConnection,
-        node: crate::id::NodeId,
+        running_on: Option<crate::id::NodeId>,
     ) -> sqlx::Result<()> {
         if self.task_id.is_empty() {
             return Ok(());
@@ -187,8 +168,8 @@ impl LogArrays {
             "INSERT INTO offstage_logs (task_id, seq, at, level, message) \
              SELECT l.* FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], \
                                     $5::text[]) AS l(task_id, seq, at, level, message) \
-             WHERE EXISTS (SELECT 1 FROM offstage_tasks t WHERE t.id = l.task_id \
-                           AND t.node = $6 AND t.status = 'running') \
+             WHERE $6::uuid IS NULL OR EXISTS (SELECT 1 FROM offstage_tasks t \
+                 WHERE t.id = l.task_id AND t.node = $6 AND t.status = 'running') \
              ON CONFLICT DO NOTHING",
         )
         .bind(self.task_id)
@@ -196,7 +177,7 @@ impl LogArrays {
         .bind(self.at)
         .bind(self.level)
         .bind(self.message)
-        .bind(node.as_uuid())
+        .bind(running_on.map(|node| node.as_uuid()))
         .execute(conn)
         .await?;
         Ok(())

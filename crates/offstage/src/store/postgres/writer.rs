@@ -175,7 +175,8 @@ async fn run(pool: &PgPool, batch: &[Write]) -> sqlx::Result<Applied> {
             }
         }
     }
-    logs.insert(&mut tx).await?;
+    // Only applied finishes' lines are here: no fence needed.
+    logs.insert(&mut tx, None).await?;
     tx.commit().await?;
     Ok(applied)
 }
