@@ -114,7 +114,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     let _ = writeln!(
         out,
         "offstage_events_total {}",
-        state.runtime.event_bus().last_seq()
+        state.runtime.events_published()
     );
     out.push_str(
         "# HELP offstage_task_duration_seconds Run time of tasks that ended on this node.\n",

@@ -248,11 +248,14 @@ impl EventBus {
                 last: oldest - 1,
             }));
         }
+        // The replay buffer is in sequence order: start at the first event after `seq` (none,
+        // for a subscriber that starts now) instead of filtering the whole buffer.
+        let first = inner.replay.partition_point(|e| e.seq <= seq);
         backlog.extend(
             inner
                 .replay
-                .iter()
-                .filter(|e| e.seq > seq && task.is_none_or(|id| e.task_id == id))
+                .range(first..)
+                .filter(|e| task.is_none_or(|id| e.task_id == id))
                 .cloned()
                 .map(Ok),
         );
@@ -358,6 +361,33 @@ impl Subscription {
                     }
                 }
             }
+        }
+    }
+
+    /// Ends a one-task subscription whose task is already over with its `finished` event:
+    /// the replayed events, then `finished` carrying `record` (unless the replay has it),
+    /// numbered `seq`; nothing live after it.
+    pub(crate) fn end_with(&mut self, record: crate::task::TaskRecord, seq: u64) {
+        let has_finished = self.backlog.iter().any(|event| {
+            matches!(
+                event,
+                Ok(Event {
+                    kind: EventKind::Finished { .. },
+                    ..
+                })
+            )
+        });
+        if !has_finished {
+            let task_id = record.id;
+            let at = record.finished_at.unwrap_or(record.launched_at);
+            self.backlog.push_back(Ok(Event {
+                seq,
+                task_id,
+                at,
+                kind: EventKind::Finished {
+                    task: Arc::new(record),
+                },
+            }));
         }
     }
 

@@ -82,6 +82,16 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The log sequence numbers of attempt `attempt` (1 for the first run): each attempt numbers
+/// its lines in a range of its own, `(attempt - 1) * 2^32 + 1 ..= attempt * 2^32`, after every
+/// earlier attempt's lines. A retried task's log reads in order, and a line written about an
+/// attempt after it ended (recovery's "went missing" note, at the end of the lost attempt's
+/// range) never collides with a line the attempt wrote itself.
+pub(crate) fn attempt_log_seqs(attempt: u32) -> std::ops::RangeInclusive<u64> {
+    let attempt = u64::from(attempt.max(1));
+    ((attempt - 1) << 32) + 1..=attempt << 32
+}
+
 /// Caps on one task's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogLimits {

@@ -22,8 +22,14 @@ async fn restart_child_process() {
     let rt = runtime_with(&SqliteBackend, &database, |b| b).await;
     let task = rt.launch_json("test.stubborn", json!(null)).await.unwrap();
     // Wait until a state write has reached the store, as the parent will check it.
+    let store = offstage::store::sqlite::SqliteStore::open(&database)
+        .await
+        .unwrap();
     loop {
-        let saved = rt.store().get(task.id()).await.unwrap().unwrap();
+        let saved = offstage::store::Store::get(&store, task.id())
+            .await
+            .unwrap()
+            .unwrap();
         if saved.state.get("n").is_some() {
             break;
         }

@@ -286,32 +286,22 @@ async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let record = owned(&state.runtime, &id, &session).await?;
-    // Subscribe, then read: whatever happens in between is in the subscription, and a state
-    // event that repeats the snapshot's state does no harm.
-    let subscription = state.runtime.event_bus().subscribe_task(record.id);
-    let record = state.runtime.record(record.id).await?;
-    let over = !record.is_running();
-    let snapshot = futures::stream::iter([
-        Some(sse("snapshot", &record)),
-        over.then(|| sse("finished", &record)),
-    ])
-    .filter_map(|event| async move { event.map(Ok) });
-    let live = (!over).then(|| {
-        subscription.into_stream().filter_map(|event| async move {
-            match event {
-                Ok(event) => match &event.kind {
-                    EventKind::State { state } => Some(Ok(sse("state", state))),
-                    EventKind::Log { line } => Some(Ok(sse("log", line))),
-                    EventKind::Finished { task } => Some(Ok(sse("finished", task))),
-                    EventKind::Launched { .. } | EventKind::Started { .. } => None,
-                },
-                // Missed events: the page asks for a fresh snapshot by reconnecting.
-                Err(offstage::RecvError::Gap { .. }) => Some(Ok(sse("gap", &json!({})))),
-                Err(offstage::RecvError::Closed) => None,
-            }
-        })
+    // The record now and every event after it; for a crawl already over, only `finished`.
+    let (record, subscription) = state.runtime.follow(record.id).await?;
+    let snapshot = futures::stream::once(async move { Ok(sse("snapshot", &record)) });
+    let live = subscription.into_stream().filter_map(|event| async move {
+        match event {
+            Ok(event) => match &event.kind {
+                EventKind::State { state } => Some(Ok(sse("state", state))),
+                EventKind::Log { line } => Some(Ok(sse("log", line))),
+                EventKind::Finished { task } => Some(Ok(sse("finished", task))),
+                EventKind::Launched { .. } | EventKind::Started { .. } => None,
+            },
+            // Missed events: the page asks for a fresh snapshot by reconnecting.
+            Err(offstage::RecvError::Gap { .. }) => Some(Ok(sse("gap", &json!({})))),
+            Err(offstage::RecvError::Closed) => None,
+        }
     });
-    let live = futures::stream::iter(live).flatten();
     Ok(Sse::new(snapshot.chain(live))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -85,34 +85,9 @@ pub(crate) async fn task(
     TaskIdPath(id): TaskIdPath,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let bus = state.runtime.event_bus();
-    // Subscribe first, then read: nothing that happens in between is missed.
-    let since = last_event_id(&headers)?.unwrap_or_else(|| bus.last_seq());
-    let subscription = bus.subscribe_task_since(id, since);
-    let record = state.runtime.record(id).await?;
-    let stream = if record.status.is_terminal() {
-        // Already over: what the buffer still has after `since`, and the final record if the
-        // buffer's `finished` is not among it; then the end.
-        drop(subscription);
-        let mut events = bus.replay_task(id, since).unwrap_or_default();
-        if !events
-            .last()
-            .is_some_and(|e| matches!(e.kind, offstage::EventKind::Finished { .. }))
-        {
-            let at = record.finished_at.unwrap_or(record.launched_at);
-            let kind = offstage::EventKind::Finished {
-                task: record.into(),
-            };
-            events.push(offstage::Event {
-                seq: bus.last_seq().max(since),
-                task_id: id,
-                at,
-                kind,
-            });
-        }
-        futures::stream::iter(events.into_iter().map(|event| Ok(sse_event(&event)))).left_stream()
-    } else {
-        sse_stream(subscription).right_stream()
+    let (_, subscription) = match last_event_id(&headers)? {
+        Some(seq) => state.runtime.follow_since(id, seq).await?,
+        None => state.runtime.follow(id).await?,
     };
-    Ok(Sse::new(stream).keep_alive(keep_alive()))
+    Ok(Sse::new(sse_stream(subscription)).keep_alive(keep_alive()))
 }

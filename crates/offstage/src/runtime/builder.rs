@@ -3,7 +3,7 @@
 use std::future::Future;
 #[cfg(feature = "sqlite")]
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing_core::LevelFilter;
 
-use super::{maintenance, scheduler, Clock, Inner, Runtime};
+use super::{claimer, maintenance, Clock, Inner, Runtime};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, TaskError};
 use crate::event::EventBus;
@@ -42,7 +42,7 @@ pub struct Config {
     /// A node whose heartbeat is older than this is dead and its tasks `missing`
     /// (default 10 s). On SQLite a dead process on the same machine is noticed at once.
     pub node_timeout: Duration,
-    /// How often the scheduler looks for tasks queued by other processes (default 500 ms).
+    /// How often the claimer looks for tasks queued by other processes (default 500 ms).
     pub poll_interval: Duration,
     /// Recent events kept for subscribers that resume (default 16,384).
     pub event_replay: usize,
@@ -429,13 +429,8 @@ impl RuntimeBuilder {
         let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
         let capture =
             tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
-        let limited = self.registry.limited();
         let names: Vec<String> = self.registry.names().map(str::to_owned).collect();
-        let unlimited = names
-            .iter()
-            .filter(|name| !limited.iter().any(|(l, _)| l == *name))
-            .cloned()
-            .collect();
+        let claims = super::claimer::ClaimSet::new(&names, &self.registry.limited());
         let isolation = super::isolation::Pool::new(
             self.isolation.clone().unwrap_or_default(),
             node,
@@ -451,23 +446,19 @@ impl RuntimeBuilder {
             store,
             registry: self.registry,
             names,
-            unlimited,
-            limited,
+            claims,
             events: Arc::new(EventBus::new(self.config.event_replay)),
+            slots: super::slots::Slots::new(self.config.max_concurrency),
             config: self.config,
             clock,
             live: Mutex::new(Default::default()),
             dirty: Mutex::new(Vec::new()),
-            slots: AtomicUsize::new(0),
-            backlog: AtomicBool::new(true),
-            handoff: AtomicUsize::new(0),
-            wake: Default::default(),
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
             schedules_changed: Default::default(),
             rerun,
             capture,
-            workers: super::dispatch::Workers::new(self.remote),
+            workers: super::remote::Workers::new(self.remote),
             announce,
             isolation,
             shared,
@@ -489,7 +480,7 @@ impl RuntimeBuilder {
         for schedule in &self.schedules {
             super::ticker::put(&inner, schedule).await?;
         }
-        tokio::spawn(scheduler::run(Arc::downgrade(&inner)));
+        tokio::spawn(claimer::run(Arc::downgrade(&inner)));
         tokio::spawn(super::ticker::run(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));
         tokio::spawn(maintenance::flush_loop(Arc::downgrade(&inner)));

@@ -5,12 +5,11 @@
 //! node is a [`Notice`] handed to the announcer, which sends whatever queued up in one
 //! [`Store::notify`](crate::store::Store::notify) call, in order. The listener takes the other
 //! nodes' notices: their events go on this node's bus (so `rt.events()`, SSE and
-//! `Task::wait` see tasks on every node live), a queued task wakes the scheduler, a kill for a
+//! `Task::wait` see tasks on every node live), a queued task wakes the claimer, a kill for a
 //! task here stops it, a shared document's change or release wakes this node's lockers and
 //! reaches its watchers. Notices are hints: when the listener reports it may have missed some,
 //! the node re-polls the queue and its kill requests at once.
 
-use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -62,10 +61,8 @@ pub(crate) async fn listen_loop(rt: Weak<Inner>, mut notices: mpsc::UnboundedRec
 async fn apply(rt: &Inner, notice: Notice) {
     match notice {
         Notice::Queued => {
-            rt.backlog.store(true, Ordering::Release);
-            rt.wake.notify_one();
             // It may be for a type a worker connected here serves.
-            rt.workers.wake.notify_waiters();
+            rt.wake_all_claimers();
         }
         Notice::Kill {
             task_id,
@@ -82,9 +79,8 @@ async fn apply(rt: &Inner, notice: Notice) {
         Notice::Event { node, event } if node != rt.origin => {
             // A task of a limited type that ends elsewhere frees a place here too.
             if let crate::event::EventKind::Finished { task } = &event.kind {
-                if rt.limited.iter().any(|(name, _)| *name == task.name) {
-                    rt.backlog.store(true, Ordering::Release);
-                    rt.wake.notify_one();
+                if rt.claims.is_limited(&task.name) {
+                    rt.slots.wake_claimer();
                 }
             }
             rt.events.publish(event.task_id, event.at, event.kind);
@@ -101,8 +97,7 @@ async fn apply(rt: &Inner, notice: Notice) {
             tracing::info!(
                 "the notice listener reconnected; re-polling the queue and kill requests"
             );
-            rt.backlog.store(true, Ordering::Release);
-            rt.wake.notify_one();
+            rt.slots.wake_claimer();
             maintenance::apply_kill_requests(rt).await;
         }
         _ => {}

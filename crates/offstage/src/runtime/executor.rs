@@ -17,6 +17,7 @@ use serde_json::Value;
 use tracing::instrument::WithSubscriber;
 
 use super::live::{LiveTask, StopReason, StopRequest};
+use super::slots::Permit;
 use super::Inner;
 use crate::context::Context;
 use crate::error::{ErrorKind, TaskError};
@@ -45,9 +46,15 @@ enum Outcome {
     Stopped { request: StopRequest, aborted: bool },
 }
 
-/// Starts `record` (already `running` on this node in the store) in its slot. `prepared` is
-/// the body with its args deserialized, when the launcher already made it.
-pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepared>) {
+/// Starts `record` (already `running` on this node in the store) in the slot `permit` holds,
+/// until its body ends. `prepared` is the body with its args deserialized, when the launcher
+/// already made it.
+pub(crate) fn start(
+    rt: &Arc<Inner>,
+    record: TaskRecord,
+    prepared: Option<Prepared>,
+    permit: Permit,
+) {
     if record.isolated {
         if let Ok(registered) = rt.registry.get(&record.name) {
             // Its args were checked at launch; the worker process deserializes them again.
@@ -58,7 +65,7 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
                 let record = Arc::clone(&ctx.live().expect("on its node").started);
                 super::isolation::body(pool, ctx, record, memory_limit, grace).boxed()
             };
-            launch_body(rt, record, Ok(Box::new(body)), true);
+            launch_body(rt, record, Ok(Box::new(body)), Some(permit));
             return;
         }
     }
@@ -80,7 +87,7 @@ pub(crate) fn start(rt: &Arc<Inner>, record: TaskRecord, prepared: Option<Prepar
     let body = prepared.map(|prepared| -> Box<dyn FnOnce(Context) -> Body + Send> {
         Box::new(move |ctx| prepared(ctx).map(BodyEnd::Returned).boxed())
     });
-    launch_body(rt, record, body, true);
+    launch_body(rt, record, body, Some(permit));
 }
 
 /// Starts `record` with a body that runs elsewhere (a worker); it takes none of this node's
@@ -90,14 +97,14 @@ pub(crate) fn start_elsewhere(
     record: TaskRecord,
     body: impl FnOnce(Context) -> Body + Send + 'static,
 ) -> Arc<LiveTask> {
-    launch_body(rt, record, Ok(Box::new(body)), false)
+    launch_body(rt, record, Ok(Box::new(body)), None)
 }
 
 fn launch_body(
     rt: &Arc<Inner>,
     record: TaskRecord,
     body: Result<Box<dyn FnOnce(Context) -> Body + Send>, TaskError>,
-    in_slot: bool,
+    permit: Option<Permit>,
 ) -> Arc<LiveTask> {
     let record = Arc::new(record);
     let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record));
@@ -116,12 +123,10 @@ fn launch_body(
                 )
             });
             let body = body(Context::node(Arc::clone(&live)));
-            tokio::spawn(supervise(Arc::clone(&live), body, deadline, in_slot));
+            tokio::spawn(supervise(Arc::clone(&live), body, deadline, permit));
         }
         Err(error) => {
-            if in_slot {
-                rt.release_slots(1);
-            }
+            drop(permit);
             tokio::spawn(finish(
                 Arc::clone(&live),
                 Outcome::Ended(BodyEnd::Returned(Err(error))),
@@ -150,14 +155,12 @@ impl Drop for Unlist {
 
 type Deadline = Option<(tokio::time::Instant, Duration)>;
 
-async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline, in_slot: bool) {
+async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline, permit: Option<Permit>) {
     let _unlist = Unlist(Arc::clone(&live));
     // The body is dropped when `run` returns: that is the abort, at the await it was parked on.
     let outcome = run(&live, body, deadline).await;
     // The body no longer runs: its slot is free even while the outcome is being saved.
-    if in_slot {
-        live.rt.release_slots(1);
-    }
+    drop(permit);
     finish(live, outcome).await;
 }
 
@@ -364,8 +367,7 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         // Queued again: announced as `launched` once more (same id, the next attempt to come),
         // and claimable by any node once due.
         rt.publish(live.id, EventKind::Launched { task: final_record });
-        rt.backlog.store(true, std::sync::atomic::Ordering::Release);
-        rt.wake.notify_one();
+        rt.slots.wake_claimer();
         rt.tell_others(crate::store::Notice::Queued);
     } else {
         rt.publish(live.id, EventKind::Finished { task: final_record });

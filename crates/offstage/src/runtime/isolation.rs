@@ -125,16 +125,6 @@ impl Pool {
         }
     }
 
-    /// The pids of the idle processes.
-    pub(crate) fn idle_pids(&self) -> Vec<u32> {
-        self.idle
-            .lock()
-            .expect("pool poisoned")
-            .iter()
-            .map(|p| p.pid)
-            .collect()
-    }
-
     async fn checkout(self: &Arc<Self>) -> Result<Process, Error> {
         loop {
             let idle = self.idle.lock().expect("pool poisoned").pop();
@@ -495,15 +485,7 @@ pub(crate) async fn body(
         pool: Arc::clone(&pool),
         process: Some(process),
     };
-    let assign = ServerMessage::Assign {
-        task_id: record.id,
-        name: record.name.clone(),
-        args: record.args.clone(),
-        attempt: record.attempt,
-        owner: record.owner.clone(),
-        timeout_ms: record.timeout_ms,
-        memory_limit_bytes: memory_limit,
-    };
+    let assign = super::remote::assign(&record, memory_limit);
     let process = running.process.as_mut().expect("just put there");
     let _ = process.to_child.send(to_text(&assign));
     let mut kill_sent = false;
@@ -511,15 +493,10 @@ pub(crate) async fn body(
         let process = running.process.as_mut().expect("present until the end");
         tokio::select! {
             message = process.from_child.recv() => match message {
-                Some(WorkerMessage::State { state, .. }) => {
-                    if let Err(error) = ctx.set_state_value(state) {
-                        ctx.log_at(LogLevel::Warn, error.to_string());
-                    }
-                }
-                Some(WorkerMessage::Log { level, message, .. }) => ctx.log_at(level, message),
-                Some(WorkerMessage::Completed { return_value, .. }) => break Ok(return_value),
-                Some(WorkerMessage::Failed { error, .. }) => break Err(error),
-                Some(WorkerMessage::Heartbeat | WorkerMessage::Hello { .. }) => {}
+                Some(message) => match super::remote::report(&live, message) {
+                    super::remote::Report::Progress => {}
+                    super::remote::Report::Answer(answer) => break answer,
+                },
                 None => {
                     // The connection is gone: the process died (or broke the protocol).
                     let mut process = running.process.take().expect("present");

@@ -351,13 +351,17 @@ impl Launch {
         let (id, now) = (queued.id, queued.launched_at);
         let due = queued.run_at <= now;
         // Start at once, skipping the queue, when the task is due and a slot is free. Slots
-        // that free up while tasks wait in the store go to the scheduler instead (see
-        // `release_slots`), so this never takes a slot a queued task was waiting for.
+        // that free up while tasks wait in the store go to the claimer instead (see
+        // `slots.rs`), so this never takes a slot a queued task was waiting for.
         let elsewhere = prepared.is_none();
         // A type with a concurrency limit always goes through a claim, which counts.
-        let limited = rt.limited.iter().any(|(name, _)| *name == queued.name);
-        let mut direct = due && !elsewhere && !limited && rt.try_reserve_slot();
-        let mut stored = if direct {
+        let limited = rt.claims.is_limited(&queued.name);
+        let mut permit = if due && !elsewhere && !limited {
+            rt.slots.try_acquire()
+        } else {
+            None
+        };
+        let mut stored = if permit.is_some() {
             TaskRecord {
                 status: Status::Running,
                 started_at: Some(now),
@@ -377,21 +381,15 @@ impl Launch {
             let live = match inserted {
                 Ok(None) => break,
                 Ok(Some(live)) => live,
-                Err(error) if direct && error.kind() == ErrorKind::NodeDead => {
+                Err(error) if permit.is_some() && error.kind() == ErrorKind::NodeDead => {
                     // This node was declared dead and may not start tasks: the launch goes in
                     // queued instead (nothing was inserted), and the node rejoins.
-                    rt.release_slots(1);
+                    permit = None;
                     super::maintenance::rejoin(&rt, stored.node.unwrap_or_else(|| rt.node())).await;
-                    direct = false;
                     stored = queued.clone();
                     continue;
                 }
-                Err(error) => {
-                    if direct {
-                        rt.release_slots(1);
-                    }
-                    return Err(error);
-                }
+                Err(error) => return Err(error),
             };
             match on_conflict {
                 Some(OnConflict::Supersede) if rounds < SUPERSEDE_ROUNDS => {
@@ -399,17 +397,11 @@ impl Launch {
                     // Ended (killed, or done by itself meanwhile) before this one goes in.
                     if let Err(error) = rt.kill(live.id, None).await {
                         if error.kind() != ErrorKind::NotFound {
-                            if direct {
-                                rt.release_slots(1);
-                            }
                             return Err(error);
                         }
                     }
                 }
                 Some(OnConflict::Existing) => {
-                    if direct {
-                        rt.release_slots(1);
-                    }
                     return Ok(Task {
                         since: rt.events.last_seq(),
                         id: live.id,
@@ -420,9 +412,6 @@ impl Launch {
                     });
                 }
                 _ => {
-                    if direct {
-                        rt.release_slots(1);
-                    }
                     return Err(Error::new(
                         ErrorKind::Conflict,
                         format!(
@@ -450,8 +439,8 @@ impl Launch {
             since: seq - 1,
             existing: false,
         };
-        if direct {
-            executor::start(&rt, stored, prepared);
+        if let Some(permit) = permit {
+            executor::start(&rt, stored, prepared, permit);
         } else {
             rt.wake_for_queued(elsewhere, due);
         }

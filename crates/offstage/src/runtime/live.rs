@@ -77,9 +77,7 @@ pub(crate) struct LiveTask {
 impl LiveTask {
     pub(crate) fn new(rt: Arc<Inner>, started: Arc<TaskRecord>) -> Arc<Self> {
         let state = Arc::new(started.state.clone());
-        // Each attempt numbers its log lines in a range of its own, after the earlier
-        // attempts' lines: attempt n from (n - 1) * 2^32 + 1.
-        let first_log_seq = (u64::from(started.attempt.saturating_sub(1)) << 32) + 1;
+        let first_log_seq = *crate::log::attempt_log_seqs(started.attempt).start();
         Arc::new(Self {
             id: started.id,
             started,

@@ -58,7 +58,7 @@ pub(crate) fn rerun(registry: &crate::registry::Registry) -> Option<Rerun> {
         let delay = policy.jittered_delay(attempt);
         let line = LogLine {
             // The last number of this attempt's range: after any line the lost attempt wrote.
-            seq: u64::from(attempt) << 32,
+            seq: *crate::log::attempt_log_seqs(attempt).end(),
             at: now,
             level: LogLevel::Warn,
             message: format!(
@@ -187,9 +187,7 @@ pub(crate) async fn rejoin(rt: &Inner, dead: NodeId) {
             grace: rt.config.kill_grace,
         });
     }
-    rt.backlog.store(true, Ordering::Release);
-    rt.wake.notify_one();
-    rt.workers.wake.notify_waiters();
+    rt.wake_all_claimers();
 }
 
 pub(crate) async fn flush_loop(rt: Weak<Inner>) {
@@ -237,7 +235,7 @@ pub(crate) async fn flush(rt: &Inner) {
 
 pub(crate) async fn shutdown(rt: &Arc<Inner>) -> Result<(), Error> {
     rt.shutting_down.store(true, Ordering::Release);
-    rt.wake.notify_one();
+    rt.slots.remind_claimer();
     let drain = tokio::time::sleep(rt.config.shutdown_drain);
     tokio::pin!(drain);
     let mut interrupted = false;

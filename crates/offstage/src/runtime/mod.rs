@@ -25,21 +25,22 @@
 //! ```
 
 mod builder;
+mod claimer;
 mod cluster;
-mod dispatch;
 mod executor;
 mod isolation;
 mod launch;
 pub(crate) mod live;
 mod maintenance;
-mod scheduler;
+mod remote;
 pub(crate) mod shared;
+mod slots;
 mod spawned;
 mod ticker;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,11 +48,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use self::builder::{Config, RuntimeBuilder};
-pub use self::dispatch::WorkerInfo;
 pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
+pub use self::remote::WorkerInfo;
 use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind, Subscription};
 use crate::id::{NodeId, TaskId};
@@ -113,11 +114,9 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     /// The registered names.
     pub(crate) names: Vec<String>,
-    /// The registered names without a concurrency limit, in the form `Store::claim` takes them.
-    pub(crate) unlimited: Vec<String>,
-    /// Registered types with a concurrency limit, claimed one by one with
-    /// `Store::claim_limited`.
-    pub(crate) limited: Vec<(String, usize)>,
+    /// The registered names, as the claimer claims them: types with a concurrency limit one
+    /// by one, the rest together.
+    pub(crate) claims: claimer::ClaimSet,
     pub(crate) config: Config,
     pub(crate) clock: Clock,
     pub(crate) events: Arc<EventBus>,
@@ -126,17 +125,9 @@ pub(crate) struct Inner {
     /// Live tasks with unsaved state or log lines, for the flusher.
     /// Weak, so a task that ended (its unsaved writes taken by `finish`) is simply skipped.
     pub(crate) dirty: Mutex<Vec<std::sync::Weak<LiveTask>>>,
-    /// Slots in use: running tasks plus slots reserved for tasks about to start.
-    pub(crate) slots: AtomicUsize,
-    /// True when due tasks may be waiting in the store: a slot that frees up then goes to the
-    /// scheduler (through `handoff`) instead of to whichever launch comes next, so queued tasks
-    /// get freed slots in priority order.
-    pub(crate) backlog: AtomicBool,
-    /// Slots freed while there was a backlog, still counted in `slots`, kept for the
-    /// scheduler's next claim.
-    pub(crate) handoff: AtomicUsize,
-    /// Wakes the scheduler: a slot freed up, or a task was queued.
-    pub(crate) wake: Notify,
+    /// How many tasks run here at once: a task on this node holds a permit while its body
+    /// runs, and freed slots go to the claimer first while tasks wait in the store.
+    pub(crate) slots: Arc<slots::Slots>,
     pub(crate) shutting_down: AtomicBool,
     /// Notified whenever a live task ends, for shutdown to wait on.
     pub(crate) ended: Notify,
@@ -147,7 +138,7 @@ pub(crate) struct Inner {
     /// The `tracing` dispatcher wrapped around every task body to capture its events.
     pub(crate) capture: tracing::Dispatch,
     /// Connected workers and the task types they serve.
-    pub(crate) workers: dispatch::Workers,
+    pub(crate) workers: remote::Workers,
     /// Worker processes for isolated tasks (started when the first one is needed, or at once
     /// when a task type is isolated).
     pub(crate) isolation: Arc<isolation::Pool>,
@@ -212,12 +203,7 @@ impl Runtime {
         outgoing: tokio::sync::mpsc::UnboundedSender<String>,
         peer: &str,
     ) -> Result<(), crate::worker::protocol::ProtocolError> {
-        dispatch::serve(&self.inner, incoming, outgoing, peer).await
-    }
-
-    /// The process ids of the idle isolated worker processes, ready for the next isolated task.
-    pub fn idle_worker_processes(&self) -> Vec<u32> {
-        self.inner.isolation.idle_pids()
+        remote::serve(&self.inner, incoming, outgoing, peer).await
     }
 
     /// The workers connected to this node.
@@ -237,8 +223,9 @@ impl Runtime {
         self.inner.node()
     }
 
-    /// The store this runtime writes to.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store this runtime writes to: for the crate's own tests, which check what was
+    /// stored. Apps get what they need through the runtime, and nothing that writes.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
@@ -377,6 +364,35 @@ impl Runtime {
         maintenance::heartbeat(&self.inner).await
     }
 
+    /// Task `id`'s record now, and its events from then on: nothing that happens between the
+    /// read and the first event is lost (the subscription is made first). For a task that is
+    /// already over, the subscription holds only its `finished` event. An unknown id is
+    /// [`crate::ErrorKind::NotFound`].
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: offstage::Runtime, id: offstage::TaskId) -> Result<(), offstage::Error> {
+    /// let (record, mut events) = rt.follow(id).await?;
+    /// println!("{} is {}", record.id, record.status);
+    /// while let Ok(event) = events.recv().await {
+    ///     println!("{}", event.kind.name()); // state, log, …, finished; then the stream ends
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn follow(&self, id: TaskId) -> Result<(TaskRecord, Subscription), Error> {
+        self.inner.follow(id, None).await
+    }
+
+    /// [`Runtime::follow`], resuming after event `seq` (an SSE client's `Last-Event-ID`): the
+    /// task's events after it still in the replay buffer come first, or a gap if some are
+    /// gone.
+    pub async fn follow_since(
+        &self,
+        id: TaskId,
+        seq: u64,
+    ) -> Result<(TaskRecord, Subscription), Error> {
+        self.inner.follow(id, Some(seq)).await
+    }
+
     /// Tasks matching `filter`, newest first. For the next page pass the last id as `before`.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error> {
         filter.check()?;
@@ -424,9 +440,10 @@ impl Runtime {
         self.inner.events.subscribe_since(seq)
     }
 
-    /// The event bus itself, for servers that fan it out (SSE).
-    pub fn event_bus(&self) -> &Arc<EventBus> {
-        &self.inner.events
+    /// How many events this node has published: the sequence number of the newest one (0
+    /// before the first).
+    pub fn events_published(&self) -> u64 {
+        self.inner.events.last_seq()
     }
 
     /// The runtime's clock: wall time that follows tokio's (paused) clock in tests.
@@ -477,19 +494,24 @@ impl Inner {
 
     /// Tells the other nodes on the database, if there is a way to.
     /// Wakes whoever claims a task just queued: workers for a type they serve (`elsewhere`),
-    /// else this node's scheduler; and, when it is due, the other nodes.
+    /// else this node's claimer; and, when it is due, the other nodes.
     pub(crate) fn wake_for_queued(&self, elsewhere: bool, due: bool) {
         if elsewhere {
             self.workers.wake.notify_waiters();
         } else if due {
-            self.backlog.store(true, Ordering::Release);
+            self.slots.wake_claimer();
+        } else {
+            self.slots.remind_claimer();
         }
         if due {
             self.tell_others(Notice::Queued);
         }
-        if !elsewhere {
-            self.wake.notify_one();
-        }
+    }
+
+    /// Tasks may be due in the store: wakes this node's claimer and every connected worker's.
+    pub(crate) fn wake_all_claimers(&self) {
+        self.slots.wake_claimer();
+        self.workers.wake.notify_waiters();
     }
 
     /// Publishes the launch of `queued`, just inserted by a schedule's tick, and wakes
@@ -629,6 +651,22 @@ impl Inner {
         }
     }
 
+    /// See [`Runtime::follow`]: this is the one place that orders "subscribe, then read".
+    pub(crate) async fn follow(
+        &self,
+        id: TaskId,
+        since: Option<u64>,
+    ) -> Result<(TaskRecord, Subscription), Error> {
+        let since = since.unwrap_or_else(|| self.events.last_seq());
+        let mut events = self.events.subscribe_task_since(id, since);
+        let record = self.record(id).await?;
+        if record.status.is_terminal() {
+            let seq = events.last_seq().max(since);
+            events.end_with(record.clone(), seq);
+        }
+        Ok((record, events))
+    }
+
     pub(crate) async fn wait(&self, id: TaskId) -> Result<TaskRecord, Error> {
         // Where other nodes' events arrive here, a task's `finished` event is pushed wherever it
         // runs and reading the store is only the fallback for a lost notice: start it later.
@@ -648,13 +686,7 @@ impl Inner {
                 // Queued again for another attempt: wait on.
                 continue;
             }
-            // Subscribe before reading, so a `finished` between the two is not missed.
-            let mut events = self.events.subscribe_task(id);
-            let record = self
-                .store
-                .get(id)
-                .await?
-                .ok_or_else(|| Error::not_found(id))?;
+            let (record, mut events) = self.follow(id, None).await?;
             if record.status.is_terminal() {
                 return Ok(record);
             }
@@ -674,28 +706,5 @@ impl Inner {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
-    }
-
-    /// Takes a slot if one is free.
-    pub(crate) fn try_reserve_slot(&self) -> bool {
-        let max = self.config.max_concurrency;
-        self.slots
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < max).then_some(used + 1)
-            })
-            .is_ok()
-    }
-
-    /// Frees `n` slots: to the scheduler if tasks are waiting in the store, otherwise to all.
-    pub(crate) fn release_slots(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if self.backlog.load(Ordering::Acquire) {
-            self.handoff.fetch_add(n, Ordering::AcqRel);
-        } else {
-            self.slots.fetch_sub(n, Ordering::AcqRel);
-        }
-        self.wake.notify_one();
     }
 }

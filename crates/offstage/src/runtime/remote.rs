@@ -16,8 +16,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, Stream, StreamExt};
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::claimer::ClaimSet;
 use super::executor::{self, BodyEnd};
 use super::live::LiveTask;
 use super::Inner;
@@ -25,6 +27,7 @@ use crate::context::Context;
 use crate::error::TaskError;
 use crate::id::TaskId;
 use crate::log::LogLevel;
+use crate::task::TaskRecord;
 use crate::worker::protocol::{
     to_text, ProtocolError, ServerMessage, WorkerMessage, PROTOCOL_VERSION,
 };
@@ -223,6 +226,7 @@ async fn serve_inner(
 
     let mut link = Link {
         rt,
+        claims: ClaimSet::new(&connected.info.task_types, rt.claims.limited()),
         connected: &connected,
         outgoing,
         assigned: HashMap::new(),
@@ -252,6 +256,8 @@ async fn serve_inner(
 /// One connection's state while it runs.
 struct Link<'a> {
     rt: &'a Arc<Inner>,
+    /// The worker's task types, as the claimer claims them (with the limits registered here).
+    claims: ClaimSet,
     connected: &'a Arc<Connected>,
     outgoing: &'a mpsc::UnboundedSender<String>,
     assigned: HashMap<TaskId, Assigned>,
@@ -320,53 +326,12 @@ impl Link<'_> {
         }
     }
 
-    /// Claims up to `free` tasks of the worker's types: those with a concurrency limit (a type
-    /// also registered here with one) one type at a time with `Store::claim_limited`, so the
-    /// limit holds across workers and nodes; the rest in one `Store::claim`.
-    async fn claim_up_to(&self, free: usize) -> Result<Vec<crate::TaskRecord>, crate::Error> {
-        let now = self.rt.clock.now();
-        let (limited, unlimited): (Vec<&String>, Vec<&String>) = self
-            .connected
-            .info
-            .task_types
-            .iter()
-            .partition(|name| self.rt.limited.iter().any(|(l, _)| l == *name));
-        let mut claimed = Vec::new();
-        for name in limited {
-            let left = free - claimed.len();
-            let max = self
-                .rt
-                .limited
-                .iter()
-                .find(|(l, _)| l == name)
-                .map(|(_, max)| *max);
-            if let (true, Some(max)) = (left > 0, max) {
-                let got = self
-                    .rt
-                    .store
-                    .claim_limited(self.rt.node(), name, now, left, max)
-                    .await?;
-                claimed.extend(got);
-            }
-        }
-        let left = free - claimed.len();
-        if left > 0 && !unlimited.is_empty() {
-            let names: Vec<String> = unlimited.into_iter().cloned().collect();
-            claimed.extend(
-                self.rt
-                    .store
-                    .claim(self.rt.node(), &names, now, left)
-                    .await?,
-            );
-        }
-        Ok(claimed)
-    }
-
     /// Claims what fits and assigns it. True if it filled every free place (claim again).
     async fn claim(&mut self) -> bool {
         let free = self.free();
         let node = self.rt.node();
-        let mut claimed = match self.claim_up_to(free).await {
+        let now = self.rt.clock.now();
+        let mut claimed = match self.claims.claim(self.rt, node, now, free).await {
             Ok(claimed) => claimed,
             Err(error) if error.kind() == crate::ErrorKind::NodeDead => {
                 super::maintenance::rejoin(self.rt, node).await;
@@ -383,15 +348,7 @@ impl Link<'_> {
         for record in claimed {
             let (answer, answered) = oneshot::channel();
             let control = self.control.0.clone();
-            let message = ServerMessage::Assign {
-                task_id: record.id,
-                name: record.name.clone(),
-                args: record.args.clone(),
-                attempt: record.attempt,
-                owner: record.owner.clone(),
-                timeout_ms: record.timeout_ms,
-                memory_limit_bytes: None,
-            };
+            let message = assign(&record, None);
             let id = record.id;
             let default_grace = self.rt.config.kill_grace;
             let live = executor::start_elsewhere(self.rt, record, move |ctx| {
@@ -473,59 +430,85 @@ impl Link<'_> {
             }
         }
         let message = WorkerMessage::parse(text)?;
-        match message {
-            WorkerMessage::Hello { .. } => Err(ProtocolError(
-                "`hello` was already sent: send it once, first".into(),
-            )),
-            WorkerMessage::Heartbeat => Ok(false),
-            WorkerMessage::State { task_id, state } => {
-                let Some(assigned) = self.assigned.get(&task_id) else {
-                    return stray("state", task_id);
-                };
-                if assigned.answer.is_some() {
-                    let context = Context::node(Arc::clone(&assigned.live));
-                    if let Err(error) = context.set_state_value(state) {
-                        assigned.live.append_log(LogLevel::Warn, error.to_string());
-                    }
-                }
-                Ok(false)
+        let (what, task_id) = match &message {
+            WorkerMessage::Hello { .. } => {
+                return Err(ProtocolError(
+                    "`hello` was already sent: send it once, first".into(),
+                ))
             }
-            WorkerMessage::Log {
-                task_id,
-                level,
-                message,
-            } => {
-                let Some(assigned) = self.assigned.get(&task_id) else {
-                    return stray("log", task_id);
-                };
-                if assigned.answer.is_some() {
-                    assigned.live.append_log(level, message);
-                }
-                Ok(false)
-            }
-            WorkerMessage::Completed {
-                task_id,
-                return_value,
-            } => match self.answer(task_id, BodyEnd::Returned(Ok(return_value))) {
-                Some(()) => Ok(true),
-                None => stray("completed", task_id),
-            },
-            WorkerMessage::Failed { task_id, error } => {
-                match self.answer(task_id, BodyEnd::Returned(Err(error))) {
-                    Some(()) => Ok(true),
-                    None => stray("failed", task_id),
-                }
+            WorkerMessage::Heartbeat => return Ok(false),
+            WorkerMessage::State { task_id, .. } => ("state", *task_id),
+            WorkerMessage::Log { task_id, .. } => ("log", *task_id),
+            WorkerMessage::Completed { task_id, .. } => ("completed", *task_id),
+            WorkerMessage::Failed { task_id, .. } => ("failed", *task_id),
+        };
+        let Some(assigned) = self.assigned.get(&task_id) else {
+            return stray(what, task_id);
+        };
+        if assigned.answer.is_none() && matches!(what, "state" | "log") {
+            // Aborted: only its answer still matters, to free its place.
+            return Ok(false);
+        }
+        match report(&assigned.live, message) {
+            Report::Progress => Ok(false),
+            Report::Answer(answer) => {
+                self.answer(task_id, BodyEnd::Returned(answer));
+                Ok(true)
             }
         }
     }
 
-    fn answer(&mut self, task_id: TaskId, end: BodyEnd) -> Option<()> {
-        let assigned = self.assigned.remove(&task_id)?;
-        self.connected.running.fetch_sub(1, Ordering::Relaxed);
-        if let Some(answer) = assigned.answer {
-            let _ = answer.send(end);
+    fn answer(&mut self, task_id: TaskId, end: BodyEnd) {
+        if let Some(assigned) = self.assigned.remove(&task_id) {
+            self.connected.running.fetch_sub(1, Ordering::Relaxed);
+            if let Some(answer) = assigned.answer {
+                let _ = answer.send(end);
+            }
         }
-        Some(())
+    }
+}
+
+/// The `assign` message that hands `record` to a worker (or an isolated worker process, with
+/// its memory limit).
+pub(super) fn assign(record: &TaskRecord, memory_limit_bytes: Option<u64>) -> ServerMessage {
+    ServerMessage::Assign {
+        task_id: record.id,
+        name: record.name.clone(),
+        args: record.args.clone(),
+        attempt: record.attempt,
+        owner: record.owner.clone(),
+        timeout_ms: record.timeout_ms,
+        memory_limit_bytes,
+    }
+}
+
+/// What a worker's message about one of its tasks means for the task.
+pub(super) enum Report {
+    /// A state or a log line, applied to the task.
+    Progress,
+    /// The task's answer: its body ends with it.
+    Answer(Result<Value, TaskError>),
+}
+
+/// Applies a worker's report about `live` (a remote worker's or an isolated process's): a
+/// state is written as the task's own write would be (over the cap, refused with a warning in
+/// its log), a log line appended; `completed` and `failed` are the answer. Both transports
+/// map messages here, so a report means the same wherever the task runs.
+pub(super) fn report(live: &Arc<LiveTask>, message: WorkerMessage) -> Report {
+    match message {
+        WorkerMessage::State { state, .. } => {
+            if let Err(error) = Context::node(Arc::clone(live)).set_state_value(state) {
+                live.append_log(LogLevel::Warn, error.to_string());
+            }
+            Report::Progress
+        }
+        WorkerMessage::Log { level, message, .. } => {
+            live.append_log(level, message);
+            Report::Progress
+        }
+        WorkerMessage::Completed { return_value, .. } => Report::Answer(Ok(return_value)),
+        WorkerMessage::Failed { error, .. } => Report::Answer(Err(error)),
+        WorkerMessage::Hello { .. } | WorkerMessage::Heartbeat => Report::Progress,
     }
 }
 

@@ -1,0 +1,184 @@
+//! The **claimer**: claims queued tasks from the store whenever this node has free slots, and
+//! starts them.
+//!
+//! Launches that can start at once skip it (see `launch.rs`). It wakes when a task is queued or
+//! a slot frees up ([`super::slots::Slots::wake_claimer`]), at the next `run_at` of a delayed
+//! task, and every poll interval to pick up tasks queued by other processes sharing the
+//! database. Remote workers' connections claim for their workers with the same [`ClaimSet`]
+//! (see `remote.rs`).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{executor, Inner};
+use crate::error::{Error, ErrorKind};
+use crate::id::NodeId;
+use crate::task::TaskRecord;
+
+/// Most tasks claimed in one store call.
+const CLAIM_BATCH: usize = 256;
+
+/// The task types one claimer claims, split the way the store claims them: types with a
+/// concurrency limit one by one (`Store::claim_limited`, which counts what runs on every
+/// node), the rest in one `Store::claim`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClaimSet {
+    /// Types without a concurrency limit, in the form `Store::claim` takes them.
+    unlimited: Vec<String>,
+    /// Types with a concurrency limit, and the limit.
+    limited: Vec<(String, usize)>,
+}
+
+impl ClaimSet {
+    /// `names`, each with its limit from `limits` if it has one.
+    pub(crate) fn new<'a>(
+        names: impl IntoIterator<Item = &'a String>,
+        limits: &[(String, usize)],
+    ) -> Self {
+        let mut set = Self::default();
+        for name in names {
+            match limits.iter().find(|(limited, _)| limited == name) {
+                Some((_, max)) => set.limited.push((name.clone(), *max)),
+                None => set.unlimited.push(name.clone()),
+            }
+        }
+        set
+    }
+
+    /// The limited types and their limits.
+    pub(crate) fn limited(&self) -> &[(String, usize)] {
+        &self.limited
+    }
+
+    /// True when `name` has a concurrency limit here.
+    pub(crate) fn is_limited(&self, name: &str) -> bool {
+        self.limited.iter().any(|(limited, _)| limited == name)
+    }
+
+    /// Claims up to `room` due tasks for `node`: the limited types first, each within its
+    /// limit, then the rest with what is left. A limited type's turn is bounded by its limit,
+    /// so it cannot crowd out the others; taking them last would let a deep backlog of
+    /// unlimited types starve them.
+    ///
+    /// [`ErrorKind::NodeDead`] drops whatever was claimed before it: recovery took those tasks
+    /// over with the node's others. Any other failure after some tasks were claimed is logged
+    /// and the claimed ones returned, since they are `running` on this node in the store now
+    /// and must start here.
+    pub(crate) async fn claim(
+        &self,
+        rt: &Inner,
+        node: NodeId,
+        now: DateTime<Utc>,
+        room: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let mut claimed = Vec::new();
+        for (name, max_running) in &self.limited {
+            let left = room - claimed.len();
+            if left == 0 {
+                return Ok(claimed);
+            }
+            match rt
+                .store
+                .claim_limited(node, name, now, left, *max_running)
+                .await
+            {
+                Ok(records) => claimed.extend(records),
+                Err(error) if error.kind() == ErrorKind::NodeDead || claimed.is_empty() => {
+                    return Err(error)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, task_type = %name, "claiming failed; retrying");
+                    return Ok(claimed);
+                }
+            }
+        }
+        let left = room - claimed.len();
+        if left > 0 && !self.unlimited.is_empty() {
+            match rt.store.claim(node, &self.unlimited, now, left).await {
+                Ok(records) => claimed.extend(records),
+                Err(error) if error.kind() == ErrorKind::NodeDead || claimed.is_empty() => {
+                    return Err(error)
+                }
+                Err(error) => tracing::warn!(%error, "claiming queued tasks failed; retrying"),
+            }
+        }
+        Ok(claimed)
+    }
+}
+
+pub(crate) async fn run(rt: Weak<Inner>) {
+    loop {
+        let Some(inner) = rt.upgrade() else { return };
+        if inner.is_shutting_down() {
+            return;
+        }
+        let wait = claim_once(&inner).await;
+        // Register for a wake-up before letting go of the runtime, so none is lost.
+        let slots = Arc::clone(&inner.slots);
+        let woken = slots.woken();
+        drop(inner);
+        match wait {
+            Some(Duration::ZERO) => continue,
+            Some(wait) => {
+                tokio::select! {
+                    () = woken => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
+
+/// Claims what fits; returns how long to sleep (`None`: until woken).
+async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
+    let mut reserved = rt.slots.reserve(CLAIM_BATCH);
+    if reserved.len() == 0 {
+        // Full: a finishing task frees a slot and wakes us.
+        return None;
+    }
+    let now = rt.clock.now();
+    let node = rt.node();
+    let claimed = match rt.claims.claim(rt, node, now, reserved.len()).await {
+        Ok(claimed) => claimed,
+        Err(error) if error.kind() == ErrorKind::NodeDead => {
+            drop(reserved);
+            super::maintenance::rejoin(rt, node).await;
+            return Some(Duration::ZERO);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "claiming queued tasks failed; retrying");
+            return Some(rt.config.poll_interval);
+        }
+    };
+    if rt.node() != node {
+        // Declared dead during this round: what it claimed before the store refused it was
+        // taken over by recovery with the rest, so none of it starts here.
+        return Some(Duration::ZERO);
+    }
+    let full = claimed.len() == reserved.len();
+    rt.slots.set_backlog(full);
+    for record in claimed {
+        let permit = reserved.take().expect("one reserved slot per claimed task");
+        executor::start(rt, record, None, permit);
+    }
+    // What was not needed goes back to the pool.
+    drop(reserved);
+    if full {
+        return Some(Duration::ZERO);
+    }
+    let next = match rt.store.next_run_at(&rt.names).await {
+        Ok(next) => next,
+        Err(error) => {
+            tracing::warn!(%error, "reading the next run_at failed");
+            None
+        }
+    };
+    let poll = rt.config.poll_interval;
+    Some(match next {
+        Some(at) if at > now => (at - rt.clock.now()).to_std().unwrap_or_default().min(poll),
+        _ => poll,
+    })
+}
