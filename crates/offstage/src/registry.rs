@@ -412,17 +412,21 @@ impl Registry {
 
     /// Checks `args` against the type named `name` and returns the body ready to run.
     pub(crate) fn prepare(&self, name: &str, args: &Value) -> Result<Prepared, Error> {
-        let registered = self.get(name)?;
-        (registered.prepare)(args).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidArgs,
-                format!(
-                    "the args do not fit task type `{name}`: {e}; args were {}",
-                    preview(args)
-                ),
-            )
-        })
+        self.get(name)?
+            .prepare(args)
+            .map_err(|e| invalid_args(name, args, e))
     }
+}
+
+/// The error for `args` that do not fit task type `name`.
+pub(crate) fn invalid_args(name: &str, args: &Value, error: serde_json::Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidArgs,
+        format!(
+            "the args do not fit task type `{name}`: {error}; args were {}",
+            preview(args)
+        ),
+    )
 }
 
 impl Registered {

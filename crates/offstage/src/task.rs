@@ -168,28 +168,53 @@ impl ListFilter {
 /// ```
 #[derive(Clone)]
 pub struct Task {
-    pub(crate) rt: Arc<Inner>,
-    pub(crate) id: TaskId,
-    pub(crate) name: Arc<str>,
-    pub(crate) launched_at: DateTime<Utc>,
+    rt: Arc<Inner>,
+    id: TaskId,
+    /// The record as the launch or lookup that made this handle left it.
+    snapshot: Arc<TaskRecord>,
     /// The event sequence number just before this handle's view of the task begins: before
     /// its `launched` event for a handle from a launch, "now" for one from `get`.
-    pub(crate) since: u64,
+    since: u64,
     /// True when a launch with `on_conflict: existing` returned this live task instead of
     /// launching a new one.
-    pub(crate) existing: bool,
+    existing: bool,
 }
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
             .field("id", &self.id)
-            .field("name", &self.name)
+            .field("name", &self.snapshot.name)
             .finish()
     }
 }
 
 impl Task {
+    /// A handle to the task `snapshot` is a record of, whose events it follows after `since`.
+    pub(crate) fn new(
+        rt: Arc<Inner>,
+        snapshot: impl Into<Arc<TaskRecord>>,
+        since: u64,
+        existing: bool,
+    ) -> Self {
+        let snapshot = snapshot.into();
+        Self {
+            rt,
+            id: snapshot.id,
+            snapshot,
+            since,
+            existing,
+        }
+    }
+
+    /// The task's record as the call that made this handle left it: as a launch wrote it
+    /// (`queued`, or `running` if it started at once), as a launch with `on_conflict:
+    /// existing` found it, or as [`crate::Runtime::get`] read it. No store read; for the
+    /// record now, [`Task::record`].
+    pub fn snapshot(&self) -> &TaskRecord {
+        &self.snapshot
+    }
+
     /// The task's id.
     pub fn id(&self) -> TaskId {
         self.id
@@ -197,12 +222,12 @@ impl Task {
 
     /// The task type's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.snapshot.name
     }
 
     /// When it was launched (Anvil's `start_time`).
     pub fn launched_at(&self) -> DateTime<Utc> {
-        self.launched_at
+        self.snapshot.launched_at
     }
 
     /// The whole current record.

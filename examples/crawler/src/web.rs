@@ -202,7 +202,7 @@ async fn start(
                 error.into()
             }
         })?;
-    Ok((StatusCode::CREATED, Json(task.record().await?)))
+    Ok((StatusCode::CREATED, Json(task.snapshot().clone())))
 }
 
 /// This session's latest crawl that is still queued or running.

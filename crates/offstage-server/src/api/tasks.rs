@@ -139,7 +139,7 @@ pub(crate) async fn launch(
         launch = launch.delay(delay);
     }
     let task = launch.await?;
-    let record = task.record().await?;
+    let record = task.snapshot().clone();
     let status = if task.is_existing() {
         StatusCode::OK
     } else {

@@ -162,7 +162,7 @@ async fn claim_once(rt: &Arc<Inner>) -> Option<Duration> {
     rt.slots.set_backlog(full);
     for record in claimed {
         let permit = reserved.take().expect("one reserved slot per claimed task");
-        executor::start(rt, record, None, permit);
+        executor::start(rt, Arc::new(record), None, permit);
     }
     // What was not needed goes back to the pool.
     drop(reserved);

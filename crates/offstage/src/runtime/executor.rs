@@ -51,7 +51,7 @@ enum Outcome {
 /// already made it.
 pub(crate) fn start(
     rt: &Arc<Inner>,
-    record: TaskRecord,
+    record: Arc<TaskRecord>,
     prepared: Option<Prepared>,
     permit: Permit,
 ) {
@@ -94,7 +94,7 @@ pub(crate) fn start(
 /// slots.
 pub(crate) fn start_elsewhere(
     rt: &Arc<Inner>,
-    record: TaskRecord,
+    record: Arc<TaskRecord>,
     body: impl FnOnce(Context) -> Body + Send + 'static,
 ) -> Arc<LiveTask> {
     launch_body(rt, record, Ok(Box::new(body)), None)
@@ -102,11 +102,10 @@ pub(crate) fn start_elsewhere(
 
 fn launch_body(
     rt: &Arc<Inner>,
-    record: TaskRecord,
+    record: Arc<TaskRecord>,
     body: Result<Box<dyn FnOnce(Context) -> Body + Send>, TaskError>,
     permit: Option<Permit>,
 ) -> Arc<LiveTask> {
-    let record = Arc::new(record);
     let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record));
     rt.live
         .lock()

@@ -85,6 +85,18 @@ pub(crate) fn check_labels(name: &str, options: &LaunchOptions) -> Result<(), Er
     Ok(())
 }
 
+/// A launch that passed its checks: the record to insert and what starting it needs.
+pub(super) struct Checked {
+    pub(super) rt: Arc<Inner>,
+    /// The task's record as it goes in queued.
+    pub(super) queued: TaskRecord,
+    /// The body with its args deserialized; `None` for a type workers serve.
+    pub(super) prepared: Option<crate::registry::Prepared>,
+    /// The type has a concurrency limit: it always starts through a claim, which counts.
+    pub(super) limited: bool,
+    pub(super) on_conflict: Option<OnConflict>,
+}
+
 /// How often a superseding launch may find yet another live task (each one killed) before it
 /// gives up: only a storm of racing supersedes gets there.
 const SUPERSEDE_ROUNDS: usize = 20;
@@ -195,20 +207,8 @@ impl Launch {
         self
     }
 
-    /// Validates the launch and makes its record, as queued; the body comes ready to run.
-    /// The body is `None` for a task type that workers serve.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn check(
-        self,
-    ) -> Result<
-        (
-            Arc<Inner>,
-            TaskRecord,
-            Option<crate::registry::Prepared>,
-            Option<OnConflict>,
-        ),
-        Error,
-    > {
+    /// Validates the launch and makes its record, as queued, with the body ready to run.
+    pub(super) fn check(self) -> Result<Checked, Error> {
         let Launch {
             rt,
             name,
@@ -231,30 +231,31 @@ impl Launch {
                  and key is live",
             ));
         }
-        // A type no in-process registration knows may be one workers serve: then its args are
-        // the worker's to check, and the task waits queued for a worker to claim it.
-        let elsewhere = rt.registry.get(&name).is_err() && rt.workers.knows(&name);
-        if !elsewhere && rt.registry.get(&name).is_err() {
-            return Err(rt.unknown_task_type(&name));
-        }
-        let (prepared, type_timeout, type_isolated) = if elsewhere {
-            if options.isolated == Some(true) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "`{name}` is served by workers, which run it in their own process \
-                         already: launch it without `isolated`"
-                    ),
-                ));
+        let (prepared, type_options) = match rt.registry.get(&name) {
+            Ok(registered) => {
+                let prepared = registered
+                    .prepare(&args)
+                    .map_err(|e| crate::registry::invalid_args(&name, &args, e))?;
+                (Some(prepared), registered.options.clone())
             }
-            (None, None, false)
-        } else {
-            let prepared = rt.registry.prepare(&name, &args)?;
-            let options = rt.registry.get(&name)?.options;
-            (Some(prepared), options.timeout, options.isolated)
+            // A type no in-process registration knows may be one workers serve: then its args
+            // are the worker's to check, and the task waits queued for a worker to claim it.
+            Err(_) if rt.workers.knows(&name) => {
+                if options.isolated == Some(true) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "`{name}` is served by workers, which run it in their own process \
+                             already: launch it without `isolated`"
+                        ),
+                    ));
+                }
+                (None, crate::TaskTypeOptions::default())
+            }
+            Err(_) => return Err(rt.unknown_task_type(&name)),
         };
-        let isolated = options.isolated.unwrap_or(type_isolated);
-        let timeout = options.timeout.or(type_timeout);
+        let isolated = options.isolated.unwrap_or(type_options.isolated);
+        let timeout = options.timeout.or(type_options.timeout);
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -289,7 +290,13 @@ impl Launch {
             node: None,
             isolated,
         };
-        Ok((rt, queued, prepared, options.on_conflict))
+        Ok(Checked {
+            rt,
+            queued,
+            prepared,
+            limited: type_options.concurrency_limit.is_some(),
+            on_conflict: options.on_conflict,
+        })
     }
 
     /// Launches inside the app's own PostgreSQL transaction: the task exists if, and only if,
@@ -315,7 +322,12 @@ impl Launch {
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn in_transaction(self, conn: &mut sqlx::PgConnection) -> Result<Task, Error> {
-        let (rt, queued, _prepared, on_conflict) = self.check()?;
+        let Checked {
+            rt,
+            queued,
+            on_conflict,
+            ..
+        } = self.check()?;
         if on_conflict.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -336,18 +348,18 @@ impl Launch {
             ));
         };
         store.launch_in(conn, &queued).await?;
-        Ok(Task {
-            id: queued.id,
-            name: queued.name.as_str().into(),
-            launched_at: queued.launched_at,
-            since: rt.events.last_seq(),
-            existing: false,
-            rt,
-        })
+        let since = rt.events.last_seq();
+        Ok(Task::new(rt, queued, since, false))
     }
 
     async fn run(self) -> Result<Task, Error> {
-        let (rt, queued, prepared, on_conflict) = self.check()?;
+        let Checked {
+            rt,
+            queued,
+            prepared,
+            limited,
+            on_conflict,
+        } = self.check()?;
         let (id, now) = (queued.id, queued.launched_at);
         let due = queued.run_at <= now;
         // Start at once, skipping the queue, when the task is due and a slot is free. Slots
@@ -355,7 +367,6 @@ impl Launch {
         // `slots.rs`), so this never takes a slot a queued task was waiting for.
         let elsewhere = prepared.is_none();
         // A type with a concurrency limit always goes through a claim, which counts.
-        let limited = rt.claims.is_limited(&queued.name);
         let mut permit = if due && !elsewhere && !limited {
             rt.slots.try_acquire()
         } else {
@@ -402,14 +413,8 @@ impl Launch {
                     }
                 }
                 Some(OnConflict::Existing) => {
-                    return Ok(Task {
-                        since: rt.events.last_seq(),
-                        id: live.id,
-                        name: live.name.as_str().into(),
-                        launched_at: live.launched_at,
-                        existing: true,
-                        rt,
-                    });
+                    let since = rt.events.last_seq();
+                    return Ok(Task::new(rt, live, since, true));
                 }
                 _ => {
                     return Err(Error::new(
@@ -426,25 +431,23 @@ impl Launch {
                 }
             }
         }
-        let name = queued.name.as_str().into();
+        let queued = Arc::new(queued);
         let launched = EventKind::Launched {
-            task: Arc::new(queued),
+            task: Arc::clone(&queued),
         };
-        let seq = rt.publish_at(id, now, launched);
-        let task = Task {
-            rt: Arc::clone(&rt),
-            id,
-            name,
-            launched_at: now,
-            since: seq - 1,
-            existing: false,
-        };
-        if let Some(permit) = permit {
-            executor::start(&rt, stored, prepared, permit);
-        } else {
-            rt.wake_for_queued(elsewhere, due);
-        }
-        Ok(task)
+        let since = rt.publish_at(id, now, launched) - 1;
+        Ok(match permit {
+            Some(permit) => {
+                let stored = Arc::new(stored);
+                let task = Task::new(Arc::clone(&rt), Arc::clone(&stored), since, false);
+                executor::start(&rt, stored, prepared, permit);
+                task
+            }
+            None => {
+                rt.wake_for_queued(elsewhere, due);
+                Task::new(rt, queued, since, false)
+            }
+        })
     }
 }
 

@@ -335,14 +335,7 @@ impl Runtime {
     pub async fn get(&self, id: TaskId) -> Result<Task, Error> {
         let since = self.inner.events.last_seq();
         let record = self.inner.record(id).await?;
-        Ok(Task {
-            rt: Arc::clone(&self.inner),
-            id,
-            name: record.name.into(),
-            launched_at: record.launched_at,
-            since,
-            existing: false,
-        })
+        Ok(Task::new(Arc::clone(&self.inner), record, since, false))
     }
 
     /// Task `id`'s current record.

@@ -351,7 +351,7 @@ impl Link<'_> {
             let message = assign(&record, None);
             let id = record.id;
             let default_grace = self.rt.config.kill_grace;
-            let live = executor::start_elsewhere(self.rt, record, move |ctx| {
+            let live = executor::start_elsewhere(self.rt, Arc::new(record), move |ctx| {
                 remote_body(ctx, answered, control, default_grace).boxed()
             });
             self.assigned.insert(

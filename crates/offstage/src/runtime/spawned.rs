@@ -99,14 +99,8 @@ where
             task: Arc::new(queued),
         },
     );
-    let task = Task {
-        rt: Arc::clone(rt),
-        id: record.id,
-        name: name.into(),
-        launched_at: now,
-        since: seq - 1,
-        existing: false,
-    };
+    let record = Arc::new(record);
+    let task = Task::new(Arc::clone(rt), Arc::clone(&record), seq - 1, false);
     executor::start_elsewhere(rt, record, move |ctx| {
         f(ctx)
             .map(|result| {
@@ -173,12 +167,10 @@ pub(crate) async fn get(rt: &Arc<Inner>, name: &str) -> Result<Option<Task>, Err
     let Some(record) = mine.map_or(running.first(), |i| running.get(i)).cloned() else {
         return Ok(None);
     };
-    Ok(Some(Task {
-        rt: Arc::clone(rt),
-        id: record.id,
-        name: record.name.into(),
-        launched_at: record.launched_at,
-        since: rt.events.last_seq(),
-        existing: false,
-    }))
+    Ok(Some(Task::new(
+        Arc::clone(rt),
+        record,
+        rt.events.last_seq(),
+        false,
+    )))
 }

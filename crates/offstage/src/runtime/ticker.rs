@@ -100,7 +100,13 @@ async fn tick(
 async fn fire(rt: &Arc<Inner>, record: &ScheduleRecord, tick: DateTime<Utc>) -> Result<(), Error> {
     let launch = Launch::new(Arc::clone(rt), record.task.clone(), Ok(record.args.clone()))
         .options(record.options.clone());
-    let (rt, mut queued, prepared, on_conflict) = launch.check()?;
+    let super::launch::Checked {
+        rt,
+        mut queued,
+        prepared,
+        on_conflict,
+        ..
+    } = launch.check()?;
     // The tick is when it was meant to run: every node can tell which tick a task is for.
     queued.run_at = tick;
     match rt
