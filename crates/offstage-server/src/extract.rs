@@ -14,7 +14,7 @@ use crate::error::ApiError;
 /// serde would also read a struct from an array of its fields in order (`["demo.echo", {}]`);
 /// the OpenAPI document says every body is an object, so anything else is refused here.
 #[derive(Debug)]
-pub struct Body<T>(pub T);
+pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -94,7 +94,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// Query parameters of type `T`.
 #[derive(Debug)]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -119,7 +119,7 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
 
 /// A task id from the path, parsed.
 #[derive(Debug)]
-pub struct TaskIdPath(pub offstage::TaskId);
+pub(crate) struct TaskIdPath(pub offstage::TaskId);
 
 impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
     type Rejection = ApiError;
@@ -137,7 +137,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
 
 /// A name from the path (a shared document's), percent-decoded.
 #[derive(Debug)]
-pub struct NamePath(pub String);
+pub(crate) struct NamePath(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for NamePath {
     type Rejection = ApiError;
@@ -161,12 +161,12 @@ impl<S: Send + Sync> FromRequestParts<S> for NamePath {
 /// Integers in bodies as JSON has them: one number type, so `188.0` is the integer 188 (as JSON
 /// Schema's `integer` says, and as Python's `json` writes a float). A fraction, or a number out
 /// of the field's range, is refused.
-pub mod whole {
+pub(crate) mod whole {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer};
 
     /// For `#[serde(default, deserialize_with = "whole::option")]` on an `Option` of an integer.
-    pub fn option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    pub(crate) fn option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
     where
         D: Deserializer<'de>,
         T: TryFrom<i128>,

@@ -205,7 +205,7 @@ impl Context {
         }
     }
 
-    /// A handle to the shared document `name` ([`crate::shared`]), whose locks name this task
+    /// A handle to the shared document `name` ([`crate::Shared`]), whose locks name this task
     /// as their holder. A lock the task still holds when it ends (or is killed) is released
     /// without writing.
     ///

@@ -1,21 +1,4 @@
-//! **Events**: every change to every task, in order, on one stream.
-//!
-//! A task produces `launched`, then `started`, any number of `state` and `log` events, and
-//! finally `finished`. Each event carries a sequence number, increasing by one per event on
-//! this node, so a subscriber that reconnects can ask for everything after the last one it saw
-//! ([`EventBus::subscribe_since`]). SSE, the dashboard, the CLI's `--follow`, the examples and
-//! the tests all read this one stream. Where nodes share a database that carries notices
-//! (PostgreSQL), each node's stream also carries the other nodes' events, numbered in the order
-//! they arrived here.
-//!
-//! ```no_run
-//! # async fn demo(rt: offstage::Runtime) {
-//! let mut events = rt.events();
-//! while let Ok(event) = events.recv().await {
-//!     println!("#{} {} {:?}", event.seq, event.task_id, event.kind);
-//! }
-//! # }
-//! ```
+//! Events: every change to every task, in order, on one stream. The concept is on [`Event`]; the stream is [`EventBus`], read through [`Subscription`]s.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -29,6 +12,25 @@ use crate::id::TaskId;
 use crate::log::LogLine;
 use crate::task::TaskRecord;
 
+/// **Events**: every change to every task, in order, on one stream.
+///
+/// A task produces `launched`, then `started`, any number of `state` and `log` events, and
+/// finally `finished`. Each event carries a sequence number, increasing by one per event on
+/// this node, so a subscriber that reconnects can ask for everything after the last one it saw
+/// ([`crate::Runtime::events_since`], [`crate::Runtime::follow_since`]). SSE, the dashboard, the CLI's `--follow`, the examples and
+/// the tests all read this one stream. Where nodes share a database that carries notices
+/// (PostgreSQL), each node's stream also carries the other nodes' events, numbered in the order
+/// they arrived here.
+///
+/// ```no_run
+/// # async fn demo(rt: offstage::Runtime) {
+/// let mut events = rt.events();
+/// while let Ok(event) = events.recv().await {
+///     println!("#{} {} {:?}", event.seq, event.task_id, event.kind);
+/// }
+/// # }
+/// ```
+///
 /// One change to one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -106,7 +108,7 @@ pub enum RecvError {
 
 /// The broadcast stream of one node, with a replay buffer of recent events.
 #[derive(Debug)]
-pub struct EventBus {
+pub(crate) struct EventBus {
     inner: Mutex<BusInner>,
     all: broadcast::Sender<Event>,
     replay_capacity: usize,
@@ -128,7 +130,7 @@ const PER_TASK_CAPACITY: usize = 1024;
 
 impl EventBus {
     /// A bus that keeps the last `replay_capacity` events for resuming subscribers.
-    pub fn new(replay_capacity: usize) -> Self {
+    pub(crate) fn new(replay_capacity: usize) -> Self {
         let replay_capacity = replay_capacity.max(16);
         let (all, _) = broadcast::channel(replay_capacity);
         Self {
@@ -143,7 +145,7 @@ impl EventBus {
     }
 
     /// Stamps `kind` with the next sequence number and sends it to every subscriber.
-    pub fn publish(&self, task_id: TaskId, at: DateTime<Utc>, kind: EventKind) -> u64 {
+    pub(crate) fn publish(&self, task_id: TaskId, at: DateTime<Utc>, kind: EventKind) -> u64 {
         let finished = matches!(kind, EventKind::Finished { .. });
         let mut inner = self.inner.lock().expect("event bus poisoned");
         let seq = inner.next_seq;
@@ -181,12 +183,12 @@ impl EventBus {
     }
 
     /// The sequence number of the newest event, 0 before the first.
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         self.inner.lock().expect("event bus poisoned").next_seq - 1
     }
 
     /// Every event from now on.
-    pub fn subscribe(&self) -> Subscription {
+    pub(crate) fn subscribe(&self) -> Subscription {
         let inner = self.inner.lock().expect("event bus poisoned");
         Subscription {
             rx: self.all.subscribe(),
@@ -200,30 +202,16 @@ impl EventBus {
 
     /// Every event after `seq`: first those still in the replay buffer, then live ones. If
     /// events after `seq` have already left the buffer, the first `recv` reports the gap.
-    pub fn subscribe_since(self: &Arc<Self>, seq: u64) -> Subscription {
+    pub(crate) fn subscribe_since(self: &Arc<Self>, seq: u64) -> Subscription {
         self.subscribe_since_filtered(seq, None)
     }
 
-    /// One task's events from now on; the subscription ends after its `finished` event.
-    pub fn subscribe_task(&self, task_id: TaskId) -> Subscription {
-        let mut inner = self.inner.lock().expect("event bus poisoned");
-        let rx = inner
-            .per_task
-            .entry(task_id)
-            .or_insert_with(|| broadcast::channel(PER_TASK_CAPACITY).0)
-            .subscribe();
-        Subscription {
-            rx,
-            backlog: VecDeque::new(),
-            last_seq: inner.next_seq - 1,
-            task: Some(task_id),
-            bus: None,
-            ended: false,
-        }
-    }
-
     /// One task's events after `seq`, replayed from the buffer, then live.
-    pub fn subscribe_task_since(self: &Arc<Self>, task_id: TaskId, seq: u64) -> Subscription {
+    pub(crate) fn subscribe_task_since(
+        self: &Arc<Self>,
+        task_id: TaskId,
+        seq: u64,
+    ) -> Subscription {
         self.subscribe_since_filtered(seq, Some(task_id))
     }
 
@@ -267,12 +255,6 @@ impl EventBus {
             bus: Some(Arc::clone(self)),
             ended: false,
         }
-    }
-
-    /// Task `task_id`'s events after `seq` that are still in the replay buffer, or `None` if
-    /// events after `seq` have already left it.
-    pub fn replay_task(&self, task_id: TaskId, seq: u64) -> Option<Vec<Event>> {
-        self.replay_after(seq, Some(task_id))
     }
 
     /// Events after `seq` still in the replay buffer, or `None` if some are gone.
@@ -455,7 +437,7 @@ mod tests {
         bus.publish(id, Utc::now(), state(0));
         let _all = bus.subscribe_since(u64::MAX);
         let _one = bus.subscribe_task_since(id, u64::MAX);
-        assert_eq!(bus.replay_task(id, u64::MAX), Some(Vec::new()));
+        assert_eq!(bus.replay_after(u64::MAX, Some(id)), Some(Vec::new()));
         let mut sub = bus.subscribe_since(0);
         bus.publish(id, Utc::now(), state(1));
         assert_eq!(sub.recv().await.unwrap().seq, 1);
@@ -466,7 +448,7 @@ mod tests {
         let bus = Arc::new(EventBus::new(16));
         let id = TaskId::new();
         let other = TaskId::new();
-        let mut sub = bus.subscribe_task(id);
+        let mut sub = bus.subscribe_task_since(id, bus.last_seq());
         bus.publish(other, Utc::now(), state(0));
         bus.publish(id, Utc::now(), state(1));
         let record = crate::testing::sample_record(id);

@@ -6,17 +6,22 @@
 //! Tasks and their history live in a durable **store** (SQLite by default) and survive
 //! restarts. Every change is an [`Event`] on one stream.
 //!
-//! The pieces, each in the module named for it:
+//! The pieces:
 //!
-//! - [`registry`]: task types, the async functions tasks run;
-//! - [`Runtime`]: runs tasks, kills them, recovers after restarts;
-//! - [`Task`] and [`TaskRecord`]: the handle and the record;
-//! - [`Context`]: what a running task holds (state writer, log, cancellation);
+//! - [`Runtime`] and [`RuntimeBuilder`]: run tasks on this node, kill them, recover after
+//!   restarts;
+//! - [`TaskType`], [`TaskTypeOptions`] and [`Retry`]: task types, the async functions tasks run;
+//! - [`Task`] and [`TaskRecord`]: the read-only handle and the durable record;
+//! - [`Context`]: what a running task holds (the only writer of its state, its log,
+//!   cancellation);
 //! - [`Status`]: the lifecycle;
-//! - [`schedule`]: task types launched on the ticks of a cron expression;
-//! - [`event`]: the event stream;
-//! - [`shared`]: shared state, named JSON documents under a lock held across nodes;
-//! - [`store`]: the durable record, one trait and its backends;
+//! - [`Event`] and [`Subscription`]: every change on one stream ([`Runtime::events`],
+//!   [`Runtime::follow`]);
+//! - [`Schedule`]: task types launched on the ticks of a cron expression;
+//! - [`Shared`]: named JSON documents under a lock held across nodes;
+//! - `Worker` (feature `worker`): a process that serves task types for a node;
+//! - [`store`]: the durable record, one trait and its backends: the module to read to write
+//!   another backend;
 //! - [`limits`]: how long keys, owners and names may be, and what they may not contain.
 //!
 //! ```no_run
@@ -43,32 +48,35 @@
 //! }
 //! ```
 
-#![warn(missing_docs)]
+// Every public item documented, nothing `pub` that is not reachable from the crate root, and
+// nothing reachable that cannot be named: the public surface is what this file exports, and
+// all of it is promised.
+#![warn(missing_docs, unreachable_pub, unnameable_types)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod context;
-pub mod error;
-pub mod event;
-pub mod id;
+mod context;
+mod error;
+mod event;
+mod id;
 pub mod limits;
-pub mod log;
-pub mod registry;
-pub mod runtime;
-pub mod schedule;
-pub mod shared;
-pub mod status;
+mod log;
+mod registry;
+mod runtime;
+mod schedule;
+mod shared;
+mod status;
 pub mod store;
-pub mod task;
+mod task;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-pub mod worker;
+mod worker;
 
 pub use context::Context;
 pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
 pub use id::{NodeId, TaskId};
-pub use log::{LogLevel, LogLine};
+pub use log::{LogLevel, LogLimits, LogLine};
 #[cfg(feature = "schemars")]
 #[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]
 pub use registry::args_schema;
@@ -81,6 +89,7 @@ pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, Sh
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 pub use worker::isolated::isolation_entry;
+pub use worker::protocol::ProtocolError;
 #[cfg(feature = "worker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub use worker::Worker;

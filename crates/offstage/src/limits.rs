@@ -16,6 +16,10 @@
 
 use crate::error::{Error, ErrorKind};
 
+/// The largest worker protocol message, in bytes: what a worker connection's transport must
+/// accept (a state at its cap, a long log line or return value, with room to spare).
+pub use crate::worker::protocol::MAX_MESSAGE_BYTES as MAX_WORKER_MESSAGE_BYTES;
+
 /// The longest key a task may have, in characters.
 pub const MAX_KEY_CHARS: usize = 1_024;
 /// The longest owner a task may have, in characters.

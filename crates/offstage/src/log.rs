@@ -128,7 +128,7 @@ tokio::task_local! {
 /// at or above its level land in that task's log, and everything (spans and events, inside
 /// tasks or not) is forwarded to the subscriber that was the default when the runtime was
 /// built. Install your own subscriber before building the runtime.
-pub struct TaskLogCapture {
+pub(crate) struct TaskLogCapture {
     inner: Dispatch,
     level: LevelFilter,
 }
@@ -143,7 +143,7 @@ impl fmt::Debug for TaskLogCapture {
 
 impl TaskLogCapture {
     /// Captures events at `level` and above, forwarding everything to `inner`.
-    pub fn new(inner: Dispatch, level: LevelFilter) -> Self {
+    pub(crate) fn new(inner: Dispatch, level: LevelFilter) -> Self {
         Self { inner, level }
     }
 

@@ -139,7 +139,7 @@ pub trait TaskType: Send + Sync + 'static {
 pub struct TaskTypeOptions {
     /// Fail launches that run longer than this (error kind `timeout`).
     pub timeout: Option<Duration>,
-    /// Run each task in a worker process of its own (see [`crate::runtime::Isolation`]), so a
+    /// Run each task in a worker process of its own (see [`crate::Isolation`]), so a
     /// kill or timeout stops it even if it never awaits: SIGKILL of its process group after
     /// the grace period.
     pub isolated: bool,

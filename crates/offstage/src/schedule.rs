@@ -1,29 +1,4 @@
-//! **Schedules**: a task type launched on every tick of a cron expression.
-//!
-//! A schedule names a task type, its args and launch options, and a cron expression (five
-//! fields, minute to weekday, or six with seconds first; times in UTC). Schedules live in the
-//! store, so every node sees the same ones and a pause holds everywhere. Each node with the task
-//! type runs a ticker; at each tick the first node to reach it launches the task and records
-//! the tick in the same store step, so a tick launches exactly once however many nodes there
-//! are. Ticks that pass while no node runs, or while the schedule is paused, are skipped, not
-//! made up later; a node that falls behind launches only the latest tick it missed.
-//!
-//! ```no_run
-//! use offstage::{Runtime, Schedule};
-//!
-//! # async fn demo() -> Result<(), offstage::Error> {
-//! let rt = Runtime::builder()
-//!     .sqlite("offstage.db")
-//!     .task("report.build", |_ctx: offstage::Context, day: String| async move {
-//!         Ok::<_, offstage::TaskError>(day)
-//!     })
-//!     // Every day at 03:00 UTC.
-//!     .schedule(Schedule::new("nightly-report", "0 3 * * *", "report.build").args(serde_json::json!("today")))
-//!     .build()
-//!     .await?;
-//! rt.pause_schedule("nightly-report").await?;
-//! # Ok(()) }
-//! ```
+//! Schedules: task types launched on the ticks of a cron expression. The concept and an example are on [`Schedule`].
 
 use chrono::{DateTime, Utc};
 use croner::parser::{CronParser, Seconds, Year};
@@ -35,6 +10,33 @@ use crate::error::{Error, ErrorKind};
 use crate::id::TaskId;
 use crate::runtime::{LaunchOptions, OnConflict};
 
+/// **Schedules**: a task type launched on every tick of a cron expression.
+///
+/// A schedule names a task type, its args and launch options, and a cron expression (five
+/// fields, minute to weekday, or six with seconds first; times in UTC). Schedules live in the
+/// store, so every node sees the same ones and a pause holds everywhere. Each node with the task
+/// type runs a cron loop; at each tick the first node to reach it launches the task and records
+/// the tick in the same store step, so a tick launches exactly once however many nodes there
+/// are. Ticks that pass while no node runs, or while the schedule is paused, are skipped, not
+/// made up later; a node that falls behind launches only the latest tick it missed.
+///
+/// ```no_run
+/// use offstage::{Runtime, Schedule};
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// let rt = Runtime::builder()
+///     .sqlite("offstage.db")
+///     .task("report.build", |_ctx: offstage::Context, day: String| async move {
+///         Ok::<_, offstage::TaskError>(day)
+///     })
+///     // Every day at 03:00 UTC.
+///     .schedule(Schedule::new("nightly-report", "0 3 * * *", "report.build").args(serde_json::json!("today")))
+///     .build()
+///     .await?;
+/// rt.pause_schedule("nightly-report").await?;
+/// # Ok(()) }
+/// ```
+///
 /// A schedule as the app declares it: what to launch, and when.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

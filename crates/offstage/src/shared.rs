@@ -1,33 +1,4 @@
-//! **Shared state**: named JSON documents that tasks and request handlers share.
-//!
-//! A shared document has a name, a JSON value and a version that every write bumps. Anyone may
-//! read it as a snapshot ([`Shared::read`]), which may already be stale when it arrives. To
-//! change it, take its lock ([`Shared::lock`]): the lock is exclusive across every node on the
-//! database, and taking it reads the latest value, so a change made under it never overwrites
-//! one it did not see. [`SharedGuard::save`] writes the new value and releases the lock in one
-//! store step; a guard dropped without saving (the task failed, or was killed and its future
-//! dropped) releases the lock and writes nothing, like a transaction rolled back. A lock whose
-//! node dies is freed by the recovery that marks that node's tasks `missing`.
-//!
-//! Every change reaches watchers on every node ([`Shared::watch`]), so a page can show the
-//! value live (`GET /api/shared/{name}/events` on the server).
-//!
-//! This is Reflex's `async with self` for background tasks: the lock refreshes the latest
-//! values first, and only the holder writes.
-//!
-//! ```no_run
-//! use offstage::{Context, TaskError};
-//!
-//! async fn count_visit(ctx: Context, _args: ()) -> Result<u64, TaskError> {
-//!     let visits = ctx.shared("visits")?;
-//!     // Lock, read the latest value (0 when there is none yet), add one, save, release.
-//!     let total = visits.update(|n: &mut u64| *n += 1).await?;
-//!     // A snapshot, without the lock: fine for showing, maybe stale for deciding.
-//!     let seen: Option<u64> = visits.read().await?;
-//!     ctx.log(format!("{total} visits; {seen:?} a moment later"));
-//!     Ok(total)
-//! }
-//! ```
+//! Shared state: named JSON documents under a lock held across nodes. The concept and an example are on [`Shared`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,7 +16,7 @@ use crate::id::NodeId;
 use crate::runtime::Inner;
 
 /// The longest name a shared document may have, in characters.
-pub const MAX_NAME_CHARS: usize = crate::limits::MAX_NAME_CHARS;
+pub(crate) const MAX_NAME_CHARS: usize = crate::limits::MAX_NAME_CHARS;
 
 /// One shared document as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +61,37 @@ pub struct SharedChange {
     pub version: u64,
 }
 
+/// **Shared state**: named JSON documents that tasks and request handlers share.
+///
+/// A shared document has a name, a JSON value and a version that every write bumps. Anyone may
+/// read it as a snapshot ([`Shared::read`]), which may already be stale when it arrives. To
+/// change it, take its lock ([`Shared::lock`]): the lock is exclusive across every node on the
+/// database, and taking it reads the latest value, so a change made under it never overwrites
+/// one it did not see. [`SharedGuard::save`] writes the new value and releases the lock in one
+/// store step; a guard dropped without saving (the task failed, or was killed and its future
+/// dropped) releases the lock and writes nothing, like a transaction rolled back. A lock whose
+/// node dies is freed by the recovery that marks that node's tasks `missing`.
+///
+/// Every change reaches watchers on every node ([`Shared::watch`]), so a page can show the
+/// value live (`GET /api/shared/{name}/events` on the server).
+///
+/// This is Reflex's `async with self` for background tasks: the lock refreshes the latest
+/// values first, and only the holder writes.
+///
+/// ```no_run
+/// use offstage::{Context, TaskError};
+///
+/// async fn count_visit(ctx: Context, _args: ()) -> Result<u64, TaskError> {
+///     let visits = ctx.shared("visits")?;
+///     // Lock, read the latest value (0 when there is none yet), add one, save, release.
+///     let total = visits.update(|n: &mut u64| *n += 1).await?;
+///     // A snapshot, without the lock: fine for showing, maybe stale for deciding.
+///     let seen: Option<u64> = visits.read().await?;
+///     ctx.log(format!("{total} visits; {seen:?} a moment later"));
+///     Ok(total)
+/// }
+/// ```
+///
 /// A handle to one shared document. Cheap to clone. Get one with [`crate::Runtime::shared`]
 /// or, inside a task, [`crate::Context::shared`].
 #[derive(Clone)]
@@ -110,7 +112,7 @@ impl fmt::Debug for Shared {
 
 /// Checks a document name: not empty, at most [`MAX_NAME_CHARS`] characters, no control
 /// characters (the rule of [`crate::limits::check_text`]).
-pub fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidArgument,

@@ -1,16 +1,4 @@
-//! The task lifecycle as a type.
-//!
-//! A **status** is where a task is in its life. Every task starts `Queued`, may become
-//! `Running`, and ends in exactly one terminal status. The picture, and who performs each
-//! transition, is in `docs/task-lifecycle.md`.
-//!
-//! ```text
-//! queued ──claim──▶ running ──body returns Ok──────────────▶ completed
-//!   │                  ├──body returns Err / panics / timeout─▶ failed
-//!   │                  ├──kill (cooperative, then abort)─────▶ killed
-//!   │                  └──its node died / shut down mid-run──▶ missing
-//!   └──kill before it started───────────────────────────────▶ killed
-//! ```
+//! The task lifecycle as a type: [`Status`], with the picture.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,6 +7,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
 
+/// The task lifecycle as a type.
+///
+/// A **status** is where a task is in its life. Every task starts `Queued`, may become
+/// `Running`, and ends in exactly one terminal status. The picture, and who performs each
+/// transition, is in `docs/task-lifecycle.md`.
+///
+/// ```text
+/// queued ──claim──▶ running ──body returns Ok──────────────▶ completed
+///   │                  ├──body returns Err / panics / timeout─▶ failed
+///   │                  ├──kill (cooperative, then abort)─────▶ killed
+///   │                  └──its node died / shut down mid-run──▶ missing
+///   └──kill before it started───────────────────────────────▶ killed
+/// ```
+///
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

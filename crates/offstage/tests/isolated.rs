@@ -80,7 +80,8 @@ const APP_MAIN_RAN: &str = "the app's main went on past isolation_entry";
 async fn isolated_app_main() {
     offstage::isolation_entry(tasks);
     // In a worker process nothing below may run: it would be the app binding its port again.
-    if std::env::var_os(offstage::worker::isolated::SOCKET_ENV).is_some() {
+    // The variable the node names its socket in when it starts a worker process.
+    if std::env::var_os("OFFSTAGE_ISOLATED_SOCKET").is_some() {
         eprintln!("{APP_MAIN_RAN}");
         std::process::exit(3);
     }

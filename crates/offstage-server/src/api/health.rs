@@ -18,7 +18,7 @@ use crate::AppState;
 
 /// Health: `{"ok": true}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// Always true: an answer at all is the news.
     ok: bool,
 }

@@ -18,14 +18,14 @@ use crate::AppState;
 
 /// Every schedule, by name.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ScheduleList {
+pub(crate) struct ScheduleList {
     schedules: Vec<ScheduleRecord>,
 }
 
 /// `PUT /api/schedules/{name}`: what to launch, and when.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleRequest {
+pub(crate) struct ScheduleRequest {
     /// `minute hour day-of-month month day-of-week` (UTC), or six fields with seconds first.
     cron: String,
     /// The task type to launch.

@@ -12,7 +12,7 @@ use crate::AppState;
 
 /// The caller, as the server sees it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Me {
+pub(crate) struct Me {
     /// The token's role: `read`, `launch`, `control` or `worker`. `control` on an open server.
     role: String,
     /// False when the server runs open (no tokens configured).

@@ -26,11 +26,11 @@ use crate::extract::{Body, NamePath};
 use crate::AppState;
 
 /// How long a `PUT` waits for a lock somebody else holds.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// One document in the list: everything but its value.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SharedSummary {
+pub(crate) struct SharedSummary {
     /// The document's name.
     name: String,
     /// How many times it has been written (0: locked, never saved).
@@ -43,14 +43,14 @@ pub struct SharedSummary {
 
 /// The shared documents, sorted by name.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SharedList {
+pub(crate) struct SharedList {
     shared: Vec<SharedSummary>,
 }
 
 /// `PUT /api/shared/{name}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SharedSetRequest {
+pub(crate) struct SharedSetRequest {
     /// The new value (any JSON).
     #[schema(value_type = Object)]
     value: Value,

@@ -19,7 +19,7 @@ use crate::AppState;
 
 /// A task as the API shows it: every field of the record, plus the derived ones.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskView {
+pub(crate) struct TaskView {
     #[serde(flatten)]
     record: TaskRecord,
     /// `null` while queued or running, then how it ended.
@@ -41,7 +41,7 @@ impl From<TaskRecord> for TaskView {
 /// `POST /api/tasks`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LaunchRequest {
+pub(crate) struct LaunchRequest {
     /// The task type's name (see `GET /api/task-types`).
     name: String,
     /// The args, as the task type takes them.
@@ -152,7 +152,7 @@ pub(crate) async fn launch(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only tasks of this task type.
     name: Option<String>,
     /// Only tasks with this status: queued, running, completed, failed, killed or missing
@@ -170,7 +170,7 @@ pub struct ListQuery {
 
 /// A page of tasks, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskPage {
+pub(crate) struct TaskPage {
     tasks: Vec<TaskView>,
     /// Pass as `before` for the next page; `null` on the last page.
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -235,7 +235,7 @@ pub(crate) async fn show(
 /// `POST /api/tasks/{id}/kill` body (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct KillRequest {
+pub(crate) struct KillRequest {
     /// How long the task gets to stop by itself before it is aborted (default: the server's).
     #[serde(default, deserialize_with = "crate::extract::whole::option")]
     grace_ms: Option<u64>,
@@ -291,7 +291,7 @@ pub(crate) async fn kill(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct LogsQuery {
+pub(crate) struct LogsQuery {
     /// Only lines with a higher sequence number (default 0: from the start).
     #[serde(default)]
     after: u64,
@@ -301,7 +301,7 @@ pub struct LogsQuery {
 
 /// Log lines in order.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LogPage {
+pub(crate) struct LogPage {
     lines: Vec<LogLine>,
     /// Pass as `after` for the next lines.
     next_after: u64,
@@ -331,7 +331,7 @@ pub(crate) async fn logs(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PurgeQuery {
+pub(crate) struct PurgeQuery {
     /// Delete tasks that finished before this time (RFC 3339). Required.
     finished_before: Option<DateTime<Utc>>,
 }
@@ -355,7 +355,7 @@ pub(crate) async fn purge(
 
 /// One task type: who serves it and how many of its tasks the store holds.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskTypeView {
+pub(crate) struct TaskTypeView {
     /// The task type's name.
     name: String,
     /// Where its tasks run: `in-process` when this node runs it, and the name of each connected
@@ -380,7 +380,7 @@ pub struct TaskTypeView {
 
 /// The task types.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskTypes {
+pub(crate) struct TaskTypes {
     /// Registered task types, then those only stored tasks name, each sorted by name.
     task_types: Vec<TaskTypeView>,
 }

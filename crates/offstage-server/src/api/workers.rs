@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
-use offstage::worker::protocol::MAX_MESSAGE_BYTES;
+use offstage::limits::MAX_WORKER_MESSAGE_BYTES as MAX_MESSAGE_BYTES;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 

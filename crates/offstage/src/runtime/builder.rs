@@ -319,7 +319,7 @@ impl RuntimeBuilder {
     }
 
     /// Declares a schedule: `schedule.task` launched on every tick of `schedule.cron`, once
-    /// per tick across all nodes (see [`crate::schedule`]). Stored when the runtime starts; if
+    /// per tick across all nodes (see [`crate::Schedule`]). Stored when the runtime starts; if
     /// it exists already, its cron, args and options are updated and it stays paused if it
     /// was.
     pub fn schedule(mut self, schedule: crate::schedule::Schedule) -> Self {
@@ -380,27 +380,16 @@ impl RuntimeBuilder {
             crate::worker::isolated::serve(self.registry, socket).await;
         }
         self.check()?;
-        let store: Arc<dyn Store> = match self.store {
-            Some(StoreChoice::Given(store)) => store,
-            Some(StoreChoice::Named(database)) => open_named(&database).await?,
-            #[cfg(feature = "postgres")]
-            Some(StoreChoice::Postgres(url)) => {
-                Arc::new(crate::store::postgres::PostgresStore::open(&url).await?)
-            }
-            #[cfg(feature = "sqlite")]
-            Some(StoreChoice::Sqlite(path)) => {
-                Arc::new(crate::store::sqlite::SqliteStore::open(path).await?)
-            }
-            #[cfg(feature = "sqlite")]
-            None => Arc::new(crate::store::sqlite::SqliteStore::open("offstage.db").await?),
-            #[cfg(not(feature = "sqlite"))]
-            None => {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "no store: call RuntimeBuilder::store, or enable the `sqlite` feature",
-                ))
-            }
-        };
+        let RuntimeBuilder {
+            store,
+            registry,
+            config,
+            remote,
+            isolation,
+            startup,
+            schedules,
+        } = self;
+        let store = open_store(store).await?;
         let clock = Clock::new();
         let node = NodeId::new();
         store
@@ -414,51 +403,35 @@ impl RuntimeBuilder {
         // Listen before anything happens here, so no notice sent after this node exists is
         // missed.
         let heard = store.listen(node).await?;
-        let announce = match &heard {
-            Some(_) => {
-                let (announce, notices) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(super::cluster::announce_loop(
-                    Arc::clone(&store),
-                    node,
-                    notices,
-                ));
-                Some(announce)
-            }
-            None => None,
-        };
-        let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
-        let capture =
-            tracing::Dispatch::new(TaskLogCapture::new(inherited, self.config.capture_level));
-        let names: Vec<String> = self.registry.names().map(str::to_owned).collect();
-        let claims = super::claimer::ClaimSet::new(&names, &self.registry.limited());
+        let announce = heard
+            .is_some()
+            .then(|| super::cluster::announcer(Arc::clone(&store), node));
         let isolation = super::isolation::Pool::new(
-            self.isolation.clone().unwrap_or_default(),
+            isolation.unwrap_or_default(),
             node,
-            self.config.heartbeat_interval,
+            config.heartbeat_interval,
         );
-        let warm_up = self.registry.any_isolated();
-        let rerun = maintenance::rerun(&self.registry);
         let (shared, releases) = super::shared::SharedHub::new();
         let inner = Arc::new(Inner {
             node: Inner::new_node_cell(node),
             origin: node,
             rejoining: Default::default(),
+            names: registry.names().map(str::to_owned).collect(),
+            claims: super::claimer::ClaimSet::new(registry.names(), &registry.limited()),
+            rerun: maintenance::rerun(&registry),
+            capture: capture(config.capture_level),
+            events: Arc::new(EventBus::new(config.event_replay)),
+            slots: super::slots::Slots::new(config.max_concurrency),
             store,
-            registry: self.registry,
-            names,
-            claims,
-            events: Arc::new(EventBus::new(self.config.event_replay)),
-            slots: super::slots::Slots::new(self.config.max_concurrency),
-            config: self.config,
+            registry,
+            config,
             clock,
             live: Mutex::new(Default::default()),
             dirty: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
             schedules_changed: Default::default(),
-            rerun,
-            capture,
-            workers: super::remote::Workers::new(self.remote),
+            workers: super::remote::Workers::new(remote),
             announce,
             isolation,
             shared,
@@ -469,23 +442,61 @@ impl RuntimeBuilder {
             Arc::downgrade(&inner),
             releases,
         ));
-        if warm_up {
+        if inner.registry.any_isolated() {
             inner.isolation.fill();
         }
-        super::spawned::start_all(&inner, self.startup).await?;
+        super::spawned::start_all(&inner, startup).await?;
         if let Some(heard) = heard {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
         }
         maintenance::recover(&inner).await?;
-        for schedule in &self.schedules {
-            super::ticker::put(&inner, schedule).await?;
+        for schedule in &schedules {
+            super::schedules::put(&inner, schedule).await?;
         }
-        tokio::spawn(claimer::run(Arc::downgrade(&inner)));
-        tokio::spawn(super::ticker::run(Arc::downgrade(&inner)));
-        tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(&inner)));
-        tokio::spawn(maintenance::flush_loop(Arc::downgrade(&inner)));
+        start_loops(&inner);
         Ok(Runtime { inner })
     }
+}
+
+/// The store the builder was given or named; the default is SQLite in `offstage.db`.
+async fn open_store(choice: Option<StoreChoice>) -> Result<Arc<dyn Store>, Error> {
+    Ok(match choice {
+        Some(StoreChoice::Given(store)) => store,
+        Some(StoreChoice::Named(database)) => open_named(&database).await?,
+        #[cfg(feature = "postgres")]
+        Some(StoreChoice::Postgres(url)) => {
+            Arc::new(crate::store::postgres::PostgresStore::open(&url).await?)
+        }
+        #[cfg(feature = "sqlite")]
+        Some(StoreChoice::Sqlite(path)) => {
+            Arc::new(crate::store::sqlite::SqliteStore::open(path).await?)
+        }
+        #[cfg(feature = "sqlite")]
+        None => Arc::new(crate::store::sqlite::SqliteStore::open("offstage.db").await?),
+        #[cfg(not(feature = "sqlite"))]
+        None => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "no store: call RuntimeBuilder::store, or enable the `sqlite` feature",
+            ))
+        }
+    })
+}
+
+/// The `tracing` dispatcher wrapped around every task body: it sends events inside a task to
+/// the task's log (from `level` up), and every event on to the app's own subscriber.
+fn capture(level: LevelFilter) -> tracing::Dispatch {
+    let inherited = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
+    tracing::Dispatch::new(TaskLogCapture::new(inherited, level))
+}
+
+/// The node's loops, each holding the runtime weakly so that dropping the last handle ends
+/// them: the claimer, the cron loop, heartbeats and the flusher.
+fn start_loops(inner: &Arc<Inner>) {
+    tokio::spawn(claimer::run(Arc::downgrade(inner)));
+    tokio::spawn(super::cron::run(Arc::downgrade(inner)));
+    tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(inner)));
+    tokio::spawn(maintenance::flush_loop(Arc::downgrade(inner)));
 }
 
 fn startup<F, Fut, O>(name: &str, once: bool, f: F) -> super::spawned::Startup

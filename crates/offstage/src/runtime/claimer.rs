@@ -33,15 +33,16 @@ pub(crate) struct ClaimSet {
 
 impl ClaimSet {
     /// `names`, each with its limit from `limits` if it has one.
-    pub(crate) fn new<'a>(
-        names: impl IntoIterator<Item = &'a String>,
+    pub(crate) fn new(
+        names: impl IntoIterator<Item = impl AsRef<str>>,
         limits: &[(String, usize)],
     ) -> Self {
         let mut set = Self::default();
         for name in names {
+            let name = name.as_ref();
             match limits.iter().find(|(limited, _)| limited == name) {
-                Some((_, max)) => set.limited.push((name.clone(), *max)),
-                None => set.unlimited.push(name.clone()),
+                Some((_, max)) => set.limited.push((name.to_owned(), *max)),
+                None => set.unlimited.push(name.to_owned()),
             }
         }
         set

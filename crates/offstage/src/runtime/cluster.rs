@@ -23,7 +23,17 @@ use crate::store::{Notice, Store};
 const MAX_BATCH: usize = 2048;
 
 /// Sends this node's notices, batched, until the runtime is dropped.
-pub(crate) async fn announce_loop(
+/// Starts announcing this node's notices to the others (see `announce_loop`); send them here.
+pub(crate) fn announcer(
+    store: std::sync::Arc<dyn Store>,
+    node: crate::NodeId,
+) -> mpsc::UnboundedSender<Notice> {
+    let (announce, notices) = mpsc::unbounded_channel();
+    tokio::spawn(announce_loop(store, node, notices));
+    announce
+}
+
+async fn announce_loop(
     store: std::sync::Arc<dyn Store>,
     node: crate::NodeId,
     mut notices: mpsc::UnboundedReceiver<Notice>,

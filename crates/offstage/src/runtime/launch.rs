@@ -32,7 +32,7 @@ pub struct LaunchOptions {
     pub timeout: Option<Duration>,
     /// Do not start before this time.
     pub run_at: Option<DateTime<Utc>>,
-    /// Run in a worker process of its own (see [`crate::runtime::Isolation`]), or not,
+    /// Run in a worker process of its own (see [`crate::Isolation`]), or not,
     /// whatever the task type says.
     #[serde(default)]
     pub isolated: Option<bool>,
@@ -106,14 +106,19 @@ mod optional_millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(d) => s.serialize_some(&(d.as_millis() as u64)),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
@@ -236,7 +241,7 @@ impl Launch {
                 let prepared = registered
                     .prepare(&args)
                     .map_err(|e| crate::registry::invalid_args(&name, &args, e))?;
-                (Some(prepared), registered.options.clone())
+                (Some(prepared), registered.options)
             }
             // A type no in-process registration knows may be one workers serve: then its args
             // are the worker's to check, and the task waits queued for a worker to claim it.

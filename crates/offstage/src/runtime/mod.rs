@@ -1,42 +1,19 @@
-//! The **runtime**: runs tasks on this node, kills them for real, and survives restarts.
-//!
-//! A runtime is one *node*. It launches tasks into the store, claims queued ones when it has a
-//! free slot (highest priority first, then oldest), runs each body as a tokio task under a
-//! supervisor that enforces kills and timeouts, saves state and logs in batches, and reports
-//! every change as an [`crate::Event`]. When it starts, it marks the tasks of nodes that died
-//! (`missing`); when it shuts down, it drains, then records what it had to interrupt.
-//!
-//! ```no_run
-//! use offstage::{Context, Runtime, TaskError};
-//!
-//! # async fn demo() -> Result<(), offstage::Error> {
-//! let rt = Runtime::builder()
-//!     .sqlite("offstage.db")
-//!     .task("greet", |ctx: Context, name: String| async move {
-//!         ctx.log(format!("greeting {name}"));
-//!         Ok::<_, TaskError>(format!("hello, {name}"))
-//!     })
-//!     .build()
-//!     .await?;
-//! let task = rt.launch_json("greet", serde_json::json!("world")).await?;
-//! assert_eq!(task.wait().await?.return_value, Some(serde_json::json!("hello, world")));
-//! rt.shutdown().await?;
-//! # Ok(()) }
-//! ```
+//! The **runtime**: runs tasks on this node, kills them for real, and survives restarts. What it does and an example are on [`Runtime`]; each part is a file here, named for its noun (`claimer.rs`, `executor.rs`, `slots.rs`, …).
 
 mod builder;
 mod claimer;
 mod cluster;
+mod cron;
 mod executor;
 mod isolation;
 mod launch;
 pub(crate) mod live;
 mod maintenance;
 mod remote;
+mod schedules;
 pub(crate) mod shared;
 mod slots;
 mod spawned;
-mod ticker;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -110,17 +87,27 @@ pub(crate) struct Inner {
     /// Held while rejoining, so that every part that finds out the node was declared dead
     /// (heartbeat, claims, launches) rejoins once between them.
     pub(crate) rejoining: tokio::sync::Mutex<()>,
+    /// The durable record. Every transition goes through it first and is announced after, so
+    /// what any node reads there is never behind what an event said.
     pub(crate) store: Arc<dyn Store>,
+    /// The task types registered in this process: their bodies, args checks and options.
     pub(crate) registry: Registry,
-    /// The registered names.
+    /// The registered names, sorted: what `next_run_at` looks for and `task_types` lists.
     pub(crate) names: Vec<String>,
     /// The registered names, as the claimer claims them: types with a concurrency limit one
     /// by one, the rest together.
     pub(crate) claims: claimer::ClaimSet,
+    /// The settings the builder was given; fixed for the runtime's life.
     pub(crate) config: Config,
+    /// Wall time driven by tokio's clock, so paused-time tests move every timestamp.
     pub(crate) clock: Clock,
+    /// This node's event stream: every event of its tasks, and of other nodes' tasks as their
+    /// notices arrive (`cluster.rs`). Published through `Inner::publish`, which also tells the
+    /// other nodes; `Runtime::events` and `Runtime::follow` subscribe to it.
     pub(crate) events: Arc<EventBus>,
-    /// Tasks running on this node.
+    /// Tasks whose body runs under this node's supervisor (in-process, isolated, or on a
+    /// worker connected here), by id. A task is in it from its `started` event until its
+    /// final record is saved; `Inner::record` reads the live snapshot from here first.
     pub(crate) live: Mutex<HashMap<TaskId, Arc<LiveTask>>>,
     /// Live tasks with unsaved state or log lines, for the flusher.
     /// Weak, so a task that ended (its unsaved writes taken by `finish`) is simply skipped.
@@ -128,16 +115,19 @@ pub(crate) struct Inner {
     /// How many tasks run here at once: a task on this node holds a permit while its body
     /// runs, and freed slots go to the claimer first while tasks wait in the store.
     pub(crate) slots: Arc<slots::Slots>,
+    /// Set once by `shutdown`: launches and claims stop, loops end at their next turn.
     pub(crate) shutting_down: AtomicBool,
     /// Notified whenever a live task ends, for shutdown to wait on.
     pub(crate) ended: Notify,
     /// Asked by recovery whether a dead node's task runs again (see `maintenance::rerun`).
     pub(crate) rerun: Option<crate::store::Rerun>,
-    /// Wakes the ticker: a schedule changed, here or on another node.
+    /// Wakes the cron loop (`cron.rs`): a schedule changed, here or on another node.
     pub(crate) schedules_changed: Notify,
-    /// The `tracing` dispatcher wrapped around every task body to capture its events.
+    /// The `tracing` dispatcher wrapped around every task body: events inside a task go to the
+    /// task's log, and on to the app's own subscriber.
     pub(crate) capture: tracing::Dispatch,
-    /// Connected workers and the task types they serve.
+    /// Connected workers and the task types they serve; their connections claim for them
+    /// (`remote.rs`).
     pub(crate) workers: remote::Workers,
     /// Worker processes for isolated tasks (started when the first one is needed, or at once
     /// when a task type is isolated).
@@ -179,6 +169,32 @@ impl fmt::Debug for Inner {
     }
 }
 
+/// The **runtime**: runs tasks on this node, kills them for real, and survives restarts.
+///
+/// A runtime is one *node*. It launches tasks into the store, claims queued ones when it has a
+/// free slot (highest priority first, then oldest), runs each body as a tokio task under a
+/// supervisor that enforces kills and timeouts, saves state and logs in batches, and reports
+/// every change as an [`crate::Event`]. When it starts, it marks the tasks of nodes that died
+/// (`missing`); when it shuts down, it drains, then records what it had to interrupt.
+///
+/// ```no_run
+/// use offstage::{Context, Runtime, TaskError};
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// let rt = Runtime::builder()
+///     .sqlite("offstage.db")
+///     .task("greet", |ctx: Context, name: String| async move {
+///         ctx.log(format!("greeting {name}"));
+///         Ok::<_, TaskError>(format!("hello, {name}"))
+///     })
+///     .build()
+///     .await?;
+/// let task = rt.launch_json("greet", serde_json::json!("world")).await?;
+/// assert_eq!(task.wait().await?.return_value, Some(serde_json::json!("hello, world")));
+/// rt.shutdown().await?;
+/// # Ok(()) }
+/// ```
+///
 /// A handle to a running runtime. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Runtime {
@@ -303,7 +319,7 @@ impl Runtime {
         }
     }
 
-    /// A handle to the shared document `name` ([`crate::shared`]): read it, lock it, update
+    /// A handle to the shared document `name` ([`crate::Shared`]): read it, lock it, update
     /// it, watch it. Its locks name this node as their holder unless told otherwise
     /// ([`crate::Shared::holder`]). An invalid name (empty, over 200 characters, control
     /// characters) is [`crate::ErrorKind::InvalidArgument`].

@@ -14,7 +14,7 @@
 //! hints for speed. Every one of them has a slower path that does not need it (the scheduler's
 //! poll, the heartbeat's kill requests, reading the store), so a lost notice delays, never loses.
 //!
-//! The store also keeps **shared state** ([`crate::shared`]): named JSON documents with a lock
+//! The store also keeps **shared state** ([`crate::Shared`]): named JSON documents with a lock
 //! that one holder at a time takes across every node ([`Store::shared_lock`],
 //! [`Store::shared_unlock`]), freed by recovery when its node dies.
 
@@ -33,7 +33,8 @@ use crate::error::{Error, TaskError};
 use crate::event::Event;
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
-use crate::schedule::{Fired, Schedule, ScheduleRecord};
+pub use crate::schedule::Fired;
+use crate::schedule::{Schedule, ScheduleRecord};
 use crate::shared::SharedRecord;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};

@@ -19,7 +19,7 @@ use crate::id::TaskId;
 use crate::registry::Registry;
 
 /// Names the Unix socket a worker process connects back to.
-pub const SOCKET_ENV: &str = "OFFSTAGE_ISOLATED_SOCKET";
+pub(crate) const SOCKET_ENV: &str = "OFFSTAGE_ISOLATED_SOCKET";
 
 /// Makes this process an isolated worker if a node started it as one, and returns at once
 /// otherwise. Call it first thing in `main`, before the app does anything it must do only

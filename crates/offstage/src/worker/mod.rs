@@ -6,8 +6,8 @@
 //! a worker's tasks `missing` when the worker goes away. [`protocol`] has the messages; the
 //! document is `docs/worker-protocol.md`.
 
-pub mod isolated;
-pub mod protocol;
+pub(crate) mod isolated;
+pub(crate) mod protocol;
 #[cfg(feature = "worker")]
 mod remote;
 pub(crate) mod session;

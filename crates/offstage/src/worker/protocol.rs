@@ -12,7 +12,7 @@ use crate::id::TaskId;
 use crate::log::LogLevel;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// The largest message either side reads: 64 MiB of JSON text (one WebSocket message, in
 /// frames of any size up to this; one line on an isolated worker's socket).
@@ -23,13 +23,13 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// the connection and the worker's other tasks carry on. Only a message over this *limit*
 /// ends the connection (WebSocket close code 1009), because the bytes of a frame that is not
 /// read cannot be skipped. The workers this project ships check before sending and never
-/// send one ([`WorkerMessage::to_text_within_limit`]).
+/// send one (`WorkerMessage::to_text_within_limit`).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A message a worker sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum WorkerMessage {
+pub(crate) enum WorkerMessage {
     /// The first message: who the worker is and what it serves.
     Hello {
         /// The protocol version, [`PROTOCOL_VERSION`].
@@ -85,7 +85,7 @@ fn info() -> LogLevel {
 /// A message the server (the node) sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMessage {
+pub(crate) enum ServerMessage {
     /// The answer to `hello`.
     Welcome {
         /// The id this connection is known by.
@@ -139,7 +139,7 @@ pub struct ProtocolError(pub String);
 
 impl WorkerMessage {
     /// Parses one message from a worker.
-    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ProtocolError> {
         serde_json::from_str(text).map_err(|e| {
             ProtocolError(format!(
                 "not a worker message ({e}): send JSON objects with a `type` of hello, state, \
@@ -154,7 +154,7 @@ impl WorkerMessage {
     /// fit is cut (and says so), a return value that would not fit becomes a failure of kind
     /// `output_too_large`, and a failure's message and detail are cut. (A state never comes
     /// near the limit: its cap, 1 MiB, is checked when it is written.)
-    pub fn to_text_within_limit(&self) -> String {
+    pub(crate) fn to_text_within_limit(&self) -> String {
         let text = to_text(self);
         if text.len() <= MAX_MESSAGE_BYTES {
             return text;
@@ -221,13 +221,13 @@ fn floor_char_boundary(text: &str, max: usize) -> usize {
 
 impl ServerMessage {
     /// Parses one message from the server.
-    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ProtocolError> {
         serde_json::from_str(text).map_err(|e| ProtocolError(format!("not a server message ({e})")))
     }
 }
 
 /// One message as text, for either direction.
-pub fn to_text(message: &impl Serialize) -> String {
+pub(crate) fn to_text(message: &impl Serialize) -> String {
     serde_json::to_string(message).expect("protocol messages always serialize")
 }
 

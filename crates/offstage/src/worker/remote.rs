@@ -35,6 +35,24 @@ use crate::registry::{Registry, TaskType, TaskTypeOptions};
 /// Connects to a server's `/api/workers`, serves the task types registered on it, and
 /// reconnects with backoff whenever the connection ends. Tasks it was running when a connection
 /// dropped are `missing` on the server (they are not run twice).
+///
+/// ```no_run
+/// use offstage::{Context, TaskError, Worker};
+///
+/// # async fn demo() -> Result<(), offstage::Error> {
+/// // On a machine with a GPU; the server was started with `--remote-type images.upscale`.
+/// Worker::new("ws://offstage.internal:7700/api/workers")
+///     .token("w0rker-t0ken")
+///     .name("gpu-1")
+///     .concurrency(4)
+///     .task("images.upscale", |ctx: Context, path: String| async move {
+///         ctx.set_state(&serde_json::json!({ "progress": 0.5 }))?;
+///         Ok::<_, TaskError>(format!("{path}@4x"))
+///     })
+///     .run() // serves until the process ends
+///     .await
+/// # }
+/// ```
 pub struct Worker {
     url: String,
     token: Option<String>,

@@ -11,11 +11,11 @@ use crate::{Context, Runtime, RuntimeBuilder, TaskError, TaskType};
 
 /// A typed task type: doubles a number.
 #[derive(Debug)]
-pub struct Double;
+pub(super) struct Double;
 
 /// [`Double`]'s args.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct DoubleArgs {
+pub(super) struct DoubleArgs {
     /// The number to double.
     pub n: i64,
 }
@@ -32,14 +32,14 @@ impl TaskType for Double {
 
 /// Args naming a duration in milliseconds.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Millis {
+pub(super) struct Millis {
     /// How long.
     pub ms: u64,
 }
 
 /// Args of `test.increment`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Increment {
+pub(super) struct Increment {
     /// The shared counter.
     pub name: String,
     /// How long to hold the lock between reading and writing (0: use `update`).
@@ -48,7 +48,7 @@ pub struct Increment {
 }
 
 /// Registers the suite's task types on `builder`.
-pub fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
+pub(super) fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder
         .register(Double)
         .task("test.noop", |_ctx: Context, _args: Value| async {
@@ -160,7 +160,7 @@ pub async fn runtime_with(
 
 /// Launches `test.until_cancelled` on `rt` and waits until it runs: a task that holds its slot
 /// until it is killed. `events` must have been subscribed before.
-pub async fn start_blocker(rt: &Runtime, events: &mut crate::Subscription) -> crate::Task {
+pub(super) async fn start_blocker(rt: &Runtime, events: &mut crate::Subscription) -> crate::Task {
     let task = rt
         .launch_json("test.until_cancelled", json!(null))
         .await
