@@ -119,11 +119,7 @@ pub(crate) async fn index(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> 
         format!("{path}/")
     };
     let page = String::from_utf8_lossy(INDEX.bytes).replace("{{base}}", &base);
-    serve_bytes(
-        INDEX.content_type,
-        Cow::Owned(page.into_bytes()),
-        &headers,
-    )
+    serve_bytes(INDEX.content_type, Cow::Owned(page.into_bytes()), &headers)
 }
 
 /// `GET /assets/{file}`: its script modules, styles and icon.
@@ -156,11 +152,18 @@ mod tests {
                 "assets/{name} is not in ASSETS"
             );
         }
-        for asset in ASSETS.iter().filter(|asset| asset.content_type == JAVASCRIPT) {
+        for asset in ASSETS
+            .iter()
+            .filter(|asset| asset.content_type == JAVASCRIPT)
+        {
             let text = std::str::from_utf8(asset.bytes).unwrap();
             for import in text.split(" from \"./").skip(1) {
                 let module = import.split('"').next().unwrap();
-                assert!(served(module), "{} imports {module}, not served", asset.name);
+                assert!(
+                    served(module),
+                    "{} imports {module}, not served",
+                    asset.name
+                );
             }
         }
         let page = std::str::from_utf8(INDEX.bytes).unwrap();
