@@ -251,15 +251,11 @@ impl Browser {
     /// show, and a `/favicon.ico` the browser guessed at is nobody's.
     pub async fn js_errors(&self) -> Vec<String> {
         let session = self.client.session_id().await.unwrap().expect("a session");
-        let log: Value = reqwest::Client::new()
-            .post(format!("{}/session/{session}/se/log", self.driver_url))
-            .json(&json!({ "type": "browser" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/session/{session}/se/log", self.driver_url);
+        let request = reqwest::Client::new()
+            .post(url)
+            .json(&json!({ "type": "browser" }));
+        let log: Value = request.send().await.unwrap().json().await.unwrap();
         let entries = log["value"].as_array().cloned().unwrap_or_default();
         entries
             .iter()
