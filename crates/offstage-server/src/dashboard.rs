@@ -2,10 +2,13 @@
 //!
 //! Plain HTML, CSS and JavaScript files under `assets/`, compiled into the binary with
 //! `include_bytes!`: no build step, nothing to install, and the page an app serves is the one its
-//! `offstage-server` version was tested with. The page talks to the same JSON API and event
-//! stream as every other client (it reads events with `fetch`, not `EventSource`, so it can send
-//! the bearer token). The page is told the path it was served at, and builds every URL from it,
-//! so the router works mounted under a prefix too (`Router::nest("/offstage", app(state))`).
+//! `offstage-server` version was tested with. The scripts are ES modules (`app.js` starts the
+//! page and imports the others: one per view, the API client, the shared drawing helpers), which
+//! the browser loads from `/assets/` by their relative imports. The page talks to the same JSON
+//! API and event stream as every other client (it reads events with `fetch`, not `EventSource`,
+//! so it can send the bearer token). The page is told the path it was served at, and builds every
+//! URL from it, so the router works mounted under a prefix too
+//! (`Router::nest("/offstage", app(state))`).
 
 use std::borrow::Cow;
 
@@ -22,30 +25,40 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+/// The file `assets/$name`, compiled in.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../assets/", $name)),
+        }
+    };
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The page, served at `/` with its base path filled in (not under `/assets/`).
+const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
+
+/// What the page loads, served at `/assets/{name}`. A new module must be listed here: the test
+/// below checks every file under `assets/` is.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../assets/index.html"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/app.js"),
-    },
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../assets/style.css"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../assets/favicon.svg"),
-    },
+    asset!("app.js", JAVASCRIPT),
+    asset!("api.js", JAVASCRIPT),
+    asset!("ui.js", JAVASCRIPT),
+    asset!("task-list.js", JAVASCRIPT),
+    asset!("task.js", JAVASCRIPT),
+    asset!("launch.js", JAVASCRIPT),
+    asset!("schedules.js", JAVASCRIPT),
+    asset!("shared-list.js", JAVASCRIPT),
+    asset!("shared.js", JAVASCRIPT),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
-/// The page itself only loads files from this server and talks only to it.
+/// The page itself only loads files (its module scripts too) from this server, and talks only
+/// to it. Nothing is inline: every script is a file under `/assets/`.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
                    script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
@@ -105,15 +118,11 @@ pub(crate) async fn index(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> 
     } else {
         format!("{path}/")
     };
-    let page = String::from_utf8_lossy(ASSETS[0].bytes).replace("{{base}}", &base);
-    serve_bytes(
-        ASSETS[0].content_type,
-        Cow::Owned(page.into_bytes()),
-        &headers,
-    )
+    let page = String::from_utf8_lossy(INDEX.bytes).replace("{{base}}", &base);
+    serve_bytes(INDEX.content_type, Cow::Owned(page.into_bytes()), &headers)
 }
 
-/// `GET /assets/{file}`: its scripts, styles and icon.
+/// `GET /assets/{file}`: its script modules, styles and icon.
 pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|asset| asset.name == file) {
         Some(asset) => serve(asset, &headers),
@@ -123,5 +132,41 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Respo
             format!("the dashboard has no file `{file}`: open / for the dashboard"),
         )
         .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file under `assets/` is served, and every module a script imports is one of them:
+    /// a module left out of `ASSETS` would stop the whole page from loading.
+    #[test]
+    fn every_asset_and_every_imported_module_is_served() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let served = |name: &str| ASSETS.iter().any(|asset| asset.name == name);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                name == INDEX.name || served(&name),
+                "assets/{name} is not in ASSETS"
+            );
+        }
+        for asset in ASSETS
+            .iter()
+            .filter(|asset| asset.content_type == JAVASCRIPT)
+        {
+            let text = std::str::from_utf8(asset.bytes).unwrap();
+            for import in text.split(" from \"./").skip(1) {
+                let module = import.split('"').next().unwrap();
+                assert!(
+                    served(module),
+                    "{} imports {module}, not served",
+                    asset.name
+                );
+            }
+        }
+        let page = std::str::from_utf8(INDEX.bytes).unwrap();
+        assert!(page.contains(r#"<script type="module" src="{{base}}assets/app.js">"#));
     }
 }

@@ -43,6 +43,8 @@ pub struct Browser {
     _driver: Driver,
     pub client: Client,
     base: String,
+    /// chromedriver's own address, for what fantoccini does not ask it (the console log).
+    driver_url: String,
 }
 
 impl Browser {
@@ -81,6 +83,11 @@ impl Browser {
         }
         std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
         let mut capabilities = serde_json::Map::new();
+        // The console's errors, for `js_errors`.
+        capabilities.insert(
+            "goog:loggingPrefs".to_owned(),
+            json!({ "browser": "SEVERE" }),
+        );
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
             json!({
@@ -94,9 +101,10 @@ impl Browser {
                 ],
             }),
         );
+        let driver_url = format!("http://127.0.0.1:{port}");
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
+            .connect(&driver_url)
             .await
             .expect("a WebDriver session in Chromium");
         client
@@ -111,6 +119,7 @@ impl Browser {
             _driver: Driver(driver),
             client,
             base: format!("{url}/"),
+            driver_url,
         }
     }
 
@@ -232,6 +241,31 @@ impl Browser {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
         }
+    }
+
+    /// The JavaScript errors of the pages this browser showed since the last call, as
+    /// Chromium's console logged them: uncaught exceptions and rejections, what the
+    /// Content-Security-Policy refused, and a page's own files (under `/assets/`: scripts,
+    /// modules, styles) that did not load. Other failed requests are left out: an API answer
+    /// that is an error (a 404 for an unknown task, a 401 before signing in) is the page's to
+    /// show, and a `/favicon.ico` the browser guessed at is nobody's.
+    pub async fn js_errors(&self) -> Vec<String> {
+        let session = self.client.session_id().await.unwrap().expect("a session");
+        let url = format!("{}/session/{session}/se/log", self.driver_url);
+        let request = reqwest::Client::new()
+            .post(url)
+            .json(&json!({ "type": "browser" }));
+        let log: Value = request.send().await.unwrap().json().await.unwrap();
+        let entries = log["value"].as_array().cloned().unwrap_or_default();
+        entries
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .filter(|entry| {
+                let message = entry["message"].as_str().unwrap_or_default();
+                entry["source"] != "network" || message.contains("/assets/")
+            })
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     pub async fn close(self) {
