@@ -44,6 +44,10 @@ async fn the_dashboard_mounted_under_a_prefix_answers_with_and_without_the_slash
     assert!(types.contains("demo.sleep"), "{types}");
     let (status, asset) = get_text(&app, "/offstage/assets/app.js").await;
     assert_eq!(status, StatusCode::OK);
+    assert!(asset.contains("import"), "the entry module: {asset}");
+    // The API client reads the prefix the page was served under.
+    let (status, asset) = get_text(&app, "/offstage/assets/api.js").await;
+    assert_eq!(status, StatusCode::OK);
     assert!(asset.contains("offstage-base"));
     assert_eq!(get_text(&app, "/").await.1, "the app's own page");
     assert_eq!(
