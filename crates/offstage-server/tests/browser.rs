@@ -87,7 +87,7 @@ async fn the_list_shows_every_status_and_filters() {
     let failed = launch(&api, "demo.fail", json!({ "message": "the disk is full" })).await;
     let killed = launch(&api, "demo.sleep", json!({ "seconds": 600 })).await;
     api.request(reqwest::Method::POST, &format!("/api/tasks/{killed}/kill"))
-        .json(&json!({ "grace_ms": 0 }))
+        .json(&json!({ "grace_s": 0 }))
         .send()
         .await
         .unwrap();
@@ -797,7 +797,7 @@ async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
             json!(1),
         )
         .await;
-    api.kill(&holder, Some(0)).await;
+    api.kill(&holder, Some(0.0)).await;
     assert_eq!(api.finished(&holder).await["status"], "killed");
     assert_eq!(api.get("/api/shared/jobs.done").await["value"], json!(41));
 

@@ -67,7 +67,7 @@ fn the_cli_drives_a_server_with_meaningful_exit_codes() {
 
     let sleeping = server.cli(&["launch", "demo.sleep", "--args", r#"{"seconds":600}"#]);
     let sleeping_id = stdout(&sleeping).trim().to_owned();
-    let killed = server.cli(&["kill", &sleeping_id, "--grace-ms", "0"]);
+    let killed = server.cli(&["kill", &sleeping_id, "--grace-s", "0"]);
     assert_eq!(killed.status.code(), Some(0), "{}", stderr(&killed));
     assert!(stdout(&killed).contains("killed"), "{}", stdout(&killed));
 

@@ -134,9 +134,10 @@ enum Command {
     /// Kills a task and waits until it has ended.
     Kill {
         id: String,
-        /// How long the task gets to stop by itself before it is aborted.
+        /// How many seconds the task gets to stop by itself before it is aborted (default:
+        /// the server's --kill-grace-s).
         #[arg(long)]
-        grace_ms: Option<u64>,
+        grace_s: Option<f64>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -355,13 +356,13 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Kill {
             id,
-            grace_ms,
+            grace_s,
             remote,
         } => {
             let client = Client::new(&remote.server, remote.token);
             let path = task_path(&id)?;
-            let body = grace_ms
-                .map(|ms| json!({ "grace_ms": ms }))
+            let body = grace_s
+                .map(|seconds| json!({ "grace_s": seconds }))
                 .unwrap_or_else(|| json!({}));
             client
                 .call(Method::POST, &format!("{path}/kill"), Some(&body))

@@ -117,7 +117,7 @@ pub fn detail(task: &Value) -> String {
         "priority",
         "key",
         "owner",
-        "timeout_ms",
+        "timeout_s",
         "isolated",
         "node",
     ] {

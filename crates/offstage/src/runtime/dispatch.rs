@@ -389,7 +389,7 @@ impl Link<'_> {
                 args: record.args.clone(),
                 attempt: record.attempt,
                 owner: record.owner.clone(),
-                timeout_ms: record.timeout_ms,
+                timeout_ms: record.timeout.map(crate::task::whole_millis),
                 memory_limit_bytes: None,
             };
             let id = record.id;

@@ -501,7 +501,7 @@ pub(crate) async fn body(
         args: record.args.clone(),
         attempt: record.attempt,
         owner: record.owner.clone(),
-        timeout_ms: record.timeout_ms,
+        timeout_ms: record.timeout.map(crate::task::whole_millis),
         memory_limit_bytes: memory_limit,
     };
     let process = running.process.as_mut().expect("just put there");
