@@ -1,12 +1,17 @@
 //! The HTTP API driven in-process through the router (`oneshot`), on a real SQLite file.
 
+// The binary's demo task types (`offstage serve --demo`), compiled into this test: they are not
+// library API.
+#[path = "../src/demo.rs"]
+mod demo;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use offstage::{Runtime, Status};
-use offstage_server::{app, demo, AppState, Role, Tokens};
+use offstage_server::{app, AppState, Role, Tokens};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
