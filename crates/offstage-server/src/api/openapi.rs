@@ -162,7 +162,7 @@ fn exact(document: &mut Value) {
         (
             "KillRequest",
             "grace_s",
-            json!({ "type": ["number", "null"], "minimum": 0, "exclusiveMaximum": 1e9 }),
+            json!({ "type": ["number", "null"], "minimum": 0, "maximum": 1e9 }),
         ),
         ("ScheduleOptions", "key", text(MAX_KEY_CHARS, true)),
         ("ScheduleOptions", "owner", text(MAX_OWNER_CHARS, true)),

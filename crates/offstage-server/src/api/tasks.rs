@@ -288,7 +288,9 @@ pub(crate) async fn kill(
         .refuse("grace_ms", "give `grace_s`, in seconds")?;
     let grace = match request.grace_s {
         None => None,
-        Some(seconds) if seconds.is_finite() && (0.0..1e9).contains(&seconds) => {
+        // Up to 10⁹ s inclusive: a decimal just under the bound that reads as the f64 1e9 is
+        // still what the document allows.
+        Some(seconds) if seconds.is_finite() && (0.0..=1e9).contains(&seconds) => {
             Some(Duration::from_secs_f64(seconds))
         }
         Some(seconds) => {
