@@ -256,15 +256,15 @@ impl Kill {
         let mut last = None;
         client
             .follow(&format!("{path}/events"), None, |name, data| {
-                if let Some(EventKind::Finished { .. }) = task_event(name, data)? {
-                    last = Some(data["task"].clone());
+                if let Some(EventKind::Finished { task }) = task_event(name, data)? {
+                    last = Some(task);
                     return Ok(ControlFlow::Break(()));
                 }
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
         let answer = match last {
-            Some(record) => record,
+            Some(task) => as_json(&task)?,
             None => client.call(Method::GET, &path, None).await?,
         };
         if self.remote.json {
@@ -390,6 +390,12 @@ fn task_event(name: &str, data: &Value) -> Result<Option<EventKind>, Failure> {
     }
 }
 
+/// The final record a `finished` event carries, as `--json` prints it (the same fields as the
+/// event's).
+fn as_json(task: &TaskRecord) -> Result<Value, Failure> {
+    serde_json::to_value(task).map_err(|e| Failure::Message(e.to_string()))
+}
+
 /// One log line: `seq level message`, or with `json` the line as JSON.
 fn print_line(out: &mut Out, line: &LogLine, json: bool) -> Result<(), Failure> {
     if json {
@@ -445,8 +451,8 @@ async fn wait_for(
                     Some(EventKind::Log { line }) if show_logs => {
                         bar.suspend(|| print_line(out, &line, json))?;
                     }
-                    Some(EventKind::Finished { .. }) => {
-                        last = Some(data["task"].clone());
+                    Some(EventKind::Finished { task }) => {
+                        last = Some(as_json(&task)?);
                         return Ok(ControlFlow::Break(()));
                     }
                     _ => {}
