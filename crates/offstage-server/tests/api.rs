@@ -342,6 +342,16 @@ async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
             "invalid_timeout",
             "options.timeout_s is 0",
         ),
+        // An unknown `on_conflict` is the same 400 on a schedule as on a launch.
+        (
+            put(
+                "/api/schedules/nightly",
+                r#"{"cron":"0 3 * * *","task":"demo.echo","options":{"key":"k","on_conflict":"maybe"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "reject, existing, supersede",
+        ),
         (
             post("/api/tasks", &too_big),
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -45,8 +45,7 @@ pub struct ScheduleOptions {
     /// A key to find the launches by; with `on_conflict`, the key they share.
     key: Option<String>,
     /// With `key`: `reject` or `existing` skip a tick while the last launch is live.
-    #[schema(value_type = Option<String>)]
-    on_conflict: Option<OnConflict>,
+    on_conflict: Option<String>,
     /// Who the launches belong to.
     owner: Option<String>,
     /// Higher runs first among queued tasks.
@@ -78,7 +77,12 @@ impl TryFrom<ScheduleOptions> for LaunchOptions {
             timeout: super::tasks::timeout("options.timeout_s", options.timeout_s)?,
             run_at: None,
             isolated: options.isolated,
-            on_conflict: options.on_conflict,
+            // Read as a launch reads it: an unknown value is the same 400.
+            on_conflict: options
+                .on_conflict
+                .as_deref()
+                .map(str::parse::<OnConflict>)
+                .transpose()?,
         })
     }
 }
