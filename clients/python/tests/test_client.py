@@ -130,6 +130,9 @@ def test_args_follow_the_rule(client: offstage.Client) -> None:
         offstage.launch_background_task("demo.echo", {"value": 1})
     assert (raised.value.code, raised.value.status) == ("invalid_args", 422)
     assert client.launch("demo.echo", {"value": 1}).wait(timeout=20).get_return_value() == 1
+    # The timeout is in seconds, sent and recorded as `timeout_s`.
+    timed = client.launch("demo.echo", {"value": 1}, timeout=1.5)
+    assert timed.record["timeout_s"] == 1.5
     with pytest.raises(TypeError, match="must be JSON"):
         client.launch("demo.echo", {"value": object()})
 
@@ -188,7 +191,7 @@ def test_tokens_and_roles(token_server: Server) -> None:
 
     controller = offstage.Client(url, TOKENS["control"])
     task = controller.get_background_task(launched.get_id())
-    task.kill()
+    task.kill(grace=0.5)
     assert task.wait(timeout=20).get_termination_status() == "killed"
     assert reader.get_background_task(task.get_id()).get_termination_status() == "killed"
 
@@ -224,14 +227,19 @@ def test_shared_state_reads_writes_and_watches(client: offstage.Client) -> None:
 def test_schedules_launch_on_their_ticks_and_pause(client: offstage.Client) -> None:
     name = f"py.every-second.{datetime.now(timezone.utc).timestamp()}"
     with client.events() as events:
-        record = client.set_schedule(name, "* * * * * *", "demo.echo", {"value": name})
+        record = client.set_schedule(
+            name, "* * * * * *", "demo.echo", {"value": name}, timeout=60, priority=2
+        )
         assert record["paused"] is False and record["next_tick_at"]
+        # The timeout is in seconds, as on a launch: 60 s, not 60 ms.
+        assert record["options"]["timeout_s"] == 60 and record["options"]["priority"] == 2
         while True:
             event = events.next(timeout=10)
             assert event is not None, "a tick launches within the second"
             task = event.get("task") or {}
             if event.get("type") == "launched" and task.get("args") == {"value": name}:
                 break
+    assert task["timeout_s"] == 60
     paused = client.pause_schedule(name)
     assert paused["paused"] is True and paused["next_tick_at"] is None
     assert any(s["name"] == name and s["paused"] for s in client.list_schedules())

@@ -68,7 +68,7 @@ export function taskView(main, id) {
       ...fact("Owner", task.owner || "—"),
       ...fact("Key", task.key || "—"),
       ...fact("Priority", String(task.priority)),
-      ...fact("Timeout", task.timeout_ms ? fmtDuration(task.timeout_ms) : "none"),
+      ...fact("Timeout", task.timeout_s ? fmtDuration(task.timeout_s * 1000) : "none"),
       ...fact("Node", task.node ? h("code", {}, task.node) : "—"),
       ...fact("Isolated", task.isolated ? "yes, in a worker process of its own" : "no"),
       ...(task.run_at !== task.launched_at ? fact("Run at", timeEl(task.run_at)) : []));

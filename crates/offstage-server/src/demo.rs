@@ -1,4 +1,9 @@
-//! Built-in task types for trying Offstage with nothing else (`offstage serve --demo`).
+//! Built-in task types for trying Offstage with nothing else (`offstage serve --demo`, and
+//! `offstage worker` serves them to a server as a remote worker).
+//!
+//! A module of the `offstage` binary, not of the library: an app registers its own task
+//! types. The in-process API tests compile this file into themselves by `#[path]`, to drive
+//! the router with the same task types the binary serves.
 
 use std::time::Duration;
 

@@ -193,3 +193,32 @@ pub(crate) mod whole {
             })
     }
 }
+
+/// A body field the API no longer takes, kept by name so that a client still sending it is
+/// told what replaced it (a 400 naming the new field) instead of "unknown field". Declare it
+/// `#[serde(default)]` and `#[schema(ignore)]` (the document lists only what is taken), and
+/// call [`Retired::refuse`] first thing in the handler.
+#[derive(Debug, Default)]
+pub(crate) struct Retired(bool);
+
+impl<'de> serde::Deserialize<'de> for Retired {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Whatever its value (`null` too), the field was sent.
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(Retired(true))
+    }
+}
+
+impl Retired {
+    /// A 400 (`retired_field`) saying that `field` is no longer accepted and what to give
+    /// `instead`, if the body had it.
+    pub(crate) fn refuse(&self, field: &str, instead: &str) -> Result<(), ApiError> {
+        if !self.0 {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(
+            "retired_field",
+            format!("`{field}` is no longer accepted: {instead}"),
+        ))
+    }
+}

@@ -18,11 +18,7 @@
 
 mod api;
 pub mod auth;
-#[cfg(feature = "cli")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
-pub mod cli;
 mod dashboard;
-pub mod demo;
 pub mod error;
 mod extract;
 pub mod metrics;

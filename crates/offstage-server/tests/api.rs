@@ -1,12 +1,17 @@
 //! The HTTP API driven in-process through the router (`oneshot`), on a real SQLite file.
 
+// The binary's demo task types (`offstage serve --demo`), compiled into this test: they are not
+// library API.
+#[path = "../src/demo.rs"]
+mod demo;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use offstage::{Runtime, Status};
-use offstage_server::{app, demo, AppState, Role, Tokens};
+use offstage_server::{app, AppState, Role, Tokens};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -70,7 +75,7 @@ async fn launch_show_list_and_logs() {
         &app,
         post(
             "/api/tasks",
-            r#"{"name":"demo.log","args":{"lines":3},"owner":"ann","priority":2,"key":"k1"}"#,
+            r#"{"name":"demo.log","args":{"lines":3},"owner":"ann","priority":2,"key":"k1","timeout_s":90.5}"#,
         ),
     )
     .await;
@@ -90,12 +95,16 @@ async fn launch_show_list_and_logs() {
         "priority",
         "key",
         "owner",
+        "timeout_s",
         "termination_status",
         "is_running",
     ] {
         assert!(task.get(field).is_some(), "missing {field}: {task}");
     }
     assert_eq!(task["owner"], "ann");
+    // A duration reads back as it was given: seconds, as `timeout_s`.
+    assert_eq!(task["timeout_s"], json!(90.5), "{task}");
+    assert!(task.get("timeout_ms").is_none(), "{task}");
     rt.get(id.parse().unwrap())
         .await
         .unwrap()
@@ -190,7 +199,7 @@ async fn kill_answers_202_and_the_task_ends_killed() {
     offstage::testing::wait_started(&mut events, id).await;
     let (status, body) = call(
         &app,
-        post(&format!("/api/tasks/{id}/kill"), r#"{"grace_ms":0}"#),
+        post(&format!("/api/tasks/{id}/kill"), r#"{"grace_s":0}"#),
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -292,6 +301,56 @@ async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
             StatusCode::BAD_REQUEST,
             "invalid_timeout",
             "positive",
+        ),
+        // The old spellings of durations are refused with the new one's name.
+        (
+            post(
+                "/api/tasks",
+                r#"{"name":"demo.echo","args":{"value":1},"timeout_ms":1000}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "retired_field",
+            "`timeout_ms` is no longer accepted: give `timeout_s`, in seconds",
+        ),
+        (
+            post(&format!("/api/tasks/{unknown}/kill"), r#"{"grace_ms":0}"#),
+            StatusCode::BAD_REQUEST,
+            "retired_field",
+            "`grace_ms` is no longer accepted: give `grace_s`, in seconds",
+        ),
+        (
+            post(&format!("/api/tasks/{unknown}/kill"), r#"{"grace_s":-1}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_grace",
+            "number of seconds from 0",
+        ),
+        (
+            put(
+                "/api/schedules/nightly",
+                r#"{"cron":"0 3 * * *","task":"demo.echo","options":{"timeout":60000}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "retired_field",
+            "`options.timeout` is no longer accepted: give `options.timeout_s`, in seconds",
+        ),
+        (
+            put(
+                "/api/schedules/nightly",
+                r#"{"cron":"0 3 * * *","task":"demo.echo","options":{"timeout_s":0}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_timeout",
+            "options.timeout_s is 0",
+        ),
+        // An unknown `on_conflict` is the same 400 on a schedule as on a launch.
+        (
+            put(
+                "/api/schedules/nightly",
+                r#"{"cron":"0 3 * * *","task":"demo.echo","options":{"key":"k","on_conflict":"maybe"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "reject, existing, supersede",
         ),
         (
             post("/api/tasks", &too_big),
@@ -450,9 +509,9 @@ async fn tokens_and_roles() {
     let (status, task) = call(&app, with(post("/api/tasks", launch), Some("l"))).await;
     assert_eq!(status, StatusCode::CREATED);
     let kill = format!("/api/tasks/{}/kill", task["id"].as_str().unwrap());
-    let (status, _) = call(&app, with(post(&kill, r#"{"grace_ms":0}"#), Some("l"))).await;
+    let (status, _) = call(&app, with(post(&kill, r#"{"grace_s":0}"#), Some("l"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "kill needs control");
-    let (status, _) = call(&app, with(post(&kill, r#"{"grace_ms":0}"#), Some("c"))).await;
+    let (status, _) = call(&app, with(post(&kill, r#"{"grace_s":0}"#), Some("c"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _) = call(&app, with(get("/healthz"), None)).await;
     assert_eq!(status, StatusCode::OK, "health needs no token");
@@ -835,7 +894,7 @@ async fn schemathesis_findings_are_answered_as_the_openapi_document_says() {
     );
     let (status, body) = call(
         &app,
-        post(&format!("/api/tasks/{id}/kill"), r#"{"grace_ms":1.5}"#),
+        post(&format!("/api/tasks/{id}/kill"), r#"{"grace_s":"soon"}"#),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -868,11 +927,18 @@ async fn schemathesis_findings_are_answered_as_the_openapi_document_says() {
         &app,
         put(
             "/api/schedules/nightly",
-            r#"{"cron":"0 3 * * *","task":"demo.echo","args":{"value":1},"options":{"priority":2.0,"timeout":1000}}"#,
+            r#"{"cron":"0 3 * * *","task":"demo.echo","args":{"value":1},"options":{"priority":2.0,"timeout_s":1.5}}"#,
         ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Its record gives the timeout back as it was given: seconds, as `timeout_s`.
+    assert_eq!(
+        (&body["options"]["priority"], &body["options"]["timeout_s"]),
+        (&json!(2), &json!(1.5)),
+        "{body}"
+    );
+    assert!(body["options"].get("timeout").is_none(), "{body}");
     // The document says so.
     let (_, doc) = call(&app, get("/api/openapi.json")).await;
     let options = &doc["components"]["schemas"]["ScheduleOptions"];

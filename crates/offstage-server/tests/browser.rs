@@ -198,7 +198,7 @@ async fn the_list_shows_every_status_and_filters() {
     let killed = page.launch("demo.sleep", json!({ "seconds": 600 })).await;
     page.api
         .request(reqwest::Method::POST, &format!("/api/tasks/{killed}/kill"))
-        .json(&json!({ "grace_ms": 0 }))
+        .json(&json!({ "grace_s": 0 }))
         .send()
         .await
         .unwrap();
@@ -809,7 +809,7 @@ async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
         json!(1),
     )
     .await;
-    page.api.kill(&holder, Some(0)).await;
+    page.api.kill(&holder, Some(0.0)).await;
     assert_eq!(page.api.finished(&holder).await["status"], "killed");
     assert_eq!(
         page.api.get("/api/shared/jobs.done").await["value"],

@@ -10,15 +10,32 @@ use axum::routing::get;
 use axum::Router;
 use futures::{Stream, StreamExt};
 use offstage::testing::conformance::{Backend, SqliteBackend};
-use offstage::{Runtime, Status};
+use offstage::{Context, Runtime, Status, TaskError};
 use serde_json::json;
+
+/// The app's task types: `preview` counts until it is killed (a preview of something long);
+/// `quick` ends at once.
+fn app_runtime(db: &str) -> offstage::RuntimeBuilder {
+    Runtime::builder()
+        .sqlite(db)
+        .task("preview", |ctx: Context, (): ()| async move {
+            for done in 1u64.. {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    () = ctx.cancelled() => return Err(TaskError::cancelled()),
+                }
+                ctx.set_state(&json!({ "done": done }))?;
+            }
+            Ok::<_, TaskError>(())
+        })
+        .task("quick", |_ctx: Context, (): ()| async move {
+            Ok::<_, TaskError>(())
+        })
+}
 
 /// The app's route: a preview that lives only as long as somebody watches it.
 async fn preview(State(rt): State<Runtime>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let task = rt
-        .launch_json("demo.count", json!({ "to": 100000, "interval_ms": 10 }))
-        .await
-        .unwrap();
+    let task = rt.launch_json("preview", json!(null)).await.unwrap();
     // One line ties the task to the connection: the guard lives in the response stream.
     let guard = task.kill_on_drop();
     let stream = task.events().into_stream().map(move |event| {
@@ -32,10 +49,7 @@ async fn preview(State(rt): State<Runtime>) -> Sse<impl Stream<Item = Result<Eve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_tied_to_a_connection_is_killed_when_the_client_goes_away() {
     let db = SqliteBackend.new_database();
-    let rt = offstage_server::demo::register(Runtime::builder().sqlite(&db))
-        .build()
-        .await
-        .unwrap();
+    let rt = app_runtime(&db).build().await.unwrap();
     let app = Router::new()
         .route("/preview", get(preview))
         .with_state(rt.clone());
@@ -65,10 +79,7 @@ async fn a_task_tied_to_a_connection_is_killed_when_the_client_goes_away() {
     assert_eq!(ended.status, Status::Killed);
 
     // A disarmed guard lets the task run on.
-    let kept = rt
-        .launch_json("demo.sleep", json!({ "seconds": 0.05 }))
-        .await
-        .unwrap();
+    let kept = rt.launch_json("quick", json!(null)).await.unwrap();
     kept.kill_on_drop().disarm();
     assert_eq!(kept.wait().await.unwrap().status, Status::Completed);
     rt.shutdown().await.unwrap();

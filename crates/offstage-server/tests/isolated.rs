@@ -49,7 +49,7 @@ async fn a_task_that_never_awaits_is_killed_with_zero_grace_and_its_process_is_g
     api.log_line(&id, &format!("spinning for 600 s in process {pid}"))
         .await;
     assert!(exists(pid));
-    api.kill(&id, Some(0)).await;
+    api.kill(&id, Some(0.0)).await;
     let done = api.finished(&id).await;
     assert_eq!(done["status"], "killed", "{done}");
     assert!(
@@ -136,7 +136,7 @@ async fn a_single_launch_can_ask_for_isolation() {
         .await;
     let pid = api.worker_pid(&id).await;
     api.until(&id, |kind, _| kind == "state").await;
-    api.kill(&id, Some(0)).await;
+    api.kill(&id, Some(0.0)).await;
     let done = api.finished(&id).await;
     assert_eq!(done["status"], "killed", "{done}");
     assert_eq!(done["isolated"], true);

@@ -1,6 +1,11 @@
 //! Offstage's router mounted in an app's own: under a prefix, the dashboard answers with and
 //! without the trailing slash, and the API lives under the prefix too.
 
+// The binary's demo task types (`offstage serve --demo`), compiled into this test: they are not
+// library API.
+#[path = "../src/demo.rs"]
+mod demo;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
@@ -8,7 +13,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use offstage::Runtime;
-use offstage_server::{app_at, demo, AppState};
+use offstage_server::{app_at, AppState};
 use tower::ServiceExt;
 
 async fn get_text(app: &Router, path: &str) -> (StatusCode, String) {

@@ -25,7 +25,8 @@ async fn a_schedule_put_over_http_launches_on_its_ticks_and_pauses() {
     assert_eq!(api.get("/api/schedules").await, json!({ "schedules": [] }));
 
     let mut events = Sse::open(&api, "/api/events", None).await;
-    let body = r#"{"cron": "* * * * * *", "task": "demo.echo", "args": {"value": "tick"}}"#;
+    let body = r#"{"cron": "* * * * * *", "task": "demo.echo", "args": {"value": "tick"},
+        "options": {"timeout_s": 2.5}}"#;
     let (status, record) = call(&api, Method::PUT, "/api/schedules/every-second", Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{record}");
     assert_eq!(
@@ -41,6 +42,9 @@ async fn a_schedule_put_over_http_launches_on_its_ticks_and_pauses() {
     assert_eq!(run_at.timestamp_subsec_micros(), 0, "{task}");
     let done = api.finished(task["id"].as_str().unwrap()).await;
     assert_eq!(done["return_value"], json!("tick"));
+    // Its timeout is the schedule's, in the same unit on the schedule and on the task.
+    assert_eq!(record["options"]["timeout_s"], json!(2.5), "{record}");
+    assert_eq!(done["timeout_s"], json!(2.5), "{done}");
 
     // Pause through the CLI: the record says so on every read, with no next tick.
     let paused = server.cli(&["schedule", "pause", "every-second"]);
@@ -99,6 +103,11 @@ async fn bad_schedules_are_refused_with_what_to_change() {
         (
             r#"{"cron": "* * * * *", "task": "demo.echo", "when": 1}"#,
             "when",
+        ),
+        // The timeout was milliseconds under `options.timeout`; it is seconds, as on a launch.
+        (
+            r#"{"cron": "* * * * *", "task": "demo.echo", "options": {"timeout": 60000}}"#,
+            "`options.timeout` is no longer accepted: give `options.timeout_s`, in seconds",
         ),
     ];
     for (body, hint) in cases {

@@ -5,9 +5,9 @@ mod common;
 use std::process::{Command, Output};
 
 use offstage::testing::conformance::{Backend, SqliteBackend};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use common::{Server, BIN};
+use common::{Api, Server, BIN};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -67,7 +67,7 @@ fn the_cli_drives_a_server_with_meaningful_exit_codes() {
 
     let sleeping = server.cli(&["launch", "demo.sleep", "--args", r#"{"seconds":600}"#]);
     let sleeping_id = stdout(&sleeping).trim().to_owned();
-    let killed = server.cli(&["kill", &sleeping_id, "--grace-ms", "0"]);
+    let killed = server.cli(&["kill", &sleeping_id, "--grace-s", "0"]);
     assert_eq!(killed.status.code(), Some(0), "{}", stderr(&killed));
     assert!(stdout(&killed).contains("killed"), "{}", stdout(&killed));
 
@@ -267,4 +267,55 @@ fn sse_over_tcp_resumes_with_last_event_id() {
         let rest_ids: Vec<u64> = rest.lines().filter_map(|l| l.strip_prefix("id: ")).map(|s| s.parse().unwrap()).collect();
         assert_eq!(rest_ids, ids[4..], "no gaps, no duplicates");
     });
+}
+
+/// Regression test for `offstage list | head -1`, which panicked in `println!` once `head` had
+/// gone: a reader that closes the CLI's stdout after one line ends the command with exit 0 and
+/// nothing on stderr, whether it was writing one big answer (`list --json`) or a line at a
+/// time (`logs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_goes_away_after_one_line_ends_the_cli_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    // More output than a pipe holds (64 KiB on Linux), so that the CLI is still writing when
+    // its reader goes: 40 tasks whose args and return value are 2 KiB each, listed as JSON...
+    let value = "x".repeat(2048);
+    for _ in 0..40 {
+        api.launch(json!({ "name": "demo.echo", "args": { "value": value } }))
+            .await;
+    }
+    // ...and a log of 5000 lines.
+    let logged = api
+        .launch(json!({ "name": "demo.log", "args": { "lines": 5000 } }))
+        .await;
+    api.finished(&logged).await;
+
+    for args in [
+        vec!["list", "--json", "--limit", "1000"],
+        vec!["logs", &logged],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("OFFSTAGE_SERVER", &server.url)
+            .env_remove("OFFSTAGE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(!first.trim().is_empty(), "{args:?} printed a first line");
+        // The reader goes away, as `head -1` does.
+        drop(reader);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            (output.status.code(), stderr(&output)),
+            (Some(0), String::new()),
+            "{args:?} ends quietly"
+        );
+    }
 }

@@ -1,12 +1,17 @@
 //! What a task type takes: `/api/task-types` publishes each type's args as JSON Schema with an
 //! example built from it, and that example launches.
 
+// The binary's demo task types (`offstage serve --demo`), compiled into this test: they are not
+// library API.
+#[path = "../src/demo.rs"]
+mod demo;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use offstage::testing::conformance::{Backend, SqliteBackend};
 use offstage::{Context, Runtime, TaskError};
-use offstage_server::{app, demo, AppState};
+use offstage_server::{app, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 

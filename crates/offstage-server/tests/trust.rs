@@ -6,6 +6,11 @@
 //! `offstage serve`. The PostgreSQL half of `bad_text_is_a_400_on_both_stores` runs when
 //! `OFFSTAGE_TEST_POSTGRES` names a database.
 
+// The binary's demo task types (`offstage serve --demo`), compiled into this test: they are not
+// library API.
+#[path = "../src/demo.rs"]
+mod demo;
+
 mod common;
 
 use axum::body::Body;
@@ -14,7 +19,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use offstage::testing::conformance::{Backend, PostgresBackend, SqliteBackend};
 use offstage::{Runtime, Status};
-use offstage_server::{app, demo, AppState, Role, Tokens};
+use offstage_server::{app, AppState, Role, Tokens};
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -66,8 +66,11 @@ pub struct TaskRecord {
     pub key: Option<String>,
     /// Who launched it, as the launcher chose to name them.
     pub owner: Option<String>,
-    /// Its timeout in milliseconds, if it has one.
-    pub timeout_ms: Option<u64>,
+    /// Its timeout, if it has one: it fails (error kind `timeout`) if it runs longer. On the
+    /// wire `timeout_s`, in seconds, like a launch's.
+    #[serde(rename = "timeout_s", default, with = "optional_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
+    pub timeout: Option<Duration>,
     /// True when it runs in a worker process of its own (its task type asked for that, or its
     /// launch did).
     #[serde(default)]
@@ -104,6 +107,50 @@ impl TaskRecord {
         let end = self.finished_at.unwrap_or(now);
         (end - started).to_std().ok()
     }
+}
+
+/// Durations on the wire: a number of seconds, fractions allowed (`1.5`), as `timeout_s` on a
+/// launch, a schedule's options and a task record. For `#[serde(with = "optional_seconds")]`
+/// on an `Option<Duration>`.
+pub(crate) mod optional_seconds {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|seconds| {
+                Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    D::Error::custom(format!(
+                        "{seconds} is not a number of seconds: give one from 0"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// A duration as the stores keep it: whole milliseconds, at most `i64::MAX`.
+pub(crate) fn whole_millis(duration: Duration) -> u64 {
+    duration.as_millis().min(i64::MAX as u128) as u64
+}
+
+/// A duration the stores kept as milliseconds.
+pub(crate) fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
 }
 
 /// Which tasks [`crate::Runtime::list`] returns: newest first, one page at a time.

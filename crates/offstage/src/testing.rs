@@ -33,7 +33,7 @@ pub fn sample_record(id: TaskId) -> TaskRecord {
         priority: 0,
         key: None,
         owner: None,
-        timeout_ms: None,
+        timeout: None,
         node: None,
         isolated: false,
     }

@@ -64,3 +64,50 @@ async fn a_database_in_a_missing_directory_says_so() {
     assert_eq!(error.kind(), ErrorKind::Store);
     assert!(error.message().contains("does not exist"), "{error}");
 }
+
+#[tokio::test]
+async fn schedules_stored_with_a_timeout_in_milliseconds_read_it_in_seconds_after_migration_5() {
+    use offstage::store::Store;
+    let path = SqliteBackend.new_database();
+    let store = SqliteStore::open(&path).await.unwrap();
+    for name in ["with-timeout", "without"] {
+        let schedule = offstage::Schedule::new(name, "* * * * *", "t");
+        store
+            .put_schedule(&schedule, chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+    drop(store);
+    // The options as schema version 4 wrote them: the timeout in milliseconds, under `timeout`.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old = |timeout: &str| {
+        format!(
+            r#"{{"key":null,"owner":null,"priority":3,"timeout":{timeout},"run_at":null,"isolated":null,"on_conflict":null}}"#
+        )
+    };
+    for (name, timeout) in [("with-timeout", "90500"), ("without", "null")] {
+        conn.execute(
+            "UPDATE offstage_schedules SET options = ?1 WHERE name = ?2",
+            (old(timeout), name),
+        )
+        .unwrap();
+    }
+    conn.pragma_update(None, "user_version", 4).unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let schedules = store.schedules().await.unwrap();
+    let options = |name: &str| {
+        schedules
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .options
+            .clone()
+    };
+    assert_eq!(
+        options("with-timeout").timeout,
+        Some(std::time::Duration::from_millis(90_500))
+    );
+    assert_eq!(options("with-timeout").priority, Some(3));
+    assert_eq!(options("without").timeout, None);
+}

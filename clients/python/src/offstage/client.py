@@ -84,8 +84,8 @@ class Client:
         assert isinstance(record, dict)
         return record
 
-    def _kill(self, task_id: str, grace_ms: int | None) -> dict[str, Any]:
-        body = {} if grace_ms is None else {"grace_ms": int(grace_ms)}
+    def _kill(self, task_id: str, grace: float | None) -> dict[str, Any]:
+        body = {} if grace is None else {"grace_s": float(grace)}
         record = self._request("POST", f"/api/tasks/{task_id}/kill", json=body)
         assert isinstance(record, dict)
         return record
@@ -142,22 +142,37 @@ class Client:
         timeout: float | None = None,
         priority: int | None = None,
         run_at: datetime | None = None,
+        on_conflict: str | None = None,
+        isolated: bool | None = None,
     ) -> Task:
         """Launches task type ``name`` with ``args`` sent exactly as given (any JSON value).
 
         Args:
             key: a key to find the task by later (``list_background_tasks(key=…)``).
             owner: who the task belongs to.
-            timeout: fail the task (error kind ``timeout``) if it runs longer, in seconds.
+            timeout: fail the task (error kind ``timeout``) if it runs longer, in seconds
+                (fractions allowed); sent as ``timeout_s``.
             priority: higher runs first among queued tasks.
             run_at: do not start before this time (an aware ``datetime``).
+            on_conflict: with ``key``, when a task of the type with that key is live:
+                ``reject``, ``existing`` or ``supersede``.
+            isolated: run it in a worker process of its own (or, ``False``, in-process),
+                whatever its task type says.
         """
         body: dict[str, Any] = {"name": name}
         if args is not None:
             _args.check_json(args, "the task's args")
             body["args"] = args
-        options = {"key": key, "owner": owner, "timeout_s": timeout, "priority": priority}
-        body.update({k: v for k, v in options.items() if v is not None})
+        body.update(
+            _options(
+                key=key,
+                owner=owner,
+                timeout=timeout,
+                priority=priority,
+                on_conflict=on_conflict,
+                isolated=isolated,
+            )
+        )
         if run_at is not None:
             if run_at.tzinfo is None:
                 raise OffstageError(
@@ -213,9 +228,9 @@ class Client:
                 break
         return [Task(self, record) for record in reversed(records)]
 
-    def kill(self, task_id: str, grace_ms: int | None = None) -> None:
+    def kill(self, task_id: str, grace: float | None = None) -> None:
         """Kills the task with id ``task_id`` (see :meth:`Task.kill`)."""
-        self._kill(task_id, grace_ms)
+        self._kill(task_id, grace)
 
     def task_types(self) -> list[dict[str, Any]]:
         """The task types the server knows, each ``{"name", "workers", "counts"}``."""
@@ -267,12 +282,28 @@ class Client:
         cron: str,
         task: str,
         args: Any = None,
-        **options: Any,
+        *,
+        key: str | None = None,
+        on_conflict: str | None = None,
+        owner: str | None = None,
+        priority: int | None = None,
+        timeout: float | None = None,
+        isolated: bool | None = None,
     ) -> dict[str, Any]:
         """Creates or changes schedule ``name``: task type ``task`` launched with ``args`` on
         every tick of ``cron`` (five fields, or six with seconds first; UTC), once per tick
-        across all nodes. ``options`` are launch options (``key``, ``on_conflict``,
-        ``priority``, ``owner`` …). Needs the ``control`` role."""
+        across all nodes. The options are :meth:`launch`'s, in the same units (``timeout``
+        in seconds), less ``run_at`` (the tick is the run time); ``on_conflict`` is
+        ``reject`` or ``existing`` (a tick launches nothing while the last launch with
+        ``key`` is live). Needs the ``control`` role."""
+        options = _options(
+            key=key,
+            on_conflict=on_conflict,
+            owner=owner,
+            priority=priority,
+            timeout=timeout,
+            isolated=isolated,
+        )
         body = {"cron": cron, "task": task, "args": args, "options": options}
         return dict(self._request("PUT", f"/api/schedules/{_quote(name)}", json=body))
 
@@ -300,6 +331,13 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<offstage.Client {self.url}>"
+
+
+def _options(*, timeout: float | None, **options: Any) -> dict[str, Any]:
+    """Launch options as the API takes them, on a launch and on a schedule alike: the ones
+    given, with the timeout in seconds as ``timeout_s``."""
+    options["timeout_s"] = timeout
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _quote(name: str) -> str:

@@ -151,15 +151,15 @@ class Task:
             raise TaskError.from_record(record)
         return False
 
-    def kill(self, grace_ms: int | None = None) -> None:
+    def kill(self, grace: float | None = None) -> None:
         """Kills the task: it is asked to stop, and stopped for real after the grace period
-        (the server's default unless ``grace_ms`` is given). It ends ``killed``; killing a
+        (the server's default unless ``grace`` is given, in seconds). It ends ``killed``; killing a
         task that already ended does nothing. Needs a token with role ``control``.
 
         A Python task in a remote worker is asked through ``offstage.task_killed()``; see the
         package README for what a kill can and cannot do to a Python thread.
         """
-        self._record = self._client._kill(self.get_id(), grace_ms)
+        self._record = self._client._kill(self.get_id(), grace)
 
     # -- beyond Anvil -----------------------------------------------------------------------
 

@@ -129,6 +129,9 @@ fn exact(document: &mut Value) {
         values.push(Value::Null);
         json!({ "enum": values })
     };
+    // Durations are seconds, fractions allowed (`tasks::timeout`).
+    let timeout_s =
+        json!({ "type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1e9 });
     // (schema, field, what the server takes there)
     let fields = [
         ("LaunchRequest", "name", text(MAX_NAME_CHARS, false)),
@@ -141,11 +144,7 @@ fn exact(document: &mut Value) {
         ),
         // Args are any JSON; whether they fit the task type is the task type's to say (422).
         ("LaunchRequest", "args", json!({})),
-        (
-            "LaunchRequest",
-            "timeout_s",
-            json!({ "type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1e9 }),
-        ),
+        ("LaunchRequest", "timeout_s", timeout_s.clone()),
         (
             "LaunchRequest",
             "delay_s",
@@ -158,6 +157,12 @@ fn exact(document: &mut Value) {
             "ScheduleRequest",
             "cron",
             json!({ "type": "string", "minLength": 1, "pattern": "\\S" }),
+        ),
+        ("ScheduleOptions", "timeout_s", timeout_s),
+        (
+            "KillRequest",
+            "grace_s",
+            json!({ "type": ["number", "null"], "minimum": 0, "maximum": 1e9 }),
         ),
         ("ScheduleOptions", "key", text(MAX_KEY_CHARS, true)),
         ("ScheduleOptions", "owner", text(MAX_OWNER_CHARS, true)),

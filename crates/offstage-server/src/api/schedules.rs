@@ -2,8 +2,6 @@
 //! or change one, pause and resume one, delete one. Each tick launches once across all nodes
 //! (see `offstage::schedule`).
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,7 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{whole, Body, NamePath};
+use crate::extract::{whole, Body, NamePath, Retired};
 use crate::AppState;
 
 /// Every schedule, by name.
@@ -43,35 +41,49 @@ pub(crate) struct ScheduleRequest {
 /// time) and `on_conflict: supersede` (it would kill the last launch at every tick).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleOptions {
+pub(crate) struct ScheduleOptions {
     /// A key to find the launches by; with `on_conflict`, the key they share.
     key: Option<String>,
     /// With `key`: `reject` or `existing` skip a tick while the last launch is live.
-    #[schema(value_type = Option<String>)]
-    on_conflict: Option<OnConflict>,
+    on_conflict: Option<String>,
     /// Who the launches belong to.
     owner: Option<String>,
     /// Higher runs first among queued tasks.
     #[serde(default, deserialize_with = "whole::option")]
     priority: Option<i32>,
-    /// Fail a launch if it runs longer than this many milliseconds.
-    #[serde(default, deserialize_with = "whole::option")]
-    timeout: Option<u64>,
+    /// Fail a launch if it runs longer than this many seconds (fractions allowed), as a
+    /// launch's `timeout_s`.
+    timeout_s: Option<f64>,
+    /// Refused: the timeout is `timeout_s`, in seconds (it was milliseconds here).
+    #[serde(default)]
+    #[schema(ignore)]
+    timeout: Retired,
     /// Run each launch in a worker process of its own (or, with false, in-process).
     isolated: Option<bool>,
 }
 
-impl From<ScheduleOptions> for LaunchOptions {
-    fn from(options: ScheduleOptions) -> Self {
-        LaunchOptions {
+impl ScheduleOptions {
+    /// The options as a launch takes them, or the 400 for a value a schedule cannot have.
+    fn into_launch_options(self) -> Result<LaunchOptions, ApiError> {
+        let options = self;
+        options.timeout.refuse(
+            "options.timeout",
+            "give `options.timeout_s`, in seconds (`options.timeout` was milliseconds)",
+        )?;
+        Ok(LaunchOptions {
             key: options.key,
             owner: options.owner,
             priority: options.priority,
-            timeout: options.timeout.map(Duration::from_millis),
+            timeout: super::tasks::timeout("options.timeout_s", options.timeout_s)?,
             run_at: None,
             isolated: options.isolated,
-            on_conflict: options.on_conflict,
-        }
+            // Read as a launch reads it: an unknown value is the same 400.
+            on_conflict: options
+                .on_conflict
+                .as_deref()
+                .map(str::parse::<OnConflict>)
+                .transpose()?,
+        })
     }
 }
 
@@ -100,7 +112,8 @@ pub(crate) async fn show(
     responses((status = 200, body = ScheduleRecord),
         (status = 400, description = "`invalid_argument`: `cron` is not a cron expression, or \
             `on_conflict` without `key`; `unknown_task_type`: `task` is no task type this server \
-            runs or a worker serves", body = crate::error::ErrorBody),
+            runs or a worker serves; `invalid_timeout`; `retired_field`: `options.timeout` (give \
+            `options.timeout_s`, in seconds)", body = crate::error::ErrorBody),
         (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
@@ -109,7 +122,7 @@ pub(crate) async fn put(
 ) -> Result<Json<ScheduleRecord>, ApiError> {
     let schedule = Schedule::new(name, request.cron, request.task)
         .args(request.args)
-        .options(request.options.into());
+        .options(request.options.into_launch_options()?);
     Ok(Json(state.runtime.put_schedule(schedule).await?))
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::extract::{Body, Query, TaskIdPath};
+use crate::extract::{Body, Query, Retired, TaskIdPath};
 use crate::AppState;
 
 /// A task as the API shows it: every field of the record, plus the derived ones.
@@ -54,8 +54,12 @@ pub(crate) struct LaunchRequest {
     /// With `key`, when a task of the same type and key is queued or running: `reject` (409
     /// naming it), `existing` (200 with that task), or `supersede` (kill it, then launch).
     on_conflict: Option<String>,
-    /// Fail the task if it runs longer than this many seconds.
+    /// Fail the task if it runs longer than this many seconds (fractions allowed).
     timeout_s: Option<f64>,
+    /// Refused: the timeout is `timeout_s`, in seconds.
+    #[serde(default)]
+    #[schema(ignore)]
+    timeout_ms: Retired,
     /// Higher runs first among queued tasks.
     #[serde(default, deserialize_with = "crate::extract::whole::option")]
     priority: Option<i32>,
@@ -76,7 +80,8 @@ pub(crate) struct LaunchRequest {
         (status = 200, description = "`on_conflict: existing`: the live task with that key", body = TaskView),
         (status = 400, description = "`unknown_task_type`: `name` is no task type this server runs \
             or a worker serves (`GET /api/task-types` lists them); `invalid_timeout`, \
-            `invalid_delay`: both `run_at` and `delay_s`; `invalid_argument`", body = crate::error::ErrorBody),
+            `invalid_delay`: both `run_at` and `delay_s`; `invalid_argument`; `retired_field`: \
+            `timeout_ms` (give `timeout_s`, in seconds)", body = crate::error::ErrorBody),
         (status = 409, description = "`on_conflict: reject` and a live task has the key", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_args`: the args do not fit the task type (its \
             `args_schema` in `GET /api/task-types`); `invalid_body`", body = crate::error::ErrorBody),
@@ -85,25 +90,15 @@ pub(crate) async fn launch(
     State(state): State<AppState>,
     Body(request): Body<LaunchRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    request
+        .timeout_ms
+        .refuse("timeout_ms", "give `timeout_s`, in seconds")?;
     let on_conflict = request
         .on_conflict
         .as_deref()
         .map(str::parse::<OnConflict>)
         .transpose()?;
-    let timeout = match request.timeout_s {
-        None => None,
-        Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
-            Some(Duration::from_secs_f64(seconds))
-        }
-        Some(seconds) => {
-            return Err(ApiError::bad_request(
-                "invalid_timeout",
-                format!(
-                    "timeout_s is {seconds}: give a positive number of seconds, or leave it out"
-                ),
-            ))
-        }
-    };
+    let timeout = timeout("timeout_s", request.timeout_s)?;
     let delay = match (request.delay_s, request.run_at) {
         (None, _) => None,
         (Some(_), Some(_)) => {
@@ -146,6 +141,21 @@ pub(crate) async fn launch(
         StatusCode::CREATED
     };
     Ok((status, Json(TaskView::from(record))))
+}
+
+/// A timeout given in seconds as field `field` (`timeout_s`, or a schedule's
+/// `options.timeout_s`): positive and under 10⁹ s, fractions allowed.
+pub(crate) fn timeout(field: &str, seconds: Option<f64>) -> Result<Option<Duration>, ApiError> {
+    match seconds {
+        None => Ok(None),
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
+            Ok(Some(Duration::from_secs_f64(seconds)))
+        }
+        Some(seconds) => Err(ApiError::bad_request(
+            "invalid_timeout",
+            format!("{field} is {seconds}: give a positive number of seconds, or leave it out"),
+        )),
+    }
 }
 
 /// `GET /api/tasks` query.
@@ -236,9 +246,13 @@ pub(crate) async fn show(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KillRequest {
-    /// How long the task gets to stop by itself before it is aborted (default: the server's).
-    #[serde(default, deserialize_with = "crate::extract::whole::option")]
-    grace_ms: Option<u64>,
+    /// How many seconds the task gets to stop by itself before it is aborted (fractions
+    /// allowed; default: the server's `--kill-grace-s`).
+    grace_s: Option<f64>,
+    /// Refused: the grace period is `grace_s`, in seconds.
+    #[serde(default)]
+    #[schema(ignore)]
+    grace_ms: Retired,
 }
 
 /// Kills a task: 202 while it stops, 200 if it had already ended.
@@ -255,7 +269,7 @@ pub(crate) async fn kill(
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
-            format!("{why}: the kill body is optional; if given it is {{\"grace_ms\": 1000}}"),
+            format!("{why}: the kill body is optional; if given it is {{\"grace_s\": 1.5}}"),
         )
     };
     let request: KillRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -269,6 +283,23 @@ pub(crate) async fn kill(
             _ => return Err(invalid("the body is not a JSON object".to_owned())),
         }
     };
+    request
+        .grace_ms
+        .refuse("grace_ms", "give `grace_s`, in seconds")?;
+    let grace = match request.grace_s {
+        None => None,
+        // Up to 10⁹ s inclusive: a decimal just under the bound that reads as the f64 1e9 is
+        // still what the document allows.
+        Some(seconds) if seconds.is_finite() && (0.0..=1e9).contains(&seconds) => {
+            Some(Duration::from_secs_f64(seconds))
+        }
+        Some(seconds) => {
+            return Err(ApiError::bad_request(
+                "invalid_grace",
+                format!("grace_s is {seconds}: give a number of seconds from 0, or leave it out"),
+            ))
+        }
+    };
     let record = state.runtime.record(id).await?;
     if record.status.is_terminal() {
         return Ok((StatusCode::OK, Json(TaskView::from(record))));
@@ -276,8 +307,8 @@ pub(crate) async fn kill(
     let runtime = state.runtime.clone();
     // The kill runs on; the answer does not wait for the grace period.
     tokio::spawn(async move {
-        let result = match request.grace_ms {
-            Some(ms) => runtime.kill_with_grace(id, Duration::from_millis(ms)).await,
+        let result = match grace {
+            Some(grace) => runtime.kill_with_grace(id, grace).await,
             None => runtime.kill(id).await,
         };
         if let Err(error) = result {

@@ -1,23 +1,25 @@
-//! The CLI's HTTP client: JSON calls with the API's errors, and a reader for SSE streams.
+//! The CLI's HTTP client: JSON calls with the API's errors, a reader for SSE streams, and
+//! [`decode`] to read an answer into a typed record.
+
+use std::ops::ControlFlow;
 
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// What went wrong talking to the server, already worded for the terminal.
-#[derive(Debug)]
-pub struct Failure(pub String);
+use super::Failure;
 
 /// A connection to one server.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> Self {
+    pub(crate) fn new(base: &str, token: Option<String>) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
@@ -33,8 +35,9 @@ impl Client {
         }
     }
 
-    /// Sends a request and returns the JSON body, turning API errors into their message.
-    pub async fn call(
+    /// Sends a request and returns the JSON body as the server sent it (what `--json`
+    /// prints), turning API errors into their message.
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -50,11 +53,15 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        Err(Failure(api_error(status, &body, self.token.is_some())))
+        Err(Failure::Message(api_error(
+            status,
+            &body,
+            self.token.is_some(),
+        )))
     }
 
     fn unreachable(&self, error: reqwest::Error) -> Failure {
-        Failure(format!(
+        Failure::Message(format!(
             "cannot reach the Offstage server at {} ({error}); start one with `offstage serve`, \
              or point at yours with --server or OFFSTAGE_SERVER",
             self.base
@@ -62,13 +69,13 @@ impl Client {
     }
 
     /// Opens an SSE stream and calls `on_event(event_name, data)` for each event until it
-    /// returns false or the stream ends. With `after`, the server first replays the events
+    /// breaks, fails or the stream ends. With `after`, the server first replays the events
     /// after that sequence number that it still holds (0: all of them).
-    pub async fn follow(
+    pub(crate) async fn follow(
         &self,
         path: &str,
         after: Option<u64>,
-        mut on_event: impl FnMut(&str, &Value) -> bool,
+        mut on_event: impl FnMut(&str, &Value) -> Result<ControlFlow<()>, Failure>,
     ) -> Result<(), Failure> {
         let mut request = self
             .request(Method::GET, path)
@@ -80,12 +87,16 @@ impl Client {
         let status = response.status();
         if !status.is_success() {
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            return Err(Failure(api_error(status, &body, self.token.is_some())));
+            return Err(Failure::Message(api_error(
+                status,
+                &body,
+                self.token.is_some(),
+            )));
         }
         let mut bytes = response.bytes_stream();
         let mut buffer = String::new();
         while let Some(chunk) = bytes.next().await {
-            let chunk = chunk.map_err(|e| Failure(format!("the event stream broke off: {e}")))?;
+            let chunk = chunk.map_err(|e| format!("the event stream broke off: {e}"))?;
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             // Events end with a blank line; handle every complete one in the buffer.
             while let Some(end) = buffer.find("\n\n") {
@@ -103,13 +114,23 @@ impl Client {
                     continue; // a keep-alive comment
                 }
                 let value: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                if !on_event(name, &value) {
+                if on_event(name, &value)?.is_break() {
                     return Ok(());
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Reads `answer`, a JSON body or event from the server, as a `T`.
+pub(crate) fn decode<T: DeserializeOwned>(answer: &Value) -> Result<T, Failure> {
+    T::deserialize(answer).map_err(|e| {
+        Failure::Message(format!(
+            "the server's answer is not what this `offstage` expects ({e}): is the server an \
+             Offstage server of the same version?"
+        ))
+    })
 }
 
 /// The server's error, in the command line's words where they differ from HTTP's: a missing or

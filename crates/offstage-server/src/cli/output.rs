@@ -1,11 +1,15 @@
-//! How the CLI shows tasks: tables for people, JSON for scripts, progress bars for waits.
+//! How the CLI shows tasks, task types and times to people: tables, one task's fields, and
+//! progress bars for waits. (`--json` prints the server's answer instead.)
 
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
+use offstage::{LogLine, TaskRecord};
 use serde_json::Value;
 
+use super::tasks::TaskType;
+
 /// `done`/`total` or `progress` (0..1) from a task's state, as a fraction.
-pub fn progress(state: &Value) -> Option<(u64, u64)> {
+pub(crate) fn progress(state: &Value) -> Option<(u64, u64)> {
     if let (Some(done), Some(total)) = (state["done"].as_u64(), state["total"].as_u64()) {
         return Some((done.min(total), total));
     }
@@ -14,7 +18,8 @@ pub fn progress(state: &Value) -> Option<(u64, u64)> {
         .map(|p| ((p.clamp(0.0, 1.0) * 1000.0) as u64, 1000))
 }
 
-pub fn bar(name: &str) -> ProgressBar {
+/// A progress bar for task type `name`'s task.
+pub(crate) fn bar(name: &str) -> ProgressBar {
     let bar = ProgressBar::new(1);
     let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -24,14 +29,13 @@ pub fn bar(name: &str) -> ProgressBar {
     bar
 }
 
-fn short_time(value: &Value) -> String {
-    value
-        .as_str()
-        .and_then(|s| s.parse::<DateTime<Utc>>().ok())
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+/// A time to the second, in UTC; `-` for none.
+pub(crate) fn short_time(time: Option<DateTime<Utc>>) -> String {
+    time.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".to_owned())
 }
 
+/// A JSON value as a cell: strings without quotes, `-` for null.
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
@@ -40,24 +44,34 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// An optional cell: `-` for none.
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
 /// One line per task.
-pub fn table(tasks: &[Value]) -> String {
+pub(crate) fn table(tasks: &[TaskRecord]) -> String {
     let mut out = format!(
         "{:<36}  {:<16} {:<10} {:<19}  {}\n",
         "ID", "NAME", "STATUS", "LAUNCHED", "STATE"
     );
     for task in tasks {
-        let mut state = text(&task["state"]);
+        let mut state = text(&task.state);
         if state.len() > 40 {
-            state.truncate(37);
+            // Cut on a character boundary at or before byte 37.
+            let cut = (0..=37)
+                .rev()
+                .find(|i| state.is_char_boundary(*i))
+                .unwrap_or(0);
+            state.truncate(cut);
             state.push_str("...");
         }
         out.push_str(&format!(
             "{:<36}  {:<16} {:<10} {:<19}  {}\n",
-            text(&task["id"]),
-            text(&task["name"]),
-            text(&task["status"]),
-            short_time(&task["launched_at"]),
+            task.id.to_string(),
+            task.name,
+            task.status.as_str(),
+            short_time(Some(task.launched_at)),
             state
         ));
     }
@@ -66,19 +80,14 @@ pub fn table(tasks: &[Value]) -> String {
 
 /// One line per task type: who serves it, and an example of its args (`--args` takes it as
 /// it is).
-pub fn task_types(types: &[Value]) -> String {
+pub(crate) fn task_types(types: &[TaskType]) -> String {
     let mut out = format!(
         "{:<20} {:<24} {}\n",
         "NAME", "SERVED BY", "ARGS, FOR EXAMPLE"
     );
     for task_type in types {
-        let mut served: Vec<String> = task_type["workers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(text)
-            .collect();
-        if task_type["isolated"] == Value::Bool(true) {
+        let mut served = task_type.workers.clone();
+        if task_type.isolated {
             served.push("isolated".to_owned());
         }
         let served = if served.is_empty() {
@@ -86,42 +95,63 @@ pub fn task_types(types: &[Value]) -> String {
         } else {
             served.join(", ")
         };
-        let example = match &task_type["args_example"] {
-            Value::Null => "(no schema given)".to_owned(),
-            example => format!("'{example}'"),
+        let example = match &task_type.args_example {
+            None => "(no schema given)".to_owned(),
+            Some(example) => format!("'{example}'"),
         };
         out.push_str(&format!(
             "{:<20} {:<24} {example}\n",
-            text(&task_type["name"]),
-            served
+            task_type.name, served
         ));
     }
     out
 }
 
 /// Every field of one task, one per line.
-pub fn detail(task: &Value) -> String {
+pub(crate) fn detail(task: &TaskRecord) -> String {
+    let fields = [
+        ("id", task.id.to_string()),
+        ("name", task.name.clone()),
+        ("status", task.status.as_str().to_owned()),
+        ("args", text(&task.args)),
+        ("state", text(&task.state)),
+        (
+            "return_value",
+            text(task.return_value.as_ref().unwrap_or(&Value::Null)),
+        ),
+        (
+            "error",
+            or_dash(
+                task.error
+                    .as_ref()
+                    .map(|e| format!("{} ({})", e.message, e.kind)),
+            ),
+        ),
+        ("launched_at", short_time(Some(task.launched_at))),
+        ("run_at", short_time(Some(task.run_at))),
+        ("started_at", short_time(task.started_at)),
+        ("finished_at", short_time(task.finished_at)),
+        ("attempt", task.attempt.to_string()),
+        ("priority", task.priority.to_string()),
+        ("key", or_dash(task.key.as_ref())),
+        ("owner", or_dash(task.owner.as_ref())),
+        ("timeout_s", or_dash(task.timeout.map(|t| t.as_secs_f64()))),
+        ("isolated", task.isolated.to_string()),
+        ("node", or_dash(task.node)),
+    ];
     let mut out = String::new();
-    for field in [
-        "id",
-        "name",
-        "status",
-        "args",
-        "state",
-        "return_value",
-        "error",
-        "launched_at",
-        "started_at",
-        "finished_at",
-        "attempt",
-        "priority",
-        "key",
-        "owner",
-        "timeout_ms",
-        "isolated",
-        "node",
-    ] {
-        out.push_str(&format!("{field:<13} {}\n", text(&task[field])));
+    for (field, value) in fields {
+        out.push_str(&format!("{field:<13} {value}\n"));
     }
     out
+}
+
+/// One log line: `seq level message`.
+pub(crate) fn log_line(line: &LogLine) -> String {
+    format!(
+        "{:>5} {:<5} {}",
+        line.seq,
+        line.level.as_str(),
+        line.message
+    )
 }

@@ -1,168 +1,249 @@
-//! `offstage schedule ...`: list, create, pause, resume and delete schedules over the HTTP API.
+//! The schedule commands, `offstage schedule ...`: list, set, pause, resume and delete
+//! schedules over `/api/schedules`.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use offstage::ScheduleRecord;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::client::{Client, Failure};
-use super::{print_json, urlencode, Remote};
+use super::client::decode;
+use super::{json_arg, output, urlencode, Failure, Out, Remote};
 
 /// What `offstage schedule` does.
 #[derive(Subcommand, Debug)]
-pub(super) enum ScheduleCommand {
+pub(crate) enum ScheduleCommand {
     /// Lists the schedules: name, cron, task type, next tick, last launch, paused.
-    List {
-        #[command(flatten)]
-        remote: Remote,
-    },
+    List(List),
     /// Creates or changes a schedule (one that exists stays paused if it was).
-    Set {
-        /// The schedule's name.
-        name: String,
-        /// When: `minute hour day-of-month month day-of-week` in UTC, such as '0 3 * * *'
-        /// (03:00 every day), or six fields with seconds first.
-        #[arg(long)]
-        cron: String,
-        /// The task type it launches.
-        #[arg(long)]
-        task: String,
-        /// The args of every launch, as JSON.
-        #[arg(long, default_value = "null")]
-        args: String,
-        /// A key for its launches; with --on-conflict, a tick launches nothing while the
-        /// previous launch is live.
-        #[arg(long)]
-        key: Option<String>,
-        /// With --key: reject or existing (both skip the tick while the last launch is live).
-        #[arg(long, value_parser = ["reject", "existing"], requires = "key")]
-        on_conflict: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Set(Set),
     /// Pauses a schedule on every node: its ticks pass without launching.
-    Pause {
-        /// The schedule's name.
-        name: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Pause(Pause),
     /// Resumes a paused schedule from its next tick.
-    Resume {
-        /// The schedule's name.
-        name: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Resume(Resume),
     /// Deletes a schedule (the tasks it launched stay).
-    Delete {
-        /// The schedule's name.
-        name: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Delete(Delete),
+}
+
+impl ScheduleCommand {
+    pub(crate) async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        match self {
+            ScheduleCommand::List(command) => command.run(out).await,
+            ScheduleCommand::Set(command) => command.run(out).await,
+            ScheduleCommand::Pause(command) => command.run(out).await,
+            ScheduleCommand::Resume(command) => command.run(out).await,
+            ScheduleCommand::Delete(command) => command.run(out).await,
+        }
+    }
+}
+
+/// `offstage schedule list`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct List {
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `offstage schedule pause`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Pause {
+    /// The schedule's name.
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `offstage schedule resume`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Resume {
+    /// The schedule's name.
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `offstage schedule delete`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Delete {
+    /// The schedule's name.
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `offstage schedule set`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Set {
+    /// The schedule's name.
+    name: String,
+    /// When: `minute hour day-of-month month day-of-week` in UTC, such as '0 3 * * *'
+    /// (03:00 every day), or six fields with seconds first.
+    #[arg(long)]
+    cron: String,
+    /// The task type it launches.
+    #[arg(long)]
+    task: String,
+    /// The args of every launch, as JSON.
+    #[arg(long, default_value = "null")]
+    args: String,
+    /// A key for its launches; with --on-conflict, a tick launches nothing while the
+    /// previous launch is live.
+    #[arg(long)]
+    key: Option<String>,
+    /// With --key: reject or existing (both skip the tick while the last launch is live).
+    #[arg(long, value_parser = ["reject", "existing"], requires = "key")]
+    on_conflict: Option<String>,
+    /// Who its launches belong to.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Higher runs first among queued tasks.
+    #[arg(long)]
+    priority: Option<i32>,
+    /// Fail a launch if it runs longer than this many seconds (fractions allowed), as
+    /// `launch --timeout-s`.
+    #[arg(long)]
+    timeout_s: Option<f64>,
+    /// Run each launch in a worker process of its own.
+    #[arg(long)]
+    isolated: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `PUT /api/schedules/{name}`'s body.
+#[derive(Debug, Serialize)]
+struct SetBody {
+    cron: String,
+    task: String,
+    args: Value,
+    options: SetOptions,
+}
+
+/// A schedule's launch options, as the CLI sends them: the ones given, and no others.
+#[derive(Debug, Serialize)]
+struct SetOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_conflict: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_s: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    isolated: bool,
+}
+
+/// `GET /api/schedules`.
+#[derive(Debug, Deserialize)]
+struct ScheduleList {
+    schedules: Vec<ScheduleRecord>,
 }
 
 fn path(name: &str) -> String {
     format!("/api/schedules/{}", urlencode(name))
 }
 
-fn time(value: &Value) -> String {
-    value
-        .as_str()
-        .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".to_owned())
-}
-
 /// One line per schedule.
-fn table(schedules: &[Value]) -> String {
+fn table(schedules: &[ScheduleRecord]) -> String {
     let mut out = format!(
         "{:<24} {:<16} {:<24} {:<19}  {:<19}  {}\n",
         "NAME", "CRON", "TASK", "NEXT TICK", "LAST TICK", "STATE"
     );
     for schedule in schedules {
-        let state = if schedule["paused"].as_bool() == Some(true) {
-            "paused"
-        } else {
-            "active"
-        };
+        let state = if schedule.paused { "paused" } else { "active" };
         out.push_str(&format!(
             "{:<24} {:<16} {:<24} {:<19}  {:<19}  {state}\n",
-            schedule["name"].as_str().unwrap_or("?"),
-            schedule["cron"].as_str().unwrap_or("?"),
-            schedule["task"].as_str().unwrap_or("?"),
-            time(&schedule["next_tick_at"]),
-            time(&schedule["last_tick_at"]),
+            schedule.name,
+            schedule.cron,
+            schedule.task,
+            output::short_time(schedule.next_tick_at),
+            output::short_time(schedule.last_tick_at),
         ));
     }
     out
 }
 
-fn print_one(record: &Value, json: bool) {
+/// A schedule the server answered with: as a one-line table, or with `json` as sent.
+fn print_one(out: &mut Out, answer: &Value, json: bool) -> Result<(), Failure> {
     if json {
-        print_json(record);
-    } else {
-        print!("{}", table(std::slice::from_ref(record)));
+        return out.json(answer);
+    }
+    let record: ScheduleRecord = decode(answer)?;
+    out.text(&table(std::slice::from_ref(&record)))
+}
+
+impl Set {
+    async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        let body = SetBody {
+            args: json_arg("--args", &self.args, r#"'{"n": 3}'"#)?,
+            cron: self.cron,
+            task: self.task,
+            options: SetOptions {
+                key: self.key,
+                on_conflict: self.on_conflict,
+                owner: self.owner,
+                priority: self.priority,
+                timeout_s: self.timeout_s,
+                isolated: self.isolated,
+            },
+        };
+        let body = serde_json::to_value(&body).map_err(|e| e.to_string())?;
+        let client = self.remote.client();
+        let answer = client
+            .call(Method::PUT, &path(&self.name), Some(&body))
+            .await?;
+        print_one(out, &answer, self.remote.json)?;
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-pub(super) async fn run(command: ScheduleCommand) -> Result<ExitCode, Failure> {
-    match command {
-        ScheduleCommand::List { remote } => {
-            let client = Client::new(&remote.server, remote.token);
-            let list = client.call(Method::GET, "/api/schedules", None).await?;
-            if remote.json {
-                print_json(&list);
-            } else {
-                let schedules = list["schedules"].as_array().cloned().unwrap_or_default();
-                print!("{}", table(&schedules));
-            }
+impl List {
+    async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        let answer = self
+            .remote
+            .client()
+            .call(Method::GET, "/api/schedules", None)
+            .await?;
+        if self.remote.json {
+            out.json(&answer)?;
+        } else {
+            let list: ScheduleList = decode(&answer)?;
+            out.text(&table(&list.schedules))?;
         }
-        ScheduleCommand::Set {
-            name,
-            cron,
-            task,
-            args,
-            key,
-            on_conflict,
-            remote,
-        } => {
-            let args: Value = serde_json::from_str(&args).map_err(|e| {
-                Failure(format!(
-                    "--args is not JSON ({e}): quote it for the shell, such as '{{\"n\": 3}}'"
-                ))
-            })?;
-            let body = json!({
-                "cron": cron,
-                "task": task,
-                "args": args,
-                "options": { "key": key, "on_conflict": on_conflict },
-            });
-            let client = Client::new(&remote.server, remote.token);
-            let record = client.call(Method::PUT, &path(&name), Some(&body)).await?;
-            print_one(&record, remote.json);
-        }
-        ScheduleCommand::Pause { name, remote } => {
-            let client = Client::new(&remote.server, remote.token);
-            let record = client
-                .call(Method::POST, &format!("{}/pause", path(&name)), None)
-                .await?;
-            print_one(&record, remote.json);
-        }
-        ScheduleCommand::Resume { name, remote } => {
-            let client = Client::new(&remote.server, remote.token);
-            let record = client
-                .call(Method::POST, &format!("{}/resume", path(&name)), None)
-                .await?;
-            print_one(&record, remote.json);
-        }
-        ScheduleCommand::Delete { name, remote } => {
-            let client = Client::new(&remote.server, remote.token);
-            client.call(Method::DELETE, &path(&name), None).await?;
-            println!("deleted schedule {name}");
-        }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+impl Pause {
+    async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        let path = format!("{}/pause", path(&self.name));
+        let answer = self.remote.client().call(Method::POST, &path, None).await?;
+        print_one(out, &answer, self.remote.json)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Resume {
+    async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        let path = format!("{}/resume", path(&self.name));
+        let answer = self.remote.client().call(Method::POST, &path, None).await?;
+        print_one(out, &answer, self.remote.json)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Delete {
+    async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        self.remote
+            .client()
+            .call(Method::DELETE, &path(&self.name), None)
+            .await?;
+        out.line(format_args!("deleted schedule {}", self.name))?;
+        Ok(ExitCode::SUCCESS)
+    }
 }

@@ -2,13 +2,17 @@
 //! that many servers share; and `offstage migrate`, which only prepares the database.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::{app, demo, AppState, Sites, Tokens};
+use offstage_server::{app, AppState, Role, Sites, Tokens};
 
-/// `offstage serve`'s arguments.
+use super::{Failure, Out};
+use crate::demo;
+
+/// `offstage serve`.
 #[derive(clap::Args, Debug)]
-pub struct Serve {
+pub(crate) struct Serve {
     /// The database: a SQLite file, or a postgres:// URL that many servers may share.
     #[arg(long, env = "OFFSTAGE_DB", default_value = "offstage.db")]
     db: String,
@@ -18,7 +22,7 @@ pub struct Serve {
     /// A token as ROLE:SECRET (roles: read, launch, control, worker); repeat for more. Every
     /// user of this machine can read it in `ps`: prefer --token-file or OFFSTAGE_TOKENS.
     #[arg(long = "token", value_name = "ROLE:SECRET", value_parser = Tokens::parse_one)]
-    tokens: Vec<(crate::Role, String)>,
+    tokens: Vec<(Role, String)>,
     /// A file of tokens, one ROLE:SECRET per line (`#` starts a comment line); repeat for
     /// more. Tokens may also come from OFFSTAGE_TOKENS (ROLE:SECRET entries separated by
     /// commas or newlines). All of them count.
@@ -62,9 +66,9 @@ pub struct Serve {
     node_timeout_s: f64,
 }
 
-/// `offstage migrate`'s arguments.
+/// `offstage migrate`.
 #[derive(clap::Args, Debug)]
-pub struct Migrate {
+pub(crate) struct Migrate {
     /// The database: a SQLite file, or a postgres:// URL.
     #[arg(long, env = "OFFSTAGE_DB", default_value = "offstage.db")]
     db: String,
@@ -86,30 +90,43 @@ fn shown(db: &str) -> String {
     }
 }
 
-pub async fn migrate(migrate: Migrate) -> Result<(), String> {
-    if offstage::store::postgres::is_postgres_url(&migrate.db) {
-        let (before, after) = offstage::store::postgres::PostgresStore::migrate(&migrate.db)
+impl Migrate {
+    pub(crate) async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        let db = &self.db;
+        if offstage::store::postgres::is_postgres_url(db) {
+            let (before, after) = offstage::store::postgres::PostgresStore::migrate(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            if before == after {
+                out.line(format_args!(
+                    "{}: schema version {after}, up to date",
+                    shown(db)
+                ))?;
+            } else {
+                out.line(format_args!(
+                    "{}: migrated from schema version {before} to {after}",
+                    shown(db)
+                ))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Opening a SQLite store migrates it.
+        offstage::store::sqlite::SqliteStore::open(db)
             .await
             .map_err(|e| e.to_string())?;
-        if before == after {
-            println!("{}: schema version {after}, up to date", shown(&migrate.db));
-        } else {
-            println!(
-                "{}: migrated from schema version {before} to {after}",
-                shown(&migrate.db)
-            );
-        }
-        return Ok(());
+        out.line(format_args!("{db}: up to date"))?;
+        Ok(ExitCode::SUCCESS)
     }
-    // Opening a SQLite store migrates it.
-    offstage::store::sqlite::SqliteStore::open(&migrate.db)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{}: up to date", migrate.db);
-    Ok(())
 }
 
-pub async fn run(serve: Serve) -> Result<(), String> {
+impl Serve {
+    pub(crate) async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        serve(self, out).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -135,7 +152,8 @@ pub async fn run(serve: Serve) -> Result<(), String> {
             "refusing to serve {} without tokens: anyone who can reach it could launch and kill \
              tasks. Give --token ROLE:SECRET, listen on 127.0.0.1, or pass --insecure",
             serve.addr
-        ));
+        )
+        .into());
     }
     let drain = seconds("drain-s", serve.drain_s)?;
     let heartbeat = seconds("heartbeat-s", serve.heartbeat_s)?;
@@ -164,26 +182,27 @@ pub async fn run(serve: Serve) -> Result<(), String> {
         origins = ?serve.allowed_origins,
         "offstage serving"
     );
-    println!("offstage listening on http://{local}");
+    out.line(format_args!("offstage listening on http://{local}"))?;
     let state = AppState::new(rt.clone())
         .with_tokens(tokens)
         .with_sites(sites);
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(offstage_server::shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     tracing::info!("shutting down: draining running tasks");
-    rt.shutdown().await.map_err(|e| e.to_string())
+    rt.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The environment variable `offstage serve` reads tokens from.
-pub const TOKENS_ENV: &str = "OFFSTAGE_TOKENS";
+const TOKENS_ENV: &str = "OFFSTAGE_TOKENS";
 
 /// The tokens of `--token`, every `--token-file` and `OFFSTAGE_TOKENS`, together.
 fn all_tokens(
-    mut tokens: Vec<(crate::Role, String)>,
+    mut tokens: Vec<(Role, String)>,
     files: &[std::path::PathBuf],
-) -> Result<Vec<(crate::Role, String)>, String> {
+) -> Result<Vec<(Role, String)>, String> {
     for path in files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;

@@ -151,11 +151,11 @@ impl Api {
         task["id"].as_str().unwrap().to_owned()
     }
 
-    /// Kills `id` with `grace_ms`, or the server's grace period.
-    pub async fn kill(&self, id: &str, grace_ms: Option<u64>) {
+    /// Kills `id` with a grace period of `grace_s` seconds, or the server's.
+    pub async fn kill(&self, id: &str, grace_s: Option<f64>) {
         let mut request = self.request(reqwest::Method::POST, &format!("/api/tasks/{id}/kill"));
-        if let Some(grace_ms) = grace_ms {
-            request = request.json(&serde_json::json!({ "grace_ms": grace_ms }));
+        if let Some(grace_s) = grace_s {
+            request = request.json(&serde_json::json!({ "grace_s": grace_s }));
         }
         assert_eq!(request.send().await.unwrap().status(), 202);
     }

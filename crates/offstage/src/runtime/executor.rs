@@ -115,12 +115,10 @@ fn launch_body(
     match body {
         Ok(body) => {
             // The timeout counts from now, not from the supervisor's first poll.
-            let deadline = live.started.timeout_ms.map(|ms| {
-                (
-                    tokio::time::Instant::now() + Duration::from_millis(ms),
-                    Duration::from_millis(ms),
-                )
-            });
+            let deadline = live
+                .started
+                .timeout
+                .map(|timeout| (tokio::time::Instant::now() + timeout, timeout));
             let body = body(Context::node(Arc::clone(&live)));
             tokio::spawn(supervise(Arc::clone(&live), body, deadline, permit));
         }

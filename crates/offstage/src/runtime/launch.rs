@@ -27,8 +27,8 @@ pub struct LaunchOptions {
     /// Higher runs first among queued tasks (default 0).
     pub priority: Option<i32>,
     /// Fail the task (error kind `timeout`) if it runs longer than this; overrides the task
-    /// type's timeout.
-    #[serde(default, with = "optional_millis")]
+    /// type's timeout. In JSON `timeout_s`, in seconds, as everywhere on the wire.
+    #[serde(rename = "timeout_s", default, with = "crate::task::optional_seconds")]
     pub timeout: Option<Duration>,
     /// Do not start before this time.
     pub run_at: Option<DateTime<Utc>>,
@@ -100,28 +100,6 @@ pub(super) struct Checked {
 /// How often a superseding launch may find yet another live task (each one killed) before it
 /// gives up: only a storm of racing supersedes gets there.
 const SUPERSEDE_ROUNDS: usize = 20;
-
-mod optional_millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
-}
 
 /// A launch being prepared: set options, then `.await` it for the [`Task`].
 ///
@@ -291,7 +269,7 @@ impl Launch {
             priority: options.priority.unwrap_or(0),
             key: options.key,
             owner: options.owner,
-            timeout_ms: timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
+            timeout,
             node: None,
             isolated,
         };

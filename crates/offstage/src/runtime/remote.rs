@@ -477,7 +477,7 @@ pub(super) fn assign(record: &TaskRecord, memory_limit_bytes: Option<u64>) -> Se
         args: record.args.clone(),
         attempt: record.attempt,
         owner: record.owner.clone(),
-        timeout_ms: record.timeout_ms,
+        timeout_ms: record.timeout.map(crate::task::whole_millis),
         memory_limit_bytes,
     }
 }

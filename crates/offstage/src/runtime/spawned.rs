@@ -65,7 +65,7 @@ where
         priority: 0,
         key: Some(key),
         owner: None,
-        timeout_ms: None,
+        timeout: None,
         node: Some(rt.node()),
         isolated: false,
     };

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_isolated.sql"),
     include_str!("migrations/0003_schedules.sql"),
     include_str!("migrations/0004_shared.sql"),
+    include_str!("migrations/0005_timeout_seconds.sql"),
 ];
 
 /// The SQL that names a schema's notice channel; the same wherever a notice is sent.

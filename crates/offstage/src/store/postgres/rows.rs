@@ -5,7 +5,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::schedule::ScheduleRecord;
-use crate::task::TaskRecord;
+use crate::task::{millis, whole_millis, TaskRecord};
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
@@ -51,7 +51,7 @@ pub(super) fn task_from_row(row: &PgRow) -> sqlx::Result<TaskRecord> {
         priority: row.try_get(12)?,
         key: row.try_get(13)?,
         owner: row.try_get(14)?,
-        timeout_ms: row.try_get::<Option<i64>, _>(15)?.map(|t| t as u64),
+        timeout: row.try_get::<Option<i64>, _>(15)?.map(millis),
         node: row.try_get::<Option<Uuid>, _>(16)?.map(Into::into),
         isolated: row.try_get(17)?,
     })
@@ -99,7 +99,7 @@ impl TaskArrays {
         self.key.push(task.key.clone());
         self.owner.push(task.owner.clone());
         self.timeout_ms
-            .push(task.timeout_ms.map(|t| t.min(i64::MAX as u64) as i64));
+            .push(task.timeout.map(|t| whole_millis(t) as i64));
         self.node.push(task.node.map(|n| n.as_uuid()));
         self.isolated.push(task.isolated);
     }

@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_isolated.sql"),
     include_str!("migrations/0003_schedules.sql"),
     include_str!("migrations/0004_shared.sql"),
+    include_str!("migrations/0005_timeout_seconds.sql"),
 ];
 
 /// How hard SQLite works to keep a commit when the machine loses power.

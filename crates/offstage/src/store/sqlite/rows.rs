@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, Row};
 use super::json_text;
 use crate::id::{NodeId, TaskId};
 use crate::schedule::ScheduleRecord;
-use crate::task::TaskRecord;
+use crate::task::{millis, whole_millis, TaskRecord};
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
@@ -71,7 +71,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         priority: row.get(12)?,
         key: row.get(13)?,
         owner: row.get(14)?,
-        timeout_ms: row.get::<_, Option<i64>>(15)?.map(|t| t as u64),
+        timeout: row.get::<_, Option<i64>>(15)?.map(millis),
         node: row.get(16)?,
         isolated: row.get(17)?,
     })
@@ -159,7 +159,7 @@ impl From<&TaskRecord> for NewTask {
             priority: task.priority,
             key: task.key.clone(),
             owner: task.owner.clone(),
-            timeout_ms: task.timeout_ms.map(|t| t as i64),
+            timeout_ms: task.timeout.map(|t| whole_millis(t) as i64),
             node: task.node,
             isolated: task.isolated,
         }

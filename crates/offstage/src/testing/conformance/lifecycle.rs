@@ -120,7 +120,7 @@ pub async fn launch_options_are_kept(backend: &dyn Backend) {
         ),
         (Some("k-1"), Some("ada"), 7)
     );
-    assert_eq!(stored.timeout_ms, Some(90_000));
+    assert_eq!(stored.timeout, Some(Duration::from_secs(90)));
     assert!(stored.isolated);
     assert!(stored.run_at > stored.launched_at);
     let plain = rt.launch_json("test.echo", json!(2)).await.unwrap();

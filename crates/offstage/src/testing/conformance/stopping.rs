@@ -123,7 +123,10 @@ pub async fn timeout_fails_with_kind_timeout(backend: &dyn Backend) {
         .await
         .unwrap();
     wait_started(&mut events, task.id()).await;
-    assert_eq!(task.record().await.unwrap().timeout_ms, Some(30_000));
+    assert_eq!(
+        task.record().await.unwrap().timeout,
+        Some(Duration::from_secs(30))
+    );
     tokio::time::advance(Duration::from_secs(31)).await;
     let record = task.wait().await.unwrap();
     assert_eq!(record.status, Status::Failed);
