@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
-use super::json_text;
 use crate::id::{NodeId, TaskId};
+use crate::log::LogLine;
 use crate::schedule::ScheduleRecord;
+use crate::store::json_text;
 use crate::task::TaskRecord;
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
@@ -192,4 +193,25 @@ impl NewTask {
         ])?;
         Ok(())
     }
+}
+
+/// Inserts `logs`, lines of task `id`; a line already there (same task and `seq`) is kept.
+pub(super) fn insert_logs(conn: &Connection, id: TaskId, logs: &[LogLine]) -> rusqlite::Result<()> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO offstage_logs (task_id, seq, at, level, message) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for line in logs {
+        insert.execute(params![
+            id,
+            line.seq as i64,
+            micros(line.at),
+            line.level.as_str(),
+            line.message
+        ])?;
+    }
+    Ok(())
 }
