@@ -1,4 +1,5 @@
-//! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
+//! Mapping between rows and records: `offstage_tasks` rows and [`TaskRecord`]s (tasks and log
+//! lines made into arrays, to insert many in one statement), and schedule rows.
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;

@@ -1,4 +1,5 @@
-//! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
+//! Mapping between rows and records: `offstage_tasks` rows and [`TaskRecord`]s (a new task
+//! made into SQL values, [`NewTask`]; log lines inserted, [`insert_logs`]), and schedule rows.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};

@@ -28,10 +28,8 @@ pub(super) async fn launch(store: &SqliteStore, task: &TaskRecord) -> Result<(),
     let node = running_on(task);
     store
         .write(move |conn| {
-            if let Some(node) = node {
-                if !registered(conn, node)? {
-                    return Ok(Err(node_dead(node)));
-                }
+            if let Err(dead) = may_start_on(conn, node)? {
+                return Ok(Err(dead));
             }
             row.insert(conn).map(Ok)
         })
@@ -49,10 +47,8 @@ pub(super) async fn launch_unique(
     let node = running_on(task);
     store
         .write(move |conn| {
-            if let Some(node) = node {
-                if !registered(conn, node)? {
-                    return Ok(Err(node_dead(node)));
-                }
+            if let Err(dead) = may_start_on(conn, node)? {
+                return Ok(Err(dead));
             }
             let live = live_with_key(conn, &name, key.as_deref())?;
             if live.is_none() {
@@ -61,6 +57,16 @@ pub(super) async fn launch_unique(
             Ok(Ok(live))
         })
         .await?
+}
+
+/// The fence of a direct start: `Err` ([`node_dead`]) when the task goes in `running` on a
+/// node (`node`, from [`running_on`]) that is no longer registered. Run by the writer, so the
+/// check and the insert are one step against recovery.
+fn may_start_on(conn: &Connection, node: Option<NodeId>) -> rusqlite::Result<Result<(), Error>> {
+    match node {
+        Some(node) if !registered(conn, node)? => Ok(Err(node_dead(node))),
+        _ => Ok(Ok(())),
+    }
 }
 
 /// The queued or running task named `name` with key `key`, if there is one. Run by the
