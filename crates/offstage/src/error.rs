@@ -227,6 +227,47 @@ impl TaskError {
     pub fn cancelled() -> Self {
         Self::new("cancelled", "the task was asked to stop")
     }
+
+    /// The error of a task killed while it was still queued (kind `killed`): it never ran.
+    /// Recorded by [`Store::kill`](crate::store::Store::kill).
+    pub fn killed_before_start() -> Self {
+        Self::new("killed", "killed before it started")
+    }
+
+    /// The error of a task whose node stopped while running it (kind `missing`), as recovery
+    /// records it when the node's heartbeat went stale or, on SQLite, its process is gone.
+    /// `host` and `pid` name that node's process, so an operator can look for what ended it.
+    /// Recorded by [`Store::recover`](crate::store::Store::recover).
+    pub fn node_stopped(host: &str, pid: u32) -> Self {
+        Self::new(
+            "missing",
+            format!(
+                "the node running this task (host {host}, pid {pid}) stopped without finishing it"
+            ),
+        )
+    }
+
+    /// [`TaskError::node_stopped`] where the only sign was the heartbeat (kind `missing`): the
+    /// node was silent for the node timeout, which a frozen or overloaded process is too.
+    pub fn node_stopped_heartbeating(host: &str, pid: u32) -> Self {
+        Self::new(
+            "missing",
+            format!(
+                "the node running this task (host {host}, pid {pid}) stopped heartbeating \
+                 without finishing it"
+            ),
+        )
+    }
+
+    /// The error of a task `running` on a node that is not registered at all (kind
+    /// `missing`): its row was removed by hand, or the node went on after it was declared
+    /// dead. Recorded by the orphan sweep of [`Store::recover`](crate::store::Store::recover).
+    pub fn node_unregistered() -> Self {
+        Self::new(
+            "missing",
+            "the node running this task is no longer registered",
+        )
+    }
 }
 
 impl fmt::Display for TaskError {

@@ -137,7 +137,7 @@ pub enum Notice {
         /// The event, as that node published it.
         event: Event,
     },
-    /// A schedule was created, changed, paused, resumed or deleted: tickers re-read them.
+    /// A schedule was created, changed, paused, resumed or deleted: cron loops re-read them.
     Schedules,
     /// Shared document `name` changed (`value` is its new value) or its lock was released
     /// without a change (`value` is `None`), at `version`. Receivers wake their lockers waiting
@@ -197,6 +197,78 @@ pub(crate) fn node_dead(node: NodeId) -> Error {
              this happens without a pause or an overloaded machine, raise the node timeout"
         ),
     )
+}
+
+// What follows is shared by the backends: the rules that are the same whatever the SQL.
+
+/// `value` as the JSON text the backends store (args, state, return values, errors).
+pub(crate) fn json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("JSON values always serialize")
+}
+
+/// The node a task about to be inserted is claimed by, if it is inserted `running` (a direct
+/// start): the node that must be registered for the insert to go in (see [`Store::launch`]).
+pub(crate) fn running_on(task: &TaskRecord) -> Option<NodeId> {
+    (task.status == Status::Running)
+        .then_some(task.node)
+        .flatten()
+}
+
+/// A kill request's grace period as the `kill_grace_ms` column holds it: -1 when the killer
+/// asked for none, since NULL there means that nobody asked for a kill.
+pub(crate) fn grace_to_ms(grace: Option<Duration>) -> i64 {
+    grace.map_or(-1, |g| g.as_millis().min(i64::MAX as u128) as i64)
+}
+
+/// The grace period [`grace_to_ms`] stored.
+pub(crate) fn grace_from_ms(ms: i64) -> Option<Duration> {
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Puts claimed tasks in the order [`Store::claim`] promises (highest priority first, then
+/// oldest first), which the claiming statement's `RETURNING` does not keep.
+pub(crate) fn sort_claimed(records: &mut [TaskRecord]) {
+    records.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+}
+
+/// A task of a dead node that [`Store::recover`]'s `rerun` says runs again: what the backend
+/// writes, in the recovery's transaction, to queue it.
+pub(crate) struct Requeue {
+    /// The task.
+    pub(crate) id: TaskId,
+    /// When it becomes due.
+    pub(crate) due: DateTime<Utc>,
+    /// The log line that says why it runs again.
+    pub(crate) line: LogLine,
+}
+
+/// Asks `rerun` about each task recovery just marked `missing`; each it says runs again is
+/// updated in `records` to what the backend is to write (`queued`, off its node, due then,
+/// its error kept) and returned for the backend to write it.
+pub(crate) fn requeue_missing(
+    records: &mut [TaskRecord],
+    rerun: Option<&Rerun>,
+    now: DateTime<Utc>,
+) -> Vec<Requeue> {
+    let Some(rerun) = rerun else {
+        return Vec::new();
+    };
+    let mut requeues = Vec::new();
+    for record in records.iter_mut() {
+        let Some((due, line)) = rerun(record, now) else {
+            continue;
+        };
+        record.status = Status::Queued;
+        record.run_at = due;
+        record.finished_at = None;
+        record.node = None;
+        requeues.push(Requeue {
+            id: record.id,
+            due,
+            line,
+        });
+    }
+    requeues
 }
 
 /// The durable record of tasks, logs and nodes.
@@ -335,7 +407,7 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
 
     /// Pauses (or, with `paused` false, resumes) schedule `name`; `None` if there is none. A
     /// resume moves `last_tick_at` up to `now`, so no tick that passed while it was paused
-    /// launches later, whichever node's ticker gets there last.
+    /// launches later, whichever node's cron loop gets there last.
     async fn pause_schedule(
         &self,
         name: &str,

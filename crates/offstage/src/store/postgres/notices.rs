@@ -142,6 +142,16 @@ pub(super) async fn send(
     Ok(())
 }
 
+/// Deletes the large notices stored more than a minute ago: a listener reads one as soon as
+/// the payload naming it arrives, so by then it has been read or lost (notices are hints).
+/// Part of recovery's transaction, which every node runs on each heartbeat.
+pub(super) async fn delete_old(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM offstage_notices WHERE sent_at < now() - interval '1 minute'")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Listens on `channel` and forwards the notices of nodes other than `me` until the receiver
 /// is dropped. Sets `peers` when another node announces itself.
 pub(super) async fn listen(

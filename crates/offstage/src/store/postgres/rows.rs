@@ -1,10 +1,12 @@
-//! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
+//! Mapping between rows and records: `offstage_tasks` rows and [`TaskRecord`]s (tasks and log
+//! lines made into arrays, to insert many in one statement), and schedule rows.
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::schedule::ScheduleRecord;
+use crate::store::json_text;
 use crate::task::{millis, whole_millis, TaskRecord};
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
@@ -88,9 +90,9 @@ impl TaskArrays {
     pub(super) fn push(&mut self, task: &TaskRecord) {
         self.id.push(task.id.as_uuid());
         self.name.push(task.name.clone());
-        self.args.push(super::json_text(&task.args));
+        self.args.push(json_text(&task.args));
         self.status.push(task.status.as_str());
-        self.state.push(super::json_text(&task.state));
+        self.state.push(json_text(&task.state));
         self.launched_at.push(task.launched_at);
         self.run_at.push(task.run_at);
         self.started_at.push(task.started_at);
@@ -130,6 +132,16 @@ impl TaskArrays {
             .bind(self.isolated)
             .execute(conn)
             .await
+    }
+}
+
+/// One task's insert, as the group commit does it (for the launches outside it: a keyed
+/// launch, a schedule's tick, a launch in the app's transaction).
+impl From<&TaskRecord> for TaskArrays {
+    fn from(task: &TaskRecord) -> Self {
+        let mut arrays = TaskArrays::default();
+        arrays.push(task);
+        arrays
     }
 }
 

@@ -3,10 +3,13 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use super::pg_error;
+use super::rows::TaskArrays;
 use super::rows::{schedule_from_row, SCHEDULE_COLUMNS};
-use super::{json_text, live_with_key, pg_error, task_arrays};
+use super::tasks::live_with_key;
 use crate::error::Error;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
+use crate::store::json_text;
 use crate::task::TaskRecord;
 
 /// A new schedule's `last_tick_at` is `now`, as is a changed cron expression's (never moving
@@ -117,7 +120,10 @@ pub(super) async fn fire(
             return Ok(Fired::Skipped(live.id));
         }
     }
-    task_arrays(task).insert(&mut tx).await.map_err(failed)?;
+    TaskArrays::from(task)
+        .insert(&mut tx)
+        .await
+        .map_err(failed)?;
     tx.commit().await.map_err(failed)?;
     Ok(Fired::Launched)
 }

@@ -1,5 +1,6 @@
-//! Connecting, and the schema: the search-path schema created if missing, versioned
-//! migrations applied under an advisory lock so nodes starting together migrate once.
+//! The schema of a PostgreSQL store: connecting (with the session settings every connection
+//! gets), then the search-path schema created if missing and versioned migrations applied
+//! under an advisory lock, so nodes starting together migrate once.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -7,12 +8,36 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::{pg_error, MIGRATIONS};
+use super::pg_error;
 use crate::error::{Error, ErrorKind};
+
+/// The migrations, in order; version N is the Nth.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_isolated.sql"),
+    include_str!("migrations/0003_schedules.sql"),
+    include_str!("migrations/0004_shared.sql"),
+    include_str!("migrations/0005_timeout_seconds.sql"),
+];
 
 /// How long PostgreSQL lets one of the store's sessions sit idle inside a transaction before
 /// it ends the session (and so releases its locks).
 pub(super) const IDLE_IN_TRANSACTION_TIMEOUT: &str = "5s";
+
+/// `url` with its password (if any) replaced by `***`, for messages and logs.
+pub(super) fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
 
 pub(super) async fn connect(
     url: &str,

@@ -8,9 +8,10 @@
 
 use sqlx::PgConnection;
 
-use super::{json_text, pg_error, task_arrays, PostgresStore, CHANNEL_SQL};
+use super::rows::TaskArrays;
+use super::{pg_error, PostgresStore, CHANNEL_SQL};
 use crate::error::{Error, ErrorKind};
-use crate::store::Notice;
+use crate::store::{json_text, Notice};
 use crate::task::TaskRecord;
 
 impl PostgresStore {
@@ -39,7 +40,7 @@ impl PostgresStore {
                 ),
             ));
         }
-        task_arrays(task)
+        TaskArrays::from(task)
             .insert(&mut *conn)
             .await
             .map_err(|e| pg_error("launch in the caller's transaction", e))?;

@@ -16,11 +16,12 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
+use super::nodes::hold_node;
 use super::rows::{LogArrays, TaskArrays};
-use super::{json_text, pg_error};
-use crate::error::Error;
+use super::{pg_error, PostgresStore};
+use crate::error::{Error, ErrorKind};
 use crate::id::{NodeId, TaskId};
-use crate::store::Finish;
+use crate::store::{json_text, node_dead, running_on, Finish};
 use crate::task::TaskRecord;
 
 /// Most writes in one transaction.
@@ -34,6 +35,25 @@ pub(super) enum Write {
         Box<Finish>,
         oneshot::Sender<Result<bool, Error>>,
     ),
+}
+
+impl PostgresStore {
+    /// Queues the write `make` builds (around the sender of its answer) for the group commit,
+    /// and returns its answer once its transaction has committed.
+    pub(super) async fn write_op<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Write,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || {
+            Error::new(
+                ErrorKind::Store,
+                "the PostgreSQL writers have stopped; reopen the store",
+            )
+        };
+        self.writes.send(make(tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
 }
 
 /// Starts `writers` writer tasks on `pool`; they stop when the returned sender is dropped.
@@ -93,7 +113,7 @@ fn reply(batch: Vec<Write>, result: Result<&Applied, ReplyError>) {
                 let _ = tx.send(match result.clone() {
                     Ok(applied) => match task.node {
                         Some(node) if applied.dead_nodes.contains(&node.as_uuid()) => {
-                            Err(crate::store::node_dead(node))
+                            Err(node_dead(node))
                         }
                         _ => Ok(()),
                     },
@@ -135,13 +155,13 @@ async fn run(pool: &PgPool, batch: &[Write]) -> sqlx::Result<Applied> {
     let starters: HashSet<NodeId> = batch
         .iter()
         .filter_map(|write| match write {
-            Write::Launch(task, _) if task.status == crate::Status::Running => task.node,
-            _ => None,
+            Write::Launch(task, _) => running_on(task),
+            Write::Finish(..) => None,
         })
         .collect();
     let mut applied = Applied::default();
     for node in starters {
-        if !super::hold_node(&mut tx, node).await? {
+        if !hold_node(&mut tx, node).await? {
             applied.dead_nodes.insert(node.as_uuid());
         }
     }
@@ -150,10 +170,8 @@ async fn run(pool: &PgPool, batch: &[Write]) -> sqlx::Result<Applied> {
     for write in batch {
         match write {
             Write::Launch(task, _) => {
-                let refused = task.status == crate::Status::Running
-                    && task
-                        .node
-                        .is_some_and(|node| applied.dead_nodes.contains(&node.as_uuid()));
+                let refused = running_on(task)
+                    .is_some_and(|node| applied.dead_nodes.contains(&node.as_uuid()));
                 if !refused {
                     launches.push(task);
                 }

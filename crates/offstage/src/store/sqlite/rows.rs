@@ -1,11 +1,13 @@
-//! Mapping between `offstage_tasks` rows and [`TaskRecord`]s.
+//! Mapping between rows and records: `offstage_tasks` rows and [`TaskRecord`]s (a new task
+//! made into SQL values, [`NewTask`]; log lines inserted, [`insert_logs`]), and schedule rows.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
-use super::json_text;
 use crate::id::{NodeId, TaskId};
+use crate::log::LogLine;
 use crate::schedule::ScheduleRecord;
+use crate::store::json_text;
 use crate::task::{millis, whole_millis, TaskRecord};
 
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
@@ -192,4 +194,25 @@ impl NewTask {
         ])?;
         Ok(())
     }
+}
+
+/// Inserts `logs`, lines of task `id`; a line already there (same task and `seq`) is kept.
+pub(super) fn insert_logs(conn: &Connection, id: TaskId, logs: &[LogLine]) -> rusqlite::Result<()> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO offstage_logs (task_id, seq, at, level, message) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for line in logs {
+        insert.execute(params![
+            id,
+            line.seq as i64,
+            micros(line.at),
+            line.level.as_str(),
+            line.message
+        ])?;
+    }
+    Ok(())
 }

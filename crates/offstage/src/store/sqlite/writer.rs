@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Durability, SqliteStore, MIGRATIONS};
+use super::SqliteStore;
 use crate::error::{Error, ErrorKind};
 
 /// A work item for the writer thread: runs inside the open transaction and returns what to do
@@ -82,48 +82,6 @@ pub(super) fn sqlite_error(path: &Path, what: &str, error: rusqlite::Error) -> E
         return Error::storage_full(&path.display().to_string(), &error);
     }
     Error::store(&format!("SQLite {what} on {}", path.display()), error)
-}
-
-pub(super) fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", synchronous)?;
-    // Up to 64 MiB of page cache (allocated only as pages are used): with a few hundred
-    // thousand tasks the indexes stop falling out of the cache between commits.
-    conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
-}
-
-pub(super) fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
-    let err = |e| sqlite_error(path, "migration", e);
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(err)?;
-    let known = MIGRATIONS.len() as i64;
-    if version > known {
-        return Err(Error::new(
-            ErrorKind::SchemaTooNew,
-            format!(
-                "{} has schema version {version}, but this Offstage knows versions up to {known}: \
-                 it was written by a newer Offstage; upgrade Offstage to open it",
-                path.display()
-            ),
-        ));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql).map_err(err)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)
-            .map_err(err)?;
-    }
-    tx.commit().map_err(err)
 }
 
 impl SqliteStore {

@@ -1,0 +1,424 @@
+//! Tasks in SQLite: a task is a row of `offstage_tasks`, with its log lines in
+//! `offstage_logs`. Here is each step of its life (launch, claim, save, finish, kill, purge)
+//! and the reads of it (get, list, logs, counts, the next due time).
+//!
+//! Writes run on the writer thread, inside its `BEGIN IMMEDIATE` batch: no other process
+//! writes between a check and the write it guards (a node still registered, no live task
+//! with the key, room under a concurrency limit).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::nodes::registered;
+use super::rows::{from_micros, insert_logs, micros, task_from_row, NewTask, TASK_COLUMNS};
+use super::SqliteStore;
+use crate::error::{Error, TaskError};
+use crate::id::{NodeId, TaskId};
+use crate::log::{LogLevel, LogLine};
+use crate::status::Status;
+use crate::store::{
+    grace_to_ms, json_text, node_dead, running_on, sort_claimed, Finish, KillOutcome, Pending,
+};
+use crate::task::{ListFilter, TaskRecord};
+
+pub(super) async fn launch(store: &SqliteStore, task: &TaskRecord) -> Result<(), Error> {
+    let row = NewTask::from(task);
+    let node = running_on(task);
+    store
+        .write(move |conn| {
+            if let Err(dead) = may_start_on(conn, node)? {
+                return Ok(Err(dead));
+            }
+            row.insert(conn).map(Ok)
+        })
+        .await?
+}
+
+pub(super) async fn launch_unique(
+    store: &SqliteStore,
+    task: &TaskRecord,
+) -> Result<Option<TaskRecord>, Error> {
+    let row = NewTask::from(task);
+    let (name, key) = (task.name.clone(), task.key.clone());
+    // The writer holds the database's write lock (BEGIN IMMEDIATE) for the whole batch, so
+    // nothing, in this process or another, can insert between the look and the insert.
+    let node = running_on(task);
+    store
+        .write(move |conn| {
+            if let Err(dead) = may_start_on(conn, node)? {
+                return Ok(Err(dead));
+            }
+            let live = live_with_key(conn, &name, key.as_deref())?;
+            if live.is_none() {
+                row.insert(conn)?;
+            }
+            Ok(Ok(live))
+        })
+        .await?
+}
+
+/// The fence of a direct start: `Err` ([`node_dead`]) when the task goes in `running` on a
+/// node (`node`, from [`running_on`]) that is no longer registered. Run by the writer, so the
+/// check and the insert are one step against recovery.
+fn may_start_on(conn: &Connection, node: Option<NodeId>) -> rusqlite::Result<Result<(), Error>> {
+    match node {
+        Some(node) if !registered(conn, node)? => Ok(Err(node_dead(node))),
+        _ => Ok(Ok(())),
+    }
+}
+
+/// The queued or running task named `name` with key `key`, if there is one. Run by the
+/// writer, whose `BEGIN IMMEDIATE` keeps anyone from inserting one before its caller does.
+pub(super) fn live_with_key(
+    conn: &Connection,
+    name: &str,
+    key: Option<&str>,
+) -> rusqlite::Result<Option<TaskRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE name = ?1 AND task_key = ?2 \
+         AND status IN ('queued', 'running') ORDER BY id LIMIT 1"
+    ))?
+    .query_row(params![name, key], task_from_row)
+    .optional()
+}
+
+pub(super) async fn claim(
+    store: &SqliteStore,
+    node: NodeId,
+    names: &[String],
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<TaskRecord>, Error> {
+    let names = json_text(&names);
+    let mut records = store
+        .write(move |conn| {
+            if !registered(conn, node)? {
+                return Ok(Err(node_dead(node)));
+            }
+            let name_is = "name IN (SELECT value FROM json_each(?3))";
+            take_queued(conn, node, now, name_is, &names, limit as i64).map(Ok)
+        })
+        .await??;
+    sort_claimed(&mut records);
+    Ok(records)
+}
+
+pub(super) async fn claim_limited(
+    store: &SqliteStore,
+    node: NodeId,
+    name: &str,
+    now: DateTime<Utc>,
+    limit: usize,
+    max_running: usize,
+) -> Result<Vec<TaskRecord>, Error> {
+    let name = name.to_owned();
+    // Inside the writer's BEGIN IMMEDIATE batch: no other process can start one between the
+    // count and the claim.
+    let mut records = store
+        .write(move |conn| {
+            if !registered(conn, node)? {
+                return Ok(Err(node_dead(node)));
+            }
+            let running: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM offstage_tasks \
+                     WHERE status = 'running' AND name = ?1",
+                )?
+                .query_row([&name], |row| row.get(0))?;
+            let room = (max_running as i64 - running).clamp(0, limit as i64);
+            if room == 0 {
+                return Ok(Ok(Vec::new()));
+            }
+            take_queued(conn, node, now, "name = ?3", &name, room).map(Ok)
+        })
+        .await??;
+    sort_claimed(&mut records);
+    Ok(records)
+}
+
+/// The statement of both claims: takes for `node` up to `limit` queued tasks due at `now`
+/// whose name passes `name_is` (SQL that reads `names` as `?3`), highest priority first.
+fn take_queued(
+    conn: &Connection,
+    node: NodeId,
+    now: DateTime<Utc>,
+    name_is: &str,
+    names: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<TaskRecord>> {
+    conn.prepare_cached(&format!(
+        "UPDATE offstage_tasks SET status = 'running', node = ?1, started_at = ?2, \
+         attempt = attempt + 1 \
+         WHERE id IN (SELECT id FROM offstage_tasks INDEXED BY offstage_tasks_queue \
+             WHERE status = 'queued' AND run_at <= ?2 AND {name_is} \
+             ORDER BY priority DESC, id LIMIT ?4) \
+         RETURNING {TASK_COLUMNS}"
+    ))?
+    .query_map(params![node, micros(now), names, limit], task_from_row)?
+    .collect()
+}
+
+pub(super) async fn next_run_at(
+    store: &SqliteStore,
+    names: &[String],
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let names = json_text(&names);
+    store
+        .read(move |conn| {
+            conn.prepare_cached(
+                "SELECT min(run_at) FROM offstage_tasks WHERE status = 'queued' \
+                 AND name IN (SELECT value FROM json_each(?1))",
+            )?
+            .query_row([names], |row| row.get::<_, Option<i64>>(0))
+            .map(|at| at.map(from_micros))
+        })
+        .await
+}
+
+pub(super) async fn save(
+    store: &SqliteStore,
+    node: NodeId,
+    batch: Vec<(TaskId, Pending)>,
+) -> Result<(), Error> {
+    store
+        .write(move |conn| {
+            let mut owned = conn.prepare_cached(
+                "SELECT 1 FROM offstage_tasks WHERE id = ?1 AND node = ?2 AND status = 'running'",
+            )?;
+            let mut update =
+                conn.prepare_cached("UPDATE offstage_tasks SET state = ?2 WHERE id = ?1")?;
+            for (id, pending) in &batch {
+                // Fenced: only the node the task is running on writes about it.
+                if !owned.exists(params![id, node])? {
+                    continue;
+                }
+                if let Some(state) = &pending.state {
+                    update.execute(params![id, state])?;
+                }
+                insert_logs(conn, *id, &pending.logs)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn finish(
+    store: &SqliteStore,
+    id: TaskId,
+    node: NodeId,
+    finish: Finish,
+) -> Result<bool, Error> {
+    let return_value = finish.return_value.as_ref().map(json_text);
+    let error = finish.error.as_ref().map(json_text);
+    let finished_at = micros(finish.finished_at);
+    let retry_at = finish.retry_at.map(micros);
+    let Finish {
+        status,
+        state,
+        logs,
+        ..
+    } = finish;
+    store
+        .write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
+                     error = ?6, kill_grace_ms = NULL, \
+                     finished_at = CASE WHEN ?8 IS NULL THEN ?7 END, \
+                     run_at = coalesce(?8, run_at), \
+                     node = CASE WHEN ?8 IS NULL THEN node END \
+                     WHERE id = ?1 AND node = ?2 AND status = 'running'",
+                )?
+                .execute(params![
+                    id,
+                    node,
+                    status.as_str(),
+                    state,
+                    return_value,
+                    error,
+                    finished_at,
+                    retry_at
+                ])?;
+            // Fenced: a task this node no longer runs gets none of its lines either.
+            if changed == 1 {
+                insert_logs(conn, id, &logs)?;
+            }
+            Ok(changed == 1)
+        })
+        .await
+}
+
+pub(super) async fn kill(
+    store: &SqliteStore,
+    id: TaskId,
+    grace: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<KillOutcome, Error> {
+    store
+        .write(move |conn| {
+            let select = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1");
+            let Some(record) = conn
+                .prepare_cached(&select)?
+                .query_row([id], task_from_row)
+                .optional()?
+            else {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            };
+            match record.status {
+                Status::Queued => {
+                    let error = TaskError::killed_before_start();
+                    let record = conn
+                        .prepare_cached(&format!(
+                            "UPDATE offstage_tasks SET status = 'killed', finished_at = ?2, \
+                             error = ?3 WHERE id = ?1 RETURNING {TASK_COLUMNS}"
+                        ))?
+                        .query_row(params![id, micros(now), json_text(&error)], task_from_row)?;
+                    Ok(KillOutcome::Killed(record))
+                }
+                Status::Running => {
+                    conn.prepare_cached(
+                        "UPDATE offstage_tasks SET kill_grace_ms = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, grace_to_ms(grace)])?;
+                    let node = record.node.expect("a running task has a node");
+                    Ok(KillOutcome::Requested { node })
+                }
+                _ => Ok(KillOutcome::AlreadyFinished(record)),
+            }
+        })
+        .await
+        .map_err(|e| {
+            if is_no_rows(&e) {
+                Error::not_found(id)
+            } else {
+                e
+            }
+        })
+}
+
+fn is_no_rows(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+        .is_some_and(|e| matches!(e, rusqlite::Error::QueryReturnedNoRows))
+}
+
+pub(super) async fn get(store: &SqliteStore, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+    store
+        .read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1"
+            ))?
+            .query_row([id], task_from_row)
+            .optional()
+        })
+        .await
+}
+
+pub(super) async fn list(
+    store: &SqliteStore,
+    filter: &ListFilter,
+) -> Result<Vec<TaskRecord>, Error> {
+    let filter = filter.clone();
+    store
+        .read(move |conn| {
+            let limit = filter.effective_limit();
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE 1 = 1");
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            let mut bind = |sql: &mut String, column: &str, value: Box<dyn rusqlite::ToSql>| {
+                values.push(value);
+                sql.push_str(&format!(" AND {column} ?{}", values.len()));
+            };
+            if let Some(name) = filter.name {
+                bind(&mut sql, "name =", Box::new(name));
+            }
+            if let Some(status) = filter.status {
+                bind(&mut sql, "status =", Box::new(status.as_str()));
+            }
+            if let Some(owner) = filter.owner {
+                bind(&mut sql, "owner =", Box::new(owner));
+            }
+            if let Some(key) = filter.key {
+                bind(&mut sql, "task_key =", Box::new(key));
+            }
+            if let Some(before) = filter.before {
+                bind(&mut sql, "id <", Box::new(before));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            conn.prepare_cached(&sql)?
+                .query_map(
+                    rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
+                    task_from_row,
+                )?
+                .collect()
+        })
+        .await
+}
+
+pub(super) async fn logs(
+    store: &SqliteStore,
+    id: TaskId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<LogLine>, Error> {
+    store
+        .read(move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, at, level, message FROM offstage_logs \
+                 WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?
+            .query_map(params![id, after as i64, limit as i64], |row| {
+                Ok(LogLine {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    at: from_micros(row.get(1)?),
+                    level: LogLevel::parse(&row.get::<_, String>(2)?),
+                    message: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+}
+
+pub(super) async fn purge(store: &SqliteStore, before: DateTime<Utc>) -> Result<u64, Error> {
+    store
+        .write(move |conn| {
+            let before = micros(before);
+            conn.execute(
+                "DELETE FROM offstage_logs WHERE task_id IN \
+                 (SELECT id FROM offstage_tasks WHERE finished_at < ?1)",
+                [before],
+            )?;
+            let deleted = conn.execute(
+                "DELETE FROM offstage_tasks WHERE finished_at < ?1",
+                [before],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+}
+
+pub(super) async fn counts(store: &SqliteStore) -> Result<Vec<(String, Status, u64)>, Error> {
+    store
+        .read(|conn| {
+            conn.prepare_cached(
+                "SELECT name, status, count(*) FROM offstage_tasks GROUP BY name, status \
+                 ORDER BY name, status",
+            )?
+            .query_map([], |row| {
+                let status: String = row.get(1)?;
+                let count: i64 = row.get(2)?;
+                let status = status.parse::<Status>().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?;
+                Ok((row.get(0)?, status, count as u64))
+            })?
+            .collect()
+        })
+        .await
+}
