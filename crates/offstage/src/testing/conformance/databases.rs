@@ -58,17 +58,30 @@ pub(super) fn sqlite_file() -> PathBuf {
     path
 }
 
-/// Removes the database file, the journal files SQLite keeps beside it, and the store's
-/// `-nodes` directory of liveness locks.
+/// Removes the database file and everything named after it: SQLite's `-wal`, `-shm` and
+/// `-journal`, the store's `-nodes` directory of liveness locks, and whatever a test put beside
+/// it (a server's log).
 fn remove_sqlite(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(name);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        if entry_name
+            .as_encoded_bytes()
+            .starts_with(name.as_encoded_bytes())
+        {
+            remove_entry(&entry.path());
+        }
     }
-    let mut nodes = path.as_os_str().to_owned();
-    nodes.push("-nodes");
-    let _ = std::fs::remove_dir_all(nodes);
+}
+
+/// Removes a file, or a directory with what it holds.
+fn remove_entry(path: &Path) {
+    let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir_all(path));
 }
 
 /// Removes the files in `dir` that a run older than [`STALE`] left.
@@ -83,8 +96,7 @@ fn sweep_sqlite(dir: &Path) {
             continue;
         };
         if is_stale(id) {
-            let path = entry.path();
-            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+            remove_entry(&entry.path());
         }
     }
 }

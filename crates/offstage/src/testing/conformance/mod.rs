@@ -152,7 +152,7 @@ impl Backend for PostgresBackend {
 /// environment may not have uses it to be ignored, with the reason, unless the calling
 /// crate's build script saw the server's variable:
 ///
-/// ```ignore
+/// ```text
 /// offstage::conformance_tests!(
 ///     #[cfg_attr(not(offstage_test_postgres), ignore = "set OFFSTAGE_TEST_POSTGRES=postgres://… to run")]
 ///     PostgresBackend::from_env()
