@@ -9,7 +9,7 @@
 //! not set (see [`crate::conformance_tests!`]); the databases the tests create are removed when
 //! each test ends, passed or failed (by the thread-local list in `databases.rs`).
 //!
-//! ```ignore
+//! ```text
 //! struct Sqlite;
 //! #[async_trait::async_trait]
 //! impl offstage::testing::conformance::Backend for Sqlite { /* ... */ }
