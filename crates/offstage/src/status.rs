@@ -7,30 +7,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
 
-/// The task lifecycle as a type.
+/// Where a task is in its life: the lifecycle as a type.
 ///
 /// A **status** is where a task is in its life. Every task starts `Queued`, may become
-/// `Running`, and ends in exactly one terminal status. The picture, and who performs each
-/// transition, is in `docs/task-lifecycle.md`.
+/// `Running` (and `Queued` again, for another attempt, when its type retries), and ends in
+/// exactly one terminal status. The picture, and who performs each transition, is in
+/// `docs/task-lifecycle.md`.
 ///
 /// ```text
-/// queued ──claim──▶ running ──body returns Ok──────────────▶ completed
-///   │                  ├──body returns Err / panics / timeout─▶ failed
-///   │                  ├──kill (cooperative, then abort)─────▶ killed
-///   │                  └──its node died / shut down mid-run──▶ missing
-///   └──kill before it started───────────────────────────────▶ killed
+///          ┌── retry: the attempt failed or its node died, and its type's ────────┐
+///          │   `Retry` policy allows another (due after the backoff)              │
+///          ▼                                                                      │
+/// launch ─▶ queued ──claim / direct start──▶ running ─────────────────────────────┘
+///             │                                │
+///             │                                ├── returns Ok ────────────────────▶ completed
+///             │                                ├── returns Err, panics, times out ▶ failed
+///             │                                ├── kill: cancel, grace, abort ────▶ killed
+///             │                                └── its node died or shut down ────▶ missing
+///             └── kill before it started ─────────────────────────────────────────▶ killed
 /// ```
-///
-/// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Launched and durable, waiting for a free slot or its `run_at` time.
-    /// Next: `Running` (a node claims it) or `Killed` (killed before it started).
+    /// Launched and durable, waiting for a free slot or its `run_at` time; or queued again for
+    /// another attempt after a failure its type retries.
+    /// Next: `Running` (a node claims it, or the launch starts it at once) or `Killed`
+    /// (killed before it started).
     Queued,
     /// Claimed by a node; its body is executing there.
-    /// Next: any terminal status.
+    /// Next: any terminal status, or `Queued` again when its type's `Retry` policy retries
+    /// the attempt's error (a failure, or kind `missing` when its node died): `attempt` goes
+    /// up by one at the next claim.
     Running,
     /// Terminal: the body returned `Ok`. The return value is recorded.
     Completed,

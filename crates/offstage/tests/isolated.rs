@@ -74,10 +74,12 @@ async fn double_21(rt: &offstage::Runtime, limit: Duration) -> offstage::TaskRec
 
 const APP_MAIN_RAN: &str = "the app's main went on past isolation_entry";
 
-/// Not a test on its own: an app's `main` in miniature, which the next test runs as its
-/// worker process. Outside a worker process `isolation_entry` returns at once.
-#[tokio::test]
-async fn isolated_app_main() {
+/// The test is also its own worker process: the node it starts runs this same binary, filtered
+/// to this test, and there the first lines are an app's `main` in miniature. Outside a worker
+/// process `isolation_entry` returns at once and the test goes on as the node. (The worker's
+/// side was a test of its own, which passed without testing anything when run alone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_entry_at_the_top_of_main_serves_the_node_and_nothing_else_runs() {
     offstage::isolation_entry(tasks);
     // In a worker process nothing below may run: it would be the app binding its port again.
     // The variable the node names its socket in when it starts a worker process.
@@ -85,15 +87,11 @@ async fn isolated_app_main() {
         eprintln!("{APP_MAIN_RAN}");
         std::process::exit(3);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn isolation_entry_at_the_top_of_main_serves_the_node_and_nothing_else_runs() {
     let rt = runtime(Isolation {
         program: std::env::current_exe().unwrap(),
         args: [
             "--exact",
-            "isolated_app_main",
+            "isolation_entry_at_the_top_of_main_serves_the_node_and_nothing_else_runs",
             "--nocapture",
             "--test-threads=1",
         ]

@@ -1,10 +1,16 @@
-//! The conformance suite on the PostgreSQL store, when `OFFSTAGE_TEST_POSTGRES` names a
-//! database (e.g. `postgres://postgres@127.0.0.1:5432/test`). Each test gets a schema of its
-//! own, so they run in parallel. Without the variable every test passes at once and says,
-//! loudly, that it was skipped.
+//! The conformance suite on the PostgreSQL store, on the database `OFFSTAGE_TEST_POSTGRES`
+//! names (e.g. `postgres://postgres@127.0.0.1:5432/test`). Each test gets a schema of its own,
+//! so they run in parallel. Without the variable at build time every test is ignored, with the
+//! reason (`build.rs` sets `offstage_test_postgres`).
 
 #![cfg(feature = "postgres")]
 
 use offstage::testing::conformance::PostgresBackend;
 
-offstage::conformance_tests!(optional PostgresBackend::from_env("the PostgreSQL conformance suite"));
+offstage::conformance_tests!(
+    #[cfg_attr(
+        not(offstage_test_postgres),
+        ignore = "set OFFSTAGE_TEST_POSTGRES=postgres://… to run"
+    )]
+    PostgresBackend::from_env()
+);

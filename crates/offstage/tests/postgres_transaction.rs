@@ -1,5 +1,5 @@
 //! Launching inside the app's own PostgreSQL transaction: a rollback leaves no task, a commit
-//! starts it. Runs when `OFFSTAGE_TEST_POSTGRES` names a database.
+//! starts it. Runs when `OFFSTAGE_TEST_POSTGRES` names a database; ignored otherwise.
 
 #![cfg(feature = "postgres")]
 
@@ -10,11 +10,13 @@ use offstage::{ErrorKind, Status};
 use serde_json::json;
 use sqlx::Connection;
 
+#[cfg_attr(
+    not(offstage_test_postgres),
+    ignore = "set OFFSTAGE_TEST_POSTGRES=postgres://… to run"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_launched_in_a_transaction_exists_only_if_it_commits() {
-    let Some(backend) = PostgresBackend::from_env("the launch-in-transaction test") else {
-        return;
-    };
+    let backend = PostgresBackend::from_env();
     let database = backend.new_database();
     let rt = runtime_with(&backend, &database, |b| b).await;
     // The app's own connection, on the same schema, and its own table.
@@ -75,11 +77,13 @@ async fn a_task_launched_in_a_transaction_exists_only_if_it_commits() {
     assert!(error.message().contains("search_path"), "{error}");
 }
 
+#[cfg_attr(
+    not(offstage_test_postgres),
+    ignore = "set OFFSTAGE_TEST_POSTGRES=postgres://… to run"
+)]
 #[tokio::test]
 async fn launching_in_a_transaction_needs_a_runtime_on_postgres() {
-    let Some(backend) = PostgresBackend::from_env("the launch-in-transaction test") else {
-        return;
-    };
+    let backend = PostgresBackend::from_env();
     let sqlite = offstage::testing::conformance::SqliteBackend;
     let rt = runtime_with(&sqlite, &sqlite.new_database(), |b| b).await;
     let mut conn = sqlx::PgConnection::connect(&backend.url).await.unwrap();

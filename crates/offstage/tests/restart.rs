@@ -10,42 +10,22 @@ use offstage::{Status, TaskId};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// Set in the child process: the database it runs its task on.
 const CHILD_DATABASE: &str = "OFFSTAGE_TEST_CHILD_DATABASE";
 
-/// Not a test on its own: the body of the child process, which runs only when the parent test
-/// starts this binary with `CHILD_DATABASE` set.
-#[tokio::test]
-async fn restart_child_process() {
-    let Ok(database) = std::env::var(CHILD_DATABASE) else {
-        return;
-    };
-    let rt = runtime_with(&SqliteBackend, &database, |b| b).await;
-    let task = rt.launch_json("test.stubborn", json!(null)).await.unwrap();
-    // Wait until a state write has reached the store, as the parent will check it.
-    let store = offstage::store::sqlite::SqliteStore::open(&database)
-        .await
-        .unwrap();
-    loop {
-        let saved = offstage::store::Store::get(&store, task.id())
-            .await
-            .unwrap()
-            .unwrap();
-        if saved.state.get("n").is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    println!("child task {}", task.id());
-    std::future::pending::<()>().await;
-}
-
+/// The test starts this same binary again, filtered to itself and with `CHILD_DATABASE` set,
+/// as the process to kill; in that child it runs [`child`] instead. (Regression: the child's
+/// body was a test of its own, which passed without testing anything when run alone.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone() {
+    if let Ok(database) = std::env::var(CHILD_DATABASE) {
+        return child(&database).await;
+    }
     let database = SqliteBackend.new_database();
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "restart_child_process",
+            "sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -61,7 +41,7 @@ async fn sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone(
             .await
             .unwrap()
             .expect("the child exited before its task ran");
-        // The harness prints "test restart_child_process ... " on the same line first.
+        // The harness prints "test sigkilled_process_… ... " on the same line first.
         if let Some((_, id)) = line.split_once("child task ") {
             break id.parse().unwrap();
         }
@@ -86,4 +66,23 @@ async fn sigkilled_process_leaves_its_task_missing_and_a_live_one_is_left_alone(
         "the last saved state is kept"
     );
     assert!(record.finished_at.is_some());
+}
+
+/// The child process: launches a task that keeps running, says its id once a state write has
+/// reached the store (the parent checks it is kept), and waits to be killed.
+async fn child(database: &str) {
+    let rt = runtime_with(&SqliteBackend, database, |b| b).await;
+    let task = rt.launch_json("test.stubborn", json!(null)).await.unwrap();
+    // A handle of its own on the file, to read what is saved rather than the live state. No
+    // event says a write has reached the file, so this polls.
+    let store = SqliteBackend.open(database).await;
+    loop {
+        let saved = store.get(task.id()).await.unwrap().unwrap();
+        if saved.state.get("n").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("child task {}", task.id());
+    std::future::pending::<()>().await;
 }

@@ -5,13 +5,18 @@
 //! (`sqlite::kill_running_task`, later `postgres::kill_running_task`). Change semantics here
 //! first.
 //!
-//! ```ignore
+//! A backend that needs a server (PostgreSQL) is ignored, with the reason, when its variable is
+//! not set (see [`crate::conformance_tests!`]); the databases the tests create are removed when
+//! each test ends, passed or failed (by the thread-local list in `databases.rs`).
+//!
+//! ```text
 //! struct Sqlite;
 //! #[async_trait::async_trait]
 //! impl offstage::testing::conformance::Backend for Sqlite { /* ... */ }
 //! offstage::conformance_tests!(Sqlite);
 //! ```
 
+mod databases;
 mod durability;
 mod fencing;
 mod keys;
@@ -42,7 +47,8 @@ use crate::store::Store;
 /// A database backend under test.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Names a new, empty database (a file path, a schema) for one test.
+    /// Names a new, empty database (a file path, a schema) for one test. The backends here
+    /// remove it when the test ends, passed or failed, and sweep what a killed run left.
     fn new_database(&self) -> String;
 
     /// Opens the database named `database`; opening it twice gives two independent handles,
@@ -59,11 +65,7 @@ pub struct SqliteBackend;
 #[async_trait]
 impl Backend for SqliteBackend {
     fn new_database(&self) -> String {
-        let dir = std::env::temp_dir().join("offstage-tests");
-        std::fs::create_dir_all(&dir).expect("creating the test directory");
-        dir.join(format!("{}.db", uuid::Uuid::now_v7()))
-            .to_string_lossy()
-            .into_owned()
+        databases::sqlite_file().to_string_lossy().into_owned()
     }
 
     async fn open(&self, database: &str) -> Arc<dyn Store> {
@@ -89,27 +91,32 @@ impl PostgresBackend {
     /// The environment variable naming the database the PostgreSQL suites run against.
     pub const ENV: &'static str = "OFFSTAGE_TEST_POSTGRES";
 
-    /// The backend on the database `OFFSTAGE_TEST_POSTGRES` names, or `None` (after saying
-    /// loudly on stderr that `what` is skipped) when it is not set.
-    pub fn from_env(what: &str) -> Option<Self> {
+    /// The backend on the database `OFFSTAGE_TEST_POSTGRES` names.
+    ///
+    /// A test that needs PostgreSQL is marked ignored when the variable was not set at build
+    /// time (`#[cfg_attr(not(offstage_test_postgres), ignore = "…")]`, the `cfg` set by the
+    /// calling crate's build script), so `cargo test` counts it as skipped.
+    ///
+    /// # Panics
+    ///
+    /// When the variable is unset or not a `postgres://` URL (a test run with
+    /// `--include-ignored`, say), saying how to set it: such a test must fail, not pass
+    /// having tested nothing.
+    pub fn from_env() -> Self {
         match std::env::var(Self::ENV) {
-            Ok(url) if !url.is_empty() => Some(Self { url }),
-            _ => {
-                // Once per test binary, and straight to stderr: the test harness would swallow
-                // `eprintln!` of a passing test, and a skip must not go unnoticed.
-                static SAID: std::sync::atomic::AtomicBool =
-                    std::sync::atomic::AtomicBool::new(false);
-                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "\n*** SKIPPED: {what} needs PostgreSQL. Set {}=postgres://user@host:5432/db \
-                         to run it. ***\n",
-                        Self::ENV
-                    );
-                }
-                None
+            Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self { url }
             }
+            Ok(other) => panic!(
+                "{}={other:?} is not a PostgreSQL URL: set it to postgres://user@host:5432/db",
+                Self::ENV
+            ),
+            Err(_) => panic!(
+                "this test needs PostgreSQL and {} is not set: set it to \
+                 postgres://user@host:5432/db (an empty database the tests may create schemas \
+                 in), or leave the test ignored",
+                Self::ENV
+            ),
         }
     }
 }
@@ -118,7 +125,7 @@ impl PostgresBackend {
 #[async_trait]
 impl Backend for PostgresBackend {
     fn new_database(&self) -> String {
-        let schema = format!("offstage_test_{}", uuid::Uuid::now_v7().simple());
+        let schema = databases::schema(&self.url);
         let separator = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{separator}options[search_path]={schema}", self.url)
     }
@@ -138,21 +145,23 @@ impl Backend for PostgresBackend {
 }
 
 /// Expands into one test per conformance check, for `$backend` (an expression of a type that
-/// implements [`Backend`]). Checks that depend on time run with tokio's clock paused.
+/// implements [`Backend`], evaluated in each test). Checks that depend on time run with
+/// tokio's clock paused.
 ///
-/// `conformance_tests!(optional EXPR)` takes an `Option` of a backend instead, evaluated in
-/// each test: `None` skips the test (it passes), for backends that need a server the
-/// environment may not have.
+/// An attribute before the backend goes on every test. A backend that needs a server the
+/// environment may not have uses it to be ignored, with the reason, unless the calling
+/// crate's build script saw the server's variable:
+///
+/// ```text
+/// offstage::conformance_tests!(
+///     #[cfg_attr(not(offstage_test_postgres), ignore = "set OFFSTAGE_TEST_POSTGRES=postgres://… to run")]
+///     PostgresBackend::from_env()
+/// );
+/// ```
 #[macro_export]
 macro_rules! conformance_tests {
-    (optional $backend:expr) => {
-        $crate::conformance_tests!(@all $backend);
-    };
-    ($backend:expr) => {
-        $crate::conformance_tests!(@all ::std::option::Option::Some($backend));
-    };
-    (@all $backend:expr) => {
-        $crate::conformance_tests!(@real $backend;
+    (@all [$attr:meta] $backend:expr) => {
+        $crate::conformance_tests!(@real [$attr] $backend;
             launch_runs_and_completes,
             typed_launch_runs,
             unknown_task_type_lists_registered_names,
@@ -196,7 +205,7 @@ macro_rules! conformance_tests {
             a_node_declared_dead_can_no_longer_change_its_tasks,
             orphaned_tasks_are_swept_within_the_node_timeout
         );
-        $crate::conformance_tests!(@paused $backend;
+        $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
             kill_with_zero_grace_aborts_at_once,
             timeout_fails_with_kind_timeout,
@@ -210,23 +219,32 @@ macro_rules! conformance_tests {
             a_node_declared_dead_stops_its_tasks_and_rejoins
         );
     };
-    (@real $backend:expr; $($name:ident),* $(,)?) => {
+    (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
         $(
+            #[$attr]
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let ::std::option::Option::Some(backend) = $backend else { return };
+                let backend = $backend;
                 $crate::testing::conformance::$name(&backend).await
             }
         )*
     };
-    (@paused $backend:expr; $($name:ident),* $(,)?) => {
+    (@paused [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
         $(
+            #[$attr]
             #[tokio::test(start_paused = true)]
             async fn $name() {
-                let ::std::option::Option::Some(backend) = $backend else { return };
+                let backend = $backend;
                 let _hold = $crate::testing::hold_clock();
                 $crate::testing::conformance::$name(&backend).await
             }
         )*
+    };
+    (#[$attr:meta] $backend:expr) => {
+        $crate::conformance_tests!(@all [$attr] $backend);
+    };
+    ($backend:expr) => {
+        // `any()` is false: no test of this backend is ignored.
+        $crate::conformance_tests!(@all [cfg_attr(any(), ignore)] $backend);
     };
 }
