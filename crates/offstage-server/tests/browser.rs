@@ -9,7 +9,7 @@ mod common;
 
 use std::ops::Deref;
 
-use common::browser::{enabled, Browser, SERIAL};
+use common::browser::{require_browser, Browser, SERIAL};
 use common::{Api, Server};
 use fantoccini::Locator;
 use offstage::testing::conformance::{Backend, SqliteBackend};
@@ -35,13 +35,13 @@ struct Dashboard {
 impl Dashboard {
     /// The dashboard of a server without tokens, in a 1320×900 window. `None` when the browser
     /// suite is off, after saying so.
-    async fn start() -> Option<Dashboard> {
+    async fn start() -> Dashboard {
         Dashboard::start_with(&[], None, WINDOW).await
     }
 
     /// The dashboard of a server with two tokens: `reader-secret` (role read) and
     /// `admin-secret` (role control), the one the API client uses. The browser has none yet.
-    async fn with_reader_and_admin() -> Option<Dashboard> {
+    async fn with_reader_and_admin() -> Dashboard {
         let tokens = [
             "--token",
             "read:reader-secret",
@@ -53,29 +53,18 @@ impl Dashboard {
 
     /// A server started with `args`, its API used with `token`, and a browser `window` (width,
     /// height) on it. The one place that decides whether the browser suite runs.
-    async fn start_with(
-        args: &[&str],
-        token: Option<&str>,
-        window: (u32, u32),
-    ) -> Option<Dashboard> {
-        // The test harness runs each test on a thread named after it.
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("browser")
-            .to_owned();
-        if !enabled(&test) {
-            return None;
-        }
+    async fn start_with(args: &[&str], token: Option<&str>, window: (u32, u32)) -> Dashboard {
+        require_browser();
         let one = SERIAL.lock().await;
         let server = Server::start(&SqliteBackend.new_database(), args);
         let api = Api::new(&server, token);
         let browser = Browser::open(&server.url, window).await;
-        Some(Dashboard {
+        Dashboard {
             browser,
             api,
             server,
             _one: one,
-        })
+        }
     }
 
     /// Ends a test that passed: the browser closes, and no page it showed had a JavaScript
@@ -141,11 +130,13 @@ fn row(id: &str) -> String {
     format!("tr[data-id=\"{id}\"]")
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn a_launched_task_appears_live_with_progress_and_logs() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     page.goto("").await;
     page.wait("h1", "text", json!("Tasks")).await;
     page.wait("#live", "text", json!("Live")).await;
@@ -186,11 +177,13 @@ async fn a_launched_task_appears_live_with_progress_and_logs() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn the_list_shows_every_status_and_filters() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let done = page.launch("demo.echo", json!({ "value": "hi" })).await;
     let failed = page
         .launch("demo.fail", json!({ "message": "the disk is full" }))
@@ -290,11 +283,13 @@ async fn the_list_shows_every_status_and_filters() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn kill_ends_the_task_killed_and_the_page_shows_it() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let id = page
         .launch("demo.count", json!({ "to": 100000, "interval_ms": 20 }))
         .await;
@@ -328,11 +323,13 @@ async fn kill_ends_the_task_killed_and_the_page_shows_it() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn a_failed_task_shows_its_error() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let id = page
         .launch("demo.fail", json!({ "message": "the disk is full" }))
         .await;
@@ -352,11 +349,13 @@ async fn a_failed_task_shows_its_error() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn a_reload_keeps_the_view_and_its_live_data() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let id = page
         .launch("demo.count", json!({ "to": 100000, "interval_ms": 30 }))
         .await;
@@ -404,11 +403,13 @@ async fn a_reload_keeps_the_view_and_its_live_data() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn tokens_sign_in_and_a_read_only_token_sees_no_kill_or_launch() {
-    let Some(page) = Dashboard::with_reader_and_admin().await else {
-        return;
-    };
+    let page = Dashboard::with_reader_and_admin().await;
     let id = page.launch("demo.sleep", json!({ "seconds": 600 })).await;
     page.goto(&format!("#/tasks/{id}")).await;
     page.wait("h1", "text", json!("Sign in")).await;
@@ -447,11 +448,13 @@ async fn tokens_sign_in_and_a_read_only_token_sees_no_kill_or_launch() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     page.goto("#/launch").await;
     page.choose("#l-name option[value=\"demo.count\"]").await;
     // The form starts from the type's example and lists the fields its schema describes.
@@ -519,11 +522,13 @@ async fn the_launch_form_shows_why_args_do_not_fit_then_launches() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn the_list_pages_through_history_newest_first() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let mut ids = Vec::new();
     for i in 0..60 {
         ids.push(page.launch("demo.echo", json!({ "value": i })).await);
@@ -569,11 +574,13 @@ fn named_row(name: &str) -> String {
     format!("tr[data-name=\"{name}\"]")
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn schedules_tick_live_and_pause_resume_add_and_delete() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     page.put_schedule(
         "every-second",
         "* * * * * *",
@@ -704,11 +711,13 @@ async fn schedules_tick_live_and_pause_resume_add_and_delete() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     page.put_shared("crawl.pages", json!({ "pages": 1 })).await;
     page.put_shared("feature.flags", json!({ "beta": true }))
         .await;
@@ -834,11 +843,13 @@ async fn shared_documents_are_listed_watched_live_and_saved_by_version() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn a_read_only_token_changes_no_schedule_and_no_shared_state() {
-    let Some(page) = Dashboard::with_reader_and_admin().await else {
-        return;
-    };
+    let page = Dashboard::with_reader_and_admin().await;
     page.put_schedule("nightly", "0 3 * * *", "demo.echo", json!({ "value": 1 }))
         .await;
     page.put_shared("feature.flags", json!({ "beta": true }))
@@ -863,11 +874,13 @@ async fn a_read_only_token_changes_no_schedule_and_no_shared_state() {
     page.close().await;
 }
 
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn no_form_control_is_unlabeled_on_any_view() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let id = page
         .launch("demo.count", json!({ "to": 3, "interval_ms": 10 }))
         .await;
@@ -902,11 +915,13 @@ async fn no_form_control_is_unlabeled_on_any_view() {
 /// a task and to pause a schedule, and a form post. The server has no tokens, as by default
 /// on loopback; before the origin check each one did what it asked (202). The tasks keep
 /// running; the dashboard, same-origin, still kills.
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn a_page_on_another_origin_cannot_kill_and_the_dashboard_still_can() {
-    let Some(page) = Dashboard::start().await else {
-        return;
-    };
+    let page = Dashboard::start().await;
     let victim = page.launch("demo.sleep", json!({ "seconds": 600 })).await;
     page.put_schedule("nightly", "0 0 * * *", "demo.echo", json!({ "value": 1 }))
         .await;
@@ -978,11 +993,13 @@ async fn a_page_on_another_origin_cannot_kill_and_the_dashboard_still_can() {
 
 /// Regression: at 420 px wide the navigation ran off the right edge, and Launch could not be
 /// reached.
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
 async fn the_navigation_fits_a_narrow_window() {
-    let Some(page) = Dashboard::start_with(&[], None, (420, 800)).await else {
-        return;
-    };
+    let page = Dashboard::start_with(&[], None, (420, 800)).await;
     page.goto("#/").await;
     page.wait("[data-nav=\"launch\"]", "shown", json!(null))
         .await;

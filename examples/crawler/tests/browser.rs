@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 #[path = "../../../crates/offstage-server/tests/common/browser.rs"]
 mod harness;
 
-use harness::{enabled, Browser};
+use harness::{require_browser, Browser};
 
 /// Pages on the demo site; its sitemap lists one more that answers 404.
 const PAGES: usize = 150;
@@ -76,10 +76,7 @@ fn done_of(text: &str) -> usize {
 #[tokio::test]
 async fn crawl_watch_stop_reattach_and_search() {
     // Ignored unless the build saw the variable (`build.rs`); run anyway, it must not pass.
-    assert!(
-        enabled("crawl_watch_stop_reattach_and_search"),
-        "OFFSTAGE_TEST_BROWSER is not set: set it to 1 to run this test"
-    );
+    require_browser();
     let app = App::start();
     let browser = Browser::open(&app.url, (1100, 1000)).await;
     browser.goto("").await;

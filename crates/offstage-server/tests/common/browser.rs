@@ -3,7 +3,7 @@
 //!
 //! The suites run when `OFFSTAGE_TEST_BROWSER` is set (to `1`, or to the Chromium binary's
 //! path; the default is `/usr/bin/chromium`, and `chromedriver` is looked up on `PATH` unless
-//! `OFFSTAGE_CHROMEDRIVER` names it); without it each test says loudly that it skipped.
+//! `OFFSTAGE_CHROMEDRIVER` names it); without it at build time each test is ignored, with the reason.
 //! Screenshots go to the test target's tmpdir, and to `docs/img/` when
 //! `OFFSTAGE_UPDATE_SCREENSHOTS=1`. Waits are events, not sleeps: each is a `MutationObserver`
 //! in the page that answers as soon as its condition holds, bounded by the script timeout.
@@ -26,16 +26,16 @@ const WAIT: Duration = Duration::from_secs(30);
 /// One browser at a time in a test binary: two cores do not run several Chromiums well.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// True when the browser suite is on; otherwise says loudly that `test` skipped.
-pub fn enabled(test: &str) -> bool {
-    if std::env::var_os("OFFSTAGE_TEST_BROWSER").is_some() {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED browser test `{test}`: set OFFSTAGE_TEST_BROWSER=1 to run it \
-         (needs Debian's chromium and chromium-driver)"
+/// Fails the test, saying how to turn the suite on, unless `OFFSTAGE_TEST_BROWSER` is set. The
+/// browser tests are ignored unless the build saw the variable (`build.rs` sets
+/// `offstage_test_browser`), so this fires only for a test run anyway (`--include-ignored`),
+/// which must not pass having tested nothing.
+pub fn require_browser() {
+    assert!(
+        std::env::var_os("OFFSTAGE_TEST_BROWSER").is_some(),
+        "OFFSTAGE_TEST_BROWSER is not set: set it to 1 (or to the Chromium binary's path) to run \
+         the browser tests; they need Debian's chromium and chromium-driver"
     );
-    false
 }
 
 /// Headless Chromium under chromedriver, both killed when dropped (a failing test too).
