@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::decode;
+use super::tasks::LaunchFlags;
 use super::{json_arg, output, urlencode, Failure, Out, Remote};
 
 /// What `offstage schedule` does.
@@ -95,19 +96,8 @@ pub(crate) struct Set {
     /// With --key: reject or existing (both skip the tick while the last launch is live).
     #[arg(long, value_parser = ["reject", "existing"], requires = "key")]
     on_conflict: Option<String>,
-    /// Who its launches belong to.
-    #[arg(long)]
-    owner: Option<String>,
-    /// Higher runs first among queued tasks.
-    #[arg(long)]
-    priority: Option<i32>,
-    /// Fail a launch if it runs longer than this many seconds (fractions allowed), as
-    /// `launch --timeout-s`.
-    #[arg(long)]
-    timeout_s: Option<f64>,
-    /// Run each launch in a worker process of its own.
-    #[arg(long)]
-    isolated: bool,
+    #[command(flatten)]
+    launch: LaunchFlags,
     #[command(flatten)]
     remote: Remote,
 }
@@ -128,14 +118,8 @@ struct SetOptions {
     key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     on_conflict: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout_s: Option<f64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    isolated: bool,
+    #[serde(flatten)]
+    launch: LaunchFlags,
 }
 
 /// `GET /api/schedules`.
@@ -186,10 +170,7 @@ impl Set {
             options: SetOptions {
                 key: self.key,
                 on_conflict: self.on_conflict,
-                owner: self.owner,
-                priority: self.priority,
-                timeout_s: self.timeout_s,
-                isolated: self.isolated,
+                launch: self.launch,
             },
         };
         let body = serde_json::to_value(&body).map_err(|e| e.to_string())?;

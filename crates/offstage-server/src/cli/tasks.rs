@@ -23,18 +23,8 @@ pub(crate) struct Launch {
     /// The args as JSON.
     #[arg(long, default_value = "null")]
     args: String,
-    /// Who the task belongs to.
-    #[arg(long)]
-    owner: Option<String>,
-    /// Higher runs first.
-    #[arg(long)]
-    priority: Option<i32>,
-    /// Fail the task if it runs longer than this many seconds (fractions allowed).
-    #[arg(long)]
-    timeout_s: Option<f64>,
-    /// Run it in a worker process of its own, so a kill stops it even if it never awaits.
-    #[arg(long)]
-    isolated: bool,
+    #[command(flatten)]
+    options: LaunchFlags,
     /// Do not start it before this time (RFC 3339, such as 2026-12-01T03:00:00Z).
     #[arg(long, conflicts_with = "delay_s")]
     run_at: Option<String>,
@@ -58,19 +48,35 @@ pub(crate) struct Launch {
     remote: Remote,
 }
 
+/// The options a launch and a schedule's launches share, as flags and as the request sends
+/// them: the ones given, and no others.
+#[derive(clap::Args, Debug, Serialize)]
+pub(crate) struct LaunchFlags {
+    /// Who the task belongs to (for a schedule: each launch).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    /// Higher runs first among queued tasks.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<i32>,
+    /// Fail the task if it runs longer than this many seconds (fractions allowed).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_s: Option<f64>,
+    /// Run it in a worker process of its own, so a kill stops it even if it never awaits.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    isolated: bool,
+}
+
 /// `POST /api/tasks`'s body, as the CLI sends it: the options given, and no others.
 #[derive(Debug, Serialize)]
 struct LaunchBody {
     name: String,
     args: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout_s: Option<f64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    isolated: bool,
+    #[serde(flatten)]
+    options: LaunchFlags,
     #[serde(skip_serializing_if = "Option::is_none")]
     run_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,10 +93,7 @@ impl Launch {
         let body = LaunchBody {
             args: json_arg("--args", &self.args, r#"--args '{"to": 10}'"#)?,
             name: self.name,
-            owner: self.owner,
-            priority: self.priority,
-            timeout_s: self.timeout_s,
-            isolated: self.isolated,
+            options: self.options,
             run_at: self.run_at,
             delay_s: self.delay_s,
             key: self.key,

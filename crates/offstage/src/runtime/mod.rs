@@ -241,6 +241,7 @@ impl Runtime {
 
     /// The store this runtime writes to: for the crate's own tests, which check what was
     /// stored. Apps get what they need through the runtime, and nothing that writes.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
