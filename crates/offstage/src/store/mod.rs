@@ -11,7 +11,7 @@
 //!
 //! Nodes sharing a database also tell each other things through the store ([`Store::notify`]
 //! and [`Store::listen`]): a task was queued, a kill is asked for, an event happened. These are
-//! hints for speed. Every one of them has a slower path that does not need it (the scheduler's
+//! hints for speed. Every one of them has a slower path that does not need it (the claimer's
 //! poll, the heartbeat's kill requests, reading the store), so a lost notice delays, never loses.
 //!
 //! The store also keeps **shared state** ([`crate::Shared`]): named JSON documents with a lock

@@ -1,7 +1,7 @@
 //! Notices between store handles on the same SQLite file in this process.
 //!
 //! SQLite has no way to tell another process anything, so two processes on one file fall back
-//! to polling (the scheduler's poll, heartbeats). Handles in one process, though, share a
+//! to polling (the claimer's poll, heartbeats). Handles in one process, though, share a
 //! broadcast channel per database file, so runtimes in one process hear each other at once,
 //! the same way nodes on PostgreSQL do.
 
