@@ -35,7 +35,7 @@ pub(crate) struct Serve {
     #[arg(long = "allowed-host", value_name = "HOST", value_parser = Sites::parse_host)]
     allowed_hosts: Vec<String>,
     /// Also take state-changing requests (launch, kill, purge, ...) from web pages on this
-    /// origin (scheme://host[:port], or * for any). Pages on other origins get 403 for them;
+    /// origin (scheme://host or scheme://host:port, or * for any). Pages on other origins get 403 for them;
     /// the dashboard (same origin), the CLI and scripts are not affected. Repeat for more.
     #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
     allowed_origins: Vec<String>,
