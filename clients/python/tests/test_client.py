@@ -21,7 +21,8 @@ def test_a_completed_task_round_trips_every_method(client: offstage.Client) -> N
     assert task.get_termination_status() is None
     assert task.is_completed() is False
     assert task.get_return_value() is None
-    assert task.get_error() is None
+    task.get_error()  # running: nothing to raise
+    assert task.get_error_info() is None
     assert before <= task.get_start_time() <= datetime.now(timezone.utc)
 
     assert task.wait(timeout=20) is task
@@ -30,7 +31,8 @@ def test_a_completed_task_round_trips_every_method(client: offstage.Client) -> N
     assert not task.is_running()
     assert task.get_return_value() == 3
     assert task.get_state() == {"done": 3, "total": 3}
-    assert task.get_error() is None
+    task.get_error()  # completed: nothing to raise
+    assert task.get_error_info() is None
     assert task.get_status() == "completed"
     assert [line.message for line in task.get_logs()] == [f"counted {n} of 3" for n in (1, 2, 3)]
     assert [line.seq for line in task.get_logs(after=2)] == [3]
@@ -44,23 +46,53 @@ def test_a_completed_task_round_trips_every_method(client: offstage.Client) -> N
     assert again.get_start_time() == task.get_start_time()
 
 
-def test_a_failed_task_has_its_error_and_is_completed_raises_it(client: offstage.Client) -> None:
+def test_a_failed_task_reraises_its_error_from_get_error_and_is_completed(
+    client: offstage.Client,
+) -> None:
     task = offstage.launch_background_task("demo.fail", message="bad input").wait(timeout=20)
 
     assert task.get_termination_status() == "failed"
     assert not task.is_running()
     assert task.get_return_value() is None
-    error = task.get_error()
-    assert isinstance(error, offstage.TaskError)
-    assert (error.kind, error.message, error.termination_status) == (
+
+    # As Anvil's get_error(): it raises the error that made the task terminate.
+    with pytest.raises(offstage.TaskError) as raised:
+        task.get_error()
+    assert (raised.value.kind, raised.value.message, raised.value.termination_status) == (
         "demo_failure",
         "bad input",
         "failed",
     )
+    assert raised.value.task_id == task.get_id()
+    assert str(raised.value) == "demo_failure: bad input"
+
+    # A fresh handle, as get_background_task gives one, raises the same.
+    with pytest.raises(offstage.TaskError, match="bad input"):
+        offstage.get_background_task(task.get_id()).get_error()
+
+    # The same error, returned instead of raised.
+    info = task.get_error_info()
+    assert isinstance(info, offstage.TaskError)
+    assert (info.kind, info.message, info.task_id) == ("demo_failure", "bad input", task.get_id())
+
     with pytest.raises(offstage.TaskError) as raised:
         task.is_completed()
     assert raised.value.kind == "demo_failure"
     assert raised.value.task_id == task.get_id()
+
+
+def test_get_error_tells_a_running_task_from_a_failed_one(client: offstage.Client) -> None:
+    # Anvil's pattern: poll is_completed(), and call get_error() while the task runs, which
+    # must not raise until the task has failed.
+    task = offstage.launch_background_task("demo.sleep", seconds=600)
+    assert task.is_completed() is False
+    task.get_error()  # running: does not raise
+    assert task.get_error_info() is None
+    task.kill(grace=0)
+    task.wait(timeout=20)
+    with pytest.raises(offstage.TaskError) as raised:
+        task.get_error()
+    assert raised.value.termination_status == "killed"
 
 
 def test_a_killed_task_ends_killed_with_its_last_state(client: offstage.Client) -> None:
@@ -75,7 +107,11 @@ def test_a_killed_task_ends_killed_with_its_last_state(client: offstage.Client) 
 
     assert task.get_termination_status() == "killed"
     assert task.get_state() == {"sleeping_s": 600}
-    assert task.get_error() is not None and task.get_error().termination_status == "killed"
+    error = task.get_error_info()
+    assert error is not None and error.termination_status == "killed"
+    with pytest.raises(offstage.TaskError) as raised:
+        task.get_error()
+    assert raised.value.termination_status == "killed"
     with pytest.raises(offstage.TaskError) as raised:
         task.is_completed()
     assert raised.value.termination_status == "killed"
@@ -98,6 +134,9 @@ def test_a_task_whose_server_died_reads_missing_after_restart(fresh_db: str) -> 
         with pytest.raises(offstage.TaskError) as raised:
             task.is_completed()
         assert (raised.value.kind, raised.value.termination_status) == ("missing", "missing")
+        with pytest.raises(offstage.TaskError) as raised:
+            task.get_error()
+        assert raised.value.termination_status == "missing"
     finally:
         second.stop()
 

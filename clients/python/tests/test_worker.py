@@ -97,7 +97,8 @@ def test_a_python_tasks_state_and_prints_arrive_live_over_sse(
     assert task.get_state() == {"month": "2026-10", "done": 2}
     assert [line.message for line in task.get_logs()] == ["report for 2026-10"]
     assert task.get_task_name() == "py.report"
-    assert task.get_error() is None
+    task.get_error()  # completed: does not raise
+    assert task.get_error_info() is None
 
 
 def test_a_python_task_that_raises_fails_with_its_exception(
@@ -105,15 +106,17 @@ def test_a_python_task_that_raises_fails_with_its_exception(
 ) -> None:
     task = offstage.launch_background_task("py_fail", "missing-key").wait(timeout=WAIT)
     assert task.get_termination_status() == "failed"
-    error = task.get_error()
-    assert error is not None
+    with pytest.raises(offstage.TaskError) as raised:
+        task.get_error()
+    error = raised.value
     assert (error.kind, error.message) == ("KeyError", "'missing-key'")
     assert error.detail is not None and "Traceback" in error.detail
     with pytest.raises(offstage.TaskError, match="KeyError"):
         task.is_completed()
 
     wrong = offstage.launch_background_task("py_fail", "a", "b").wait(timeout=WAIT)
-    assert wrong.get_error() is not None and wrong.get_error().kind == "invalid_args"
+    info = wrong.get_error_info()
+    assert info is not None and info.kind == "invalid_args"
 
 
 def test_killing_a_python_task_is_cooperative(
@@ -151,7 +154,7 @@ def test_a_lost_worker_leaves_its_tasks_missing(fresh_db: str) -> None:
             lone.stop()
             task.wait(timeout=WAIT)
         assert task.get_termination_status() == "missing"
-        error = task.get_error()
+        error = task.get_error_info()
         assert error is not None and error.kind == "worker_lost"
     finally:
         may_finish.set()
@@ -180,7 +183,8 @@ def test_a_worker_needs_a_worker_token(token_server: Server) -> None:
         served.wait_ready(WAIT)
         launcher = offstage.Client(token_server.url, TOKENS["launch"])
         task = launcher.launch_background_task("py_fail", "k").wait(timeout=WAIT)
-        assert task.get_error() is not None and task.get_error().kind == "KeyError"
+        error = task.get_error_info()
+        assert error is not None and error.kind == "KeyError"
     finally:
         served.stop()
 
@@ -219,7 +223,7 @@ def test_assigning_task_state_replaces_the_whole_state(
     client: offstage.Client, worker: offstage.Worker
 ) -> None:
     task = offstage.launch_background_task("py.assign", "loaded").wait(timeout=WAIT)
-    assert task.get_termination_status() == "completed", task.get_error()
+    assert task.get_termination_status() == "completed", task.get_error_info()
     assert task.get_state() == {"phase": "loaded", "rows": [1, 2], "done": True}
     # The module attribute is still the live view, not the dict assigned to it.
     assert isinstance(offstage.task_state, offstage.context.TaskState)

@@ -3,7 +3,8 @@
 An :class:`OffstageError` is anything that went wrong talking to the server: the server's own
 ``{"error": {"code", "message"}}`` answers keep their ``code`` and HTTP ``status``, and the
 message says how to fix the problem. A :class:`TaskError` is how a *task* ended when it did not
-complete: ``Task.get_error()`` returns one and ``Task.is_completed()`` raises it, as Anvil does.
+complete: ``Task.get_error()`` and ``Task.is_completed()`` raise it, as Anvil does, and
+``Task.get_error_info()`` returns it.
 
     try:
         offstage.launch_background_task("reports.monthyl")

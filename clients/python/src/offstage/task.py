@@ -42,6 +42,13 @@ def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
+def _ended_error(record: dict[str, Any]) -> TaskError | None:
+    """The error of a task record that ended without completing; ``None`` for any other."""
+    if record.get("status") in ("failed", "killed", "missing"):
+        return TaskError.from_record(record)
+    return None
+
+
 @dataclass(frozen=True)
 class LogLine:
     """One line of a task's log."""
@@ -118,13 +125,26 @@ class Task:
         """What the task returned once it completed; ``None`` until then (and if it did not)."""
         return self._live().get("return_value")
 
-    def get_error(self) -> TaskError | None:
-        """How the task failed, was killed or went missing (``kind``, ``message``, ``detail``);
-        ``None`` while it runs and if it completed."""
-        record = self._live()
-        if record.get("status") in ("failed", "killed", "missing"):
-            return TaskError.from_record(record)
-        return None
+    def get_error(self) -> None:
+        """Raises the error that made the task terminate, as Anvil's ``get_error()`` re-raises
+        the task's exception: a :class:`TaskError` (``kind``, ``message``, ``detail``) once the
+        task failed, was killed or went missing. Returns ``None`` while the task runs and once
+        it completed. To look at the error without raising it, use :meth:`get_error_info`.
+
+            task.get_error()   # re-raises here if the task failed
+
+        Raises:
+            TaskError: the task failed, was killed or went missing.
+        """
+        error = self.get_error_info()
+        if error is not None:
+            raise error
+
+    def get_error_info(self) -> TaskError | None:
+        """The error that made the task terminate, returned rather than raised (not in Anvil):
+        a :class:`TaskError` once the task failed, was killed or went missing; ``None`` while
+        it runs and once it completed."""
+        return _ended_error(self._live())
 
     def get_termination_status(self) -> str | None:
         """``None`` while queued or running, then ``"completed"``, ``"failed"``, ``"killed"``
@@ -141,15 +161,13 @@ class Task:
 
         Raises:
             TaskError: the task failed, was killed or went missing (as Anvil raises the task's
-                error).
+                error), the same error :meth:`get_error` raises.
         """
         record = self._live()
-        status = record.get("status")
-        if status == "completed":
-            return True
-        if status in TERMINAL:
-            raise TaskError.from_record(record)
-        return False
+        error = _ended_error(record)
+        if error is not None:
+            raise error
+        return record.get("status") == "completed"
 
     def kill(self, grace: float | None = None) -> None:
         """Kills the task: it is asked to stop, and stopped for real after the grace period
