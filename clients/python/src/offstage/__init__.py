@@ -46,6 +46,7 @@ from .context import (
 )
 from .errors import OffstageError, StateTooLarge, TaskError, TaskKilled
 from .task import LogLine, Task
+from .tokens import ScopedToken
 from .worker import Worker, background_task, registered_task_types, start_worker, wait_forever
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "EventStream",
     "LogLine",
     "OffstageError",
+    "ScopedToken",
     "StateTooLarge",
     "Task",
     "TaskError",

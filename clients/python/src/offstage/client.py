@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from . import _args
 from ._sse import EventStream
 from .errors import OffstageError
 from .task import LogLine, Task
+from .tokens import ScopedToken, request_body
 
 
 class Client:
@@ -31,24 +33,36 @@ class Client:
     Args:
         url: the server's base URL, e.g. ``http://127.0.0.1:7700`` (with a path prefix if the
             API is mounted under one).
-        token: a bearer token (``offstage serve --token ROLE:SECRET``); none for an open
-            server. Reading needs role ``read``, launching ``launch``, killing ``control``;
-            serving tasks needs role ``worker``.
+        token: a bearer token (``offstage serve --token ROLE:SECRET``), or a
+            :class:`ScopedToken` minted by :meth:`mint_token`; none for an open server.
+            Reading needs role ``read``, launching ``launch``, killing ``control``; serving
+            tasks needs role ``worker``. A scoped token sees only its scope's tasks.
         timeout: seconds any one request may take (event streams are not cut by it).
+        transport: the ``httpx`` transport to send requests through, instead of the network
+            (``httpx.MockTransport`` in tests, or a custom connection).
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | ScopedToken | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise OffstageError(
                 f"`{url}` is not an Offstage server URL: give one like http://127.0.0.1:7700",
                 code="invalid_url",
             )
         self.url = url.rstrip("/")
-        self.token = token
+        self.token = token.token if isinstance(token, ScopedToken) else token
         headers = {"accept": "application/json"}
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -241,6 +255,33 @@ class Client:
         Close the stream when done (it is a context manager)."""
         return self._open_events("/api/events", last_event_id)
 
+    # -- scoped tokens -----------------------------------------------------------------------
+
+    def mint_token(
+        self,
+        task: str | Task | None = None,
+        owner: str | None = None,
+        rights: str | Iterable[str] = ("read",),
+        *,
+        ttl: float,
+    ) -> ScopedToken:
+        """Mints a token for one task (``task``, an id or a :class:`Task`) or for every task
+        launched with ``owner`` — exactly one of the two — that lasts ``ttl`` seconds and
+        allows ``rights``: ``("read",)`` (state, logs, events, result) or
+        ``("read", "kill")``. Hand it to your own user: a client made with it sees only that
+        scope. Needs a token with role ``control``. This is ``POST /api/tokens``.
+
+            minted = client.mint_token(owner="user-42", rights=("read", "kill"), ttl=900)
+            minted.token, minted.expires_at      # 'ost1.…', datetime(… tzinfo=utc)
+
+        Raises:
+            OffstageError: the server refused (``forbidden`` 403 without role ``control``,
+                its own code for a bad scope, right or ttl); code ``invalid_scope`` or
+                ``invalid_ttl`` before asking it, for arguments it could not take.
+        """
+        body = request_body(task, owner, rights, ttl)
+        return ScopedToken.from_json(self._request("POST", "/api/tokens", json=body))
+
     # -- shared state ------------------------------------------------------------------------
 
     def get_shared(self, name: str) -> dict[str, Any] | None:
@@ -366,7 +407,7 @@ _lock = threading.Lock()
 _default: Client | None = None
 
 
-def connect(url: str, token: str | None = None) -> Client:
+def connect(url: str, token: str | ScopedToken | None = None) -> Client:
     """Connects this program to the Offstage server at ``url`` (as ``anvil.server.connect``):
     the module-level functions use this connection from now on, and ``wait_forever()`` serves
     the ``@background_task`` functions through it. Returns the :class:`Client`."""
