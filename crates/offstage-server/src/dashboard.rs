@@ -57,6 +57,21 @@ const ASSETS: &[Asset] = &[
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
+/// The browser client (`clients/js/` in the repository), served at `/offstage.js` and
+/// `/offstage.d.ts` so a page imports the client of the server it talks to.
+const CLIENT: &[Asset] = &[
+    Asset {
+        name: "offstage.js",
+        content_type: JAVASCRIPT,
+        bytes: include_bytes!("../../../clients/js/offstage.js"),
+    },
+    Asset {
+        name: "offstage.d.ts",
+        content_type: "application/typescript; charset=utf-8",
+        bytes: include_bytes!("../../../clients/js/offstage.d.ts"),
+    },
+];
+
 /// The page itself only loads files (its module scripts too) from this server, and talks only
 /// to it. Nothing is inline: every script is a file under `/assets/`.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -133,6 +148,27 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Respo
         )
         .into_response(),
     }
+}
+
+/// `GET /offstage.js` and `GET /offstage.d.ts`: the browser client and its types. Anyone may
+/// load them (no token: they are the same file for everyone), from any origin: a module script
+/// is fetched with CORS, and an app's page on another origin imports it from here.
+pub(crate) async fn client(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let name = uri.path().rsplit('/').next().unwrap_or_default();
+    let Some(asset) = CLIENT.iter().find(|asset| asset.name == name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_asset",
+            format!("no client file `{name}`: the browser client is /offstage.js"),
+        )
+        .into_response();
+    };
+    let mut response = serve(asset, &headers);
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 #[cfg(test)]
