@@ -427,7 +427,7 @@ async fn the_sse_parser_reads_frames_as_the_standard_says() {
 #[tokio::test]
 #[ignore = "needs scoped tokens (POST /api/tokens) and CORS on the server: issue 15's server side"]
 async fn a_page_on_another_origin_watches_its_task_with_a_scoped_token() {
-    let page = ClientPage::start().await;
+    let page = ClientPage::start_with(&["--cors-origin", "*"]).await;
     let port = page.server.url.rsplit(':').next().unwrap().to_owned();
     page.browser
         .client
