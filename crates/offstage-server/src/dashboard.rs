@@ -9,6 +9,9 @@
 //! so it can send the bearer token). The page is told the path it was served at, and builds every
 //! URL from it, so the router works mounted under a prefix too
 //! (`Router::nest("/offstage", app(state))`).
+//!
+//! The same way it serves the browser client for apps' own pages (`clients/js/` in the
+//! repository) at `/offstage.js`, with its TypeScript declarations at `/offstage.d.ts`.
 
 use std::borrow::Cow;
 
