@@ -9,6 +9,9 @@
 //! so it can send the bearer token). The page is told the path it was served at, and builds every
 //! URL from it, so the router works mounted under a prefix too
 //! (`Router::nest("/offstage", app(state))`).
+//!
+//! The same way it serves the browser client for apps' own pages (`clients/js/` in the
+//! repository) at `/offstage.js`, with its TypeScript declarations at `/offstage.d.ts`.
 
 use std::borrow::Cow;
 
@@ -55,6 +58,21 @@ const ASSETS: &[Asset] = &[
     asset!("shared.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
+];
+
+/// The browser client (`clients/js/` in the repository), served at `/offstage.js` and
+/// `/offstage.d.ts` so a page imports the client of the server it talks to.
+const CLIENT: &[Asset] = &[
+    Asset {
+        name: "offstage.js",
+        content_type: JAVASCRIPT,
+        bytes: include_bytes!("../../../clients/js/offstage.js"),
+    },
+    Asset {
+        name: "offstage.d.ts",
+        content_type: "application/typescript; charset=utf-8",
+        bytes: include_bytes!("../../../clients/js/offstage.d.ts"),
+    },
 ];
 
 /// The page itself only loads files (its module scripts too) from this server, and talks only
@@ -133,6 +151,27 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Respo
         )
         .into_response(),
     }
+}
+
+/// `GET /offstage.js` and `GET /offstage.d.ts`: the browser client and its types. Anyone may
+/// load them (no token: they are the same file for everyone), from any origin: a module script
+/// is fetched with CORS, and an app's page on another origin imports it from here.
+pub(crate) async fn client(OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let name = uri.path().rsplit('/').next().unwrap_or_default();
+    let Some(asset) = CLIENT.iter().find(|asset| asset.name == name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_asset",
+            format!("no client file `{name}`: the browser client is /offstage.js"),
+        )
+        .into_response();
+    };
+    let mut response = serve(asset, &headers);
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 #[cfg(test)]

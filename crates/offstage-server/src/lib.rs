@@ -196,6 +196,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/me", get(api::session::me))
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
+        .route("/offstage.js", get(dashboard::client))
+        .route("/offstage.d.ts", get(dashboard::client))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
