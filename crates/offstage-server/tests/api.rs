@@ -680,6 +680,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "POST /api/schedules/{name}/resume",
         "POST /api/tasks",
         "POST /api/tasks/{id}/kill",
+        "POST /api/tokens",
         "PUT /api/schedules/{name}",
         "PUT /api/shared/{name}",
     ];

@@ -5,18 +5,26 @@
 //! as the runtime's replay buffer still holds them; if not, the stream starts with a `gap` event
 //! telling the client to re-read the tasks. A task's stream ends after its `finished` event.
 //! Comments every 15 s keep idle connections open through proxies.
+//!
+//! With a scoped token (which may come as `?token=` here, see `auth`), `/api/events` carries
+//! only the events of the tasks in its scope, a task's stream outside it is a 404, and either
+//! stream ends when the token expires: a token that leaks is good for no longer than its life.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use offstage::{RecvError, Subscription};
+use offstage::{Event, EventKind, RecvError, Subscription, TaskId};
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::extract::TaskIdPath;
+use crate::scoped::{Grant, Scope};
 use crate::AppState;
 
 pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
@@ -48,8 +56,10 @@ fn sse_event(event: &offstage::Event) -> SseEvent {
         .unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped"))
 }
 
-fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    subscription.into_stream().map(|item| {
+type Events = BoxStream<'static, Result<Event, RecvError>>;
+
+fn sse_stream(events: Events) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    events.map(|item| {
         Ok(match item {
             Ok(event) => sse_event(&event),
             Err(RecvError::Gap { first, last }) => SseEvent::default()
@@ -60,34 +70,124 @@ fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<SseEvent,
     })
 }
 
-/// Every event of every task, as Server-Sent Events.
+/// `subscription` as the caller may see it: everything for a role; for a scoped token, only
+/// its scope's events, until the token expires.
+fn seen_by(access: &Access, runtime: &offstage::Runtime, subscription: Subscription) -> Events {
+    let events = subscription.into_stream().boxed();
+    let Access::Scoped(grant) = access else {
+        return events;
+    };
+    let until = (grant.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let scope = InScope {
+        grant: grant.clone(),
+        runtime: runtime.clone(),
+        known: HashMap::new(),
+    };
+    futures::stream::unfold((events, scope), |(mut events, mut scope)| async move {
+        loop {
+            let item = events.next().await?;
+            let keep = match &item {
+                Ok(event) => scope.admits(event).await,
+                Err(_) => {
+                    // Re-read after a gap: what was learned may be stale.
+                    scope.known.clear();
+                    true
+                }
+            };
+            if keep {
+                return Some((item, (events, scope)));
+            }
+        }
+    })
+    .take_until(tokio::time::sleep(until))
+    .boxed()
+}
+
+/// Decides which events a scoped token's stream carries.
+struct InScope {
+    grant: Grant,
+    runtime: offstage::Runtime,
+    /// For an owner scope: whether each task seen so far is in it, since `state` and `log`
+    /// events do not say whose task they are about. An entry goes with its task's `finished`.
+    known: HashMap<TaskId, bool>,
+}
+
+impl InScope {
+    /// Past this many tasks at once, `known` starts over rather than grow (re-reads are cheap).
+    const MAX_KNOWN: usize = 10_000;
+
+    async fn admits(&mut self, event: &Event) -> bool {
+        let owner = match &self.grant.scope {
+            Scope::Task(id) => return event.task_id == *id,
+            Scope::Owner(owner) => owner,
+        };
+        let id = event.task_id;
+        let record = match &event.kind {
+            EventKind::Launched { task } | EventKind::Started { task } => Some(task),
+            EventKind::Finished { task } => Some(task),
+            _ => None,
+        };
+        let admitted = match (record, self.known.get(&id)) {
+            (Some(record), _) => record.owner.as_deref() == Some(owner.as_str()),
+            (None, Some(known)) => *known,
+            // A task first seen in the middle (running when the stream opened): whose is it?
+            (None, None) => self
+                .runtime
+                .record(id)
+                .await
+                .is_ok_and(|record| record.owner.as_deref() == Some(owner.as_str())),
+        };
+        if matches!(event.kind, EventKind::Finished { .. }) {
+            self.known.remove(&id);
+        } else {
+            if self.known.len() >= Self::MAX_KNOWN {
+                self.known.clear();
+            }
+            self.known.insert(id, admitted);
+        }
+        admitted
+    }
+}
+
+/// Every event of every task, as Server-Sent Events; with a scoped token, of its scope's tasks.
 #[utoipa::path(get, path = "/api/events", tag = "events",
-    params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this event")),
+    params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
+        ("token" = Option<String>, Query, description = "a scoped token (`ost1.…`), for clients \
+            that cannot send `Authorization` (EventSource); only here and on a task's stream")),
     responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; gap")))]
 pub(crate) async fn all(
     State(state): State<AppState>,
+    access: Access,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let subscription = match last_event_id(&headers)? {
         Some(seq) => state.runtime.events_since(seq),
         None => state.runtime.events(),
     };
-    Ok(Sse::new(sse_stream(subscription)).keep_alive(keep_alive()))
+    let events = seen_by(&access, &state.runtime, subscription);
+    Ok(Sse::new(sse_stream(events)).keep_alive(keep_alive()))
 }
 
 /// One task's events as Server-Sent Events; the stream ends after `finished`.
 #[utoipa::path(get, path = "/api/tasks/{id}/events", tag = "events",
-    params(("id" = String, Path, description = "task id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event")),
+    params(("id" = String, Path, description = "task id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
+        ("token" = Option<String>, Query, description = "a scoped token (`ost1.…`), for clients \
+            that cannot send `Authorization` (EventSource); only here and on `/api/events`")),
     responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished"),
         (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn task(
     State(state): State<AppState>,
+    access: Access,
     TaskIdPath(id): TaskIdPath,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let (_, subscription) = match last_event_id(&headers)? {
+    let (record, subscription) = match last_event_id(&headers)? {
         Some(seq) => state.runtime.follow_since(id, seq).await?,
         None => state.runtime.follow(id).await?,
     };
-    Ok(Sse::new(sse_stream(subscription)).keep_alive(keep_alive()))
+    access.check_sees(&record)?;
+    let events = seen_by(&access, &state.runtime, subscription);
+    Ok(Sse::new(sse_stream(events)).keep_alive(keep_alive()))
 }
