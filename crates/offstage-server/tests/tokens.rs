@@ -661,3 +661,47 @@ async fn cors_is_off_by_default() {
         .get("access-control-allow-origin")
         .is_none());
 }
+
+/// A stream opened with a scoped token ends when the token expires: a leaked token is good for
+/// no longer than its life, even on a connection opened in time.
+#[tokio::test]
+async fn a_scoped_stream_ends_when_its_token_expires() {
+    use futures::StreamExt;
+    let server = server(&[]);
+    let control = as_token(&server, "c");
+    let task = sleeper(&control, "u1").await;
+    let tokens = ScopedTokens::new(SECRET.as_bytes());
+    // In one to two seconds (`exp` is whole seconds, rounded up): time to open both streams.
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let token = tokens
+        .mint_until(Scope::Owner("u1".into()), Rights::Read, soon)
+        .token;
+    let mut streams = Vec::new();
+    for path in [
+        format!("/api/events?token={token}"),
+        format!("/api/tasks/{task}/events?token={token}"),
+    ] {
+        let response = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        streams.push((path, response.bytes_stream()));
+    }
+    for (path, mut body) in streams {
+        tokio::time::timeout(common::LIMIT, async {
+            while let Some(chunk) = body.next().await {
+                chunk.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{path}: the stream outlived its token"));
+    }
+    // And the token is refused from then on.
+    let (status, body) = call(
+        &Api::new(&server, None),
+        Method::GET,
+        &format!("/api/events?token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(code(&body), "token_expired");
+}
