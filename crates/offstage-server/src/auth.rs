@@ -577,6 +577,22 @@ mod tests {
     }
 
     #[test]
+    fn a_token_in_the_query_is_percent_decoded() {
+        let pairs: Vec<_> = url_pairs("a=1&&token=ost1.x%2Ey+z%zz%4").collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a".to_owned(), "1".to_owned()),
+                ("token".to_owned(), "ost1.x.y z%zz%4".to_owned()),
+            ]
+        );
+        assert!(
+            Tokens::parse_one("read:ost1.abc").is_err(),
+            "the scoped prefix"
+        );
+    }
+
+    #[test]
     fn lists_from_files_and_the_environment() {
         let file = "# tokens\nread:r1\n\n  control:c1  \nworker:w,1\n";
         let tokens = Tokens::parse_file(file, "tokens.txt").unwrap();

@@ -54,7 +54,8 @@ pub struct AppState {
     /// up at random: the tokens it signs are good on this process only, until it stops.
     pub scoped_tokens: ScopedTokens,
     /// The web origins whose pages may call the API from the browser (CORS), with a token;
-    /// none by default. Each is also an allowed origin of [`AppState::sites`].
+    /// none by default. [`app`] adds each to the allowed origins of [`AppState::sites`], so the
+    /// two lists cannot disagree.
     pub cors_origins: Vec<String>,
 }
 
@@ -93,7 +94,6 @@ impl AppState {
     /// If `origin` is not an origin (the message says what is expected).
     pub fn cors_origin(mut self, origin: &str) -> Self {
         let origin = Sites::parse_origin(origin).unwrap_or_else(|e| panic!("{e}"));
-        self = self.allow_origin(&origin);
         self.cors_origins.push(origin);
         self
     }
@@ -186,7 +186,16 @@ pub async fn shutdown_signal() {
 }
 
 /// The whole HTTP API as a router.
-pub fn app(state: AppState) -> Router {
+pub fn app(mut state: AppState) -> Router {
+    // A page the browser may let call the API (CORS) may also change things through it: one
+    // list for both checks, whatever order the state was built in.
+    for origin in &state.cors_origins {
+        state.sites = state
+            .sites
+            .clone()
+            .allow_origin(origin)
+            .unwrap_or_else(|e| panic!("AppState::cors_origins: {e}"));
+    }
     // Tasks seen through a role or a scoped token (the handlers hold the latter to its scope).
     let scoped = Router::new()
         .route("/api/tasks", get(api::tasks::list))

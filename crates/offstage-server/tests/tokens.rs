@@ -705,3 +705,39 @@ async fn a_scoped_stream_ends_when_its_token_expires() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(code(&body), "token_expired");
 }
+
+/// `cors_origin` and `with_sites` in either order: the CORS origin still passes the cross-site
+/// check, since `app` joins the two lists (in-process, no port needed).
+#[tokio::test]
+async fn a_cors_origin_is_an_allowed_origin_whatever_the_order() {
+    use tower::ServiceExt;
+    let rt = offstage::Runtime::builder()
+        .database(SqliteBackend.new_database())
+        .build()
+        .await
+        .unwrap();
+    let app = offstage_server::app(
+        offstage_server::AppState::new(rt)
+            .cors_origin("http://app.localhost:3000")
+            .with_sites(offstage_server::Sites::default()),
+    );
+    let kill = |origin: &str| {
+        axum::http::Request::post(format!("/api/tasks/{}/kill", offstage::TaskId::new()))
+            .header("host", "127.0.0.1:7700")
+            .header("origin", origin)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let response = app
+        .clone()
+        .oneshot(kill("http://app.localhost:3000"))
+        .await
+        .unwrap();
+    // Past the cross-site check: an unknown task.
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = app
+        .oneshot(kill("http://evil.localhost:3000"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}

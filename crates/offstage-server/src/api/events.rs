@@ -133,11 +133,11 @@ impl InScope {
             (Some(record), _) => record.owner.as_deref() == Some(owner.as_str()),
             (None, Some(known)) => *known,
             // A task first seen in the middle (running when the stream opened): whose is it?
-            (None, None) => self
-                .runtime
-                .record(id)
-                .await
-                .is_ok_and(|record| record.owner.as_deref() == Some(owner.as_str())),
+            (None, None) => match self.runtime.record(id).await {
+                Ok(record) => record.owner.as_deref() == Some(owner.as_str()),
+                // Not remembered: the next event asks again.
+                Err(_) => return false,
+            },
         };
         if matches!(event.kind, EventKind::Finished { .. }) {
             self.known.remove(&id);
