@@ -223,7 +223,8 @@ impl Tokens {
 /// for every route behind a token check; a handler reads it as an extractor.
 #[derive(Clone, Debug)]
 pub enum Access {
-    /// A role token (on an open server, with no token: `control`).
+    /// A role token. On an open server, anyone without a scoped token: `control` (`worker` on
+    /// the worker route).
     Role(Role),
     /// A valid scoped token: the handler shows and does only what it grants.
     Scoped(Grant),
@@ -378,31 +379,27 @@ pub(crate) fn verify(state: &crate::AppState, token: &str) -> Result<Grant, ApiE
 
 /// Finds who `request` is and whether `gate` lets them in.
 fn access(state: &crate::AppState, request: &Request, gate: Gate) -> Result<Access, ApiError> {
-    let header = bearer(request.headers());
     let in_query = query_token(request);
-    let presented = match (header, in_query) {
-        (Some(token), _) => Some(token.to_owned()),
-        (None, Some(token)) => {
-            if !matches!(gate, Gate::Scoped { query: true, .. }) {
-                return Err(ApiError::bad_request(
-                    "token_in_query",
-                    "a token in the URL (`?token=`) is taken only by the event streams \
-                     (/api/events and /api/tasks/{id}/events, which EventSource opens without \
-                     headers): send `Authorization: Bearer <token>` here",
-                ));
-            }
-            if !token.starts_with(PREFIX) {
-                return Err(ApiError::bad_request(
-                    "token_in_query",
-                    "only a scoped token (`ost1.…`, short-lived) may be put in a URL, where \
-                     logs and browser history keep it: send role tokens in `Authorization: \
-                     Bearer <token>`",
-                ));
-            }
-            Some(token)
+    if let Some(token) = &in_query {
+        if !matches!(gate, Gate::Scoped { query: true, .. }) {
+            return Err(ApiError::bad_request(
+                "token_in_query",
+                "a token in the URL (`?token=`) is taken only by the event streams \
+                 (/api/events and /api/tasks/{id}/events, which EventSource opens without \
+                 headers): send `Authorization: Bearer <token>` here",
+            ));
         }
-        (None, None) => None,
-    };
+        if !token.starts_with(PREFIX) {
+            return Err(ApiError::bad_request(
+                "token_in_query",
+                "only a scoped token (`ost1.…`, short-lived) may be put in a URL, where logs \
+                 and browser history keep it: send role tokens in `Authorization: Bearer \
+                 <token>`",
+            ));
+        }
+    }
+    // The header wins over the URL.
+    let presented = bearer(request.headers()).map(str::to_owned).or(in_query);
     if let Some(token) = presented.as_deref().filter(|t| t.starts_with(PREFIX)) {
         let grant = verify(state, token)?;
         return match gate {

@@ -532,6 +532,15 @@ async fn the_event_stream_with_a_token_in_the_url_carries_only_its_scope() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(code(&body), "token_in_query", "{path}: {body}");
     }
+    // Not even beside a header that would do.
+    let (status, body) = call(
+        &as_token(&server, &token),
+        Method::GET,
+        &format!("/api/tasks/{mine}?token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = call(&anonymous, Method::GET, "/api/events?token=ost1.x.y", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(code(&body), "token_invalid");
