@@ -695,13 +695,19 @@ async fn a_scoped_stream_ends_when_its_token_expires() {
         streams.push((path, response.bytes_stream()));
     }
     for (path, mut body) in streams {
-        tokio::time::timeout(common::LIMIT, async {
+        let text = tokio::time::timeout(common::LIMIT, async {
+            let mut text = String::new();
             while let Some(chunk) = body.next().await {
-                chunk.unwrap();
+                text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
             }
+            text
         })
         .await
         .unwrap_or_else(|_| panic!("{path}: the stream outlived its token"));
+        // Its last word says why it ended.
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("event: expired\n"), "{path}: {text}");
+        assert!(last.contains(r#""code":"token_expired""#), "{path}: {last}");
     }
     // And the token is refused from then on.
     let (status, body) = call(

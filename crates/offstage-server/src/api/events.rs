@@ -8,7 +8,8 @@
 //!
 //! With a scoped token (which may come as `?token=` here, see `auth`), `/api/events` carries
 //! only the events of the tasks in its scope, a task's stream outside it is a 404, and either
-//! stream ends when the token expires: a token that leaks is good for no longer than its life.
+//! stream ends when the token expires, with an `expired` event (`{"code": "token_expired",
+//! "message", "expires_at"}`): a token that leaks is good for no longer than its life.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -56,38 +57,60 @@ fn sse_event(event: &offstage::Event) -> SseEvent {
         .unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped"))
 }
 
-type Events = BoxStream<'static, Result<Event, RecvError>>;
+/// What a stream sends: the events, and for a scoped token, its expiry as the last word.
+enum Item {
+    Event(Result<Event, RecvError>),
+    /// The token expired at this time; the stream ends after it.
+    Expired(chrono::DateTime<chrono::Utc>),
+}
 
-fn sse_stream(events: Events) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    events.map(|item| {
+type Items = BoxStream<'static, Item>;
+
+fn sse_stream(items: Items) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    items.map(|item| {
         Ok(match item {
-            Ok(event) => sse_event(&event),
-            Err(RecvError::Gap { first, last }) => SseEvent::default()
+            Item::Event(Ok(event)) => sse_event(&event),
+            Item::Event(Err(RecvError::Gap { first, last })) => SseEvent::default()
                 .event("gap")
                 .data(format!(r#"{{"first":{first},"last":{last}}}"#)),
-            Err(RecvError::Closed) => SseEvent::default().comment("closed"),
+            Item::Event(Err(RecvError::Closed)) => SseEvent::default().comment("closed"),
+            Item::Expired(at) => SseEvent::default().event("expired").data(
+                serde_json::json!({
+                    "code": "token_expired",
+                    "message": "the token this stream was opened with has expired: mint a new \
+                                one and reconnect with it and Last-Event-ID",
+                    "expires_at": at,
+                })
+                .to_string(),
+            ),
         })
     })
 }
 
 /// `subscription` as the caller may see it: everything for a role; for a scoped token, only
-/// its scope's events, until the token expires.
-fn seen_by(access: &Access, runtime: &offstage::Runtime, subscription: Subscription) -> Events {
+/// its scope's events, until the token expires, then an `expired` event and the end.
+fn seen_by(access: &Access, runtime: &offstage::Runtime, subscription: Subscription) -> Items {
     let events = subscription.into_stream().boxed();
     let Access::Scoped(grant) = access else {
-        return events;
+        return events.map(Item::Event).boxed();
     };
     let until = (grant.expires_at - chrono::Utc::now())
         .to_std()
         .unwrap_or(Duration::ZERO);
+    let deadline = Box::pin(tokio::time::sleep(until));
     let scope = InScope {
         grant: grant.clone(),
         runtime: runtime.clone(),
         known: HashMap::new(),
     };
-    futures::stream::unfold((events, scope), |(mut events, mut scope)| async move {
+    let start = Some((events, scope, deadline));
+    futures::stream::unfold(start, |state| async move {
+        let (mut events, mut scope, mut deadline) = state?;
         loop {
-            let item = events.next().await?;
+            let item = tokio::select! {
+                item = events.next() => item?,
+                () = &mut deadline => return Some((Item::Expired(scope.grant.expires_at), None)),
+            };
             let keep = match &item {
                 Ok(event) => scope.admits(event).await,
                 Err(_) => {
@@ -97,11 +120,10 @@ fn seen_by(access: &Access, runtime: &offstage::Runtime, subscription: Subscript
                 }
             };
             if keep {
-                return Some((item, (events, scope)));
+                return Some((Item::Event(item), Some((events, scope, deadline))));
             }
         }
     })
-    .take_until(tokio::time::sleep(until))
     .boxed()
 }
 
@@ -156,7 +178,7 @@ impl InScope {
     params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
         ("token" = Option<String>, Query, description = "a scoped token (`ost1.…`), for clients \
             that cannot send `Authorization` (EventSource); only here and on a task's stream")),
-    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; gap")))]
+    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; gap; expired (the scoped token expired: the stream ends)")))]
 pub(crate) async fn all(
     State(state): State<AppState>,
     access: Access,
@@ -175,7 +197,7 @@ pub(crate) async fn all(
     params(("id" = String, Path, description = "task id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
         ("token" = Option<String>, Query, description = "a scoped token (`ost1.…`), for clients \
             that cannot send `Authorization` (EventSource); only here and on `/api/events`")),
-    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished"),
+    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; expired (the scoped token expired: the stream ends)"),
         (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn task(
     State(state): State<AppState>,
