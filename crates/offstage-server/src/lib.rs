@@ -9,6 +9,10 @@
 //! axum::serve(listener, router).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! To show an app's users their own tasks from the browser, mint them [scoped tokens](scoped)
+//! ([`ScopedTokens`], or `POST /api/tokens`): signed, expiring, for one task or one owner.
+//! `docs/end-users.md` explains the model and its threat model.
 
 // Every public item documented, nothing `pub` that is not reachable from the crate root, and
 // nothing reachable that cannot be named: the public surface is what this file exports, and

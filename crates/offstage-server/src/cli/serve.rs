@@ -39,8 +39,8 @@ pub(crate) struct Serve {
     /// the dashboard (same origin), the CLI and scripts are not affected. Repeat for more.
     #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
     allowed_origins: Vec<String>,
-    /// Answer browsers' cross-origin requests (CORS) from pages on this origin
-    /// (scheme://host[:port], or * for any), so that a page of your app on another origin can
+    /// Answer browsers' cross-origin requests (CORS) from pages on this origin (scheme://host
+    /// or scheme://host:port, or * for any), so that a page of your app on another origin can
     /// call this server with a scoped token. Also counts as an --allowed-origin. Off by
     /// default; repeat for more.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
