@@ -225,6 +225,8 @@ pub(crate) async fn list(
         before,
         limit: query.limit,
     };
+    // Bad filters are a 400 whichever way the page is read below.
+    filter.check()?;
     let tasks = match access.scope() {
         None => state.runtime.list(&filter).await?,
         Some(Scope::Owner(owner)) => {
