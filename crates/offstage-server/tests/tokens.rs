@@ -756,3 +756,32 @@ async fn a_cors_origin_is_an_allowed_origin_whatever_the_order() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
+
+/// `offstage token` mints over the API with a control token and prints the token alone.
+#[tokio::test]
+async fn the_cli_mints_a_token() {
+    let server = server(&[]);
+    let control = as_token(&server, "c");
+    let mine = sleeper(&control, "u1").await;
+    sleeper(&control, "u2").await;
+    let output = server.cli(&["token", "--owner", "u1", "--kill", "--token", "c"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let token = common::stdout(&output).trim().to_owned();
+    assert!(
+        token.starts_with("ost1.") && !token.contains(char::is_whitespace),
+        "{token}"
+    );
+    let user = as_token(&server, &token);
+    assert_eq!(ids(&user.get("/api/tasks").await), [mine.as_str()]);
+    user.kill(&mine, Some(0.0)).await;
+
+    let output = server.cli(&["token", "--owner", "u1", "--token", "r"]);
+    assert!(!output.status.success());
+    assert!(
+        common::stderr(&output).contains("role control"),
+        "{}",
+        common::stderr(&output)
+    );
+    let output = server.cli(&["token", "--token", "c"]);
+    assert_eq!(output.status.code(), Some(2), "a scope is required");
+}
