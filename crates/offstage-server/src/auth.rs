@@ -1,8 +1,13 @@
-//! Bearer tokens and roles.
+//! Bearer tokens, roles, and who a request is ([`Access`]).
 //!
 //! A token has one role. Roles nest: `control` may do everything `launch` may, and `launch`
 //! everything `read` may. `worker` is apart: it is for worker processes only. With no tokens
 //! configured the API is open; the binary allows that only on a loopback address.
+//!
+//! A scoped token (`ost1.…`, see [`crate::scoped`]) is checked here too, by its signature,
+//! open server or not. The middleware of each route group decides who gets in and puts the
+//! caller's [`Access`] in the request's extensions; the few handlers that take scoped tokens
+//! (the task reads, the event streams, kill) narrow what they answer through it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::scoped::{Grant, Refused, Scope, PREFIX};
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,6 +128,12 @@ impl Tokens {
         };
         let role: Role = role.trim().parse()?;
         let secret = secret.trim();
+        if secret.starts_with(PREFIX) {
+            return Err(format!(
+                "the token for role {role} starts with `{PREFIX}`, which marks scoped tokens: \
+                 give the role token a secret that does not"
+            ));
+        }
         if secret.is_empty() {
             return Err(format!(
                 "the token for role {role} is empty: give it a secret"
@@ -205,30 +217,228 @@ impl Tokens {
             )
         })
     }
+}
 
-    fn check(&self, request: &Request, needed: Role) -> Result<(), ApiError> {
-        if self.is_open() {
-            // Anyone may do anything, serving tasks as a worker included (`control` alone
-            // does not allow `worker`).
-            return Ok(());
+/// Who a request is, as the route group's middleware found it. In the request's extensions
+/// for every route behind a token check; a handler reads it as an extractor.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// A role token. On an open server, anyone without a scoped token: `control` (`worker` on
+    /// the worker route).
+    Role(Role),
+    /// A valid scoped token: the handler shows and does only what it grants.
+    Scoped(Grant),
+}
+
+impl Access {
+    /// The scope, for a scoped token; `None` for a role, which sees every task.
+    pub fn scope(&self) -> Option<&Scope> {
+        match self {
+            Access::Role(_) => None,
+            Access::Scoped(grant) => Some(&grant.scope),
         }
-        let role = self.role_of(request.headers())?;
-        if role.allows(needed) {
+    }
+
+    /// True when the caller may see the task `id` owned by `owner`.
+    pub fn sees(&self, id: offstage::TaskId, owner: Option<&str>) -> bool {
+        self.scope().is_none_or(|scope| scope.contains(id, owner))
+    }
+
+    /// `Ok` when the caller may see `record`; else the 404 an unknown id gets, word for word,
+    /// so that a scoped token learns nothing of tasks outside its scope, not even that they
+    /// exist.
+    pub fn check_sees(&self, record: &offstage::TaskRecord) -> Result<(), ApiError> {
+        if self.sees(record.id, record.owner.as_deref()) {
             Ok(())
         } else {
-            Err(ApiError::new(
+            Err(not_found(record.id))
+        }
+    }
+
+    /// `Ok` when the caller may kill `record`: 404 outside the scope (as for an unknown id),
+    /// 403 inside it for a token without the `kill` right.
+    pub fn check_kills(&self, record: &offstage::TaskRecord) -> Result<(), ApiError> {
+        self.check_sees(record)?;
+        match self {
+            Access::Scoped(grant) if !grant.rights.can_kill() => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("this needs a token with role {needed}; yours has role {role}"),
-            ))
+                format!(
+                    "{}; killing needs a token with rights [\"read\", \"kill\"]: mint one",
+                    grant.describe()
+                ),
+            )),
+            _ => Ok(()),
         }
+    }
+}
+
+/// The 404 of `Runtime::record` for an id no task has.
+pub(crate) fn not_found(id: offstage::TaskId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no task has id {id}: check the id, or it may have been purged \
+             (list tasks to see the ids that exist)"
+        ),
+    )
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Access {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        parts.extensions.get::<Access>().cloned().ok_or_else(|| {
+            // A route wired without its middleware: refuse rather than show everything.
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server failed to handle this request; its log has the cause",
+            )
+            .with_cause("a handler read `Access` on a route without an auth middleware")
+        })
+    }
+}
+
+/// Who may pass a route group's middleware.
+#[derive(Clone, Copy, Debug)]
+enum Gate {
+    /// A token with this role; a scoped token gets 403.
+    Role(Role),
+    /// A token with this role, or a scoped token, which the handler holds to its scope. With
+    /// `query`, the token may also come as `?token=` (the event streams: `EventSource` cannot
+    /// send headers), scoped tokens only.
+    Scoped { role: Role, query: bool },
+}
+
+/// The value of the query parameter `token`, if the URI has one.
+fn query_token(request: &Request) -> Option<String> {
+    let query = request.uri().query()?;
+    url_pairs(query).find_map(|(name, value)| (name == "token").then_some(value))
+}
+
+/// A query's `name=value` pairs, percent-decoded (`+` is a space).
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(name), decode(value))
+    })
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|pair| pair.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (byte, _) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the scoped token `token` allows, or the 401 that says why it does not.
+pub(crate) fn verify(state: &crate::AppState, token: &str) -> Result<Grant, ApiError> {
+    state
+        .scoped_tokens
+        .verify(token)
+        .map_err(|refused| match refused {
+            Refused::Expired(at) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                format!(
+                    "this scoped token expired at {}: mint a new one (POST /api/tokens, or \
+                     ScopedTokens::mint in the app)",
+                    at.to_rfc3339()
+                ),
+            ),
+            Refused::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_invalid",
+                "this scoped token is not one this server signed: it is malformed or was \
+                 changed, or it was minted with another secret (another server's, or this \
+                 one's before a restart with a new secret). Mint a new one",
+            ),
+        })
+}
+
+/// Finds who `request` is and whether `gate` lets them in.
+fn access(state: &crate::AppState, request: &Request, gate: Gate) -> Result<Access, ApiError> {
+    let in_query = query_token(request);
+    if let Some(token) = &in_query {
+        if !matches!(gate, Gate::Scoped { query: true, .. }) {
+            return Err(ApiError::bad_request(
+                "token_in_query",
+                "a token in the URL (`?token=`) is taken only by the event streams \
+                 (/api/events and /api/tasks/{id}/events, which EventSource opens without \
+                 headers): send `Authorization: Bearer <token>` here",
+            ));
+        }
+        if !token.starts_with(PREFIX) {
+            return Err(ApiError::bad_request(
+                "token_in_query",
+                "only a scoped token (`ost1.…`, short-lived) may be put in a URL, where logs \
+                 and browser history keep it: send role tokens in `Authorization: Bearer \
+                 <token>`",
+            ));
+        }
+    }
+    // The header wins over the URL.
+    let presented = bearer(request.headers()).map(str::to_owned).or(in_query);
+    if let Some(token) = presented.as_deref().filter(|t| t.starts_with(PREFIX)) {
+        let grant = verify(state, token)?;
+        return match gate {
+            Gate::Scoped { .. } => Ok(Access::Scoped(grant)),
+            Gate::Role(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                grant.describe(),
+            )),
+        };
+    }
+    let needed = match gate {
+        Gate::Role(role) | Gate::Scoped { role, .. } => role,
+    };
+    if state.tokens.is_open() {
+        // Anyone may do anything, serving tasks as a worker included (`control` alone does
+        // not allow `worker`).
+        return Ok(Access::Role(if needed == Role::Worker {
+            Role::Worker
+        } else {
+            Role::Control
+        }));
+    }
+    let role = state.tokens.role_of(request.headers())?;
+    if role.allows(needed) {
+        Ok(Access::Role(role))
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs a token with role {needed}; yours has role {role}"),
+        ))
     }
 }
 
 /// The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive
 /// (RFC 7235: `bearer`, `BEARER` and `Bearer` are one scheme), and any run of spaces may
 /// follow it.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once([' ', '\t'])?;
     let token = token.trim();
@@ -236,12 +446,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn require(
-    tokens: &Tokens,
-    needed: Role,
-    request: Request,
+    state: &crate::AppState,
+    gate: Gate,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    tokens.check(&request, needed)?;
+    let access = access(state, &request, gate)?;
+    request.extensions_mut().insert(access);
     Ok(next.run(request).await)
 }
 
@@ -251,7 +462,35 @@ pub async fn read(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    require(&state.tokens, Role::Read, request, next).await
+    require(&state, Gate::Role(Role::Read), request, next).await
+}
+
+/// Middleware: the request needs role `read`, or a scoped token (in `Authorization`) that the
+/// handler holds to its scope.
+pub async fn read_scoped(
+    State(state): State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let gate = Gate::Scoped {
+        role: Role::Read,
+        query: false,
+    };
+    require(&state, gate, request, next).await
+}
+
+/// Middleware for the event streams: [`read_scoped`], and the scoped token may also come as
+/// `?token=`, since `EventSource` cannot send headers.
+pub async fn events_scoped(
+    State(state): State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let gate = Gate::Scoped {
+        role: Role::Read,
+        query: true,
+    };
+    require(&state, gate, request, next).await
 }
 
 /// Middleware: the request needs role `launch`.
@@ -260,7 +499,7 @@ pub async fn launch(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    require(&state.tokens, Role::Launch, request, next).await
+    require(&state, Gate::Role(Role::Launch), request, next).await
 }
 
 /// Middleware: the request needs role `worker`.
@@ -269,7 +508,7 @@ pub async fn worker(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    require(&state.tokens, Role::Worker, request, next).await
+    require(&state, Gate::Role(Role::Worker), request, next).await
 }
 
 /// Middleware: the request needs role `control`.
@@ -278,7 +517,21 @@ pub async fn control(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    require(&state.tokens, Role::Control, request, next).await
+    require(&state, Gate::Role(Role::Control), request, next).await
+}
+
+/// Middleware for kill: role `control`, or a scoped token, which the handler holds to its
+/// scope and its `kill` right.
+pub async fn control_scoped(
+    State(state): State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let gate = Gate::Scoped {
+        role: Role::Control,
+        query: false,
+    };
+    require(&state, gate, request, next).await
 }
 
 #[cfg(test)]
@@ -318,6 +571,22 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_in_the_query_is_percent_decoded() {
+        let pairs: Vec<_> = url_pairs("a=1&&token=ost1.x%2Ey+z%zz%4").collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a".to_owned(), "1".to_owned()),
+                ("token".to_owned(), "ost1.x.y z%zz%4".to_owned()),
+            ]
+        );
+        assert!(
+            Tokens::parse_one("read:ost1.abc").is_err(),
+            "the scoped prefix"
+        );
     }
 
     #[test]

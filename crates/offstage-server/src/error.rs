@@ -41,6 +41,13 @@ impl ApiError {
         self
     }
 
+    /// The same error, with an internal `cause` that is logged when it is answered, never
+    /// sent.
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
     /// 400 with `code`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)

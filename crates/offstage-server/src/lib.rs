@@ -9,6 +9,10 @@
 //! axum::serve(listener, router).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! To show an app's users their own tasks from the browser, mint them [scoped tokens](scoped)
+//! ([`ScopedTokens`], or `POST /api/tokens`): signed, expiring, for one task or one owner.
+//! `docs/end-users.md` explains the model and its threat model.
 
 // Every public item documented, nothing `pub` that is not reachable from the crate root, and
 // nothing reachable that cannot be named: the public surface is what this file exports, and
@@ -23,14 +27,16 @@ pub mod error;
 mod extract;
 pub mod metrics;
 pub mod schema;
+pub mod scoped;
 pub mod sites;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 
-pub use auth::{Role, Tokens};
+pub use auth::{Access, Role, Tokens};
 pub use error::ApiError;
+pub use scoped::{Grant, Minted, Rights, Scope, ScopedTokens};
 pub use sites::Sites;
 
 /// Largest request body the API reads.
@@ -48,6 +54,13 @@ pub struct AppState {
     /// The host names the API answers to and the origins that may change things, beyond the
     /// defaults (see [`sites`]).
     pub sites: Sites,
+    /// The secret scoped tokens are signed with (see [`scoped`]). [`AppState::new`] makes one
+    /// up at random: the tokens it signs are good on this process only, until it stops.
+    pub scoped_tokens: ScopedTokens,
+    /// The web origins whose pages may call the API from the browser (CORS), with a token;
+    /// none by default. [`app`] adds each to the allowed origins of [`AppState::sites`], so the
+    /// two lists cannot disagree.
+    pub cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -60,7 +73,33 @@ impl AppState {
             tokens: Tokens::default(),
             durations,
             sites: Sites::default(),
+            scoped_tokens: ScopedTokens::random(),
+            cors_origins: Vec::new(),
         }
+    }
+
+    /// The same state, signing and checking scoped tokens with `tokens`: give it the
+    /// [`ScopedTokens`] the app mints with, and every node on one database the same secret.
+    pub fn scoped_tokens(mut self, tokens: ScopedTokens) -> Self {
+        self.scoped_tokens = tokens;
+        self
+    }
+
+    /// The same state, answering browsers' cross-origin requests (CORS) from pages on `origin`
+    /// (`https://app.example`, as the browser sends it in `Origin`; `*` for any): `GET` and
+    /// `POST` with the headers `Authorization`, `Content-Type` and `Last-Event-ID`. This is how
+    /// a page on the app's origin uses a scoped token against an Offstage server on another
+    /// origin. The origin is also allowed to change things ([`AppState::allow_origin`]), so
+    /// its pages' kills pass the cross-site check; what they may do is still what their token
+    /// allows.
+    ///
+    /// # Panics
+    ///
+    /// If `origin` is not an origin (the message says what is expected).
+    pub fn cors_origin(mut self, origin: &str) -> Self {
+        let origin = Sites::parse_origin(origin).unwrap_or_else(|e| panic!("{e}"));
+        self.cors_origins.push(origin);
+        self
     }
 
     /// The same state, requiring `tokens`.
@@ -151,13 +190,34 @@ pub async fn shutdown_signal() {
 }
 
 /// The whole HTTP API as a router.
-pub fn app(state: AppState) -> Router {
-    let read = Router::new()
+pub fn app(mut state: AppState) -> Router {
+    // A page the browser may let call the API (CORS) may also change things through it: one
+    // list for both checks, whatever order the state was built in.
+    for origin in &state.cors_origins {
+        state.sites = state
+            .sites
+            .clone()
+            .allow_origin(origin)
+            .unwrap_or_else(|e| panic!("AppState::cors_origins: {e}"));
+    }
+    // Tasks seen through a role or a scoped token (the handlers hold the latter to its scope).
+    let scoped = Router::new()
         .route("/api/tasks", get(api::tasks::list))
         .route("/api/tasks/{id}", get(api::tasks::show))
         .route("/api/tasks/{id}/logs", get(api::tasks::logs))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::read_scoped,
+        ));
+    // The same for the event streams, whose scoped token may also be in the URL.
+    let events = Router::new()
         .route("/api/tasks/{id}/events", get(api::events::task))
         .route("/api/events", get(api::events::all))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::events_scoped,
+        ));
+    let read = Router::new()
         .route("/api/task-types", get(api::tasks::task_types))
         .route("/api/schedules", get(api::schedules::list))
         .route("/api/schedules/{name}", get(api::schedules::show))
@@ -169,9 +229,17 @@ pub fn app(state: AppState) -> Router {
     let launch = Router::new()
         .route("/api/tasks", post(api::tasks::launch))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::launch));
-    let control = Router::new()
+    // A scoped token with the `kill` right kills within its scope.
+    let kill = Router::new()
         .route("/api/tasks/{id}/kill", post(api::tasks::kill))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::control_scoped,
+        ));
+    let control = Router::new()
         .route("/api/tasks", axum::routing::delete(api::tasks::purge))
+        // A token reaches as far as whoever minted it: an operator's grant.
+        .route("/api/tokens", post(api::tokens::mint))
         // Overwrites whatever tasks wrote: an operator's action, like a kill.
         .route("/api/shared/{name}", axum::routing::put(api::shared::set))
         // Schedules launch on their own from then on: more than one launch's worth of trust.
@@ -185,10 +253,13 @@ pub fn app(state: AppState) -> Router {
     let worker = Router::new()
         .route("/api/workers", get(api::workers::connect))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::worker));
-    Router::new()
+    let router = Router::new()
+        .merge(scoped)
+        .merge(events)
         .merge(read)
         .merge(worker)
         .merge(launch)
+        .merge(kill)
         .merge(control)
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
@@ -205,9 +276,44 @@ pub fn app(state: AppState) -> Router {
                 "no such route: /api/openapi.json lists the API's routes; the dashboard is at /",
             )
         })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    // Inside the site check: a host it refuses gets no CORS answer either.
+    let router = match cors(&state.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         // Outermost: a request from a site that may not use the API is refused before any
         // token check or handler sees it.
         .layer(middleware::from_fn_with_state(state.clone(), sites::guard))
         .with_state(state)
+}
+
+/// The CORS layer for `origins` (already parsed by [`Sites::parse_origin`]); none for none.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }

@@ -434,6 +434,54 @@ async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
             "whole number",
         ),
         (
+            post(
+                "/api/tokens",
+                r#"{"scope":{"team":"a"},"rights":["read"],"ttl_s":60}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "{\"owner\": NAME}",
+        ),
+        (
+            post(
+                "/api/tokens",
+                r#"{"scope":{"owner":"u1"},"rights":["read","write"],"ttl_s":60}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_rights",
+            "[\"read\", \"kill\"]",
+        ),
+        (
+            post(
+                "/api/tokens",
+                r#"{"scope":{"owner":"u1"},"rights":["read"],"ttl_s":0}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_ttl",
+            "at most 604800",
+        ),
+        (
+            post(
+                "/api/tokens",
+                &format!(r#"{{"scope":{{"task":"{unknown}"}},"rights":["read"],"ttl_s":60}}"#),
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no task has id",
+        ),
+        (
+            get(&format!("/api/tasks/{unknown}?token=ost1.x.y")),
+            StatusCode::BAD_REQUEST,
+            "token_in_query",
+            "Authorization: Bearer",
+        ),
+        (
+            get("/api/events?token=ost1.x.y"),
+            StatusCode::UNAUTHORIZED,
+            "token_invalid",
+            "Mint a new one",
+        ),
+        (
             get("/nowhere"),
             StatusCode::NOT_FOUND,
             "no_such_route",
@@ -680,6 +728,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "POST /api/schedules/{name}/resume",
         "POST /api/tasks",
         "POST /api/tasks/{id}/kill",
+        "POST /api/tokens",
         "PUT /api/schedules/{name}",
         "PUT /api/shared/{name}",
     ];

@@ -7,4 +7,5 @@ pub(crate) mod schedules;
 pub(crate) mod session;
 pub(crate) mod shared;
 pub(crate) mod tasks;
+pub(crate) mod tokens;
 pub(crate) mod workers;

@@ -30,6 +30,7 @@ use utoipa::OpenApi;
         super::shared::set,
         super::shared::events,
         super::session::me,
+        super::tokens::mint,
         super::workers::connect,
         super::health::healthz,
         super::health::readyz,
@@ -164,6 +165,31 @@ fn exact(document: &mut Value) {
             "grace_s",
             json!({ "type": ["number", "null"], "minimum": 0, "maximum": 1e9 }),
         ),
+        // Exactly one of the two, a string (`tokens::mint`).
+        (
+            "MintRequest",
+            "scope",
+            json!({ "oneOf": [
+                { "type": "object", "required": ["task"], "additionalProperties": false,
+                  "properties": { "task": uuid.clone() } },
+                { "type": "object", "required": ["owner"], "additionalProperties": false,
+                  "properties": { "owner": { "type": "string", "minLength": 1,
+                      "maxLength": MAX_OWNER_CHARS, "pattern": NO_CONTROL_PATTERN } } },
+            ] }),
+        ),
+        // A set: `read`, and `kill` beside it or not, in any order.
+        (
+            "MintRequest",
+            "rights",
+            json!({ "type": "array", "minItems": 1, "items": { "enum": ["read", "kill"] },
+                "contains": { "const": "read" } }),
+        ),
+        (
+            "MintRequest",
+            "ttl_s",
+            json!({ "type": "number", "exclusiveMinimum": 0,
+                "maximum": crate::scoped::MAX_TTL.as_secs() }),
+        ),
         ("ScheduleOptions", "key", text(MAX_KEY_CHARS, true)),
         ("ScheduleOptions", "owner", text(MAX_OWNER_CHARS, true)),
         (
@@ -230,6 +256,10 @@ fn exact(document: &mut Value) {
                         parameter["schema"] = schedule_name.clone()
                     }
                     ("Last-Event-ID", "header") => parameter["schema"] = event_id.clone(),
+                    // A scoped token; anything else is refused (401, 400).
+                    ("token", "query") => {
+                        parameter["schema"] = json!({ "type": "string", "pattern": "^ost1\\." })
+                    }
                     // The list's filters meet the rules of what they match.
                     ("name", "query") => parameter["schema"] = text(MAX_NAME_CHARS, false),
                     ("owner", "query") => parameter["schema"] = text(MAX_OWNER_CHARS, false),

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::extract::{Body, Query, Retired, TaskIdPath};
+use crate::scoped::Scope;
 use crate::AppState;
 
 /// A task as the API shows it: every field of the record, plus the derived ones.
@@ -187,11 +189,12 @@ pub(crate) struct TaskPage {
     next_before: Option<TaskId>,
 }
 
-/// Lists tasks, newest first.
+/// Lists tasks, newest first. With a scoped token, only the tasks in its scope.
 #[utoipa::path(get, path = "/api/tasks", params(ListQuery), tag = "tasks",
     responses((status = 200, body = TaskPage), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    access: Access,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
     // `status=` (a form's "any status") is no filter.
@@ -214,7 +217,7 @@ pub(crate) async fn list(
             ));
         }
     }
-    let filter = ListFilter {
+    let mut filter = ListFilter {
         name: query.name,
         status,
         owner: query.owner,
@@ -222,7 +225,28 @@ pub(crate) async fn list(
         before,
         limit: query.limit,
     };
-    let tasks = state.runtime.list(&filter).await?;
+    // Bad filters are a 400 whichever way the page is read below.
+    filter.check()?;
+    let tasks = match access.scope() {
+        None => state.runtime.list(&filter).await?,
+        Some(Scope::Owner(owner)) => {
+            if filter.owner.as_ref().is_some_and(|asked| asked != owner) {
+                // Another owner's tasks are none of this token's business: an empty page.
+                Vec::new()
+            } else {
+                filter.owner = Some(owner.clone());
+                state.runtime.list(&filter).await?
+            }
+        }
+        Some(Scope::Task(id)) => {
+            let record = match state.runtime.record(*id).await {
+                Ok(record) => Some(record),
+                Err(error) if error.kind() == offstage::ErrorKind::NotFound => None,
+                Err(error) => return Err(error.into()),
+            };
+            record.filter(|r| matches(&filter, r)).into_iter().collect()
+        }
+    };
     let next_before = (tasks.len() == filter.effective_limit())
         .then(|| tasks.last().map(|t| t.id))
         .flatten();
@@ -232,14 +256,32 @@ pub(crate) async fn list(
     }))
 }
 
+/// True when `record` is one `filter` lists (for a token scoped to one task).
+fn matches(filter: &ListFilter, record: &TaskRecord) -> bool {
+    filter.name.as_ref().is_none_or(|name| *name == record.name)
+        && filter.status.is_none_or(|status| status == record.status)
+        && filter
+            .owner
+            .as_ref()
+            .is_none_or(|owner| Some(owner) == record.owner.as_ref())
+        && filter
+            .key
+            .as_ref()
+            .is_none_or(|key| Some(key) == record.key.as_ref())
+        && filter.before.is_none_or(|before| record.id < before)
+}
+
 /// One task.
 #[utoipa::path(get, path = "/api/tasks/{id}", params(("id" = String, Path, description = "task id")), tag = "tasks",
     responses((status = 200, body = TaskView), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    access: Access,
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<TaskView>, ApiError> {
-    Ok(Json(state.runtime.record(id).await?.into()))
+    let record = state.runtime.record(id).await?;
+    access.check_sees(&record)?;
+    Ok(Json(record.into()))
 }
 
 /// `POST /api/tasks/{id}/kill` body (optional).
@@ -261,6 +303,7 @@ pub(crate) struct KillRequest {
     responses((status = 202, body = TaskView), (status = 200, body = TaskView), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn kill(
     State(state): State<AppState>,
+    access: Access,
     TaskIdPath(id): TaskIdPath,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -301,6 +344,7 @@ pub(crate) async fn kill(
         }
     };
     let record = state.runtime.record(id).await?;
+    access.check_kills(&record)?;
     if record.status.is_terminal() {
         return Ok((StatusCode::OK, Json(TaskView::from(record))));
     }
@@ -343,6 +387,7 @@ pub(crate) struct LogPage {
     responses((status = 200, body = LogPage), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
+    access: Access,
     TaskIdPath(id): TaskIdPath,
     Query(query): Query<LogsQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
@@ -352,6 +397,13 @@ pub(crate) async fn logs(
             "invalid_limit",
             format!("limit is {limit}: use 1 to 10000"),
         ));
+    }
+    match access.scope() {
+        None => {}
+        Some(Scope::Task(task)) if *task != id => return Err(crate::auth::not_found(id)),
+        Some(Scope::Task(_)) => {}
+        // Whose task it is needs the record.
+        Some(Scope::Owner(_)) => access.check_sees(&state.runtime.record(id).await?)?,
     }
     let lines = state.runtime.logs(id, query.after, limit).await?;
     let next_after = lines.last().map_or(query.after, |line| line.seq);

@@ -2,8 +2,8 @@
 //! its HTTP API.
 //!
 //! A **command** is a clap `Args` struct in the file of its group: `tasks.rs` (launch, types,
-//! list, show, kill, logs, purge), `schedules.rs`, `shared.rs`, `serve.rs` (serve, migrate)
-//! and `worker.rs`. Each has the same method, `run(self, out) -> Result<ExitCode, Failure>`: it
+//! list, show, kill, logs, purge), `schedules.rs`, `shared.rs`, `serve.rs` (serve, migrate),
+//! `tokens.rs` (token) and `worker.rs`. Each has the same method, `run(self, out) -> Result<ExitCode, Failure>`: it
 //! reads the server's answers into typed records (`offstage::TaskRecord`, `LogLine`,
 //! `ScheduleRecord`, `SharedRecord`, or a small serde struct for a page), prints them as a
 //! table or, with `--json`, as the server sent them, and writes only through [`Out`], so that
@@ -16,6 +16,7 @@ mod schedules;
 mod serve;
 mod shared;
 mod tasks;
+mod tokens;
 mod worker;
 
 use std::process::ExitCode;
@@ -67,6 +68,9 @@ enum Command {
     /// Shared state: list, get, set and watch the named JSON documents tasks share.
     #[command(subcommand)]
     Shared(shared::SharedCommand),
+    /// Mints a scoped token (needs a control token): for one task or one owner's tasks, read
+    /// only or with kill, for a browser. Prints the token.
+    Token(tokens::Token),
 }
 
 impl Command {
@@ -84,6 +88,7 @@ impl Command {
             Command::Purge(command) => command.run(out).await,
             Command::Schedule(command) => command.run(out).await,
             Command::Shared(command) => command.run(out).await,
+            Command::Token(command) => command.run(out).await,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use offstage_server::{app, AppState, Role, Sites, Tokens};
+use offstage_server::{app, AppState, Role, ScopedTokens, Sites, Tokens};
 
 use super::{Failure, Out};
 use crate::demo;
@@ -39,6 +39,18 @@ pub(crate) struct Serve {
     /// the dashboard (same origin), the CLI and scripts are not affected. Repeat for more.
     #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
     allowed_origins: Vec<String>,
+    /// Answer browsers' cross-origin requests (CORS) from pages on this origin (scheme://host
+    /// or scheme://host:port, or * for any), so that a page of your app on another origin can
+    /// call this server with a scoped token. Also counts as an --allowed-origin. Off by
+    /// default; repeat for more.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
+    cors_origins: Vec<String>,
+    /// A file holding the secret that signs scoped tokens (at least 32 bytes; surrounding
+    /// whitespace is ignored). Servers sharing a database must share it. Also from
+    /// OFFSTAGE_TOKEN_SECRET. Without either, a random secret is made at start, and the scoped
+    /// tokens this server mints work on this process only, until it restarts.
+    #[arg(long = "token-secret-file", value_name = "PATH")]
+    token_secret_file: Option<std::path::PathBuf>,
     /// Registers the built-in demo task types (demo.sleep, demo.count, demo.echo, ...).
     #[arg(long)]
     demo: bool,
@@ -147,6 +159,7 @@ async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
     for origin in &serve.allowed_origins {
         sites = sites.allow_origin(origin)?;
     }
+    let scoped_tokens = scoped_tokens(serve.token_secret_file.as_deref())?;
     if tokens.is_open() && !serve.addr.ip().is_loopback() && !serve.insecure {
         return Err(format!(
             "refusing to serve {} without tokens: anyone who can reach it could launch and kill \
@@ -180,12 +193,24 @@ async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
         open = tokens.is_open(),
         hosts = ?serve.allowed_hosts,
         origins = ?serve.allowed_origins,
+        cors = ?serve.cors_origins,
         "offstage serving"
     );
     out.line(format_args!("offstage listening on http://{local}"))?;
-    let state = AppState::new(rt.clone())
+    if scoped_tokens.is_ephemeral() {
+        tracing::info!(
+            "no --token-secret-file or {SECRET_ENV}: scoped tokens are signed with a random \
+             secret made at start, so those this server mints work on this process only, until \
+             it restarts (and not on other servers sharing the database)"
+        );
+    }
+    let mut state = AppState::new(rt.clone())
         .with_tokens(tokens)
-        .with_sites(sites);
+        .with_sites(sites)
+        .scoped_tokens(scoped_tokens);
+    for origin in &serve.cors_origins {
+        state = state.cors_origin(origin);
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(offstage_server::shutdown_signal())
         .await
@@ -193,6 +218,26 @@ async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
     tracing::info!("shutting down: draining running tasks");
     rt.shutdown().await.map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The environment variable `offstage serve` reads the scoped tokens' secret from.
+const SECRET_ENV: &str = "OFFSTAGE_TOKEN_SECRET";
+
+/// The scoped tokens' secret: from `--token-secret-file`, else `OFFSTAGE_TOKEN_SECRET`, else
+/// made up at random. Errors name where the secret came from, never the secret.
+fn scoped_tokens(file: Option<&std::path::Path>) -> Result<ScopedTokens, String> {
+    let (secret, source) = if let Some(path) = file {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read --token-secret-file {}: {e}", path.display()))?;
+        (text, format!("--token-secret-file {}", path.display()))
+    } else {
+        match std::env::var(SECRET_ENV) {
+            Ok(text) if !text.trim().is_empty() => (text.into_bytes(), SECRET_ENV.to_owned()),
+            _ => return Ok(ScopedTokens::random()),
+        }
+    };
+    let secret = secret.trim_ascii();
+    ScopedTokens::try_new(secret).map_err(|e| format!("{source}: {e}"))
 }
 
 /// The environment variable `offstage serve` reads tokens from.
