@@ -477,6 +477,14 @@ export class Watch {
         // Events were lost to the server's replay buffer: read the record again.
         if (this.taskId !== null) this.snapshot();
         break;
+      case "expired":
+        // The scoped token ran out and the server ends the stream. With a token function the
+        // next connection asks it for a fresh one and resumes with `Last-Event-ID`; a fixed
+        // token would only be refused, so the watch ends here with the server's reason.
+        if (typeof this.client.token !== "function") {
+          this.fail(new OffstageError(data.code || "token_expired", data.message || "the token expired", 401));
+        }
+        break;
       default:
         break;
     }

@@ -428,8 +428,11 @@ async fn the_sse_parser_reads_frames_as_the_standard_says() {
 /// The issue's cross-origin case: a page on another origin (`localhost` against the server's
 /// `127.0.0.1`) watches its own task with a scoped token the app minted, and a second user's
 /// token sees nothing of it.
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
 #[tokio::test]
-#[ignore = "needs scoped tokens (POST /api/tokens) and CORS on the server: issue 15's server side"]
 async fn a_page_on_another_origin_watches_its_task_with_a_scoped_token() {
     let page = ClientPage::start_with(&["--cors-origin", "*"]).await;
     let port = page.server.url.rsplit(':').next().unwrap().to_owned();
