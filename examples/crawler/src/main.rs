@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use offstage::Runtime;
-use offstage_server::{AppState, Role, ScopedTokens, Tokens};
+use offstage_server::{AppState, Role, ScopedTokens, Sites, Tokens};
 
 use crate::crawl::Crawl;
 use crate::demo_site::DemoSite;
@@ -51,6 +51,11 @@ struct Args {
     /// are open on a loopback address, and on any other take only the pages' scoped tokens.
     #[arg(long, env = "CRAWLER_OFFSTAGE_TOKEN")]
     offstage_token: Option<String>,
+    /// Also answer to this host name at `/offstage`, where the page watches its crawl (IP
+    /// addresses and localhost always are; others get 403 there, against DNS rebinding): the
+    /// name the app is served under, such as crawler.example.com. Repeat for more.
+    #[arg(long = "allowed-host", value_name = "HOST", value_parser = Sites::parse_host)]
+    allowed_hosts: Vec<String>,
     /// How long a page's scoped token lives, in seconds; the page renews it halfway.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     token_ttl_s: u64,
@@ -77,7 +82,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    // The demo site first: its address is the sitemap box's default.
+    // The secret first: a bad one stops the app before it creates anything.
+    let (tokens, random_secret) = match std::env::var("OFFSTAGE_TOKEN_SECRET") {
+        Ok(secret) => (
+            ScopedTokens::try_new(secret.trim().as_bytes())
+                .map_err(|e| format!("OFFSTAGE_TOKEN_SECRET: {e}"))?,
+            false,
+        ),
+        Err(_) => (ScopedTokens::random(), true),
+    };
+
+    // Then the demo site: its address is the sitemap box's default.
     let demo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let demo_url = format!("http://{}", demo.local_addr()?);
     let site = DemoSite {
@@ -100,14 +115,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
-    let (tokens, random_secret) = match std::env::var("OFFSTAGE_TOKEN_SECRET") {
-        Ok(secret) => (
-            ScopedTokens::try_new(secret.trim().as_bytes())
-                .map_err(|e| format!("OFFSTAGE_TOKEN_SECRET: {e}"))?,
-            false,
-        ),
-        Err(_) => (ScopedTokens::random(), true),
-    };
     // Operators' access to Offstage's API and dashboard. The pages' scoped tokens work
     // whichever it is; without a control token off loopback, a random one nobody is told
     // closes the API to everything but them.
@@ -116,6 +123,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         (None, true) => Tokens::default(),
         (None, false) => Tokens::new([(Role::Control, uuid::Uuid::new_v4().to_string())]),
     };
+    let mut sites = Sites::default();
+    for host in &args.allowed_hosts {
+        sites = sites.allow_host(host)?;
+    }
     let dashboard = args.offstage_token.is_some() || args.addr.ip().is_loopback();
     let app = web::app(
         web::WebState {
@@ -126,7 +137,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             tokens,
             token_ttl: Duration::from_secs(args.token_ttl_s),
         },
-        AppState::new(runtime.clone()).with_tokens(operators),
+        AppState::new(runtime.clone())
+            .with_tokens(operators)
+            .with_sites(sites),
     );
 
     let listener = tokio::net::TcpListener::bind(args.addr)
