@@ -1,11 +1,13 @@
-// The crawler's page: start a crawl, watch it live over Server-Sent Events, stop it, search.
-// Plain JavaScript, no build step. Every request carries the session cookie, so the server
-// knows which crawls are this browser's.
-"use strict";
+// The crawler's page: start a crawl, watch it live, stop it, search. Plain JavaScript, no build
+// step. Offstage's browser client, served by the router the app mounts at /offstage, watches
+// and stops the crawl with a scoped token the app mints for this browser's session: the
+// session's crawls, read and kill, nothing else. Launching and search are the app's own routes,
+// which know the session by its cookie.
+import { Offstage } from "/offstage/offstage.js";
 
 const $ = (id) => document.getElementById(id);
 
-/** The crawl this page follows: its id and its event stream. */
+/** The crawl this page follows: its id and its watch. */
 let following = null;
 
 /** Lines of the log kept on screen. */
@@ -23,6 +25,26 @@ async function api(method, path, body) {
   }
   return data;
 }
+
+/** This session's token, as a promise, and when to ask for the next one. */
+let token = null;
+
+/** The current token, asked of `GET /token` again halfway through its life. */
+function sessionToken() {
+  if (!token || Date.now() >= token.renewAt) {
+    const asked = Date.now();
+    const next = { renewAt: Infinity };
+    next.promise = api("GET", "/token").then((minted) => {
+      next.renewAt = asked + minted.ttl_s * 500;
+      return minted.token;
+    });
+    next.promise.catch(() => { if (token === next) token = null; });
+    token = next;
+  }
+  return token.promise;
+}
+
+const offstage = new Offstage("/offstage", { token: sessionToken });
 
 function say(text) {
   $("message").textContent = text || "";
@@ -64,36 +86,34 @@ function follow(task) {
   $("log").replaceChildren();
   showStatus(task.status);
   showProgress(task.state);
-  const source = new EventSource(`/crawls/${task.id}/events`);
-  following = { id: task.id, source };
-  source.addEventListener("snapshot", (e) => {
-    const record = JSON.parse(e.data);
-    showStatus(record.status);
-    showProgress(record.state);
+  // The record first, then each change, each once, across reconnects and token renewals.
+  const watch = offstage.watch(task.id, {
+    snapshot: (record) => showStatus(record.status),
+    state: showProgress,
+    log: addLog,
+    finished: (record) => {
+      showStatus(record.status);
+      if (record.error && record.status !== "killed") say(record.error.message);
+      refreshCount();
+    },
+    error: (error) => say(error.message),
   });
-  source.addEventListener("state", (e) => showProgress(JSON.parse(e.data)));
-  source.addEventListener("log", (e) => addLog(JSON.parse(e.data)));
-  source.addEventListener("finished", (e) => {
-    const record = JSON.parse(e.data);
-    source.close();
-    showStatus(record.status);
-    showProgress(record.state);
-    if (record.error && record.status !== "killed") say(record.error.message);
-    refreshCount();
-  });
-  // Events were missed: start over from a fresh snapshot.
-  source.addEventListener("gap", () => follow({ ...task, status: "running" }));
+  following = { id: task.id, watch };
 }
 
 function unfollow() {
-  if (following) following.source.close();
+  if (following) following.watch.close();
   following = null;
 }
 
 async function refreshCount() {
-  const current = await api("GET", "/crawls/current");
-  $("pages").textContent = current.pages;
-  return current;
+  $("pages").textContent = (await api("GET", "/pages")).count;
+}
+
+/** This session's newest crawl still running, if any: its token sees only this session's. */
+async function runningCrawl() {
+  const { tasks } = await offstage.list({ name: "crawler.crawl", limit: 20 });
+  return tasks.find((task) => task.status === "queued" || task.status === "running");
 }
 
 $("crawl-form").addEventListener("submit", async (e) => {
@@ -110,10 +130,8 @@ $("stop").addEventListener("click", async () => {
   if (!following) return;
   $("stop").disabled = true;
   try {
-    const record = await api("POST", `/crawls/${following.id}/stop`);
-    showStatus(record.status);
-    showProgress(record.state);
-    refreshCount();
+    // The token's kill right: the watch's `finished` shows the outcome.
+    await offstage.kill(following.id);
   } catch (error) {
     say(error.message);
     $("stop").disabled = false;
@@ -159,8 +177,9 @@ $("search-form").addEventListener("submit", async (e) => {
 });
 
 // On load: reattach to this session's crawl if one is still running.
-refreshCount()
-  .then((current) => {
-    if (current.task) follow(current.task);
+refreshCount().catch((error) => say(error.message));
+runningCrawl()
+  .then((task) => {
+    if (task) follow(task);
   })
   .catch((error) => say(error.message));

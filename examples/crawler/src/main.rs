@@ -1,6 +1,6 @@
 //! The crawler: Offstage's reference application. A tiny search engine whose crawl is a
-//! background task: it reads a sitemap into a table of pages, the page shows its progress live
-//! over SSE, a Stop button kills it, a search box finds pages by full text, and reopening the
+//! background task: it reads a sitemap into a table of pages, the page watches it live with
+//! Offstage's browser client and a scoped token minted for its session, a Stop button kills it, a search box finds pages by full text, and reopening the
 //! page reattaches to the crawl still running. A generated demo site on a local port makes it
 //! all work offline.
 //!
@@ -9,6 +9,10 @@
 //! ```sh
 //! cargo run -p crawler -- --addr 127.0.0.1:3000 --db crawler.db --delay-ms 30
 //! ```
+//!
+//! The scoped tokens are signed with `OFFSTAGE_TOKEN_SECRET` (at least 32 bytes), or else with
+//! a random secret made at start: then the tokens of the pages already open stop working when
+//! the app restarts, and the pages ask for new ones.
 
 mod crawl;
 mod demo_site;
@@ -22,7 +26,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use offstage::Runtime;
-use offstage_server::{AppState, Role, Tokens};
+use offstage_server::{AppState, Role, ScopedTokens, Sites, Tokens};
 
 use crate::crawl::Crawl;
 use crate::demo_site::DemoSite;
@@ -44,9 +48,17 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     demo_pages: usize,
     /// A `control` token for Offstage's dashboard and API at `/offstage`. Without one they
-    /// are mounted open on a loopback address, and not at all on any other.
+    /// are open on a loopback address, and on any other take only the pages' scoped tokens.
     #[arg(long, env = "CRAWLER_OFFSTAGE_TOKEN")]
     offstage_token: Option<String>,
+    /// Also answer to this host name at `/offstage`, where the page watches its crawl (IP
+    /// addresses and localhost always are; others get 403 there, against DNS rebinding): the
+    /// name the app is served under, such as crawler.example.com. Repeat for more.
+    #[arg(long = "allowed-host", value_name = "HOST", value_parser = Sites::parse_host)]
+    allowed_hosts: Vec<String>,
+    /// How long a page's scoped token lives, in seconds; the page renews it halfway.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    token_ttl_s: u64,
 }
 
 #[tokio::main]
@@ -70,7 +82,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    // The demo site first: its address is the sitemap box's default.
+    // The secret first: a bad one stops the app before it creates anything.
+    let (tokens, random_secret) = match std::env::var("OFFSTAGE_TOKEN_SECRET") {
+        Ok(secret) => (
+            ScopedTokens::try_new(secret.trim().as_bytes())
+                .map_err(|e| format!("OFFSTAGE_TOKEN_SECRET: {e}"))?,
+            false,
+        ),
+        Err(_) => (ScopedTokens::random(), true),
+    };
+
+    // Then the demo site: its address is the sitemap box's default.
     let demo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let demo_url = format!("http://{}", demo.local_addr()?);
     let site = DemoSite {
@@ -93,23 +115,32 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
-    let offstage = match (&args.offstage_token, args.addr.ip().is_loopback()) {
-        (Some(token), _) => Some(Tokens::new([(Role::Control, token.clone())])),
-        (None, true) => Some(Tokens::default()),
-        (None, false) => None,
+    // Operators' access to Offstage's API and dashboard. The pages' scoped tokens work
+    // whichever it is; without a control token off loopback, a random one nobody is told
+    // closes the API to everything but them.
+    let operators = match (&args.offstage_token, args.addr.ip().is_loopback()) {
+        (Some(token), _) => Tokens::new([(Role::Control, token.clone())]),
+        (None, true) => Tokens::default(),
+        (None, false) => Tokens::new([(Role::Control, uuid::Uuid::new_v4().to_string())]),
     };
-    let mut app = web::app(web::WebState {
-        runtime: runtime.clone(),
-        pages,
-        default_sitemap: format!("{demo_url}/sitemap.xml"),
-        dashboard: offstage.is_some(),
-    });
-    // Offstage's own API and dashboard, for the operator: the crawler's page never uses them.
-    if let Some(tokens) = offstage {
-        let state = AppState::new(runtime.clone()).with_tokens(tokens);
-        // `app_at`, not `nest`: the dashboard answers at `/offstage/` too.
-        app = app.merge(offstage_server::app_at("/offstage", state));
+    let mut sites = Sites::default();
+    for host in &args.allowed_hosts {
+        sites = sites.allow_host(host)?;
     }
+    let dashboard = args.offstage_token.is_some() || args.addr.ip().is_loopback();
+    let app = web::app(
+        web::WebState {
+            runtime: runtime.clone(),
+            pages,
+            default_sitemap: format!("{demo_url}/sitemap.xml"),
+            dashboard,
+            tokens,
+            token_ttl: Duration::from_secs(args.token_ttl_s),
+        },
+        AppState::new(runtime.clone())
+            .with_tokens(operators)
+            .with_sites(sites),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -124,11 +155,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // The first line is the address, for scripts and tests that start the app on port 0.
     println!("crawler listening on {url}");
     println!("demo site on {demo_url} (sitemap {demo_url}/sitemap.xml)");
-    match (&args.offstage_token, args.addr.ip().is_loopback()) {
-        (None, false) => println!(
-            "Offstage's dashboard is not mounted: give --offstage-token to serve it at /offstage"
-        ),
-        _ => println!("Offstage's dashboard on {url}/offstage"),
+    if dashboard {
+        println!("Offstage's dashboard on {url}/offstage");
+    } else {
+        println!("Offstage's dashboard is closed: give --offstage-token to open it at /offstage");
+    }
+    if random_secret {
+        println!(
+            "scoped tokens are signed with a random secret, good until the app stops: set \
+             OFFSTAGE_TOKEN_SECRET (32 bytes or more) to keep them across restarts"
+        );
     }
     axum::serve(listener, app)
         // Ctrl-C or SIGTERM (systemd, containers): stop taking requests, then drain.

@@ -1,34 +1,32 @@
-//! The crawler's **web** routes: its page, and the JSON and SSE routes that page uses.
+//! The crawler's **web** routes: its page, and the JSON routes that page uses.
 //!
 //! Every browser gets a session: a random id in an `HttpOnly`, `SameSite=Strict` cookie, set on
 //! its first request. A crawl is launched with a name derived from that session (never the
 //! cookie itself) as its Offstage `owner` and `key` (with `on_conflict: reject`, so two Runs
-//! racing still start one crawl), and every route that touches a crawl checks it, so one browser can watch and stop only its own
-//! crawls; another's is a 403. The page needs none of Offstage's own API: its live progress
-//! comes from `GET /crawls/{id}/events`, which relays the runtime's events for that one task.
+//! racing still start one crawl). The page watches and stops its crawls through Offstage's own
+//! API, mounted beside these routes at `/offstage`, with a scoped token `GET /token` mints for
+//! the session's owner: the token reaches this session's crawls and nothing else, so another
+//! browser's crawl is a 404 to it. This app has no relay, no event stream and no ownership
+//! check of its own.
 //!
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the page (and `/assets/app.js`, `/assets/style.css`) |
+//! | `GET /token` | a scoped token for this session's crawls: read and kill, short-lived |
 //! | `POST /crawls` `{sitemap}` | launch a crawl owned by this session → 201 and the task |
-//! | `GET /crawls/current` | this session's latest crawl still running (or `null`), and the page count |
-//! | `GET /crawls/{id}/events` | SSE: a `snapshot` of the task, then its `state`, `log` and `finished` events |
-//! | `POST /crawls/{id}/stop` | kill the crawl; answers with its final record |
+//! | `GET /pages` | how many pages the table holds |
 //! | `GET /search?q=` | pages whose text has the words, best first |
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use futures::{Stream, StreamExt};
-use offstage::{EventKind, ListFilter, Runtime, TaskId, TaskRecord, TaskType};
-use offstage_server::ApiError;
+use offstage::{ListFilter, Runtime, TaskRecord, TaskType};
+use offstage_server::{ApiError, AppState, Rights, Scope, ScopedTokens};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -47,8 +45,13 @@ pub struct WebState {
     pub pages: Pages,
     /// What the sitemap box holds when the page opens: the demo site's sitemap.
     pub default_sitemap: String,
-    /// True when Offstage's dashboard is mounted at `/offstage`, for the page to link to it.
+    /// True when Offstage's dashboard at `/offstage` is open to whoever runs the app (on a
+    /// loopback address, or with a control token), for the page to link to it.
     pub dashboard: bool,
+    /// What `GET /token` signs with: the secret Offstage's router at `/offstage` checks.
+    pub tokens: ScopedTokens,
+    /// How long a token `GET /token` mints lives. The page asks for a new one halfway.
+    pub token_ttl: Duration,
 }
 
 /// Who the browser is, as its crawls' `owner`: a name derived from its session cookie (a
@@ -63,19 +66,23 @@ impl Session {
     }
 }
 
-/// The crawler's routes.
-pub fn app(state: WebState) -> Router {
+/// The crawler's routes, and Offstage's router at `/offstage` (its API, `/offstage.js` and the
+/// dashboard) as `offstage` configures it for operators, checking the scoped tokens
+/// `GET /token` mints: one secret for both, set here.
+pub fn app(state: WebState, offstage: AppState) -> Router {
+    let offstage = offstage.scoped_tokens(state.tokens.clone());
     Router::new()
         .route("/", get(index))
         .route("/assets/app.js", get(script))
         .route("/assets/style.css", get(style))
+        .route("/token", get(token))
         .route("/crawls", post(start))
-        .route("/crawls/current", get(current))
-        .route("/crawls/{id}/events", get(events))
-        .route("/crawls/{id}/stop", post(stop))
+        .route("/pages", get(pages))
         .route("/search", get(search))
         .layer(middleware::from_fn(session))
         .with_state(state)
+        // `app_at`, not `nest`: the dashboard answers at `/offstage/` too.
+        .merge(offstage_server::app_at("/offstage", offstage))
 }
 
 /// Finds the request's session in its cookie, or makes one and sets the cookie on the answer.
@@ -226,91 +233,30 @@ async fn running_crawl(rt: &Runtime, session: &str) -> Result<Option<TaskRecord>
     Ok(None)
 }
 
-/// `GET /crawls/current`: what the page reattaches to when it opens.
-async fn current(
-    State(state): State<WebState>,
-    Extension(Session(session)): Extension<Session>,
-) -> Result<Json<Value>, ApiError> {
-    let task = running_crawl(&state.runtime, &session).await?;
-    let pages = state.pages.count().await.map_err(internal)?;
-    Ok(Json(json!({ "task": task, "pages": pages })))
+/// `GET /pages`: how many pages the table holds.
+async fn pages(State(state): State<WebState>) -> Result<Json<Value>, ApiError> {
+    let count = state.pages.count().await.map_err(internal)?;
+    Ok(Json(json!({ "count": count })))
 }
 
-/// Task `id`, if it is a crawl of this session's: 404 for no such crawl, 403 for someone
-/// else's.
-async fn owned(rt: &Runtime, id: &str, session: &str) -> Result<TaskRecord, ApiError> {
-    let id: TaskId = id.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            format!("`{id}` is not a task id: use the id POST /crawls answered with"),
-        )
-    })?;
-    let record = rt.record(id).await?;
-    if record.name != Crawl::NAME {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_a_crawl",
-            format!("task {id} is not a crawl"),
-        ));
-    }
-    if record.owner.as_deref() != Some(session) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not_your_crawl",
-            format!(
-                "crawl {id} was started by another browser session: only the session that \
-                 started a crawl may watch or stop it"
-            ),
-        ));
-    }
-    Ok(record)
-}
-
-/// `POST /crawls/{id}/stop`: kills the crawl (it stops between two pages) and answers with its
-/// final record, status `killed` (or `completed`, if it ended first).
-async fn stop(
+/// `GET /token`: a scoped token for this session's crawls (scope `owner` = the session, rights
+/// read and kill), which the page gives Offstage's browser client. It is the page's whole
+/// access to Offstage: another session's crawls are outside its scope, and it can launch
+/// nothing (crawls are launched by `POST /crawls`, which sets the owner). `ttl_s` says when to
+/// ask again; `no-store`, since it is a credential.
+async fn token(
     State(state): State<WebState>,
     Extension(Session(session)): Extension<Session>,
-    Path(id): Path<String>,
-) -> Result<Json<TaskRecord>, ApiError> {
-    let record = owned(&state.runtime, &id, &session).await?;
-    Ok(Json(state.runtime.kill(record.id).await?))
-}
-
-/// `GET /crawls/{id}/events`: the crawl's record as a `snapshot` event, then each of its events
-/// as it happens (`state`, `log`, `finished`). The stream ends after `finished`; a crawl already
-/// over gets its `snapshot` and then `finished` at once.
-async fn events(
-    State(state): State<WebState>,
-    Extension(Session(session)): Extension<Session>,
-    Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let record = owned(&state.runtime, &id, &session).await?;
-    // The record now and every event after it; for a crawl already over, only `finished`.
-    let (record, subscription) = state.runtime.follow(record.id).await?;
-    let snapshot = futures::stream::once(async move { Ok(sse("snapshot", &record)) });
-    let live = subscription.into_stream().filter_map(|event| async move {
-        match event {
-            Ok(event) => match &event.kind {
-                EventKind::State { state } => Some(Ok(sse("state", state))),
-                EventKind::Log { line } => Some(Ok(sse("log", line))),
-                EventKind::Finished { task } => Some(Ok(sse("finished", task))),
-                EventKind::Launched { .. } | EventKind::Started { .. } => None,
-            },
-            // Missed events: the page asks for a fresh snapshot by reconnecting.
-            Err(offstage::RecvError::Gap { .. }) => Some(Ok(sse("gap", &json!({})))),
-            Err(offstage::RecvError::Closed) => None,
-        }
+) -> Response {
+    let minted = state
+        .tokens
+        .mint(Scope::Owner(session), Rights::ReadAndKill, state.token_ttl);
+    let body = json!({
+        "token": minted.token,
+        "expires_at": minted.expires_at,
+        "ttl_s": state.token_ttl.as_secs(),
     });
-    Ok(Sse::new(snapshot.chain(live))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-fn sse(name: &str, data: &impl serde::Serialize) -> SseEvent {
-    SseEvent::default()
-        .event(name)
-        .json_data(data)
-        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event skipped"))
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -342,8 +288,8 @@ mod tests {
     use super::*;
     use crate::demo_site::DemoSite;
 
-    /// The crawler's routes over a fresh database in a temporary directory, crawling a demo
-    /// site on a free port.
+    /// The crawler's routes and Offstage's, closed to operators (a control token), over a fresh
+    /// database in a temporary directory, crawling a demo site on a free port.
     async fn app_and_sitemap() -> (Router, String, Runtime, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("crawler-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -367,20 +313,32 @@ mod tests {
             pages,
             default_sitemap: sitemap.clone(),
             dashboard: false,
+            tokens: ScopedTokens::random(),
+            token_ttl: Duration::from_secs(60),
         };
-        (app(state), sitemap, runtime, dir)
+        let operators = offstage_server::Tokens::new([(
+            offstage_server::Role::Control,
+            "operator-secret".to_owned(),
+        )]);
+        let offstage = AppState::new(runtime.clone()).with_tokens(operators);
+        (app(state, offstage), sitemap, runtime, dir)
     }
 
+    /// `method uri` with the session `cookie` and the bearer `token`, if given: the status, the
+    /// cookie set, and the JSON answer.
     async fn call(
         app: &Router,
         method: &str,
         uri: &str,
-        cookie: Option<&str>,
+        (cookie, token): (Option<&str>, Option<&str>),
         body: Option<Value>,
     ) -> (StatusCode, Option<String>, Value) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
+        }
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = match body {
             Some(body) => request
@@ -400,57 +358,74 @@ mod tests {
         (status, set_cookie, json)
     }
 
-    #[tokio::test]
-    async fn only_the_session_that_started_a_crawl_may_stop_it() {
-        let (app, sitemap, runtime, dir) = app_and_sitemap().await;
-
-        // A first request gets a session cookie, and the crawl belongs to that session.
-        let body = json!({ "sitemap": sitemap });
-        let (status, cookie, task) = call(&app, "POST", "/crawls", None, Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{task}");
+    /// A new session: its cookie, and the token `GET /token` gives it.
+    async fn session(app: &Router) -> (String, String) {
+        let (status, cookie, minted) = call(app, "GET", "/token", (None, None), None).await;
+        assert_eq!(status, StatusCode::OK, "{minted}");
         let cookie = cookie.expect("a session cookie");
         assert!(
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
             "{cookie}"
         );
-        let mine = cookie.split(';').next().unwrap().to_owned();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        (cookie, minted["token"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_sessions_token_reaches_its_own_crawls_and_no_others() {
+        let (app, sitemap, runtime, dir) = app_and_sitemap().await;
+        let (mine, token) = session(&app).await;
+        let me = (Some(mine.as_str()), Some(token.as_str()));
+
+        // The crawl belongs to the session: its owner is derived from the cookie, and never is
+        // the cookie (a secret).
+        let body = json!({ "sitemap": sitemap });
+        let (status, _, task) = call(&app, "POST", "/crawls", me, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
         let id = task["id"].as_str().unwrap().to_owned();
-        // The owner is derived from the cookie, and never is the cookie (a secret).
         let secret = mine.split_once('=').map(|(_, v)| v).unwrap();
         assert_eq!(task["owner"], Session::of_cookie(secret).0.as_str());
         assert_ne!(task["owner"], secret);
-
-        // That session finds it running; a second Run while it runs is refused.
-        let (_, again, current) = call(&app, "GET", "/crawls/current", Some(&mine), None).await;
-        assert_eq!(again, None, "a known session keeps its cookie");
-        assert_eq!(current["task"]["id"], id.as_str());
         let body = json!({ "sitemap": sitemap });
-        let (status, _, error) = call(&app, "POST", "/crawls", Some(&mine), Some(body)).await;
+        let (status, _, error) = call(&app, "POST", "/crawls", me, Some(body)).await;
         assert_eq!(status, StatusCode::CONFLICT, "{error}");
 
-        // Another session sees nothing of it and may not stop or watch it.
-        let other = format!("{COOKIE}={}", uuid::Uuid::new_v4());
-        let (_, _, current) = call(&app, "GET", "/crawls/current", Some(&other), None).await;
-        assert_eq!(current["task"], Value::Null);
-        let stop = format!("/crawls/{id}/stop");
-        let (status, _, error) = call(&app, "POST", &stop, Some(&other), None).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(error["error"]["code"], "not_your_crawl");
-        let events = format!("/crawls/{id}/events");
-        let (status, _, _) = call(&app, "GET", &events, Some(&other), None).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _, _) = call(&app, "POST", "/crawls/nonsense/stop", Some(&mine), None).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Its token finds it running through Offstage's API: what the page reattaches to.
+        let list = "/offstage/api/tasks?name=crawler.crawl";
+        let (status, _, found) = call(&app, "GET", list, me, None).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(found["tasks"][0]["id"], id.as_str());
+        assert_eq!(found["tasks"][0]["status"], "running");
 
-        // Its own session stops it: killed, its pages so far kept.
-        let (status, _, record) = call(&app, "POST", &stop, Some(&mine), None).await;
-        assert_eq!(status, StatusCode::OK, "{record}");
-        assert_eq!(record["status"], "killed");
-        let (_, _, current) = call(&app, "GET", "/crawls/current", Some(&mine), None).await;
-        assert_eq!(current["task"], Value::Null);
+        // Another session's token sees nothing of it and may not stop it: 404, as for no task.
+        let (other, other_token) = session(&app).await;
+        let them = (Some(other.as_str()), Some(other_token.as_str()));
+        let (_, _, found) = call(&app, "GET", list, them, None).await;
+        assert_eq!(found["tasks"], json!([]));
+        let show = format!("/offstage/api/tasks/{id}");
+        let (status, _, _) = call(&app, "GET", &show, them, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let kill = format!("/offstage/api/tasks/{id}/kill");
+        let (status, _, _) = call(&app, "POST", &kill, them, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // Without a token, Offstage's API is the operator's: closed here.
+        let (status, _, _) = call(&app, "GET", &show, (Some(&mine), None), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Nor may the session's token launch: crawls are launched through the app.
+        let launch = json!({ "name": "crawler.crawl", "args": { "sitemap": sitemap } });
+        let (status, _, _) = call(&app, "POST", "/offstage/api/tasks", me, Some(launch)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Its own token stops it: killed, its pages so far kept.
+        let (status, _, record) = call(&app, "POST", &kill, me, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{record}");
+        let record = runtime.get(id.parse().unwrap()).await.unwrap().wait().await;
+        let record = record.unwrap();
+        assert_eq!(record.status, offstage::Status::Killed);
+        let (_, _, pages) = call(&app, "GET", "/pages", me, None).await;
         // The state has no `done` yet if the kill came while the sitemap was being read.
-        let done = record["state"]["done"].as_u64().unwrap_or(0);
-        assert_eq!(current["pages"].as_u64(), Some(done));
+        let done = record.state["done"].as_u64().unwrap_or(0);
+        assert_eq!(pages["count"].as_u64(), Some(done));
         runtime.shutdown().await.unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -459,13 +434,13 @@ mod tests {
     async fn an_https_or_missing_sitemap_is_refused_with_a_reason() {
         let (app, _, runtime, dir) = app_and_sitemap().await;
         let body = json!({ "sitemap": "https://example.com/sitemap.xml" });
-        let (status, _, error) = call(&app, "POST", "/crawls", None, Some(body)).await;
+        let (status, _, error) = call(&app, "POST", "/crawls", (None, None), Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(error["error"]["message"]
             .as_str()
             .unwrap()
             .contains("plain http"));
-        let (status, _, error) = call(&app, "POST", "/crawls", None, Some(json!({}))).await;
+        let (status, _, error) = call(&app, "POST", "/crawls", (None, None), Some(json!({}))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
         runtime.shutdown().await.unwrap();
         let _ = std::fs::remove_dir_all(dir);

@@ -1,5 +1,7 @@
 //! The crawler end to end in a real browser: headless Chromium, driven over WebDriver
-//! (chromedriver), against a real `crawler` process and its demo site.
+//! (chromedriver), against a real `crawler` process and its demo site. Offstage's API is closed
+//! to operators (a control token the page never sees) and the page's scoped tokens live 3 s, so
+//! the page works only through its own token, and renews it several times per crawl.
 //!
 //! Runs when `OFFSTAGE_TEST_BROWSER` is set (ignored, with the reason, otherwise); the harness
 //! (`crates/offstage-server/tests/common/browser.rs`) says how it is switched on, where the
@@ -21,6 +23,9 @@ use harness::{require_browser, Browser};
 /// Pages on the demo site; its sitemap lists one more that answers 404.
 const PAGES: usize = 150;
 
+/// The operator's control token for Offstage's API at `/offstage`; the page never has it.
+const OPERATOR: &str = "crawler-browser-test-operator";
+
 /// A `crawler` process on a free port with a database of its own, killed when dropped.
 struct App {
     child: Child,
@@ -36,6 +41,7 @@ impl App {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crawler"))
             .args(["--addr", "127.0.0.1:0", "--delay-ms", "50"])
             .args(["--demo-pages", &PAGES.to_string()])
+            .args(["--offstage-token", OPERATOR, "--token-ttl-s", "3"])
             .arg("--db")
             .arg(dir.join("crawler.db"))
             .stdout(Stdio::piped())
@@ -61,6 +67,15 @@ impl Drop for App {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The paths of the requests the page has made since it loaded (the Resource Timing entries:
+/// a request appears once its answer has been read to the end).
+async fn requested(browser: &Browser) -> Vec<String> {
+    const SCRIPT: &str = "return performance.getEntriesByType('resource')
+        .map((entry) => new URL(entry.name).pathname)";
+    let paths = browser.client.execute(SCRIPT, vec![]).await.unwrap();
+    serde_json::from_value(paths).unwrap()
 }
 
 /// "n of total" as the page shows it: n.
@@ -112,16 +127,46 @@ async fn crawl_watch_stop_reattach_and_search() {
         "the total is the sitemap's"
     );
 
-    // Another session may not stop it.
-    let response = reqwest::Client::new()
-        .post(format!("{}/crawls/{id}/stop", app.url))
+    // Another browser session, with the token the app gives it, can neither see nor stop it:
+    // 404, as for a task that does not exist.
+    let other = reqwest::Client::new();
+    let minted: Value = other
+        .get(format!("{}/token", app.url))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("another browser session"), "{message}");
+    let theirs = minted["token"].as_str().unwrap();
+    let task = format!("{}/offstage/api/tasks/{id}", app.url);
+    let response = other.get(&task).bearer_auth(theirs).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let kill = format!("{task}/kill");
+    let response = other.post(&kill).bearer_auth(theirs).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let list = format!("{}/offstage/api/tasks?name=crawler.crawl", app.url);
+    let found: Value = other
+        .get(&list)
+        .bearer_auth(theirs)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["tasks"], json!([]));
+    // Without a token Offstage's API is closed, and the app's old relay is gone.
+    let response = other.get(&task).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    for gone in [format!("/crawls/{id}/events"), "/crawls/current".to_owned()] {
+        let response = other
+            .get(format!("{}{gone}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{gone}");
+    }
 
     // Stop: the crawl ends killed, and every page it finished stays in the table.
     browser.click("#stop").await;
@@ -153,6 +198,27 @@ async fn crawl_watch_stop_reattach_and_search() {
     browser
         .wait("#log li[data-level=warn]", "text", json!("Skipped"))
         .await;
+
+    // The page watched it through Offstage's API at `/offstage`, with the session's token,
+    // renewed as it expired (the stream ends with each token, and reopens with the next), and
+    // never through an app route of its own.
+    let second = browser.attr("#crawl", "data-task").await.unwrap();
+    let paths = requested(&browser).await;
+    let watched = format!("/offstage/api/tasks/{second}/events");
+    let streams = paths.iter().filter(|path| **path == watched).count();
+    let tokens = paths.iter().filter(|path| *path == "/token").count();
+    assert!(streams >= 2 && tokens >= 2, "{paths:?}");
+    assert!(
+        paths.iter().any(|path| path == "/offstage/offstage.js"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths
+            .iter()
+            .any(|path| path.starts_with("/crawls/") || path.starts_with("/api/")),
+        "{paths:?}"
+    );
+    assert_eq!(browser.js_errors().await, Vec::<String>::new());
 
     // Search finds the one page with the word only it contains.
     browser.fill("#q", "quokka").await;
