@@ -9,7 +9,7 @@
 //!
 //! The sign-in is a cookie with a random user id, given on the first visit. It is NOT
 //! authentication (anyone can send any cookie): put your app's real session where
-//! [`User`] reads the cookie. `TOKEN_SECRET` signs the users' tokens (random by default) and
+//! `User` reads the cookie. `TOKEN_SECRET` signs the users' tokens (random by default) and
 //! `OPERATOR_TOKEN` is the dashboard's `control` token (none by default); see the README.
 
 use std::time::Duration;
