@@ -6,10 +6,6 @@
 //! (`crates/offstage-server/tests/common/browser.rs`) says how it is switched on and how it
 //! waits.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
 
 // The project's browser harness, shared with the dashboard's suite.
@@ -18,45 +14,9 @@ mod harness;
 
 use harness::{require_browser, Browser};
 
-/// An `end-users` process on a free port with a database of its own, killed when dropped.
-struct App {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
+mod common;
 
-impl App {
-    fn start() -> App {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("end-users-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_end-users"))
-            .arg("127.0.0.1:0")
-            .arg(dir.join("end-users.db"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut said = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        said.read_line(&mut first).unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("end-users listening on ")
-            .unwrap_or_else(|| panic!("the first line names the address: {first:?}"))
-            .to_owned();
-        std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
-        App { child, url, dir }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::App;
 
 /// The token the app gives this browser's user, asked for as the page does.
 async fn token_of(browser: &Browser) -> String {
@@ -64,15 +24,6 @@ async fn token_of(browser: &Browser) -> String {
         fetch('/token').then((r) => r.json()).then((minted) => done(minted.token))";
     let token = browser.client.execute_async(SCRIPT, vec![]).await.unwrap();
     token.as_str().expect("a token").to_owned()
-}
-
-/// `GET /offstage/api/tasks/{id}` with `token` (or none): its status.
-async fn status_of_get(app: &App, id: &str, token: Option<&str>) -> u16 {
-    let mut request = reqwest::Client::new().get(format!("{}/offstage/api/tasks/{id}", app.url));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.unwrap().status().as_u16()
 }
 
 #[cfg_attr(
@@ -128,10 +79,10 @@ async fn a_user_watches_and_stops_their_reports_and_another_sees_none_of_them() 
     let token_b = token_of(&b).await;
     assert_ne!(token_a, token_b);
     for id in [&completed, &stopped] {
-        assert_eq!(status_of_get(&app, id, Some(&token_b)).await, 404);
-        assert_eq!(status_of_get(&app, id, Some(&token_a)).await, 200);
+        assert_eq!(app.status_of_get(id, Some(&token_b)).await, 404);
+        assert_eq!(app.status_of_get(id, Some(&token_a)).await, 200);
         // Nor may anyone who sends no token: the API is not open.
-        assert_eq!(status_of_get(&app, id, None).await, 401);
+        assert_eq!(app.status_of_get(id, None).await, 401);
     }
     b.close().await;
 }
