@@ -102,7 +102,7 @@ async fn page(headers: HeaderMap) -> Response {
     }
     let cookie = format!(
         "user=u-{}; Path=/; HttpOnly; SameSite=Strict",
-        uuid::Uuid::now_v7().simple()
+        uuid::Uuid::new_v4().simple()
     );
     ([(SET_COOKIE, cookie)], page).into_response()
 }
