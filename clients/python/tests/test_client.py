@@ -235,6 +235,50 @@ def test_tokens_and_roles(token_server: Server) -> None:
     assert reader.get_background_task(task.get_id()).get_termination_status() == "killed"
 
 
+def test_an_owner_token_reads_and_kills_that_owners_tasks_only(token_server: Server) -> None:
+    # The server is given no token secret: it signs with one of its own, good for as long as
+    # this one process runs, which is all a single-server test needs.
+    url = token_server.url
+    launcher = offstage.Client(url, TOKENS["launch"])
+    mine = launcher.launch("demo.sleep", {"seconds": 600}, owner="py-alice")
+    theirs = launcher.launch("demo.sleep", {"seconds": 600}, owner="py-bob")
+
+    controller = offstage.Client(url, TOKENS["control"])
+    minted = controller.mint_token(owner="py-alice", rights=("read", "kill"), ttl=60)
+    assert minted.token.startswith("ost1.")
+    now = datetime.now(timezone.utc)
+    assert now + timedelta(seconds=30) < minted.expires_at <= now + timedelta(seconds=62)
+    alice = offstage.Client(url, minted)
+
+    # Her own task, and only hers: the other owner's answers as an id no task has.
+    seen = alice.get_background_task(mine.get_id())
+    assert seen.is_running() and seen.get_state() == {"sleeping_s": 600}
+    assert [t.get_id() for t in alice.list_background_tasks()] == [mine.get_id()]
+    with pytest.raises(offstage.OffstageError) as raised:
+        alice.get_background_task(theirs.get_id())
+    assert (raised.value.code, raised.value.status) == ("not_found", 404)
+    with pytest.raises(offstage.OffstageError) as raised:
+        alice.kill(theirs.get_id())
+    assert (raised.value.code, raised.value.status) == ("not_found", 404)
+    with pytest.raises(offstage.OffstageError) as raised:
+        alice.launch("demo.echo", {"value": 1}, owner="py-alice")
+    assert raised.value.status == 403
+    assert "owner `py-alice`" in raised.value.message
+
+    # Without the kill right, her own task is visible but not stoppable.
+    reader = offstage.Client(url, controller.mint_token(owner="py-alice", ttl=60))
+    with pytest.raises(offstage.OffstageError) as raised:
+        reader.kill(mine.get_id())
+    assert raised.value.status == 403
+    assert reader.get_background_task(mine.get_id()).is_running()
+
+    # With it, Stop works, and the task ends killed as its owner's token watches.
+    seen.kill(grace=0.5)
+    assert seen.wait(timeout=20).get_termination_status() == "killed"
+    assert launcher.get_background_task(theirs.get_id()).is_running()
+    controller.kill(theirs.get_id())
+
+
 def test_every_tasks_events_on_one_stream(client: offstage.Client) -> None:
     with client.events() as events:
         task = offstage.launch_background_task("demo.echo", value="all")

@@ -1,9 +1,8 @@
 """Client.mint_token and scoped tokens, without a server.
 
-`POST /api/tokens` is not in the server these tests run against yet (it is being added beside
-this client), so these tests answer through `httpx.MockTransport`: they check the request the
-client sends and how it reads the answer, as the issue specifies the endpoint. A test against
-a real server joins `test_client.py` once the server mints tokens.
+These tests answer through `httpx.MockTransport`: they check the request the client sends and
+how it reads the answer, refusals included, to the letter. What a minted token then does on a
+real server (its owner's tasks read and killed, another owner's a 404) is in `test_client.py`.
 """
 
 from __future__ import annotations
