@@ -82,7 +82,7 @@ impl FromStr for Role {
     }
 }
 
-/// The configured tokens. Empty means the API is open.
+/// The configured tokens. Empty means the API is open, unless made with [`Tokens::closed`].
 ///
 /// Secrets are kept as SHA-256 digests, and a presented token is hashed and compared with every
 /// one of them in constant time (`subtle`): how long a check takes says nothing about how
@@ -90,6 +90,8 @@ impl FromStr for Role {
 #[derive(Clone, Default)]
 pub struct Tokens {
     digests: Arc<Vec<([u8; 32], Role)>>,
+    /// No role token, and not open: only scoped tokens get in.
+    closed: bool,
 }
 
 impl fmt::Debug for Tokens {
@@ -114,6 +116,27 @@ impl Tokens {
             .collect();
         Self {
             digests: Arc::new(digests),
+            closed: false,
+        }
+    }
+
+    /// No role token at all, and not open either: every request needs a token, and only the
+    /// scoped tokens the app mints get in (see [`crate::ScopedTokens`]). For an app whose own
+    /// users are the only callers of the router it mounts: without this, a router with no role
+    /// token is open to anyone who sends no token.
+    ///
+    /// ```
+    /// use offstage_server::{AppState, ScopedTokens, Tokens};
+    /// # async fn demo(rt: offstage::Runtime) {
+    /// let state = AppState::new(rt)
+    ///     .with_tokens(Tokens::closed())
+    ///     .scoped_tokens(ScopedTokens::random());
+    /// # }
+    /// ```
+    pub fn closed() -> Self {
+        Self {
+            digests: Arc::default(),
+            closed: true,
         }
     }
 
@@ -178,9 +201,9 @@ impl Tokens {
             .collect()
     }
 
-    /// True when no tokens are configured.
+    /// True when no tokens are configured (and the set was not made [`Tokens::closed`]).
     pub fn is_open(&self) -> bool {
-        self.digests.is_empty()
+        self.digests.is_empty() && !self.closed
     }
 
     /// The role of `secret`, checked against every token in constant time.
@@ -542,6 +565,21 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, value.parse().unwrap());
         headers
+    }
+
+    #[test]
+    fn a_closed_set_lets_no_one_in_without_a_token_where_an_empty_one_lets_everyone() {
+        let open = Tokens::default();
+        assert!(open.is_open());
+        assert_eq!(open.role_of(&HeaderMap::new()).unwrap(), Role::Control);
+        let closed = Tokens::closed();
+        assert!(!closed.is_open());
+        let refused = closed.role_of(&HeaderMap::new()).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let refused = closed
+            .role_of(&with_authorization("Bearer anything"))
+            .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

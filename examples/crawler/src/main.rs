@@ -116,12 +116,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // Operators' access to Offstage's API and dashboard. The pages' scoped tokens work
-    // whichever it is; without a control token off loopback, a random one nobody is told
-    // closes the API to everything but them.
+    // whichever it is; without a control token off loopback the API is closed to everything
+    // but them.
     let operators = match (&args.offstage_token, args.addr.ip().is_loopback()) {
         (Some(token), _) => Tokens::new([(Role::Control, token.clone())]),
         (None, true) => Tokens::default(),
-        (None, false) => Tokens::new([(Role::Control, uuid::Uuid::new_v4().to_string())]),
+        (None, false) => Tokens::closed(),
     };
     let mut sites = Sites::default();
     for host in &args.allowed_hosts {

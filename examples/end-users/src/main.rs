@@ -151,11 +151,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => ScopedTokens::random(),
     };
     // Without a role token the API would be open to anyone who sends no token at all: the
-    // operator's (dashboard, CLI) is `OPERATOR_TOKEN`, or one nobody knows.
-    let operator = std::env::var("OPERATOR_TOKEN")
-        .unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string());
+    // operator's (dashboard, CLI) is `OPERATOR_TOKEN`, or none, and then only the users'
+    // scoped tokens get in.
+    let operators = match std::env::var("OPERATOR_TOKEN") {
+        Ok(operator) => Tokens::new([(Role::Control, operator)]),
+        Err(_) => Tokens::closed(),
+    };
     let offstage = AppState::new(runtime.clone())
-        .with_tokens(Tokens::new([(Role::Control, operator)]))
+        .with_tokens(operators)
         .scoped_tokens(tokens.clone());
     let app = Router::new()
         .route("/", get(page))
