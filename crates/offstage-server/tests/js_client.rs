@@ -534,3 +534,71 @@ async fn the_client_is_served_at_offstage_js_without_a_token() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+/// `examples/js/plain.html` as its comment says to run it: served from another origin (here a
+/// small static server in the test), the task and the server in its URL, a scoped token in its
+/// fragment. It shows the task's progress to the end, and its Stop button kills another.
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
+#[tokio::test]
+async fn the_plain_page_example_shows_a_task_to_its_end_and_stops_another() {
+    const PLAIN: &str = include_str!("../../../examples/js/plain.html");
+    let pages = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://127.0.0.1:{}", pages.local_addr().unwrap().port());
+    let site = axum::Router::new().route(
+        "/plain.html",
+        axum::routing::get(|| async { axum::response::Html(PLAIN) }),
+    );
+    tokio::spawn(async move { axum::serve(pages, site).await });
+    let page = ClientPage::start_with(&["--cors-origin", &origin]).await;
+    let mint = |task: String| {
+        let api = &page.api;
+        async move {
+            let body =
+                json!({ "scope": { "task": task }, "rights": ["read", "kill"], "ttl_s": 300 });
+            let answer = api
+                .request(reqwest::Method::POST, "/api/tokens")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 201);
+            let minted: Value = answer.json().await.unwrap();
+            minted["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let open = |task: String, token: String| {
+        let url = format!(
+            "{origin}/plain.html?server={}&task={task}#token={token}",
+            page.server.url
+        );
+        let client = page.browser.client.clone();
+        async move { client.goto(&url).await.unwrap() }
+    };
+
+    let short = page
+        .api
+        .launch(json!({ "name": "demo.count", "args": { "to": 5, "interval_ms": 50 } }))
+        .await;
+    open(short.clone(), mint(short).await).await;
+    page.browser
+        .wait("#status", "text", json!("Finished: completed"))
+        .await;
+    assert_eq!(page.browser.text("#count").await, "5 of 5");
+    assert!(page.browser.text("#log").await.contains("5"));
+
+    let long = page
+        .api
+        .launch(json!({ "name": "demo.count", "args": { "to": 1000, "interval_ms": 50 } }))
+        .await;
+    open(long.clone(), mint(long.clone()).await).await;
+    page.browser.wait("#count", "text", json!("of 1000")).await;
+    page.browser.click("#stop").await;
+    page.browser
+        .wait("#status", "text", json!("Finished: killed"))
+        .await;
+    assert_eq!(page.api.finished(&long).await["status"], "killed");
+    page.close().await;
+}
