@@ -602,3 +602,112 @@ async fn the_plain_page_example_shows_a_task_to_its_end_and_stops_another() {
     assert_eq!(page.api.finished(&long).await["status"], "killed");
     page.close().await;
 }
+
+/// `examples/js/react/useTask.js` in a page, with a stand-in for React's `useState` and
+/// `useEffect` (a dozen lines, the hook's whole contract with React) mapped to `react` by an
+/// import map: the component shows its task live to the end, and a token for another task gets
+/// the server's refusal as `error`.
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
+#[tokio::test]
+async fn the_react_hook_example_follows_its_task_and_reports_a_refusal() {
+    const USE_TASK: &str = include_str!("../../../examples/js/react/useTask.js");
+    // Re-renders the one component whenever a state it uses is set; runs an effect when its
+    // dependencies change, cleaning up the last one first.
+    const REACT: &str = r#"
+        let component, cursor = 0, queued = false;
+        const slots = [];
+        const rerender = () => { cursor = 0; component(); };
+        export function useState(initial) {
+          const i = cursor++;
+          if (!(i in slots)) slots[i] = initial;
+          const set = (next) => {
+            slots[i] = typeof next === "function" ? next(slots[i]) : next;
+            if (!queued) { queued = true; queueMicrotask(() => { queued = false; rerender(); }); }
+          };
+          return [slots[i], set];
+        }
+        export function useEffect(effect, deps) {
+          const i = cursor++;
+          const last = slots[i];
+          if (last && deps.every((d, k) => d === last.deps[k])) return;
+          if (last && last.cleanup) last.cleanup();
+          slots[i] = { deps, cleanup: undefined };
+          queueMicrotask(() => { slots[i].cleanup = effect(); });
+        }
+        export function render(c) { component = c; rerender(); }
+    "#;
+    const PAGE: &str = r##"<!doctype html>
+        <script type="importmap">{ "imports": { "react": "/react.js" } }</script>
+        <p id="out">…</p>
+        <script type="module">
+          import { useTask } from "/useTask.js";
+          import { render } from "/react.js";
+          const params = new URLSearchParams(location.search);
+          const server = params.get("server");
+          const { Offstage } = await import(`${server}/offstage.js`);
+          const client = new Offstage(server, { token: params.get("token") });
+          render(() => {
+            const { task, error } = useTask(params.get("task"), { client });
+            document.querySelector("#out").textContent = error
+              ? `error ${error.code}`
+              : task ? `${task.status} ${task.state.done ?? 0} of ${task.state.total ?? "?"}` : "…";
+          });
+        </script>"##;
+    let pages = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://127.0.0.1:{}", pages.local_addr().unwrap().port());
+    let module =
+        |body: &'static str| move || async move { ([("content-type", "text/javascript")], body) };
+    let site = axum::Router::new()
+        .route(
+            "/hook.html",
+            axum::routing::get(|| async { axum::response::Html(PAGE) }),
+        )
+        .route("/react.js", axum::routing::get(module(REACT)))
+        .route("/useTask.js", axum::routing::get(module(USE_TASK)));
+    tokio::spawn(async move { axum::serve(pages, site).await });
+    let page = ClientPage::start_with(&["--cors-origin", &origin]).await;
+    let mint = |task: &str| {
+        let body = json!({ "scope": { "task": task }, "rights": ["read"], "ttl_s": 300 });
+        let request = page
+            .api
+            .request(reqwest::Method::POST, "/api/tokens")
+            .json(&body);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 201);
+            let minted: Value = answer.json().await.unwrap();
+            minted["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let open = |task: &str, token: &str| {
+        let url = format!(
+            "{origin}/hook.html?server={}&task={task}&token={token}",
+            page.server.url
+        );
+        let client = page.browser.client.clone();
+        async move { client.goto(&url).await.unwrap() }
+    };
+
+    let task = page
+        .api
+        .launch(json!({ "name": "demo.count", "args": { "to": 5, "interval_ms": 50 } }))
+        .await;
+    open(&task, &mint(&task).await).await;
+    page.browser
+        .wait("#out", "exact", json!("completed 5 of 5"))
+        .await;
+
+    let other = page
+        .api
+        .launch(json!({ "name": "demo.echo", "args": { "value": 1 } }))
+        .await;
+    // A token for `other` asking for `task`: outside its scope, so 404 as for an unknown id.
+    open(&task, &mint(&other).await).await;
+    page.browser
+        .wait("#out", "exact", json!("error not_found"))
+        .await;
+    page.close().await;
+}
