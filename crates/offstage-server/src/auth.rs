@@ -327,9 +327,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Access {
     }
 }
 
-/// Who may pass a route group's middleware.
+/// Who may pass a route group's middleware ([`require`]).
 #[derive(Clone, Copy, Debug)]
-enum Gate {
+pub(crate) enum Gate {
     /// A token with this role; a scoped token gets 403.
     Role(Role),
     /// A token with this role, or a scoped token, which the handler holds to its scope. With
@@ -468,93 +468,16 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-async fn require(
-    state: &crate::AppState,
-    gate: Gate,
+/// The middleware of a route group: lets through what `gate` allows, with the request's
+/// [`Access`] in its extensions for the handlers. `app()` puts one on each group.
+pub(crate) async fn require(
+    State((state, gate)): State<(crate::AppState, Gate)>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let access = access(state, &request, gate)?;
+    let access = access(&state, &request, gate)?;
     request.extensions_mut().insert(access);
     Ok(next.run(request).await)
-}
-
-/// Middleware: the request needs role `read`.
-pub async fn read(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(&state, Gate::Role(Role::Read), request, next).await
-}
-
-/// Middleware: the request needs role `read`, or a scoped token (in `Authorization`) that the
-/// handler holds to its scope.
-pub async fn read_scoped(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let gate = Gate::Scoped {
-        role: Role::Read,
-        query: false,
-    };
-    require(&state, gate, request, next).await
-}
-
-/// Middleware for the event streams: [`read_scoped`], and the scoped token may also come as
-/// `?token=`, since `EventSource` cannot send headers.
-pub async fn events_scoped(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let gate = Gate::Scoped {
-        role: Role::Read,
-        query: true,
-    };
-    require(&state, gate, request, next).await
-}
-
-/// Middleware: the request needs role `launch`.
-pub async fn launch(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(&state, Gate::Role(Role::Launch), request, next).await
-}
-
-/// Middleware: the request needs role `worker`.
-pub async fn worker(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(&state, Gate::Role(Role::Worker), request, next).await
-}
-
-/// Middleware: the request needs role `control`.
-pub async fn control(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(&state, Gate::Role(Role::Control), request, next).await
-}
-
-/// Middleware for kill: role `control`, or a scoped token, which the handler holds to its
-/// scope and its `kill` right.
-pub async fn control_scoped(
-    State(state): State<crate::AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let gate = Gate::Scoped {
-        role: Role::Control,
-        query: false,
-    };
-    require(&state, gate, request, next).await
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 
+use auth::Gate;
 pub use auth::{Access, Role, Tokens};
 pub use error::ApiError;
 pub use scoped::{Grant, Minted, Rights, Scope, ScopedTokens};
@@ -189,6 +190,14 @@ pub async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// The middleware that lets a route group's requests through as `gate` allows, with their
+/// `Access` for the handlers (`auth::require`).
+macro_rules! guard {
+    ($state:expr, $gate:expr $(,)?) => {
+        middleware::from_fn_with_state(($state.clone(), $gate), auth::require)
+    };
+}
+
 /// The whole HTTP API as a router.
 pub fn app(mut state: AppState) -> Router {
     // A page the browser may let call the API (CORS) may also change things through it: one
@@ -205,17 +214,23 @@ pub fn app(mut state: AppState) -> Router {
         .route("/api/tasks", get(api::tasks::list))
         .route("/api/tasks/{id}", get(api::tasks::show))
         .route("/api/tasks/{id}/logs", get(api::tasks::logs))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::read_scoped,
+        .route_layer(guard!(
+            &state,
+            Gate::Scoped {
+                role: Role::Read,
+                query: false,
+            },
         ));
     // The same for the event streams, whose scoped token may also be in the URL.
     let events = Router::new()
         .route("/api/tasks/{id}/events", get(api::events::task))
         .route("/api/events", get(api::events::all))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::events_scoped,
+        .route_layer(guard!(
+            &state,
+            Gate::Scoped {
+                role: Role::Read,
+                query: true,
+            },
         ));
     let read = Router::new()
         .route("/api/task-types", get(api::tasks::task_types))
@@ -225,16 +240,19 @@ pub fn app(mut state: AppState) -> Router {
         .route("/api/shared/{name}", get(api::shared::show))
         .route("/api/shared/{name}/events", get(api::shared::events))
         .route("/metrics", get(metrics::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::read));
+        .route_layer(guard!(&state, Gate::Role(Role::Read)));
     let launch = Router::new()
         .route("/api/tasks", post(api::tasks::launch))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::launch));
+        .route_layer(guard!(&state, Gate::Role(Role::Launch)));
     // A scoped token with the `kill` right kills within its scope.
     let kill = Router::new()
         .route("/api/tasks/{id}/kill", post(api::tasks::kill))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::control_scoped,
+        .route_layer(guard!(
+            &state,
+            Gate::Scoped {
+                role: Role::Control,
+                query: false,
+            },
         ));
     let control = Router::new()
         .route("/api/tasks", axum::routing::delete(api::tasks::purge))
@@ -249,10 +267,10 @@ pub fn app(mut state: AppState) -> Router {
         )
         .route("/api/schedules/{name}/pause", post(api::schedules::pause))
         .route("/api/schedules/{name}/resume", post(api::schedules::resume))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::control));
+        .route_layer(guard!(&state, Gate::Role(Role::Control)));
     let worker = Router::new()
         .route("/api/workers", get(api::workers::connect))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::worker));
+        .route_layer(guard!(&state, Gate::Role(Role::Worker)));
     let router = Router::new()
         .merge(scoped)
         .merge(events)
