@@ -19,6 +19,7 @@
 mod databases;
 mod durability;
 mod fencing;
+mod history;
 mod keys;
 mod lifecycle;
 mod retries;
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 
 pub use self::durability::*;
 pub use self::fencing::*;
+pub use self::history::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
@@ -203,7 +205,12 @@ macro_rules! conformance_tests {
             shared_snapshots_and_changes_reach_every_node,
             saving_after_the_lock_was_taken_away_fails_with_lock_lost,
             a_node_declared_dead_can_no_longer_change_its_tasks,
-            orphaned_tasks_are_swept_within_the_node_timeout
+            orphaned_tasks_are_swept_within_the_node_timeout,
+            counts_are_exact_through_every_step,
+            purge_steps_delete_oldest_first,
+            count_matching_counts_what_the_list_lists,
+            retention_applies_each_types_rule,
+            a_maintenance_turn_goes_to_one_node
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
