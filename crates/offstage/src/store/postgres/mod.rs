@@ -47,9 +47,7 @@ use uuid::Uuid;
 
 use self::schema::{connect, migrate, without_password};
 use self::writer::Write;
-use super::{
-    Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store,
-};
+use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store};
 use crate::error::Error;
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
