@@ -10,7 +10,7 @@ use futures::StreamExt;
 use offstage::{Context, Runtime, TaskError};
 use serde_json::{json, Value};
 
-async fn serve(rt: &Runtime) -> SocketAddr {
+pub async fn serve(rt: &Runtime) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = offstage_server::app(offstage_server::AppState::new(rt.clone()));

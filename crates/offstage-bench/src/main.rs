@@ -4,8 +4,10 @@
 //! Prints a table; with `--json` the last line is one JSON object with every figure. Each
 //! measurement gets a fresh SQLite database (durable: WAL, `synchronous=FULL`) in a temporary
 //! directory; with `--postgres` (or `OFFSTAGE_BENCH_POSTGRES`), the `pg_` figures are taken too,
-//! each on a fresh schema of that database.
+//! each on a fresh schema of that database. With `--history N`, only the history figures are
+//! taken: a store filled with `N` finished tasks against an empty one (see `history.rs`).
 
+mod history;
 mod http;
 mod isolated;
 mod measure;
@@ -41,24 +43,41 @@ fn main() {
             .cloned()
     };
     let only = value_of("--only");
+    let history = value_of("--history").map(|n| {
+        n.replace('_', "").parse::<usize>().unwrap_or_else(|_| {
+            eprintln!("--history takes a number of tasks, such as 1000000; got `{n}`");
+            std::process::exit(2);
+        })
+    });
     let postgres = value_of("--postgres").or_else(|| std::env::var("OFFSTAGE_BENCH_POSTGRES").ok());
     if let Some(unknown) = args.iter().enumerate().find(|(i, a)| {
-        !matches!(a.as_str(), "--json" | "--quick" | "--only" | "--postgres")
-            && !matches!(
-                args.get(i.wrapping_sub(1)).map(String::as_str),
-                Some("--only" | "--postgres")
-            )
+        !matches!(
+            a.as_str(),
+            "--json" | "--quick" | "--only" | "--postgres" | "--history"
+        ) && !matches!(
+            args.get(i.wrapping_sub(1)).map(String::as_str),
+            Some("--only" | "--postgres" | "--history")
+        )
     }) {
         eprintln!(
             "unknown argument `{}`; usage: offstage-bench [--json] [--quick] [--only METRIC-PREFIX] \
-             [--postgres URL]",
+             [--postgres URL] [--history N]",
             unknown.1
         );
         std::process::exit(2);
     }
     let dir = std::env::temp_dir().join(format!("offstage-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
-    let results = run(&dir, quick, only.as_deref(), postgres.as_deref());
+    let results = match history {
+        // The history figures alone: filling the store takes most of the run.
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(history::figures(&dir, n, quick)),
+        None => run(&dir, quick, only.as_deref(), postgres.as_deref()),
+    };
     if std::env::var_os("OFFSTAGE_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

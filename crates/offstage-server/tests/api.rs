@@ -254,6 +254,57 @@ async fn purge_needs_a_cutoff_and_deletes_finished_tasks() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A purge by filter counts first with `dry_run`, then deletes exactly what it counted; a
+/// filter on a status tasks do not end with is a 400 that says why.
+#[tokio::test]
+async fn purge_by_filter_counts_first_and_refuses_live_statuses() {
+    let (app, rt) = open_app().await;
+    for (name, args) in [
+        ("demo.echo", json!({ "value": 1 })),
+        ("demo.echo", json!({ "value": 2 })),
+        ("demo.fail", json!({ "message": "no" })),
+    ] {
+        let body = json!({ "name": name, "args": args });
+        let (status, task) = call(&app, post("/api/tasks", &body.to_string())).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+        rt.get(task["id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    let delete = |query: &str| Request::delete(format!("/api/tasks?{query}")).body(Body::empty());
+    let (status, body) = call(&app, delete("name=demo.echo&dry_run=true").unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "would_purge": 2 }))
+    );
+    assert_eq!(
+        rt.counts().await.unwrap().len(),
+        2,
+        "a dry run deletes nothing"
+    );
+    let (status, body) = call(&app, delete("status=running").unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kill them first"),
+        "{body}"
+    );
+    let (status, body) = call(&app, delete("name=demo.echo").unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "purged": 2 })));
+    let counts = rt.counts().await.unwrap();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert_eq!(counts[0].0, "demo.fail");
+    // The list takes the same filters: nothing finished is left of demo.echo.
+    let (status, page) = call(&app, get("/api/tasks?name=demo.echo&finished=true")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["tasks"], json!([]));
+}
+
 #[tokio::test]
 async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
     let (app, _rt) = open_app().await;

@@ -92,6 +92,12 @@ fn the_cli_drives_a_server_with_meaningful_exit_codes() {
     );
     let bad_id = server.cli(&["show", "nope"]);
     assert_eq!(bad_id.status.code(), Some(1));
+    let counted = server.cli(&["purge", "--name", "demo.echo", "--dry-run"]);
+    assert!(
+        stdout(&counted).starts_with("would purge "),
+        "{}",
+        stdout(&counted)
+    );
     let purged = server.cli(&[
         "purge",
         "--finished-before",

@@ -76,6 +76,25 @@ pub(crate) struct Serve {
     /// `missing`.
     #[arg(long, default_value_t = 10.0)]
     node_timeout_s: f64,
+    /// Which finished tasks are kept: `forever`, an age after they finished (`7d`, `12h`),
+    /// a number per task type (`1000`), or both (`30d,100000`). Older ones are removed by one
+    /// of the servers on the database, every minute, in short steps. Give every server the
+    /// same rules.
+    #[arg(long, env = "OFFSTAGE_KEEP", default_value = "7d", value_name = "RULE")]
+    keep: offstage::Retention,
+    /// A rule for one task type, in place of --keep: NAME=RULE, such as reports.build=1000.
+    /// Repeat for more.
+    #[arg(long = "keep-type", value_name = "NAME=RULE", value_parser = parse_keep_type)]
+    keep_types: Vec<(String, offstage::Retention)>,
+}
+
+/// `--keep-type NAME=RULE`.
+fn parse_keep_type(text: &str) -> Result<(String, offstage::Retention), String> {
+    let (name, rule) = text.split_once('=').ok_or_else(|| {
+        format!("`{text}` is not NAME=RULE: write it as reports.build=1000 or emails.send=3d")
+    })?;
+    let rule = rule.parse().map_err(|e: offstage::Error| e.to_string())?;
+    Ok((name.trim().to_owned(), rule))
 }
 
 /// `offstage migrate`.
@@ -175,7 +194,11 @@ async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
         .database(&serve.db)
         .shutdown_drain(drain)
         .heartbeat(heartbeat, node_timeout)
-        .kill_grace(seconds("kill-grace-s", serve.kill_grace_s)?);
+        .kill_grace(seconds("kill-grace-s", serve.kill_grace_s)?)
+        .retention(serve.keep);
+    for (name, rule) in serve.keep_types {
+        builder = builder.retention_for(name, rule);
+    }
     if serve.demo {
         builder = demo::register(builder);
     }

@@ -88,6 +88,63 @@ impl Retention {
     }
 }
 
+/// A rule as people write it on a command line or in a config file: `forever`, an age (`7d`,
+/// `12h`, `30m`, `90s`), a count (`1000`), or an age and a count (`30d,100000`).
+impl std::str::FromStr for Retention {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::new(
+                crate::ErrorKind::InvalidArgument,
+                format!(
+                    "retention `{text}` {why}: write `forever`, an age such as `7d`, `12h`, \
+                     `30m` or `90s`, a number of tasks such as `1000`, or both, as `30d,1000`"
+                ),
+            )
+        };
+        let text = text.trim();
+        if text == "forever" {
+            return Ok(Self::forever());
+        }
+        let mut rule = Self::forever();
+        for part in text.split(',').map(str::trim) {
+            let unit = part
+                .chars()
+                .last()
+                .ok_or_else(|| bad("has an empty part"))?;
+            let seconds_per = match unit {
+                'd' => Some(86_400.0),
+                'h' => Some(3_600.0),
+                'm' => Some(60.0),
+                's' => Some(1.0),
+                _ => None,
+            };
+            match seconds_per {
+                Some(per) => {
+                    let number: f64 = part[..part.len() - 1]
+                        .parse()
+                        .map_err(|_| bad("has an age that is not a number"))?;
+                    let age = Duration::try_from_secs_f64(number * per)
+                        .map_err(|_| bad("has an age that is negative or too large"))?;
+                    if rule.max_age.replace(age).is_some() {
+                        return Err(bad("gives two ages"));
+                    }
+                }
+                None => {
+                    let count: u64 = part
+                        .parse()
+                        .map_err(|_| bad("has a part that is neither an age nor a count"))?;
+                    if rule.max_count.replace(count).is_some() {
+                        return Err(bad("gives two counts"));
+                    }
+                }
+            }
+        }
+        Ok(rule)
+    }
+}
+
 /// Deletes the tasks `purge` selects in steps of [`PURGE_STEP`], calling `progress` with the
 /// total so far after each step. Returns the total.
 pub(crate) async fn purge(
@@ -179,6 +236,43 @@ pub(crate) async fn retention_loop(rt: Weak<Inner>) {
         }
         if let Err(error) = pass(&rt).await {
             tracing::warn!(%error, "removing old finished tasks failed; retrying at the next turn");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse_as_written() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            "forever".parse::<Retention>().unwrap(),
+            Retention::forever()
+        );
+        assert_eq!(
+            "7d".parse::<Retention>().unwrap(),
+            Retention::max_age(7 * day)
+        );
+        assert_eq!(
+            "1000".parse::<Retention>().unwrap(),
+            Retention::max_count(1000)
+        );
+        assert_eq!(
+            "30d, 100000".parse::<Retention>().unwrap(),
+            Retention::max_age(30 * day).and_max_count(100_000)
+        );
+        assert_eq!(
+            "90s".parse::<Retention>().unwrap(),
+            Retention::max_age(Duration::from_secs(90))
+        );
+        for bad in ["", "7x", "7d,8d", "-1d", "ten", "1,2"] {
+            let error = bad.parse::<Retention>().unwrap_err();
+            assert!(
+                error.to_string().contains("write `forever`"),
+                "{bad}: {error}"
+            );
         }
     }
 }

@@ -65,13 +65,16 @@ pub(super) async fn counts(store: &PostgresStore) -> Result<Vec<(String, Status,
         .collect()
 }
 
-/// Folds the difference rows into one per type and status (dropping the zeros). Exact with
-/// writers and other folds running: the delete takes the rows this fold's snapshot sees, a
-/// concurrent fold skips the rows this one deleted, and rows inserted meanwhile stay for the
-/// next fold.
+/// Folds the difference rows into one per type and status (dropping the zeros), when there
+/// is anything to fold. Exact with writers and other folds running: the delete takes the rows
+/// this fold's snapshot sees, a concurrent fold skips the rows this one deleted, and rows
+/// inserted meanwhile stay for the next fold.
 pub(super) async fn fold(store: &PostgresStore) -> Result<(), Error> {
     sqlx::query(
-        "WITH gone AS (DELETE FROM offstage_task_counts RETURNING name, status, n) \
+        "WITH folding AS (SELECT count(*) > count(DISTINCT (name, status)) AS due \
+                          FROM offstage_task_counts), \
+         gone AS (DELETE FROM offstage_task_counts WHERE (SELECT due FROM folding) \
+                  RETURNING name, status, n) \
          INSERT INTO offstage_task_counts (name, status, n) \
          SELECT name, status, sum(n) FROM gone GROUP BY name, status HAVING sum(n) <> 0",
     )

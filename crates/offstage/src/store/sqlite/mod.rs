@@ -142,7 +142,13 @@ impl SqliteStore {
     /// effort: a failure leaves the pages free for SQLite to reuse, and is only logged.
     async fn give_back_space(&self) {
         let freed = self
-            .write(|conn| conn.execute_batch("PRAGMA incremental_vacuum"))
+            .write(|conn| {
+                // It frees one page per step: stepped to the end, it frees them all.
+                let mut vacuum = conn.prepare_cached("PRAGMA incremental_vacuum")?;
+                let mut steps = vacuum.query([])?;
+                while steps.next()?.is_some() {}
+                Ok(())
+            })
             .await;
         if let Err(error) = freed {
             tracing::debug!(%error, "giving freed pages back to the file system failed");
