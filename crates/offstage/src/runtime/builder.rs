@@ -48,6 +48,9 @@ pub struct Config {
     pub event_replay: usize,
     /// `tracing` events inside a task at this level and above land in its log (default INFO).
     pub capture_level: LevelFilter,
+    /// How long the per-minute stats rows are kept (default 3 days); the stats flusher
+    /// deletes older ones, every node's.
+    pub stats_retention: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             poll_interval: Duration::from_millis(500),
             event_replay: 16_384,
             capture_level: LevelFilter::INFO,
+            stats_retention: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -435,6 +439,7 @@ impl RuntimeBuilder {
             announce,
             isolation,
             shared,
+            stats: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(
@@ -491,12 +496,13 @@ fn capture(level: LevelFilter) -> tracing::Dispatch {
 }
 
 /// The node's loops, each holding the runtime weakly so that dropping the last handle ends
-/// them: the claimer, the cron loop, heartbeats and the flusher.
+/// them: the claimer, the cron loop, heartbeats, the flusher and the stats flusher.
 fn start_loops(inner: &Arc<Inner>) {
     tokio::spawn(claimer::run(Arc::downgrade(inner)));
     tokio::spawn(super::cron::run(Arc::downgrade(inner)));
     tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(inner)));
     tokio::spawn(maintenance::flush_loop(Arc::downgrade(inner)));
+    tokio::spawn(super::stats::flush_loop(Arc::downgrade(inner)));
 }
 
 fn startup<F, Fut, O>(name: &str, once: bool, f: F) -> super::spawned::Startup
