@@ -138,9 +138,9 @@ impl WaitHistogram {
             return Some(match Self::upper_bound(i) {
                 None => Self::lower_bound(i),
                 Some(upper) if i == 0 => upper.mul_f64(fraction),
-                Some(upper) => Duration::from_secs_f64(
-                    lower * (upper.as_secs_f64() / lower).powf(fraction),
-                ),
+                Some(upper) => {
+                    Duration::from_secs_f64(lower * (upper.as_secs_f64() / lower).powf(fraction))
+                }
             });
         }
         None
@@ -164,7 +164,10 @@ impl WaitHistogram {
         let mut histogram = Self::default();
         for part in text.split(',').filter(|part| !part.is_empty()) {
             let parsed = part.split_once(':').and_then(|(i, n)| {
-                Some((i.trim().parse::<usize>().ok()?, n.trim().parse::<u64>().ok()?))
+                Some((
+                    i.trim().parse::<usize>().ok()?,
+                    n.trim().parse::<u64>().ok()?,
+                ))
             });
             match parsed {
                 Some((i, n)) if i < WAIT_BUCKETS => histogram.counts[i] += n,
@@ -453,8 +456,12 @@ impl Stats {
                     all.merge(bucket);
                 }
                 let pick = |f: fn(&StatsRow) -> u64| buckets.iter().map(f).collect::<Vec<_>>();
-                let quantile =
-                    |q: f64| buckets.iter().map(|b| seconds(b.wait.quantile(q))).collect();
+                let quantile = |q: f64| {
+                    buckets
+                        .iter()
+                        .map(|b| seconds(b.wait.quantile(q)))
+                        .collect()
+                };
                 TypeStats {
                     totals: StatsTotals {
                         started: all.started,
@@ -513,7 +520,11 @@ mod tests {
         assert_eq!(WaitHistogram::upper_bound(WAIT_BUCKETS - 1), None);
         // Every bucket holds its own bounds.
         for i in 1..WAIT_BUCKETS {
-            assert_eq!(WaitHistogram::bucket(WaitHistogram::lower_bound(i)), i, "{i}");
+            assert_eq!(
+                WaitHistogram::bucket(WaitHistogram::lower_bound(i)),
+                i,
+                "{i}"
+            );
         }
     }
 
@@ -572,7 +583,10 @@ mod tests {
             row(at(12, 30), 5, None),
         ];
         let hour = Stats::build(StatsWindow::Hour, now, rows.clone());
-        assert_eq!((hour.from, hour.to, hour.bucket_s), (at(11, 31), at(12, 31), 60));
+        assert_eq!(
+            (hour.from, hour.to, hour.bucket_s),
+            (at(11, 31), at(12, 31), 60)
+        );
         let mail = &hour.types[0];
         assert_eq!(mail.started.len(), 60);
         assert_eq!((mail.started[0], mail.queued[0]), (3, 7));

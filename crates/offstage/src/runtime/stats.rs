@@ -158,11 +158,7 @@ pub(crate) async fn flush(rt: &Inner, everything: bool) {
         Err(error) => tracing::warn!(%error, "sampling the queue depth for the stats failed"),
     }
     let expire = now - chrono::Duration::from_std(rt.config.stats_retention).unwrap_or_default();
-    if let Err(error) = rt
-        .store
-        .record_stats(rt.node(), rows.clone(), expire)
-        .await
-    {
+    if let Err(error) = rt.store.record_stats(rt.node(), rows.clone(), expire).await {
         tracing::warn!(%error, "writing this node's stats failed; they go with the next write");
         recorder.put_back(rows);
     }

@@ -12,7 +12,7 @@ use super::tasks::{runtime_with, start_blocker};
 use super::Backend;
 use crate::id::NodeId;
 use crate::testing::wait_started;
-use crate::{Status, StatsRow, StatsWindow, WaitHistogram};
+use crate::{StatsRow, StatsWindow, Status, WaitHistogram};
 
 /// A histogram of `n` waits of `wait` each.
 fn waits(n: u64, wait: Duration) -> WaitHistogram {
@@ -119,15 +119,25 @@ pub async fn stats_rows_round_trip_and_merge_across_nodes(backend: &dyn Backend)
             (5, 5, 1, 0, 0, 0)
         );
         assert_eq!(mail.wait, waits(5, ms10), "histograms add bucket by bucket");
-        assert_eq!(mail.queued, Some(9), "the queue depth is the largest sample");
+        assert_eq!(
+            mail.queued,
+            Some(9),
+            "the queue depth is the largest sample"
+        );
         let report = &rows[1];
-        assert_eq!((report.missing, report.retried, report.queued), (1, 1, None));
+        assert_eq!(
+            (report.missing, report.retried, report.queued),
+            (1, 1, None)
+        );
         assert_eq!(report.wait.counts()[0], 1);
         assert_eq!(rows[2].wait, waits(1, Duration::from_secs(2)));
     }
     let earlier = a.stats_since(t0 - minute * 5).await.unwrap();
     assert_eq!(earlier.len(), 4);
-    assert_eq!((earlier[0].minute, earlier[0].started), (t0 - minute * 5, 7));
+    assert_eq!(
+        (earlier[0].minute, earlier[0].started),
+        (t0 - minute * 5, 7)
+    );
     assert!(a.stats_since(t0 + minute * 2).await.unwrap().is_empty());
 
     // The retention: every node's rows of minutes before t0 go, the rest stay.
