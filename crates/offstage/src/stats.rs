@@ -1,24 +1,5 @@
-//! **Stats**: what the fleet did, per minute and task type, read at a cost that grows with the
-//! minutes asked for, not with the tasks ever run.
-//!
-//! Each node tallies its own tasks in memory as they start and end (a short, uncontended lock
-//! per event) and, once a minute, writes one [`StatsRow`] per (minute, task type) it saw to the
-//! store ([`crate::store::Store::record_stats`]). A row holds how many tasks started, completed,
-//! failed (timeouts included), were killed, went missing or were queued again for a retry, the
-//! wait of each start (from when the task was due to when it started) in a [`WaitHistogram`],
-//! and the queue depth the node saw. Reading merges the rows of every node
-//! ([`crate::store::Store::stats_since`]) and [`Stats::build`] cuts them into the buckets of a
-//! [`StatsWindow`], with wait percentiles read from the merged histograms.
-//!
-//! ```no_run
-//! # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
-//! let stats = rt.stats(offstage::StatsWindow::Hour).await?;
-//! for series in &stats.types {
-//!     let failed: u64 = series.failed.iter().sum();
-//!     println!("{}: {failed} failed in the last hour, wait p99 {:?} s", series.name, series.totals.wait_p99_s);
-//! }
-//! # Ok(()) }
-//! ```
+//! **Stats**: what the fleet did, per minute and task type. What they are and an example are
+//! on [`Stats`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -347,8 +328,30 @@ impl FromStr for StatsWindow {
     }
 }
 
-/// What every task type did over a [`StatsWindow`], bucket by bucket: what
-/// `GET /api/stats` answers and the dashboard's charts draw.
+/// What every task type did over a [`StatsWindow`], bucket by bucket: what `GET /api/stats`
+/// answers and the dashboard's charts draw.
+///
+/// Stats are read at a cost that grows with the minutes asked for, not with the tasks ever
+/// run.
+///
+/// Each node tallies its own tasks in memory as they start and end (a short, uncontended lock
+/// per event) and, once a minute, writes one [`StatsRow`] per (minute, task type) it saw to the
+/// store ([`crate::store::Store::record_stats`]). A row holds how many tasks started, completed,
+/// failed (timeouts included), were killed, went missing or were queued again for a retry, the
+/// wait of each start (from when the task was due to when it started) in a [`WaitHistogram`],
+/// and the queue depth the node saw. Reading merges the rows of every node
+/// ([`crate::store::Store::stats_since`]) and [`Stats::build`] cuts them into the buckets of a
+/// [`StatsWindow`], with wait percentiles read from the merged histograms.
+///
+/// ```no_run
+/// # async fn demo(rt: offstage::Runtime) -> Result<(), offstage::Error> {
+/// let stats = rt.stats(offstage::StatsWindow::Hour).await?;
+/// for series in &stats.types {
+///     let failed: u64 = series.failed.iter().sum();
+///     println!("{}: {failed} failed in the last hour, wait p99 {:?} s", series.name, series.totals.wait_p99_s);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
