@@ -96,10 +96,20 @@ async fn stats_count_tasks_by_type_per_bucket_and_need_the_read_role() {
         message(&body).contains("`hour`") && message(&body).contains("`day`"),
         "{body}"
     );
-    // No token: 401.
+    // No token: 401. A scoped token (one owner's tasks) sees no fleet-wide numbers: 403.
     let anonymous = Api::new(&server, None);
     let (status, _) = call(&anonymous, Method::GET, "/api/stats", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mint = r#"{"scope":{"owner":"u1"},"rights":["read"],"ttl_s":60}"#;
+    let (status, minted) = call(&control, Method::POST, "/api/tokens", Some(mint)).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    let scoped = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token: minted["token"].as_str().map(str::to_owned),
+    };
+    let (status, body) = call(&scoped, Method::GET, "/api/stats", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // The CLI's table: one line per type with its totals.
     let output = std::process::Command::new(common::BIN)
