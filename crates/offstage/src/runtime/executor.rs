@@ -357,7 +357,8 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         }
     };
     let final_record = Arc::new(final_record);
-    rt.stats.ended(&final_record, rt.clock.now());
+    let ended_at = final_record.finished_at.unwrap_or_else(|| rt.clock.now());
+    rt.stats.ended(&final_record, ended_at);
     // Out of the live map first: whoever sees the task end and asks again reads the store,
     // which already has the final record.
     rt.unlist(&live);
