@@ -332,3 +332,27 @@ def test_schedules_launch_on_their_ticks_and_pause(client: offstage.Client) -> N
     assert bad.value.status == 400 and "minute hour" in str(bad.value)
     client.delete_schedule(name)
     assert all(s["name"] != name for s in client.list_schedules())
+
+
+def test_stats_count_each_task_type_per_bucket(client: offstage.Client) -> None:
+    def totals() -> dict[str, int]:
+        for series in client.stats()["types"]:
+            if series["name"] == "demo.fail":
+                return series["totals"]
+        return {"started": 0, "failed": 0}
+
+    before = totals()
+    for _ in range(2):
+        task = client.launch_background_task("demo.fail", message="counted")
+        with pytest.raises(offstage.TaskError):
+            task.wait(timeout=20).is_completed()
+    after = totals()
+    assert after["failed"] - before["failed"] == 2
+    assert after["started"] - before["started"] == 2
+    day = client.stats("day")
+    assert day["bucket_s"] == 600
+    assert all(len(t["completed"]) == 144 for t in day["types"])
+    with pytest.raises(offstage.OffstageError) as raised:
+        client.stats("week")
+    assert raised.value.code == "invalid_window" and raised.value.status == 400
+    assert "`day`" in raised.value.message

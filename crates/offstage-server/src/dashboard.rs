@@ -56,6 +56,8 @@ const ASSETS: &[Asset] = &[
     asset!("schedules.js", JAVASCRIPT),
     asset!("shared-list.js", JAVASCRIPT),
     asset!("shared.js", JAVASCRIPT),
+    asset!("charts.js", JAVASCRIPT),
+    asset!("chart.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];

@@ -239,6 +239,7 @@ pub fn app(mut state: AppState) -> Router {
         .route("/api/shared", get(api::shared::list))
         .route("/api/shared/{name}", get(api::shared::show))
         .route("/api/shared/{name}/events", get(api::shared::events))
+        .route("/api/stats", get(api::stats::stats))
         .route("/metrics", get(metrics::metrics))
         .route_layer(guard!(&state, Gate::Role(Role::Read)));
     let launch = Router::new()

@@ -767,6 +767,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /api/shared",
         "GET /api/shared/{name}",
         "GET /api/shared/{name}/events",
+        "GET /api/stats",
         "GET /api/task-types",
         "GET /api/tasks",
         "GET /api/tasks/{id}",

@@ -19,6 +19,7 @@
 //!   [`Runtime::follow`]);
 //! - [`Schedule`]: task types launched on the ticks of a cron expression;
 //! - [`Shared`]: named JSON documents under a lock held across nodes;
+//! - [`Stats`]: what each task type did, minute by minute ([`Runtime::stats`]);
 //! - `Worker` (feature `worker`): a process that serves task types for a node;
 //! - [`store`]: the durable record, one trait and its backends: the module to read to write
 //!   another backend;
@@ -64,6 +65,7 @@ mod registry;
 mod runtime;
 mod schedule;
 mod shared;
+mod stats;
 mod status;
 pub mod store;
 mod task;
@@ -87,6 +89,9 @@ pub use runtime::{
 };
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
+pub use stats::{
+    Stats, StatsRow, StatsTotals, StatsWindow, TypeStats, WaitHistogram, WAIT_BUCKETS,
+};
 pub use status::Status;
 pub use store::Purge;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};

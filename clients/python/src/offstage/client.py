@@ -250,6 +250,14 @@ class Client:
         """The task types the server knows, each ``{"name", "workers", "counts"}``."""
         return list(self._request("GET", "/api/task-types")["task_types"])
 
+    def stats(self, window: str = "hour") -> dict[str, Any]:
+        """What each task type did over the last ``"hour"`` (60 one-minute buckets) or
+        ``"day"`` (144 ten-minute buckets): ``{"window", "from", "to", "bucket_s", "types"}``,
+        each type with one list per measure (``started``, ``completed``, ``failed``,
+        ``killed``, ``missing``, ``retried``, ``queued``, ``wait_p50_s`` …) and its
+        ``totals``. Another window raises :class:`OffstageError` (code ``invalid_window``)."""
+        return dict(self._request("GET", "/api/stats", params={"window": window}))
+
     def events(self, last_event_id: int | None = None) -> EventStream:
         """Every task's live events, as dicts, from now on (or after ``last_event_id``).
         Close the stream when done (it is a context manager)."""

@@ -29,6 +29,7 @@ use utoipa::OpenApi;
         super::shared::show,
         super::shared::set,
         super::shared::events,
+        super::stats::stats,
         super::session::me,
         super::tokens::mint,
         super::workers::connect,

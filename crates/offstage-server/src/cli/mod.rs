@@ -3,7 +3,7 @@
 //!
 //! A **command** is a clap `Args` struct in the file of its group: `tasks.rs` (launch, types,
 //! list, show, kill, logs, purge), `schedules.rs`, `shared.rs`, `serve.rs` (serve, migrate),
-//! `tokens.rs` (token) and `worker.rs`. Each has the same method, `run(self, out) -> Result<ExitCode, Failure>`: it
+//! `tokens.rs` (token), `stats.rs` (stats) and `worker.rs`. Each has the same method, `run(self, out) -> Result<ExitCode, Failure>`: it
 //! reads the server's answers into typed records (`offstage::TaskRecord`, `LogLine`,
 //! `ScheduleRecord`, `SharedRecord`, or a small serde struct for a page), prints them as a
 //! table or, with `--json`, as the server sent them, and writes only through [`Out`], so that
@@ -15,6 +15,7 @@ mod output;
 mod schedules;
 mod serve;
 mod shared;
+mod stats;
 mod tasks;
 mod tokens;
 mod worker;
@@ -71,6 +72,9 @@ enum Command {
     /// Mints a scoped token (needs a control token): for one task or one owner's tasks, read
     /// only or with kill, for a browser. Prints the token.
     Token(tokens::Token),
+    /// What each task type did over the last hour (or `--window day`): tasks started,
+    /// completed, failed, killed, missing and retried, the queue depth, and wait percentiles.
+    Stats(stats::Stats),
 }
 
 impl Command {
@@ -89,6 +93,7 @@ impl Command {
             Command::Schedule(command) => command.run(out).await,
             Command::Shared(command) => command.run(out).await,
             Command::Token(command) => command.run(out).await,
+            Command::Stats(command) => command.run(out).await,
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct Config {
     pub retention_by_type: BTreeMap<String, Retention>,
     /// How often one of the nodes applies the retention rules (default 60 s).
     pub retention_interval: Duration,
+    /// How long the per-minute stats rows are kept (default 3 days); the stats flusher
+    /// deletes older ones, every node's.
+    pub stats_retention: Duration,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             retention: Retention::default(),
             retention_by_type: BTreeMap::new(),
             retention_interval: Duration::from_secs(60),
+            stats_retention: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -477,6 +481,7 @@ impl RuntimeBuilder {
             announce,
             isolation,
             shared,
+            stats: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(
@@ -533,13 +538,14 @@ fn capture(level: LevelFilter) -> tracing::Dispatch {
 }
 
 /// The node's loops, each holding the runtime weakly so that dropping the last handle ends
-/// them: the claimer, the cron loop, heartbeats and the flusher.
+/// them: the claimer, the cron loop, heartbeats, the flusher and the stats flusher.
 fn start_loops(inner: &Arc<Inner>) {
     tokio::spawn(claimer::run(Arc::downgrade(inner)));
     tokio::spawn(super::cron::run(Arc::downgrade(inner)));
     tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(inner)));
     tokio::spawn(maintenance::flush_loop(Arc::downgrade(inner)));
     tokio::spawn(super::retention::retention_loop(Arc::downgrade(inner)));
+    tokio::spawn(super::stats::flush_loop(Arc::downgrade(inner)));
 }
 
 fn startup<F, Fut, O>(name: &str, once: bool, f: F) -> super::spawned::Startup

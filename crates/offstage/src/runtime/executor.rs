@@ -111,6 +111,7 @@ fn launch_body(
         .lock()
         .expect("live map poisoned")
         .insert(record.id, Arc::clone(&live));
+    rt.stats.started(&record);
     rt.publish(record.id, EventKind::Started { task: record });
     match body {
         Ok(body) => {
@@ -356,6 +357,8 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         }
     };
     let final_record = Arc::new(final_record);
+    let ended_at = final_record.finished_at.unwrap_or_else(|| rt.clock.now());
+    rt.stats.ended(&final_record, ended_at);
     // Out of the live map first: whoever sees the task end and asks again reads the store,
     // which already has the final record.
     rt.unlist(&live);

@@ -27,7 +27,10 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
             rt.rerun.clone(),
         )
         .await?;
+    let now = rt.clock.now();
     for record in recovered {
+        // The recovering node counts them: the dead node never will.
+        rt.stats.ended(&record, now);
         let task = Arc::new(record);
         if task.status == Status::Queued {
             tracing::warn!(task = %task.id, name = %task.name, "task went missing with its node; its retry policy runs it again");
@@ -264,5 +267,6 @@ pub(crate) async fn shutdown(rt: &Arc<Inner>) -> Result<(), Error> {
         }
     }
     flush(rt).await;
+    super::stats::flush(rt, true).await;
     rt.store.deregister_node(rt.node()).await
 }

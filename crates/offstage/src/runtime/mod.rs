@@ -15,6 +15,7 @@ mod schedules;
 pub(crate) mod shared;
 mod slots;
 mod spawned;
+mod stats;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -140,6 +141,9 @@ pub(crate) struct Inner {
     pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
     /// Shared state on this node: lockers' queues, the releaser, changes for watchers.
     pub(crate) shared: shared::SharedHub,
+    /// What this node's tasks did, tallied per minute and task type until the stats flusher
+    /// writes it to the store (`stats.rs`); every start and end of a task is counted here.
+    pub(crate) stats: stats::Recorder,
 }
 
 impl Inner {
@@ -515,6 +519,23 @@ impl Runtime {
         self.inner.clock.now()
     }
 
+    /// What every task type did over `window`, bucket by bucket: tasks started, completed,
+    /// failed, killed, missing and retried, the queue depth, and the wait from due to start
+    /// (p50, p90, p99). Read from the per-minute rows every node writes to the store once a
+    /// minute (and this node's tallies not written yet), so its cost grows with the minutes,
+    /// nodes and task types, never with the number of tasks. Another node's minute under way
+    /// shows once that node writes it, a minute later.
+    pub async fn stats(&self, window: crate::StatsWindow) -> Result<crate::Stats, Error> {
+        stats::read(&self.inner, window).await
+    }
+
+    /// Writes this node's stats tallies of the minutes that are over to the store now, as the
+    /// flusher does a second after each minute: for the crate's own tests.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) async fn flush_stats(&self) {
+        stats::flush(&self.inner, false).await;
+    }
+
     /// How many tasks are running on this node.
     pub fn running(&self) -> usize {
         self.inner.live.lock().expect("live map poisoned").len()
@@ -684,6 +705,8 @@ impl Inner {
         }
         match self.store.kill(id, Some(grace), self.clock.now()).await? {
             KillOutcome::Killed(record) => {
+                let at = record.finished_at.unwrap_or_else(|| self.clock.now());
+                self.stats.ended(&record, at);
                 self.publish(
                     id,
                     EventKind::Finished {

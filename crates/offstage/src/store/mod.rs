@@ -36,6 +36,7 @@ use crate::log::LogLine;
 pub use crate::schedule::Fired;
 use crate::schedule::{Schedule, ScheduleRecord};
 use crate::shared::SharedRecord;
+use crate::stats::StatsRow;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -516,6 +517,22 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         value: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Option<SharedRecord>, Error>;
+
+    /// Adds `rows`, what `node` counted (see [`crate::StatsRow`]), to the stats, and deletes
+    /// the rows of every node for minutes before `expire_before`, in one step. Rows are only
+    /// ever added: a row for a minute, node and task type already there is kept beside the
+    /// new one, and both count when read.
+    async fn record_stats(
+        &self,
+        node: NodeId,
+        rows: Vec<StatsRow>,
+        expire_before: DateTime<Utc>,
+    ) -> Result<(), Error>;
+
+    /// The stats of every minute from the one that holds `since` on, merged across nodes as
+    /// [`StatsRow::merge`] does: one row per minute and task type, sorted by minute, then
+    /// name. What it reads grows with the minutes, nodes and task types, not with the tasks.
+    async fn stats_since(&self, since: DateTime<Utc>) -> Result<Vec<StatsRow>, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

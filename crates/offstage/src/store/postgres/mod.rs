@@ -32,6 +32,7 @@ mod rows;
 mod schedules;
 mod schema;
 mod shared;
+mod stats;
 mod tasks;
 mod transaction;
 mod writer;
@@ -347,6 +348,24 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Option<SharedRecord>, Error> {
         shared::unlock(&self.pool, name, token, value, now).await
+    }
+
+    // Stats (`stats.rs`).
+
+    async fn record_stats(
+        &self,
+        node: NodeId,
+        rows: Vec<crate::stats::StatsRow>,
+        expire_before: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        stats::record(&self.pool, node, rows, expire_before).await
+    }
+
+    async fn stats_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::stats::StatsRow>, Error> {
+        stats::since(&self.pool, since).await
     }
 
     // Notices (`notices.rs`): between the nodes on this database, over LISTEN/NOTIFY.

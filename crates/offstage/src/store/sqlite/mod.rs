@@ -29,6 +29,7 @@ mod rows;
 mod schedules;
 mod schema;
 mod shared;
+mod stats;
 mod tasks;
 mod writer;
 
@@ -338,6 +339,24 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Option<SharedRecord>, Error> {
         shared::unlock(self, name, token, value, now).await
+    }
+
+    // Stats (`stats.rs`).
+
+    async fn record_stats(
+        &self,
+        node: NodeId,
+        rows: Vec<crate::stats::StatsRow>,
+        expire_before: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        stats::record(self, node, rows, expire_before).await
+    }
+
+    async fn stats_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::stats::StatsRow>, Error> {
+        stats::since(self, since).await
     }
 
     // Notices (`hub.rs`): between the handles on this file in this process.

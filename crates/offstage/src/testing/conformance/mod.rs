@@ -26,6 +26,7 @@ mod retries;
 mod schedules;
 mod shared;
 mod spawned;
+mod stats;
 mod stopping;
 mod tasks;
 
@@ -42,6 +43,7 @@ pub use self::retries::*;
 pub use self::schedules::*;
 pub use self::shared::*;
 pub use self::spawned::*;
+pub use self::stats::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
 use crate::store::Store;
@@ -210,7 +212,9 @@ macro_rules! conformance_tests {
             purge_steps_delete_oldest_first,
             count_matching_counts_what_the_list_lists,
             retention_applies_each_types_rule,
-            a_maintenance_turn_goes_to_one_node
+            a_maintenance_turn_goes_to_one_node,
+            stats_rows_round_trip_and_merge_across_nodes,
+            stats_count_a_dead_node_s_tasks_on_the_node_that_recovered_them
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -223,7 +227,8 @@ macro_rules! conformance_tests {
             a_new_schedule_first_fires_at_its_next_tick,
             shutdown_drains_then_interrupts,
             a_lock_wait_gives_up_after_its_timeout,
-            a_node_declared_dead_stops_its_tasks_and_rejoins
+            a_node_declared_dead_stops_its_tasks_and_rejoins,
+            stats_count_what_tasks_did_and_how_long_they_waited
         );
     };
     (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
