@@ -57,6 +57,7 @@
 mod context;
 mod error;
 mod event;
+mod fleet;
 mod id;
 pub mod limits;
 mod log;
@@ -67,6 +68,7 @@ mod shared;
 mod status;
 pub mod store;
 mod task;
+mod waiting;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -75,6 +77,7 @@ mod worker;
 pub use context::Context;
 pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
+pub use fleet::{IsolatedProcess, NodeRecord, NodeReport, Paused, PausedTaskType, WorkerReport};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLimits, LogLine};
 #[cfg(feature = "schemars")]
@@ -88,6 +91,7 @@ pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
+pub use waiting::{Waiting, WaitingCode};
 pub use worker::isolated::isolation_entry;
 pub use worker::protocol::ProtocolError;
 #[cfg(feature = "worker")]

@@ -435,6 +435,7 @@ impl RuntimeBuilder {
             announce,
             isolation,
             shared,
+            last_report: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(
@@ -450,6 +451,7 @@ impl RuntimeBuilder {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
         }
         maintenance::recover(&inner).await?;
+        super::fleet::send_report(&inner).await;
         for schedule in &schedules {
             super::schedules::put(&inner, schedule).await?;
         }

@@ -5,6 +5,7 @@ mod claimer;
 mod cluster;
 mod cron;
 mod executor;
+mod fleet;
 mod isolation;
 mod launch;
 pub(crate) mod live;
@@ -14,6 +15,7 @@ mod schedules;
 pub(crate) mod shared;
 mod slots;
 mod spawned;
+mod waiting;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -137,6 +139,8 @@ pub(crate) struct Inner {
     pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
     /// Shared state on this node: lockers' queues, the releaser, changes for watchers.
     pub(crate) shared: shared::SharedHub,
+    /// The report this node last wrote to the store (`fleet::send_report`, on heartbeats).
+    pub(crate) last_report: fleet::LastReport,
 }
 
 impl Inner {
