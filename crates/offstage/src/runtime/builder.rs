@@ -435,7 +435,7 @@ impl RuntimeBuilder {
             announce,
             isolation,
             shared,
-            last_report: Default::default(),
+            fleet: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(
@@ -452,6 +452,7 @@ impl RuntimeBuilder {
         }
         maintenance::recover(&inner).await?;
         super::fleet::send_report(&inner).await;
+        super::fleet::refresh_paused(&inner).await;
         for schedule in &schedules {
             super::schedules::put(&inner, schedule).await?;
         }

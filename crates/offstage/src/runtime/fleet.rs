@@ -1,6 +1,7 @@
 //! The **fleet** as the runtime offers it: pausing and resuming a task type on every node,
 //! the nodes and what they serve, and this node's report, written with its heartbeats.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use super::Inner;
@@ -26,7 +27,17 @@ impl super::Runtime {
         if !known(rt, name).await? {
             return Err(unknown(rt, name).await);
         }
-        let task_type = rt.store.pause_task_type(name, rt.clock.now()).await?;
+        // Here first, so that no launch on this node starts one directly from the moment the
+        // pause commits.
+        rt.fleet.set_paused(name, true);
+        let task_type = match rt.store.pause_task_type(name, rt.clock.now()).await {
+            Ok(task_type) => task_type,
+            Err(error) => {
+                refresh_paused(rt).await;
+                return Err(error);
+            }
+        };
+        rt.tell_others(Notice::TaskTypes);
         let mut killing = Vec::new();
         if kill_running {
             // Claims stopped with the pause, so this list is complete once read.
@@ -68,7 +79,9 @@ impl super::Runtime {
         if !rt.store.resume_task_type(name).await? && !known(rt, name).await? {
             return Err(unknown(rt, name).await);
         }
+        rt.fleet.set_paused(name, false);
         rt.wake_all_claimers();
+        rt.tell_others(Notice::TaskTypes);
         rt.tell_others(Notice::Queued);
         tracing::info!(task_type = name, "task type resumed");
         Ok(())
@@ -176,21 +189,57 @@ pub(crate) fn report(rt: &Inner) -> NodeReport {
     }
 }
 
-/// The report this node last wrote, and under which id: a report is written only when it
-/// changed, so an idle node's heartbeat stays one write.
+/// This node's side of the fleet (`Inner::fleet`).
 #[derive(Debug, Default)]
-pub(crate) struct LastReport(Mutex<Option<(NodeId, NodeReport)>>);
+pub(crate) struct FleetHere {
+    /// The report this node last wrote, and under which id: a report is written only when
+    /// it changed, so an idle node's heartbeat stays one write.
+    last_report: Mutex<Option<(NodeId, NodeReport)>>,
+    /// The paused task types as this node last read them: on start, on every heartbeat, on
+    /// a pause or resume here and on another node's notice of one. A launch of a type in it
+    /// goes to the queue instead of starting at once; the claims read the store itself, so
+    /// this set being behind can only let a launch start directly for that long.
+    paused: Mutex<BTreeSet<String>>,
+}
+
+impl FleetHere {
+    /// True when `name` is paused, as this node last read it.
+    pub(crate) fn is_paused(&self, name: &str) -> bool {
+        let paused = self.paused.lock().expect("paused set poisoned");
+        !paused.is_empty() && paused.contains(name)
+    }
+
+    fn set_paused(&self, name: &str, paused: bool) {
+        let mut set = self.paused.lock().expect("paused set poisoned");
+        if paused {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
+        }
+    }
+}
+
+/// Reads the paused task types from the store into this node's set.
+pub(crate) async fn refresh_paused(rt: &Inner) {
+    match rt.store.paused_task_types().await {
+        Ok(paused) => {
+            *rt.fleet.paused.lock().expect("paused set poisoned") =
+                paused.into_iter().map(|p| p.name).collect();
+        }
+        Err(error) => tracing::warn!(%error, "reading the paused task types failed"),
+    }
+}
 
 /// Writes this node's report to the store if it changed since the last one written.
 pub(crate) async fn send_report(rt: &Inner) {
     let node = rt.node();
     let now = report(rt);
-    let last = rt.last_report.0.lock().expect("report poisoned").clone();
+    let last = rt.fleet.last_report.lock().expect("report poisoned").clone();
     if last.is_some_and(|(id, last)| id == node && last == now) {
         return;
     }
     match rt.store.report_node(node, &now).await {
-        Ok(()) => *rt.last_report.0.lock().expect("report poisoned") = Some((node, now)),
+        Ok(()) => *rt.fleet.last_report.lock().expect("report poisoned") = Some((node, now)),
         Err(error) => tracing::warn!(%error, "writing this node's report failed"),
     }
 }

@@ -139,8 +139,9 @@ pub(crate) struct Inner {
     pub(crate) announce: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
     /// Shared state on this node: lockers' queues, the releaser, changes for watchers.
     pub(crate) shared: shared::SharedHub,
-    /// The report this node last wrote to the store (`fleet::send_report`, on heartbeats).
-    pub(crate) last_report: fleet::LastReport,
+    /// This node's side of the fleet: the report it last wrote, and the paused task types
+    /// as it last read them (which only decide whether a launch may start at once).
+    pub(crate) fleet: fleet::FleetHere,
 }
 
 impl Inner {

@@ -151,6 +151,8 @@ pub enum Notice {
         /// The new value, for a change.
         value: Option<Arc<Value>>,
     },
+    /// A task type was paused or resumed: receivers re-read the paused task types.
+    TaskTypes,
     /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
     /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
     Reconnected,

@@ -19,6 +19,7 @@
 mod databases;
 mod durability;
 mod fencing;
+mod fleet;
 mod keys;
 mod lifecycle;
 mod retries;
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 
 pub use self::durability::*;
 pub use self::fencing::*;
+pub use self::fleet::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
@@ -203,7 +205,11 @@ macro_rules! conformance_tests {
             shared_snapshots_and_changes_reach_every_node,
             saving_after_the_lock_was_taken_away_fails_with_lock_lost,
             a_node_declared_dead_can_no_longer_change_its_tasks,
-            orphaned_tasks_are_swept_within_the_node_timeout
+            orphaned_tasks_are_swept_within_the_node_timeout,
+            a_paused_type_is_never_claimed_until_resumed,
+            pausing_a_type_holds_its_tasks_on_every_node_until_resumed,
+            node_reports_round_trip,
+            waiting_reasons_say_why_a_task_waits
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
