@@ -25,6 +25,7 @@ use crate::id::{NodeId, TaskId};
 
 /// A task type paused on every node: its queued tasks are not claimed until it is resumed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PausedTaskType {
     /// The task type's name.
     pub name: String,
@@ -34,8 +35,10 @@ pub struct PausedTaskType {
 
 /// A node's registration and its latest report, as [`crate::Runtime::nodes`] reads them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeRecord {
     /// The node's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: NodeId,
     /// The machine it runs on.
     pub host: String,
@@ -52,6 +55,7 @@ pub struct NodeRecord {
 
 /// What a node reports about itself with its heartbeats.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeReport {
     /// The task types it runs in-process (or in its isolated processes), sorted.
     pub task_types: Vec<String>,
@@ -67,6 +71,7 @@ pub struct NodeReport {
 
 /// A remote worker connected to a node, as the node reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerReport {
     /// The name it gave, or its address.
     pub name: String,
@@ -82,10 +87,12 @@ pub struct WorkerReport {
 
 /// An isolated worker process of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IsolatedProcess {
     /// Its process id, on the node's machine.
     pub pid: u32,
     /// The task it runs; `None` while it waits idle for the next one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub task_id: Option<TaskId>,
 }
 
@@ -111,11 +118,13 @@ impl NodeReport {
 
 /// What [`crate::Runtime::pause_task_type`] did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Paused {
     /// The task type, now paused.
     #[serde(flatten)]
     pub task_type: PausedTaskType,
     /// The running tasks of the type it asked to kill (asked for `kill_running`): each ends
     /// `killed` through the usual kill, after its grace period at the latest.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub killing: Vec<TaskId>,
 }

@@ -18,6 +18,7 @@ use crate::id::TaskId;
 /// Why a task waits, as one word. Reasons are checked in the order listed (see
 /// `docs/decisions.md`); the first that applies is the one given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WaitingCode {
@@ -63,6 +64,7 @@ impl std::fmt::Display for WaitingCode {
 
 /// Why a task waits: a [`WaitingCode`], a sentence for people, and the details behind it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Waiting {
     /// The reason.
     pub code: WaitingCode,
@@ -80,6 +82,7 @@ pub struct Waiting {
     /// `concurrency_limit`: some of the running tasks that hold the limit (at most
     /// [`Waiting::MAX_HOLDERS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub holders: Vec<TaskId>,
     /// `no_worker`, `slots_busy`: what serves which task types, one entry per node or worker
     /// (`"node 0193… on web-1: a, b"`, `"worker w1 on node 0193…: c"`).

@@ -10,6 +10,7 @@
 //! a reader that goes away (`offstage list | head -1`) ends the command quietly.
 
 mod client;
+mod fleet;
 mod out;
 mod output;
 mod schedules;
@@ -71,6 +72,14 @@ enum Command {
     /// Mints a scoped token (needs a control token): for one task or one owner's tasks, read
     /// only or with kill, for a browser. Prints the token.
     Token(tokens::Token),
+    /// Pauses a task type on every node (needs a control token): its queued tasks wait,
+    /// launches are still accepted, running ones go on unless --kill-running.
+    Pause(fleet::Pause),
+    /// Resumes a paused task type on every node (needs a control token).
+    Resume(fleet::Resume),
+    /// Lists the nodes sharing the server's store: host, pid, start, last heartbeat, running
+    /// tasks, task types served, workers and isolated processes.
+    Nodes(fleet::Nodes),
 }
 
 impl Command {
@@ -89,6 +98,9 @@ impl Command {
             Command::Schedule(command) => command.run(out).await,
             Command::Shared(command) => command.run(out).await,
             Command::Token(command) => command.run(out).await,
+            Command::Pause(command) => command.run(out).await,
+            Command::Resume(command) => command.run(out).await,
+            Command::Nodes(command) => command.run(out).await,
         }
     }
 }

@@ -227,6 +227,9 @@ impl Show {
         } else {
             let task: TaskRecord = decode(&answer)?;
             out.text(&output::detail(&task))?;
+            if let Some(line) = super::fleet::waiting_line(&answer) {
+                out.text(&line)?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

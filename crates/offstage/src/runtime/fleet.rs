@@ -99,6 +99,12 @@ impl super::Runtime {
         nodes(&self.inner).await
     }
 
+    /// How long a node may go without a heartbeat before another declares it dead
+    /// (`Config::node_timeout`): a node whose `heartbeat_at` is older is dead, or about to be.
+    pub fn node_timeout(&self) -> std::time::Duration {
+        self.inner.config.node_timeout
+    }
+
     /// What this node would report now (see [`NodeReport`]).
     pub fn node_report(&self) -> NodeReport {
         report(&self.inner)
