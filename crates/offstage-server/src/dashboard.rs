@@ -56,6 +56,9 @@ const ASSETS: &[Asset] = &[
     asset!("schedules.js", JAVASCRIPT),
     asset!("shared-list.js", JAVASCRIPT),
     asset!("shared.js", JAVASCRIPT),
+    asset!("task-types.js", JAVASCRIPT),
+    asset!("nodes.js", JAVASCRIPT),
+    asset!("waiting.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
