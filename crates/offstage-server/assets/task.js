@@ -155,7 +155,9 @@ export function taskView(main, id) {
         if (type === "state") task.state = event.state;
         else if (type === "log") lines.push(event.line);
         else if (type === "started" || type === "finished" || type === "launched") {
-          task = { ...task, ...event.task, ...derived(event.task), waiting: null };
+          // Started or ended: no longer waiting (a kill overdue shows at the next re-read).
+          const waitingNow = type === "launched" ? task.waiting : null;
+          task = { ...task, ...event.task, ...derived(event.task), waiting: waitingNow };
         }
       }
       if (lines.length) { logNote.textContent = ""; appendLines(lines); }

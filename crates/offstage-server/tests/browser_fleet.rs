@@ -51,6 +51,7 @@ async fn pause_shows_why_a_task_waits_resume_runs_it_and_nodes_lists_the_node() 
     page.wait("h1", "text", json!("demo.echo")).await;
     page.wait(".notice.waiting", "text", json!("is paused on every node"))
         .await;
+    page.wait(".notice.waiting", "shown", json!(null)).await;
     assert_eq!(
         page.attr(".notice.waiting", "data-code").await.as_deref(),
         Some("paused")
