@@ -81,5 +81,9 @@ async fn pause_shows_why_a_task_waits_resume_runs_it_and_nodes_lists_the_node() 
 
     let errors = page.js_errors().await;
     page.close().await;
-    assert_eq!(errors, Vec::<String>::new(), "JavaScript errors in the dashboard");
+    assert_eq!(
+        errors,
+        Vec::<String>::new(),
+        "JavaScript errors in the dashboard"
+    );
 }

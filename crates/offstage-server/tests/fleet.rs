@@ -43,7 +43,13 @@ async fn a_paused_type_holds_its_tasks_says_why_and_survives_a_restart() {
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
     // Bad input: a clear 4xx each.
-    let (status, body) = call(&control, Method::POST, "/api/task-types/demo.nope/pause", None).await;
+    let (status, body) = call(
+        &control,
+        Method::POST,
+        "/api/task-types/demo.nope/pause",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(message(&body).contains("demo.echo"), "{body}");
     let (status, body) = call(
@@ -55,18 +61,35 @@ async fn a_paused_type_holds_its_tasks_says_why_and_survives_a_restart() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(code(&body), "invalid_body");
-    assert!(message(&body).contains(r#"{"kill_running": true}"#), "{body}");
-    let (status, body) = call(&control, Method::POST, "/api/task-types/demo.nope/resume", None).await;
+    assert!(
+        message(&body).contains(r#"{"kill_running": true}"#),
+        "{body}"
+    );
+    let (status, body) = call(
+        &control,
+        Method::POST,
+        "/api/task-types/demo.nope/resume",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
-    let (status, paused) =
-        call(&control, Method::POST, "/api/task-types/demo.echo/pause", None).await;
+    let (status, paused) = call(
+        &control,
+        Method::POST,
+        "/api/task-types/demo.echo/pause",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{paused}");
     assert_eq!(paused["name"], "demo.echo");
     assert_eq!(paused["killing"], json!([]));
     let types = read.get("/api/task-types").await;
     assert_eq!(task_type(&types, "demo.echo")["paused"], true);
-    assert_eq!(task_type(&types, "demo.echo")["paused_at"], paused["paused_at"]);
+    assert_eq!(
+        task_type(&types, "demo.echo")["paused_at"],
+        paused["paused_at"]
+    );
     assert_eq!(task_type(&types, "demo.log")["paused"], false);
 
     // Launches are accepted, and wait, saying why.
@@ -101,8 +124,13 @@ async fn a_paused_type_holds_its_tasks_says_why_and_survives_a_restart() {
     assert_eq!(task["status"], "queued", "{task}");
     assert_eq!(task["waiting"]["code"], "paused");
 
-    let (status, body) =
-        call(&control, Method::POST, "/api/task-types/demo.echo/resume", None).await;
+    let (status, body) = call(
+        &control,
+        Method::POST,
+        "/api/task-types/demo.echo/resume",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({ "name": "demo.echo", "paused": false }));
     let done = read.finished(&held).await;
@@ -144,7 +172,10 @@ async fn nodes_lists_this_node_with_what_it_serves() {
     assert!(node["heartbeat_at"].is_string());
     let report = &node["report"];
     assert!(
-        report["task_types"].as_array().unwrap().contains(&json!("demo.echo")),
+        report["task_types"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("demo.echo")),
         "{node}"
     );
     assert!(report["slots"].as_u64().unwrap() > 0);
@@ -167,7 +198,10 @@ fn the_cli_pauses_resumes_shows_why_and_lists_nodes() {
     let id = task["id"].as_str().unwrap();
     let shown = server.cli(&["show", id]);
     let text = stdout(&shown);
-    assert!(text.contains("waiting       paused: its task type `demo.echo` is paused"), "{text}");
+    assert!(
+        text.contains("waiting       paused: its task type `demo.echo` is paused"),
+        "{text}"
+    );
 
     let nodes = server.cli(&["nodes"]);
     let text = stdout(&nodes);
@@ -178,7 +212,8 @@ fn the_cli_pauses_resumes_shows_why_and_lists_nodes() {
     let unknown = server.cli(&["pause", "demo.nope"]);
     assert!(!unknown.status.success());
     assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("no node serves a task type named `demo.nope`"),
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("no node serves a task type named `demo.nope`"),
         "{unknown:?}"
     );
     let resumed = server.cli(&["resume", "demo.echo"]);

@@ -110,9 +110,10 @@ impl NodeReport {
     /// type it runs) or a worker that serves it.
     pub fn has_room_for(&self, name: &str) -> bool {
         let own = self.task_types.iter().any(|t| t == name) && self.running < self.slots;
-        own || self.workers.iter().any(|w| {
-            w.task_types.iter().any(|t| t == name) && w.running < w.concurrency as usize
-        })
+        own || self
+            .workers
+            .iter()
+            .any(|w| w.task_types.iter().any(|t| t == name) && w.running < w.concurrency as usize)
     }
 }
 

@@ -68,10 +68,10 @@ mod shared;
 mod status;
 pub mod store;
 mod task;
-mod waiting;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod waiting;
 mod worker;
 
 pub use context::Context;

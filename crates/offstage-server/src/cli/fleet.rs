@@ -166,5 +166,8 @@ fn nodes_table(list: &NodeList) -> String {
 /// The `waiting` line `offstage show` prints, from a task as the server sent it.
 pub(crate) fn waiting_line(answer: &serde_json::Value) -> Option<String> {
     let waiting: Waiting = serde_json::from_value(answer.get("waiting")?.clone()).ok()?;
-    Some(format!("waiting       {}: {}\n", waiting.code, waiting.message))
+    Some(format!(
+        "waiting       {}: {}\n",
+        waiting.code, waiting.message
+    ))
 }

@@ -65,7 +65,11 @@ impl super::Runtime {
                 });
             }
         }
-        tracing::info!(task_type = name, killing = killing.len(), "task type paused");
+        tracing::info!(
+            task_type = name,
+            killing = killing.len(),
+            "task type paused"
+        );
         Ok(Paused { task_type, killing })
     }
 
@@ -240,7 +244,12 @@ pub(crate) async fn refresh_paused(rt: &Inner) {
 pub(crate) async fn send_report(rt: &Inner) {
     let node = rt.node();
     let now = report(rt);
-    let last = rt.fleet.last_report.lock().expect("report poisoned").clone();
+    let last = rt
+        .fleet
+        .last_report
+        .lock()
+        .expect("report poisoned")
+        .clone();
     if last.is_some_and(|(id, last)| id == node && last == now) {
         return;
     }

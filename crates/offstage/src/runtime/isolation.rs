@@ -121,12 +121,16 @@ impl Pool {
                 task_id: None,
             })
             .collect();
-        processes.extend(self.busy.lock().expect("pool poisoned").iter().map(|(pid, id)| {
-            crate::IsolatedProcess {
-                pid: *pid,
-                task_id: Some(*id),
-            }
-        }));
+        processes.extend(
+            self.busy
+                .lock()
+                .expect("pool poisoned")
+                .iter()
+                .map(|(pid, id)| crate::IsolatedProcess {
+                    pid: *pid,
+                    task_id: Some(*id),
+                }),
+        );
         processes.sort_by_key(|p| p.pid);
         processes
     }

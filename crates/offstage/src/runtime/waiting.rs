@@ -195,7 +195,11 @@ async fn queued(rt: &Inner, record: &TaskRecord) -> Result<Waiting, Error> {
                 .map(|t| t.id)
                 .collect();
             let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            let more = if holders.len() > ids.len() { ", …" } else { "" };
+            let more = if holders.len() > ids.len() {
+                ", …"
+            } else {
+                ""
+            };
             let mut waiting = Waiting::new(
                 WaitingCode::ConcurrencyLimit,
                 format!(

@@ -472,8 +472,11 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// [`Store::claim`] or [`Store::claim_limited`] on any handle takes a queued task named
     /// `name`, until [`Store::resume_task_type`]. Launches still go in. Pausing a paused type
     /// changes nothing and returns it as it was (its first `paused_at`).
-    async fn pause_task_type(&self, name: &str, now: DateTime<Utc>)
-        -> Result<PausedTaskType, Error>;
+    async fn pause_task_type(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PausedTaskType, Error>;
 
     /// Resumes task type `name`: its queued tasks are claimed again. False if it was not
     /// paused.

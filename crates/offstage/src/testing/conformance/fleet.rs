@@ -81,8 +81,15 @@ pub async fn a_paused_type_is_never_claimed_until_resumed(backend: &dyn Backend)
     drop(store);
     let store = backend.open(&database).await;
     let node = register(&*store, now).await;
-    assert_eq!(store.paused_task_types().await.unwrap(), [paused.clone()]);
-    assert!(store.claim(node, &names, later, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.paused_task_types().await.unwrap(),
+        std::slice::from_ref(&paused)
+    );
+    assert!(store
+        .claim(node, &names, later, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store
         .claim_limited(node, "fleet.paused", later, 10, 10)
         .await
@@ -118,7 +125,7 @@ pub async fn pausing_a_type_holds_its_tasks_on_every_node_until_resumed(backend:
     assert!(paused.killing.is_empty());
     assert_eq!(
         a.paused_task_types().await.unwrap(),
-        [paused.task_type.clone()]
+        std::slice::from_ref(&paused.task_type)
     );
 
     let held = a.launch_json("test.echo", json!("held")).await.unwrap();
@@ -126,7 +133,11 @@ pub async fn pausing_a_type_holds_its_tasks_on_every_node_until_resumed(backend:
     assert_eq!(other.wait().await.unwrap().status, Status::Completed);
     let record = held.record().await.unwrap();
     assert_eq!(record.status, Status::Queued);
-    let waiting = a.waiting(&record).await.unwrap().expect("a queued task waits");
+    let waiting = a
+        .waiting(&record)
+        .await
+        .unwrap()
+        .expect("a queued task waits");
     assert_eq!(waiting.code, WaitingCode::Paused);
     assert!(waiting.message.contains("offstage resume test.echo"));
     assert_eq!(waiting.since, Some(paused.task_type.paused_at));
@@ -222,16 +233,14 @@ pub async fn node_reports_round_trip(backend: &dyn Backend) {
 pub async fn waiting_reasons_say_why_a_task_waits(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| {
-        b.max_concurrency(1)
-            .remote_task("fleet.remote")
-            .task_with(
-                "fleet.limited",
-                crate::TaskTypeOptions::default().concurrency_limit(1),
-                |ctx: crate::Context, _args: Value| async move {
-                    ctx.cancelled().await;
-                    Ok::<_, crate::TaskError>(())
-                },
-            )
+        b.max_concurrency(1).remote_task("fleet.remote").task_with(
+            "fleet.limited",
+            crate::TaskTypeOptions::default().concurrency_limit(1),
+            |ctx: crate::Context, _args: Value| async move {
+                ctx.cancelled().await;
+                Ok::<_, crate::TaskError>(())
+            },
+        )
     })
     .await;
     let now = rt.now();
@@ -277,10 +286,7 @@ pub async fn waiting_reasons_say_why_a_task_waits(backend: &dyn Backend) {
 
     // The concurrency limit, held by the running one.
     let mut events = rt.events();
-    let holder = rt
-        .launch_json("fleet.limited", json!(null))
-        .await
-        .unwrap();
+    let holder = rt.launch_json("fleet.limited", json!(null)).await.unwrap();
     crate::testing::wait_started(&mut events, holder.id()).await;
     let limited = reason(queued("fleet.limited", now)).await.unwrap();
     assert_eq!(limited.code, WaitingCode::ConcurrencyLimit);
@@ -322,7 +328,12 @@ pub async fn waiting_reasons_say_why_a_task_waits(backend: &dyn Backend) {
         .await
         .unwrap();
     let overdue = reason(stuck.clone()).await.unwrap();
-    assert_eq!(overdue.code, WaitingCode::KillOverdue, "{}", overdue.message);
+    assert_eq!(
+        overdue.code,
+        WaitingCode::KillOverdue,
+        "{}",
+        overdue.message
+    );
     assert_eq!(overdue.since, Some(asked));
     other.deregister_node(stuck_node).await.unwrap();
 }
