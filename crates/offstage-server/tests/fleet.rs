@@ -203,6 +203,12 @@ fn the_cli_pauses_resumes_shows_why_and_lists_nodes() {
         "{text}"
     );
 
+    let types = stdout(&server.cli(&["types"]));
+    let echo = types.lines().find(|l| l.starts_with("demo.echo")).unwrap();
+    assert!(echo.contains("[paused]"), "{types}");
+    let log = types.lines().find(|l| l.starts_with("demo.log")).unwrap();
+    assert!(!log.contains("[paused]"), "{types}");
+
     let nodes = server.cli(&["nodes"]);
     let text = stdout(&nodes);
     assert!(nodes.status.success(), "{nodes:?}");
