@@ -16,6 +16,9 @@
 //   shared.js       #/shared/<name>   one shared document, live, with its editor
 //   charts.js       #/charts          what each task type did over the last hour or day
 //   chart.js        the SVG line charts charts.js draws
+//   task-types.js   #/task-types      the task types, with Pause and Resume
+//   nodes.js        #/nodes           the nodes, their workers and isolated processes
+//   waiting.js      (task.js)         why a task waits
 
 import { onSignInNeeded, session, setLive, whoAmI } from "./api.js";
 import { $, decodeName, h, parseRoute, tell } from "./ui.js";
@@ -26,6 +29,8 @@ import { sharedListView } from "./shared-list.js";
 import { sharedView } from "./shared.js";
 import { taskListView } from "./task-list.js";
 import { taskView } from "./task.js";
+import { taskTypesView } from "./task-types.js";
+import { nodesView } from "./nodes.js";
 
 /** The view on show: `stop()` ends its streams and timers. */
 let current = { stop() {} };
@@ -42,7 +47,8 @@ function route() {
   const section = path === "/launch" ? "launch"
     : path === "/schedules" ? "schedules"
       : path === "/shared" || path.startsWith("/shared/") ? "shared"
-        : path === "/charts" ? "charts" : "tasks";
+        : path === "/charts" ? "charts"
+        : path === "/task-types" ? "task-types" : path === "/nodes" ? "nodes" : "tasks";
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -55,6 +61,8 @@ function route() {
   else if (path === "/charts") current = chartsView(main, params);
   else if (path === "/shared") current = sharedListView(main);
   else if (shared) current = sharedView(main, decodeName(shared[1]));
+  else if (path === "/task-types") current = taskTypesView(main);
+  else if (path === "/nodes") current = nodesView(main);
   else current = taskListView(main, params);
 }
 

@@ -5,6 +5,7 @@ import {
   $, ask, badge, durationEl, fact, fmtDuration, fmtTime, h, pretty, progressEl, progressOf,
   tell, timeEl,
 } from "./ui.js";
+import { followWaiting, showWaiting, waitingEl } from "./waiting.js";
 
 /** The log lines the page keeps; `offstage logs` has them all. */
 const LOG_KEEP = 5000;
@@ -19,6 +20,7 @@ export function taskView(main, id) {
   const killButton = h("button", { type: "button", class: "danger", hidden: true }, "Kill");
   const progress = h("div", { class: "big-progress" });
   const outcome = h("div", { class: "outcome", role: "status", "aria-live": "polite" });
+  const waiting = waitingEl();
   const facts = h("dl", { class: "facts" });
   const args = h("pre", { class: "json", tabindex: "0", "aria-label": "Args" });
   const state = h("pre", { class: "json", tabindex: "0", "aria-label": "State" });
@@ -37,6 +39,7 @@ export function taskView(main, id) {
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All tasks")),
     h("div", { class: "page-head" }, h("div", { class: "title" }, title, status), killButton),
     problem,
+    waiting,
     progress,
     outcome,
     h("div", { class: "detail" },
@@ -76,6 +79,7 @@ export function taskView(main, id) {
     state.textContent = pretty(task.state);
     stateNote.textContent = task.is_running ? "live" : "final";
     renderOutcome();
+    showWaiting(waiting, task.waiting);
   }
 
   function renderOutcome() {
@@ -151,7 +155,9 @@ export function taskView(main, id) {
         if (type === "state") task.state = event.state;
         else if (type === "log") lines.push(event.line);
         else if (type === "started" || type === "finished" || type === "launched") {
-          task = { ...task, ...event.task, ...derived(event.task) };
+          // Started or ended: no longer waiting (a kill overdue shows at the next re-read).
+          const waitingNow = type === "launched" ? task.waiting : null;
+          task = { ...task, ...event.task, ...derived(event.task), waiting: waitingNow };
         }
       }
       if (lines.length) { logNote.textContent = ""; appendLines(lines); }
@@ -176,7 +182,8 @@ export function taskView(main, id) {
     }
   });
 
-  return { stop: () => stream.stop() };
+  const reasons = followWaiting(waiting, id, () => task && task.is_running);
+  return { stop: () => { stream.stop(); reasons.stop(); } };
 }
 
 /** The fields the API derives from a record, for records that arrive in events. */

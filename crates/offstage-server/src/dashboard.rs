@@ -58,6 +58,9 @@ const ASSETS: &[Asset] = &[
     asset!("shared.js", JAVASCRIPT),
     asset!("charts.js", JAVASCRIPT),
     asset!("chart.js", JAVASCRIPT),
+    asset!("task-types.js", JAVASCRIPT),
+    asset!("nodes.js", JAVASCRIPT),
+    asset!("waiting.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];

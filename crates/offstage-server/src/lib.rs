@@ -234,6 +234,7 @@ pub fn app(mut state: AppState) -> Router {
         ));
     let read = Router::new()
         .route("/api/task-types", get(api::tasks::task_types))
+        .route("/api/nodes", get(api::fleet::nodes))
         .route("/api/schedules", get(api::schedules::list))
         .route("/api/schedules/{name}", get(api::schedules::show))
         .route("/api/shared", get(api::shared::list))
@@ -268,6 +269,9 @@ pub fn app(mut state: AppState) -> Router {
         )
         .route("/api/schedules/{name}/pause", post(api::schedules::pause))
         .route("/api/schedules/{name}/resume", post(api::schedules::resume))
+        // Holds work back on every node, or lets it go: an operator's action.
+        .route("/api/task-types/{name}/pause", post(api::fleet::pause))
+        .route("/api/task-types/{name}/resume", post(api::fleet::resume))
         .route_layer(guard!(&state, Gate::Role(Role::Control)));
     let worker = Router::new()
         .route("/api/workers", get(api::workers::connect))

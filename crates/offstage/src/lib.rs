@@ -58,6 +58,7 @@
 mod context;
 mod error;
 mod event;
+mod fleet;
 mod id;
 pub mod limits;
 mod log;
@@ -72,11 +73,13 @@ mod task;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod waiting;
 mod worker;
 
 pub use context::Context;
 pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
+pub use fleet::{IsolatedProcess, NodeRecord, NodeReport, Paused, PausedTaskType, WorkerReport};
 pub use id::{NodeId, TaskId};
 pub use log::{LogLevel, LogLimits, LogLine};
 #[cfg(feature = "schemars")]
@@ -95,6 +98,7 @@ pub use stats::{
 pub use status::Status;
 pub use store::Purge;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
+pub use waiting::{Waiting, WaitingCode};
 pub use worker::isolated::isolation_entry;
 pub use worker::protocol::ProtocolError;
 #[cfg(feature = "worker")]

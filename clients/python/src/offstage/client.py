@@ -368,6 +368,32 @@ class Client:
         """Deletes schedule ``name`` (the tasks it launched stay)."""
         self._request("DELETE", f"/api/schedules/{_quote(name)}")
 
+    # -- the fleet ---------------------------------------------------------------------------
+
+    def pause_task_type(self, name: str, kill_running: bool = False) -> dict[str, Any]:
+        """Pauses task type ``name`` on every node: its queued tasks wait (their
+        :meth:`Task.get_waiting` says so) until :meth:`resume_task_type`, across restarts;
+        launches are still accepted. Its running tasks go on, unless ``kill_running``: then
+        each is killed, and ``killing`` lists their ids. Needs the ``control`` role.
+        Returns ``{"name", "paused_at", "killing"}``.
+
+        Raises:
+            OffstageError: ``not_found`` (404) for a type no node serves and not paused.
+        """
+        body = {"kill_running": bool(kill_running)}
+        return dict(self._request("POST", f"/api/task-types/{_quote(name)}/pause", json=body))
+
+    def resume_task_type(self, name: str) -> dict[str, Any]:
+        """Resumes task type ``name`` on every node: its queued tasks run again. Resuming a
+        type that is not paused changes nothing. Needs the ``control`` role."""
+        return dict(self._request("POST", f"/api/task-types/{_quote(name)}/resume"))
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        """Every node sharing the server's store: ``id``, ``host``, ``pid``, ``started_at``,
+        ``heartbeat_at`` and ``report`` (``task_types``, ``slots``, ``running``, ``workers``,
+        ``isolated``: what it served and ran at its latest heartbeat)."""
+        return list(self._request("GET", "/api/nodes")["nodes"])
+
     def close(self) -> None:
         """Closes the client's connections."""
         self._http.close()

@@ -185,6 +185,16 @@ class Task:
         """``queued``, ``running``, ``completed``, ``failed``, ``killed`` or ``missing``."""
         return str(self._live().get("status"))
 
+    def get_waiting(self) -> dict[str, Any] | None:
+        """Why the task is not running yet (queued), or still runs after a kill: a dict with
+        ``code`` (``paused``, ``scheduled``, ``retry_backoff``, ``concurrency_limit``,
+        ``no_worker``, ``slots_busy``, ``due``, ``kill_overdue``), ``message`` (a sentence) and
+        the details of the code (``run_at``, ``since``, ``holders``, ``served``…). ``None``
+        when there is nothing to say. Asks the server each time: the reason depends on other
+        tasks and on the nodes."""
+        waiting = self.refresh().get("waiting")
+        return dict(waiting) if waiting else None
+
     def get_logs(self, after: int = 0) -> list[LogLine]:
         """The task's log lines in order (those numbered after ``after``)."""
         return self._client._logs(self.get_id(), after)

@@ -1,6 +1,7 @@
 //! The HTTP API's routes.
 
 pub(crate) mod events;
+pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod openapi;
 pub(crate) mod schedules;

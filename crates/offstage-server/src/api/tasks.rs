@@ -28,6 +28,10 @@ pub(crate) struct TaskView {
     termination_status: Option<Status>,
     /// True while queued or running.
     is_running: bool,
+    /// Why it waits (queued), or why it still runs after a kill (`kill_overdue`): only in
+    /// `GET /api/tasks/{id}` with a role token, absent when there is nothing to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<offstage::Waiting>,
 }
 
 impl From<TaskRecord> for TaskView {
@@ -35,6 +39,7 @@ impl From<TaskRecord> for TaskView {
         Self {
             termination_status: record.termination_status(),
             is_running: record.is_running(),
+            waiting: None,
             record,
         }
     }
@@ -276,7 +281,14 @@ pub(crate) async fn show(
 ) -> Result<Json<TaskView>, ApiError> {
     let record = state.runtime.record(id).await?;
     access.check_sees(&record)?;
-    Ok(Json(record.into()))
+    // Not for a scoped token: the reasons name other tasks (a limit's holders) and nodes.
+    let waiting = match access.scope() {
+        None => state.runtime.waiting(&record).await?,
+        Some(_) => None,
+    };
+    let mut view = TaskView::from(record);
+    view.waiting = waiting;
+    Ok(Json(view))
 }
 
 /// `POST /api/tasks/{id}/kill` body (optional).
@@ -491,6 +503,10 @@ pub(crate) struct TaskTypeView {
     concurrency_limit: Option<u32>,
     /// Failed tasks run again, up to this many attempts in all.
     max_attempts: Option<u32>,
+    /// Paused on every node: its queued tasks wait until it is resumed.
+    paused: bool,
+    /// When it was paused; `null` when it is not.
+    paused_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Its args as a JSON Schema, when the task type gives one.
     #[schema(value_type = Option<Object>)]
     args_schema: Option<serde_json::Value>,
@@ -527,6 +543,8 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                 isolated: options.isolated,
                 concurrency_limit: options.concurrency_limit,
                 max_attempts: options.retry.map(|r| r.max_attempts),
+                paused: false,
+                paused_at: None,
             }
         })
         .collect();
@@ -543,6 +561,8 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     isolated: false,
                     concurrency_limit: None,
                     max_attempts: None,
+                    paused: false,
+                    paused_at: None,
                     args_schema: None,
                     args_example: None,
                 });
@@ -563,6 +583,8 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     isolated: false,
                     concurrency_limit: None,
                     max_attempts: None,
+                    paused: false,
+                    paused_at: None,
                     args_schema: None,
                     args_example: None,
                 });
@@ -570,6 +592,28 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
             }
         };
         types[index].counts.insert(status, count);
+    }
+    for paused in state.runtime.paused_task_types().await? {
+        let index = match types.iter().position(|t| t.name == paused.name) {
+            Some(index) => index,
+            None => {
+                types.push(TaskTypeView {
+                    name: paused.name.clone(),
+                    workers: Vec::new(),
+                    counts: zeros(),
+                    isolated: false,
+                    concurrency_limit: None,
+                    max_attempts: None,
+                    paused: false,
+                    paused_at: None,
+                    args_schema: None,
+                    args_example: None,
+                });
+                types.len() - 1
+            }
+        };
+        types[index].paused = true;
+        types[index].paused_at = Some(paused.paused_at);
     }
     Ok(Json(TaskTypes { task_types: types }))
 }

@@ -10,6 +10,7 @@
 //! a reader that goes away (`offstage list | head -1`) ends the command quietly.
 
 mod client;
+mod fleet;
 mod out;
 mod output;
 mod schedules;
@@ -75,6 +76,14 @@ enum Command {
     /// What each task type did over the last hour (or `--window day`): tasks started,
     /// completed, failed, killed, missing and retried, the queue depth, and wait percentiles.
     Stats(stats::Stats),
+    /// Pauses a task type on every node (needs a control token): its queued tasks wait,
+    /// launches are still accepted, running ones go on unless --kill-running.
+    Pause(fleet::Pause),
+    /// Resumes a paused task type on every node (needs a control token).
+    Resume(fleet::Resume),
+    /// Lists the nodes sharing the server's store: host, pid, start, last heartbeat, running
+    /// tasks, task types served, workers and isolated processes.
+    Nodes(fleet::Nodes),
 }
 
 impl Command {
@@ -94,6 +103,9 @@ impl Command {
             Command::Shared(command) => command.run(out).await,
             Command::Token(command) => command.run(out).await,
             Command::Stats(command) => command.run(out).await,
+            Command::Pause(command) => command.run(out).await,
+            Command::Resume(command) => command.run(out).await,
+            Command::Nodes(command) => command.run(out).await,
         }
     }
 }

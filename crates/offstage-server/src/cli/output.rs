@@ -90,11 +90,14 @@ pub(crate) fn task_types(types: &[TaskType]) -> String {
         if task_type.isolated {
             served.push("isolated".to_owned());
         }
-        let served = if served.is_empty() {
+        let mut served = if served.is_empty() {
             "nothing (queued)".to_owned()
         } else {
             served.join(", ")
         };
+        if task_type.paused {
+            served.push_str(" [paused]");
+        }
         let example = match &task_type.args_example {
             None => "(no schema given)".to_owned(),
             Some(example) => format!("'{example}'"),

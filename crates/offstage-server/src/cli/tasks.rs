@@ -141,6 +141,9 @@ pub(crate) struct TaskType {
     pub(crate) isolated: bool,
     /// Args that fit its schema, when it gives one.
     pub(crate) args_example: Option<Value>,
+    /// Paused on every node (`offstage pause`).
+    #[serde(default)]
+    pub(crate) paused: bool,
 }
 
 impl Types {
@@ -227,6 +230,9 @@ impl Show {
         } else {
             let task: TaskRecord = decode(&answer)?;
             out.text(&output::detail(&task))?;
+            if let Some(line) = super::fleet::waiting_line(&answer) {
+                out.text(&line)?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

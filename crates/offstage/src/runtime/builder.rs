@@ -482,6 +482,7 @@ impl RuntimeBuilder {
             isolation,
             shared,
             stats: Default::default(),
+            fleet: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(
@@ -497,6 +498,8 @@ impl RuntimeBuilder {
             tokio::spawn(super::cluster::listen_loop(Arc::downgrade(&inner), heard));
         }
         maintenance::recover(&inner).await?;
+        super::fleet::send_report(&inner).await;
+        super::fleet::refresh_paused(&inner).await;
         for schedule in &schedules {
             super::schedules::put(&inner, schedule).await?;
         }

@@ -96,6 +96,7 @@ async fn apply(rt: &Inner, notice: Notice) {
             rt.events.publish(event.task_id, event.at, event.kind);
         }
         Notice::Schedules => rt.schedules_changed.notify_one(),
+        Notice::TaskTypes => super::fleet::refresh_paused(rt).await,
         Notice::Shared {
             name,
             version,
@@ -104,6 +105,7 @@ async fn apply(rt: &Inner, notice: Notice) {
         Notice::Reconnected => {
             rt.schedules_changed.notify_one();
             rt.shared.wake_all();
+            super::fleet::refresh_paused(rt).await;
             tracing::info!(
                 "the notice listener reconnected; re-polling the queue and kill requests"
             );

@@ -84,6 +84,8 @@ pub(crate) struct Pool {
     node: NodeId,
     heartbeat: Duration,
     idle: Mutex<Vec<Process>>,
+    /// The processes checked out, by pid, and the task each runs: for the node's report.
+    busy: Mutex<std::collections::BTreeMap<u32, crate::TaskId>>,
     spawned: std::sync::atomic::AtomicU64,
 }
 
@@ -102,8 +104,35 @@ impl Pool {
             node,
             heartbeat,
             idle: Mutex::new(Vec::new()),
+            busy: Mutex::default(),
             spawned: Default::default(),
         })
+    }
+
+    /// Every worker process of the pool, idle (no task) or running a task, by pid.
+    pub(crate) fn processes(&self) -> Vec<crate::IsolatedProcess> {
+        let mut processes: Vec<_> = self
+            .idle
+            .lock()
+            .expect("pool poisoned")
+            .iter()
+            .map(|p| crate::IsolatedProcess {
+                pid: p.pid,
+                task_id: None,
+            })
+            .collect();
+        processes.extend(
+            self.busy
+                .lock()
+                .expect("pool poisoned")
+                .iter()
+                .map(|(pid, id)| crate::IsolatedProcess {
+                    pid: *pid,
+                    task_id: Some(*id),
+                }),
+        );
+        processes.sort_by_key(|p| p.pid);
+        processes
     }
 
     /// Starts processes until `warm` are idle.
@@ -449,10 +478,17 @@ fn describe(status: ExitStatus) -> String {
 struct Running {
     pool: Arc<Pool>,
     process: Option<Process>,
+    /// Its pid, listed in the pool's `busy` while this lives.
+    pid: u32,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.pool
+            .busy
+            .lock()
+            .expect("pool poisoned")
+            .remove(&self.pid);
         if let Some(process) = self.process.take() {
             process.output.attach(None);
             discard(process);
@@ -481,9 +517,14 @@ pub(crate) async fn body(
     ctx.log(format!(
         "[offstage] running in isolated worker process {pid}"
     ));
+    pool.busy
+        .lock()
+        .expect("pool poisoned")
+        .insert(pid, record.id);
     let mut running = Running {
         pool: Arc::clone(&pool),
         process: Some(process),
+        pid,
     };
     let assign = super::remote::assign(&record, memory_limit);
     let process = running.process.as_mut().expect("just put there");

@@ -350,7 +350,7 @@ impl Launch {
         // `slots.rs`), so this never takes a slot a queued task was waiting for.
         let elsewhere = prepared.is_none();
         // A type with a concurrency limit always goes through a claim, which counts.
-        let mut permit = if due && !elsewhere && !limited {
+        let mut permit = if due && !elsewhere && !limited && !rt.fleet.is_paused(&queued.name) {
             rt.slots.try_acquire()
         } else {
             None

@@ -126,6 +126,8 @@ pub(crate) async fn heartbeat(rt: &Inner) -> Result<(), crate::Error> {
         }
         Err(error) => return Err(error),
     };
+    super::fleet::send_report(rt).await;
+    super::fleet::refresh_paused(rt).await;
     for request in requests {
         if let Some(live) = rt.live(request.task_id) {
             let grace = request.grace.unwrap_or(rt.config.kill_grace);

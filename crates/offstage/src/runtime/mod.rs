@@ -5,6 +5,7 @@ mod claimer;
 mod cluster;
 mod cron;
 mod executor;
+mod fleet;
 mod isolation;
 mod launch;
 pub(crate) mod live;
@@ -16,6 +17,7 @@ pub(crate) mod shared;
 mod slots;
 mod spawned;
 mod stats;
+mod waiting;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -144,6 +146,9 @@ pub(crate) struct Inner {
     /// What this node's tasks did, tallied per minute and task type until the stats flusher
     /// writes it to the store (`stats.rs`); every start and end of a task is counted here.
     pub(crate) stats: stats::Recorder,
+    /// This node's side of the fleet: the report it last wrote, and the paused task types
+    /// as it last read them (which only decide whether a launch may start at once).
+    pub(crate) fleet: fleet::FleetHere,
 }
 
 impl Inner {

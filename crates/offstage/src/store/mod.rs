@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, TaskError};
 use crate::event::Event;
+use crate::fleet::{NodeRecord, NodeReport, PausedTaskType};
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 pub use crate::schedule::Fired;
@@ -151,6 +152,8 @@ pub enum Notice {
         /// The new value, for a change.
         value: Option<Arc<Value>>,
     },
+    /// A task type was paused or resumed: receivers re-read the paused task types.
+    TaskTypes,
     /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
     /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
     Reconnected,
@@ -533,6 +536,38 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// [`StatsRow::merge`] does: one row per minute and task type, sorted by minute, then
     /// name. What it reads grows with the minutes, nodes and task types, not with the tasks.
     async fn stats_since(&self, since: DateTime<Utc>) -> Result<Vec<StatsRow>, Error>;
+    /// Pauses task type `name` on every node, at `now`: from the moment this returns no
+    /// [`Store::claim`] or [`Store::claim_limited`] on any handle takes a queued task named
+    /// `name`, until [`Store::resume_task_type`]. Launches still go in. Pausing a paused type
+    /// changes nothing and returns it as it was (its first `paused_at`).
+    async fn pause_task_type(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PausedTaskType, Error>;
+
+    /// Resumes task type `name`: its queued tasks are claimed again. False if it was not
+    /// paused.
+    async fn resume_task_type(&self, name: &str) -> Result<bool, Error>;
+
+    /// Every paused task type, sorted by name.
+    async fn paused_task_types(&self) -> Result<Vec<PausedTaskType>, Error>;
+
+    /// Stores `report` as `node`'s latest (read back by [`Store::nodes`]). Nothing happens
+    /// for a node that is not registered: its heartbeat tells it so.
+    async fn report_node(&self, node: NodeId, report: &NodeReport) -> Result<(), Error>;
+
+    /// Every registered node with its latest heartbeat and report, oldest first. A node that
+    /// died stays here until recovery removes it.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, Error>;
+
+    /// When a kill of running task `id` was asked, and the grace period asked for (`None`:
+    /// the runtime's default), while the request stands; `None` if the task is not running
+    /// or nobody asked. A second kill keeps the first time.
+    async fn kill_asked(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<(DateTime<Utc>, Option<Duration>)>, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

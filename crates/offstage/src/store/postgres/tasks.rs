@@ -94,6 +94,7 @@ pub(super) async fn claim(
          attempt = attempt + 1 \
          WHERE id IN (SELECT id FROM offstage_tasks \
              WHERE status = 'queued' AND run_at <= $2 AND name = ANY($3) \
+             AND name NOT IN (SELECT name FROM offstage_paused) \
              AND EXISTS (SELECT 1 FROM me) \
              ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
          RETURNING {TASK_COLUMNS}), {} \
@@ -155,6 +156,7 @@ pub(super) async fn claim_limited(
          started_at = $2, attempt = attempt + 1 \
          WHERE id IN (SELECT id FROM offstage_tasks \
              WHERE status = 'queued' AND run_at <= $2 AND name = $3 \
+             AND name NOT IN (SELECT name FROM offstage_paused) \
              ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
          RETURNING {TASK_COLUMNS}), {} \
          SELECT * FROM changed",
@@ -267,11 +269,13 @@ pub(super) async fn kill(
         return Ok(KillOutcome::Killed(task_from_row(&row).map_err(err)?));
     }
     let node: Option<Uuid> = sqlx::query_scalar(
-        "UPDATE offstage_tasks SET kill_grace_ms = $2 WHERE id = $1 AND status = 'running' \
-         RETURNING node",
+        "UPDATE offstage_tasks SET kill_grace_ms = $2, kill_asked_at = \
+         CASE WHEN kill_grace_ms IS NULL THEN $3 ELSE kill_asked_at END \
+         WHERE id = $1 AND status = 'running' RETURNING node",
     )
     .bind(id.as_uuid())
     .bind(grace_to_ms(grace))
+    .bind(now)
     .fetch_optional(&store.pool)
     .await
     .map_err(err)?

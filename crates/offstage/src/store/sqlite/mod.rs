@@ -23,6 +23,7 @@
 //! ```
 
 mod counts;
+mod fleet;
 mod hub;
 mod nodes;
 mod rows;
@@ -47,6 +48,7 @@ use tokio::sync::mpsc;
 use self::writer::{write_loop, Job};
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store};
 use crate::error::Error;
+use crate::fleet::{NodeRecord, NodeReport, PausedTaskType};
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
@@ -360,6 +362,39 @@ impl Store for SqliteStore {
     }
 
     // Notices (`hub.rs`): between the handles on this file in this process.
+
+    // The fleet (`fleet.rs`): paused task types, node reports, kill requests.
+
+    async fn pause_task_type(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PausedTaskType, Error> {
+        fleet::pause(self, name, now).await
+    }
+
+    async fn resume_task_type(&self, name: &str) -> Result<bool, Error> {
+        fleet::resume(self, name).await
+    }
+
+    async fn paused_task_types(&self) -> Result<Vec<PausedTaskType>, Error> {
+        fleet::paused(self).await
+    }
+
+    async fn report_node(&self, node: NodeId, report: &NodeReport) -> Result<(), Error> {
+        fleet::report(self, node, report).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, Error> {
+        fleet::nodes(self).await
+    }
+
+    async fn kill_asked(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<(DateTime<Utc>, Option<Duration>)>, Error> {
+        fleet::kill_asked(self, id).await
+    }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {
         hub::send(&self.notices, from, notices);

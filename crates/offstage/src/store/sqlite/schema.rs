@@ -19,9 +19,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_shared.sql"),
     include_str!("migrations/0005_timeout_seconds.sql"),
     include_str!("migrations/0006_counts.sql"),
-    // 0007 and 0008 are other branches' migrations, merged before this one; until then these
-    // placeholders keep the numbers in order.
-    "",
+    // 0008 is another branch's migration, merged before this one; until then this placeholder
+    // keeps the numbers in order.
+    include_str!("migrations/0007_operations.sql"),
     "",
     include_str!("migrations/0009_stats.sql"),
 ];

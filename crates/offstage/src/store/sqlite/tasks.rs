@@ -156,6 +156,7 @@ fn take_queued(
          attempt = attempt + 1 \
          WHERE id IN (SELECT id FROM offstage_tasks INDEXED BY offstage_tasks_queue \
              WHERE status = 'queued' AND run_at <= ?2 AND {name_is} \
+             AND name NOT IN (SELECT name FROM offstage_paused) \
              ORDER BY priority DESC, id LIMIT ?4) \
          RETURNING {TASK_COLUMNS}"
     ))?
@@ -293,9 +294,11 @@ pub(super) async fn kill(
                 }
                 Status::Running => {
                     conn.prepare_cached(
-                        "UPDATE offstage_tasks SET kill_grace_ms = ?2 WHERE id = ?1",
+                        "UPDATE offstage_tasks SET kill_grace_ms = ?2, kill_asked_at = \
+                         CASE WHEN kill_grace_ms IS NULL THEN ?3 ELSE kill_asked_at END \
+                         WHERE id = ?1",
                     )?
-                    .execute(params![id, grace_to_ms(grace)])?;
+                    .execute(params![id, grace_to_ms(grace), micros(now)])?;
                     let node = record.node.expect("a running task has a node");
                     Ok(KillOutcome::Requested { node })
                 }

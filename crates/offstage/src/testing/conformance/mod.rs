@@ -20,6 +20,7 @@ mod databases;
 mod durability;
 mod fencing;
 mod history;
+mod fleet;
 mod keys;
 mod lifecycle;
 mod retries;
@@ -37,6 +38,7 @@ use async_trait::async_trait;
 pub use self::durability::*;
 pub use self::fencing::*;
 pub use self::history::*;
+pub use self::fleet::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
@@ -214,7 +216,11 @@ macro_rules! conformance_tests {
             retention_applies_each_types_rule,
             a_maintenance_turn_goes_to_one_node,
             stats_rows_round_trip_and_merge_across_nodes,
-            stats_count_a_dead_node_s_tasks_on_the_node_that_recovered_them
+            stats_count_a_dead_node_s_tasks_on_the_node_that_recovered_them,
+            a_paused_type_is_never_claimed_until_resumed,
+            pausing_a_type_holds_its_tasks_on_every_node_until_resumed,
+            node_reports_round_trip,
+            waiting_reasons_say_why_a_task_waits
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
