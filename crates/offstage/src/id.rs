@@ -86,6 +86,12 @@ time_ordered_id!(
     "node id"
 );
 
+time_ordered_id!(
+    /// The id of one bulk action ([`crate::ActionRecord`]): time-ordered, like a task's.
+    ActionId,
+    "action id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,11 @@ pub struct TaskRecord {
     /// The node running (or that last ran) it.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub node: Option<NodeId>,
+    /// The task this one reruns: it was launched again from that one, with the same args or
+    /// edited ones ([`crate::Runtime::rerun`]). `None` for a task launched afresh.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
+    pub rerun_of: Option<TaskId>,
 }
 
 impl TaskRecord {
@@ -164,6 +169,9 @@ pub struct ListFilter {
     pub owner: Option<String>,
     /// Only tasks launched with this key.
     pub key: Option<String>,
+    /// Only reruns of this task ([`TaskRecord::rerun_of`]).
+    #[serde(default)]
+    pub rerun_of: Option<TaskId>,
     /// Only tasks older than this id: pass the last id of the previous page.
     pub before: Option<TaskId>,
     /// At most this many (default 100, at most 1,000).

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_schedules.sql"),
     include_str!("migrations/0004_shared.sql"),
     include_str!("migrations/0005_timeout_seconds.sql"),
+    include_str!("migrations/0008_reruns_and_actions.sql"),
 ];
 
 /// How long PostgreSQL lets one of the store's sessions sit idle inside a transaction before

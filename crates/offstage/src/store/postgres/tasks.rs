@@ -305,7 +305,7 @@ pub(super) async fn list(
         "SELECT {TASK_COLUMNS} FROM offstage_tasks \
          WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR status = $2) \
          AND ($3::text IS NULL OR owner = $3) AND ($4::text IS NULL OR task_key = $4) \
-         AND ($5::uuid IS NULL OR id < $5) \
+         AND ($5::uuid IS NULL OR id < $5) AND ($7::uuid IS NULL OR rerun_of = $7) \
          ORDER BY id DESC LIMIT $6"
     ))
     .bind(filter.name.as_deref())
@@ -314,6 +314,7 @@ pub(super) async fn list(
     .bind(filter.key.as_deref())
     .bind(filter.before.map(|id| id.as_uuid()))
     .bind(filter.effective_limit() as i64)
+    .bind(filter.rerun_of.map(|id| id.as_uuid()))
     .fetch_all(&store.pool)
     .await
     .map_err(err)?;

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod actions;
 mod hub;
 mod nodes;
 mod rows;
@@ -44,8 +45,9 @@ use tokio::sync::mpsc;
 
 use self::writer::{write_loop, Job};
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Rerun, Store};
+use crate::action::ActionRecord;
 use crate::error::Error;
-use crate::id::{NodeId, TaskId};
+use crate::id::{ActionId, NodeId, TaskId};
 use crate::log::LogLine;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::shared::SharedRecord;
@@ -305,6 +307,26 @@ impl Store for SqliteStore {
     }
 
     // Notices (`hub.rs`): between the handles on this file in this process.
+
+    async fn action_insert(&self, action: &ActionRecord) -> Result<(), Error> {
+        actions::insert(self, action).await
+    }
+
+    async fn action_update(&self, action: &ActionRecord) -> Result<(), Error> {
+        actions::update(self, action).await
+    }
+
+    async fn action_get(&self, id: ActionId) -> Result<Option<ActionRecord>, Error> {
+        actions::get(self, id).await
+    }
+
+    async fn actions(
+        &self,
+        before: Option<ActionId>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, Error> {
+        actions::list(self, before, limit).await
+    }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {
         hub::send(&self.notices, from, notices);

@@ -342,6 +342,9 @@ pub(super) async fn list(
             if let Some(key) = filter.key {
                 bind(&mut sql, "task_key =", Box::new(key));
             }
+            if let Some(rerun_of) = filter.rerun_of {
+                bind(&mut sql, "rerun_of =", Box::new(rerun_of));
+            }
             if let Some(before) = filter.before {
                 bind(&mut sql, "id <", Box::new(before));
             }

@@ -16,6 +16,7 @@
 //! offstage::conformance_tests!(Sqlite);
 //! ```
 
+mod actions;
 mod databases;
 mod durability;
 mod fencing;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use self::actions::*;
 pub use self::durability::*;
 pub use self::fencing::*;
 pub use self::keys::*;
@@ -203,7 +205,11 @@ macro_rules! conformance_tests {
             shared_snapshots_and_changes_reach_every_node,
             saving_after_the_lock_was_taken_away_fails_with_lock_lost,
             a_node_declared_dead_can_no_longer_change_its_tasks,
-            orphaned_tasks_are_swept_within_the_node_timeout
+            orphaned_tasks_are_swept_within_the_node_timeout,
+            a_rerun_is_a_new_task_linked_to_the_finished_one,
+            a_bulk_kill_ends_every_live_match_and_is_recorded,
+            a_bulk_rerun_launches_one_rerun_of_each_finished_match,
+            an_action_whose_node_stopped_reads_failed
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -216,7 +222,8 @@ macro_rules! conformance_tests {
             a_new_schedule_first_fires_at_its_next_tick,
             shutdown_drains_then_interrupts,
             a_lock_wait_gives_up_after_its_timeout,
-            a_node_declared_dead_stops_its_tasks_and_rejoins
+            a_node_declared_dead_stops_its_tasks_and_rejoins,
+            a_paced_bulk_rerun_launches_no_faster_than_asked
         );
     };
     (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
