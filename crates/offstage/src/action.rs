@@ -145,10 +145,26 @@ pub struct Bulk {
 }
 
 impl Bulk {
-    /// Checks the request: the filter's text, and a positive, finite `per_s` given only for a
-    /// rerun.
+    /// Checks the request: the filter's text, a status the verb can act on, and a positive,
+    /// finite `per_s` given only for a rerun.
     pub fn check(&self) -> Result<(), Error> {
         self.filter.check()?;
+        if let Some(status) = self.filter.status {
+            if status.is_terminal() != self.verb.acts_on_finished() {
+                let (acts_on, instead) = if self.verb.acts_on_finished() {
+                    ("finished tasks", "completed, failed, killed or missing")
+                } else {
+                    ("live tasks", "queued or running")
+                };
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "a bulk {} acts on {acts_on}, and no `{status}` task is one: filter by                          {instead}, or by no status",
+                        self.verb
+                    ),
+                ));
+            }
+        }
         if let Some(per_s) = self.per_s {
             if self.verb != BulkVerb::Rerun {
                 return Err(Error::new(

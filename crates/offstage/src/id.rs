@@ -91,6 +91,15 @@ time_ordered_id!(
     ActionId,
     "action id"
 );
+impl TaskId {
+    /// The first id [`TaskId::new`] could make at `at`: every task id made at or after `at` (by
+    /// this machine's clock) is at least this one. The stores bound their scans by time with
+    /// it, as ids are the primary key and sort in time order.
+    pub(crate) fn first_at(at: chrono::DateTime<chrono::Utc>) -> Self {
+        let millis = at.timestamp_millis().max(0) as u64;
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -84,9 +84,11 @@ pub use log::{LogLevel, LogLimits, LogLine};
 pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
-    Action, Config, Isolation, Launch, LaunchOptions, OnConflict, Runtime, RuntimeBuilder,
+    Action, Config, Isolation, Launch, LaunchOptions, OnConflict, Retention, Runtime,
+    RuntimeBuilder,
     WorkerInfo,
 };
+pub use store::Purge;
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;

@@ -172,6 +172,16 @@ pub struct ListFilter {
     /// Only reruns of this task ([`TaskRecord::rerun_of`]).
     #[serde(default)]
     pub rerun_of: Option<TaskId>,
+    /// Only tasks that have ended (`Some(true)`: completed, failed, killed or missing) or that
+    /// have not (`Some(false)`: queued or running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<bool>,
+    /// Only tasks launched at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_after: Option<DateTime<Utc>>,
+    /// Only tasks launched before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_before: Option<DateTime<Utc>>,
     /// Only tasks older than this id: pass the last id of the previous page.
     pub before: Option<TaskId>,
     /// At most this many (default 100, at most 1,000).
@@ -206,6 +216,25 @@ impl ListFilter {
         self.limit
             .unwrap_or(Self::DEFAULT_LIMIT)
             .clamp(1, Self::MAX_LIMIT)
+    }
+
+    /// True when `task` passes every condition of this filter (`limit` aside): what the store's
+    /// query selects, for records already in hand.
+    pub fn matches(&self, task: &TaskRecord) -> bool {
+        fn passes<T: PartialEq + ?Sized>(wanted: Option<&T>, value: Option<&T>) -> bool {
+            wanted.is_none_or(|wanted| value == Some(wanted))
+        }
+        passes(self.name.as_deref(), Some(task.name.as_str()))
+            && passes(self.status.as_ref(), Some(&task.status))
+            && passes(self.owner.as_deref(), task.owner.as_deref())
+            && passes(self.key.as_deref(), task.key.as_deref())
+            && passes(self.rerun_of.as_ref(), task.rerun_of.as_ref())
+            && self
+                .finished
+                .is_none_or(|finished| finished == task.status.is_terminal())
+            && self.launched_after.is_none_or(|at| task.launched_at >= at)
+            && self.launched_before.is_none_or(|at| task.launched_at < at)
+            && self.before.is_none_or(|before| task.id < before)
     }
 }
 

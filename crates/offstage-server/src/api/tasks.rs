@@ -174,6 +174,13 @@ pub(crate) struct ListQuery {
     owner: Option<String>,
     /// Only tasks with this key.
     key: Option<String>,
+    /// `true`: only tasks that have ended (completed, failed, killed, missing); `false`: only
+    /// queued and running ones.
+    finished: Option<bool>,
+    /// Only tasks launched at or after this time (RFC 3339).
+    launched_after: Option<DateTime<Utc>>,
+    /// Only tasks launched before this time (RFC 3339).
+    launched_before: Option<DateTime<Utc>>,
     /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
     /// Only tasks older than this id: the previous page's `next_before`.
@@ -222,6 +229,9 @@ pub(crate) async fn list(
         status,
         owner: query.owner,
         key: query.key,
+        finished: query.finished,
+        launched_after: query.launched_after,
+        launched_before: query.launched_before,
         before,
         limit: query.limit,
     };
@@ -244,7 +254,7 @@ pub(crate) async fn list(
                 Err(error) if error.kind() == offstage::ErrorKind::NotFound => None,
                 Err(error) => return Err(error.into()),
             };
-            record.filter(|r| matches(&filter, r)).into_iter().collect()
+            record.filter(|r| filter.matches(r)).into_iter().collect()
         }
     };
     let next_before = (tasks.len() == filter.effective_limit())
@@ -254,21 +264,6 @@ pub(crate) async fn list(
         tasks: tasks.into_iter().map(TaskView::from).collect(),
         next_before,
     }))
-}
-
-/// True when `record` is one `filter` lists (for a token scoped to one task).
-fn matches(filter: &ListFilter, record: &TaskRecord) -> bool {
-    filter.name.as_ref().is_none_or(|name| *name == record.name)
-        && filter.status.is_none_or(|status| status == record.status)
-        && filter
-            .owner
-            .as_ref()
-            .is_none_or(|owner| Some(owner) == record.owner.as_ref())
-        && filter
-            .key
-            .as_ref()
-            .is_none_or(|key| Some(key) == record.key.as_ref())
-        && filter.before.is_none_or(|before| record.id < before)
 }
 
 /// One task.
@@ -410,29 +405,72 @@ pub(crate) async fn logs(
     Ok(Json(LogPage { lines, next_after }))
 }
 
-/// `DELETE /api/tasks` query.
+/// `DELETE /api/tasks` query: which finished tasks to delete. At least one condition is
+/// required, so that a bare `DELETE` never empties the store by accident.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PurgeQuery {
-    /// Delete tasks that finished before this time (RFC 3339). Required.
+    /// Only tasks that finished before this time (RFC 3339).
     finished_before: Option<DateTime<Utc>>,
+    /// All but the newest this many (by launch) of the finished tasks matching the rest.
+    keep_newest: Option<u64>,
+    /// Only tasks of this task type.
+    name: Option<String>,
+    /// Only tasks that ended with this status: completed, failed, killed or missing.
+    status: Option<String>,
+    /// Only tasks with this owner.
+    owner: Option<String>,
+    /// Only tasks with this key.
+    key: Option<String>,
+    /// Only tasks launched at or after this time (RFC 3339).
+    launched_after: Option<DateTime<Utc>>,
+    /// Only tasks launched before this time (RFC 3339).
+    launched_before: Option<DateTime<Utc>>,
+    /// `true`: delete nothing, answer how many would go (`{"would_purge": n}`).
+    dry_run: Option<bool>,
 }
 
-/// Deletes tasks that finished before a time, with their logs.
+/// Deletes finished tasks, with their logs, in short steps (launches meanwhile are not held
+/// up); or, with `dry_run`, counts them.
 #[utoipa::path(delete, path = "/api/tasks", params(PurgeQuery), tag = "tasks",
-    responses((status = 200, description = "`{\"purged\": n}`"), (status = "4XX", body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "`{\"purged\": n}`, or `{\"would_purge\": n}` for a dry run"), (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn purge(
     State(state): State<AppState>,
     Query(query): Query<PurgeQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(before) = query.finished_before else {
+    let status = query
+        .status
+        .as_deref()
+        .filter(|status| !status.is_empty())
+        .map(str::parse::<Status>)
+        .transpose()?;
+    let purge = offstage::Purge {
+        filter: ListFilter {
+            name: query.name,
+            status,
+            owner: query.owner,
+            key: query.key,
+            launched_after: query.launched_after,
+            launched_before: query.launched_before,
+            ..ListFilter::default()
+        },
+        finished_before: query.finished_before,
+        keep_newest: query.keep_newest,
+    };
+    if purge == offstage::Purge::default() {
         return Err(ApiError::bad_request(
             "missing_finished_before",
-            "say which tasks to purge with ?finished_before=2026-11-01T00:00:00Z (RFC 3339)",
+            "say which tasks to purge: ?finished_before=2026-11-01T00:00:00Z (RFC 3339), \
+             ?keep_newest=N, or a filter (name, status, owner, key, launched_after, \
+             launched_before); add dry_run=true to count them first",
         ));
-    };
-    let purged = state.runtime.purge(before).await?;
+    }
+    if query.dry_run == Some(true) {
+        let count = state.runtime.purge_count(&purge).await?;
+        return Ok(Json(serde_json::json!({ "would_purge": count })));
+    }
+    let purged = state.runtime.purge_with(&purge, |_| {}).await?;
     Ok(Json(serde_json::json!({ "purged": purged })))
 }
 

@@ -341,12 +341,36 @@ impl Logs {
     }
 }
 
-/// `offstage purge`.
+/// `offstage purge`: deletes finished tasks, with their logs.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Purge {
-    /// An RFC 3339 time, such as 2026-11-01T00:00:00Z.
+    /// Only tasks that finished before this RFC 3339 time, such as 2026-11-01T00:00:00Z.
     #[arg(long)]
-    finished_before: String,
+    finished_before: Option<String>,
+    /// Keep the newest N (by launch) of the finished tasks that match; delete the rest.
+    #[arg(long, value_name = "N")]
+    keep_newest: Option<u64>,
+    /// Only tasks of this task type.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only tasks that ended with this status: completed, failed, killed or missing.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only tasks with this owner.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only tasks with this key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Only tasks launched at or after this RFC 3339 time.
+    #[arg(long)]
+    launched_after: Option<String>,
+    /// Only tasks launched before this RFC 3339 time.
+    #[arg(long)]
+    launched_before: Option<String>,
+    /// Count the tasks that would go, and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -354,22 +378,39 @@ pub(crate) struct Purge {
 /// `DELETE /api/tasks`'s answer.
 #[derive(Debug, Deserialize)]
 struct Purged {
-    purged: u64,
+    purged: Option<u64>,
+    would_purge: Option<u64>,
 }
 
 impl Purge {
     pub(crate) async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
         let client = self.remote.client();
-        let path = format!(
-            "/api/tasks?finished_before={}",
-            urlencode(&self.finished_before)
-        );
+        let keep_newest = self.keep_newest.map(|n| n.to_string());
+        let conditions = [
+            ("finished_before", self.finished_before.as_deref()),
+            ("keep_newest", keep_newest.as_deref()),
+            ("name", self.name.as_deref()),
+            ("status", self.status.as_deref()),
+            ("owner", self.owner.as_deref()),
+            ("key", self.key.as_deref()),
+            ("launched_after", self.launched_after.as_deref()),
+            ("launched_before", self.launched_before.as_deref()),
+            ("dry_run", self.dry_run.then_some("true")),
+        ];
+        let query: Vec<String> = conditions
+            .iter()
+            .filter_map(|(name, value)| value.map(|v| format!("{name}={}", urlencode(v))))
+            .collect();
+        let path = format!("/api/tasks?{}", query.join("&"));
         let answer = client.call(Method::DELETE, &path, None).await?;
         if self.remote.json {
             out.json(&answer)?;
         } else {
             let purged: Purged = decode(&answer)?;
-            out.line(format_args!("purged {} tasks", purged.purged))?;
+            match (purged.purged, purged.would_purge) {
+                (_, Some(n)) => out.line(format_args!("would purge {n} tasks (dry run)"))?,
+                (n, None) => out.line(format_args!("purged {} tasks", n.unwrap_or(0)))?,
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

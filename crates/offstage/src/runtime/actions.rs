@@ -22,7 +22,7 @@ use super::{Inner, Launch, LaunchOptions, OnConflict, Runtime};
 use crate::action::{ActionRecord, ActionStatus, Bulk, BulkVerb};
 use crate::error::{Error, ErrorKind};
 use crate::id::{ActionId, TaskId};
-use crate::task::{ListFilter, Task, TaskRecord};
+use crate::task::{ListFilter, Task};
 
 /// How many tasks an action reads from the store at a time.
 const PAGE: usize = 200;
@@ -220,26 +220,17 @@ async fn rerun(rt: &Arc<Inner>, id: TaskId, args: Option<Value>) -> Result<Task,
     })
 }
 
-/// True when `verb` acts on `task` as it is now.
-fn applies(verb: BulkVerb, task: &TaskRecord) -> bool {
-    task.is_running() != verb.acts_on_finished()
+/// The filter of the tasks `bulk`'s verb acts on: its own, and live or finished ones.
+fn scope(bulk: &Bulk) -> ListFilter {
+    ListFilter {
+        finished: Some(bulk.verb.acts_on_finished()),
+        ..bulk.kept_filter()
+    }
 }
 
 /// The dry run: the tasks matching `bulk`'s filter that its verb acts on.
 async fn count(rt: &Inner, bulk: &Bulk) -> Result<u64, Error> {
-    let mut total = 0;
-    let mut filter = ListFilter {
-        limit: Some(ListFilter::MAX_LIMIT),
-        ..bulk.kept_filter()
-    };
-    loop {
-        let page = rt.store.list(&filter).await?;
-        total += page.iter().filter(|t| applies(bulk.verb, t)).count() as u64;
-        match page.last() {
-            Some(last) if page.len() == ListFilter::MAX_LIMIT => filter.before = Some(last.id),
-            _ => return Ok(total),
-        }
-    }
+    rt.store.count(&scope(bulk)).await
 }
 
 /// The action's tokio task: works through the matching tasks, keeping the record on `tx` up to
@@ -282,10 +273,23 @@ async fn work(
     tx: &watch::Sender<ActionRecord>,
 ) -> Result<(), Error> {
     let mut filter = ListFilter {
+        finished: Some(record.verb.acts_on_finished()),
         before: Some(start),
         limit: Some(PAGE),
         ..record.filter.clone()
     };
+    if record.verb == BulkVerb::Purge {
+        // Deleted in the store's short steps, with their logs, as every purge is.
+        let runtime = Runtime { inner: live(rt)? };
+        let purge = crate::store::Purge {
+            filter,
+            ..Default::default()
+        };
+        runtime
+            .purge_with(&purge, |deleted| tx.send_modify(|r| r.done = deleted))
+            .await?;
+        return Ok(());
+    }
     let mut pace = record.per_s.map(|per_s| {
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / per_s));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -299,10 +303,7 @@ async fn work(
         };
         filter.before = Some(last.id);
         let full = page.len() == PAGE;
-        let targets: Vec<TaskRecord> = page
-            .into_iter()
-            .filter(|t| applies(record.verb, t))
-            .collect();
+        let targets = page;
         match record.verb {
             BulkVerb::Kill => {
                 let mut kills = futures::stream::iter(targets)

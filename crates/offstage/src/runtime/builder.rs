@@ -1,5 +1,6 @@
 //! Building a runtime: where it stores, which task types it runs, and its limits.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 #[cfg(feature = "sqlite")]
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing_core::LevelFilter;
 
+use super::retention::Retention;
 use super::{claimer, maintenance, Clock, Inner, Runtime};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, TaskError};
@@ -48,6 +50,24 @@ pub struct Config {
     pub event_replay: usize,
     /// `tracing` events inside a task at this level and above land in its log (default INFO).
     pub capture_level: LevelFilter,
+    /// Which finished tasks are kept, for task types without a rule of their own (default:
+    /// seven days). Give every node on a database the same rules: each retention pass runs on
+    /// one node, by its rules.
+    pub retention: Retention,
+    /// Rules for particular task types, in place of `retention`.
+    pub retention_by_type: BTreeMap<String, Retention>,
+    /// How often one of the nodes applies the retention rules (default 60 s).
+    pub retention_interval: Duration,
+}
+
+impl Config {
+    /// The retention rule of task type `name`.
+    pub fn retention_for(&self, name: &str) -> Retention {
+        self.retention_by_type
+            .get(name)
+            .copied()
+            .unwrap_or(self.retention)
+    }
 }
 
 impl Default for Config {
@@ -64,6 +84,9 @@ impl Default for Config {
             poll_interval: Duration::from_millis(500),
             event_replay: 16_384,
             capture_level: LevelFilter::INFO,
+            retention: Retention::default(),
+            retention_by_type: BTreeMap::new(),
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -248,6 +271,25 @@ impl RuntimeBuilder {
     /// Most tasks running at once on this node.
     pub fn max_concurrency(mut self, max: usize) -> Self {
         self.config.max_concurrency = max;
+        self
+    }
+
+    /// Which finished tasks are kept (default: seven days after they finished), for every
+    /// task type without a rule of its own. See [`Retention`].
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
+    /// Which finished tasks of task type `name` are kept, in place of the default rule.
+    pub fn retention_for(mut self, name: impl Into<String>, retention: Retention) -> Self {
+        self.config.retention_by_type.insert(name.into(), retention);
+        self
+    }
+
+    /// How often one of the nodes applies the retention rules (default 60 s).
+    pub fn retention_interval(mut self, interval: Duration) -> Self {
+        self.config.retention_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -497,6 +539,7 @@ fn start_loops(inner: &Arc<Inner>) {
     tokio::spawn(super::cron::run(Arc::downgrade(inner)));
     tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(inner)));
     tokio::spawn(maintenance::flush_loop(Arc::downgrade(inner)));
+    tokio::spawn(super::retention::retention_loop(Arc::downgrade(inner)));
 }
 
 fn startup<F, Fut, O>(name: &str, once: bool, f: F) -> super::spawned::Startup

@@ -98,6 +98,9 @@ pub(crate) async fn heartbeat_loop(rt: Weak<Inner>) {
         if let Err(error) = recover(&rt).await {
             tracing::warn!(%error, "recovering dead nodes' tasks failed");
         }
+        if let Err(error) = rt.store.tidy().await {
+            tracing::debug!(%error, "the store's housekeeping failed; it runs again next heartbeat");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod launch;
 pub(crate) mod live;
 mod maintenance;
 mod remote;
+mod retention;
 mod schedules;
 pub(crate) mod shared;
 mod slots;
@@ -32,6 +33,7 @@ pub(crate) use self::launch::check_labels;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
 pub use self::remote::WorkerInfo;
+pub use self::retention::Retention;
 use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind, Subscription};
 use crate::id::{NodeId, TaskId};
@@ -39,6 +41,7 @@ use crate::log::LogLine;
 use crate::registry::Registry;
 use crate::status::Status;
 use crate::store::{KillOutcome, Notice, Store};
+use crate::store::Purge;
 use crate::task::{ListFilter, Task, TaskRecord};
 
 /// The runtime's clock: wall time advanced by tokio's clock, so tests that pause and advance
@@ -430,12 +433,63 @@ impl Runtime {
         self.inner.kill(id, Some(grace)).await
     }
 
-    /// Deletes every task that finished before `before`, and its logs. Returns how many.
+    /// Deletes every task that finished before `before`, and its logs. Returns how many. Like
+    /// every purge, it deletes in short steps: launches made meanwhile never wait behind it.
     pub async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        self.inner.store.purge(before).await
+        let purge = Purge {
+            finished_before: Some(before),
+            ..Purge::default()
+        };
+        self.purge_with(&purge, |_| {}).await
     }
 
-    /// How many tasks the store holds of each task type and status, sorted by name.
+    /// Deletes the finished tasks matching `filter` (its `status`, if set, must be one a
+    /// task ends with), with their logs, calling `progress` with the number deleted so far
+    /// after each step. Returns how many.
+    pub async fn purge_matching(
+        &self,
+        filter: &ListFilter,
+        progress: impl FnMut(u64),
+    ) -> Result<u64, Error> {
+        let purge = Purge {
+            filter: filter.clone(),
+            ..Purge::default()
+        };
+        self.purge_with(&purge, progress).await
+    }
+
+    /// Deletes the tasks `purge` selects, with their logs, in short steps (launches made
+    /// meanwhile wait for one step at most), calling `progress` with the number deleted so far
+    /// after each step. Returns how many.
+    pub async fn purge_with(&self, purge: &Purge, progress: impl FnMut(u64)) -> Result<u64, Error> {
+        check_purge(purge)?;
+        retention::purge(&self.inner, purge, progress).await
+    }
+
+    /// Applies the retention rules now, on this node, whoever's turn it is: returns how many
+    /// finished tasks it removed. (The nodes do this by themselves, once per
+    /// `retention_interval` across all of them.) For the crate's own tests.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) async fn retention_pass(&self) -> Result<u64, Error> {
+        retention::apply(&self.inner).await
+    }
+
+    /// How many tasks [`Runtime::purge_with`] would delete with `purge`, now: a dry run.
+    pub async fn purge_count(&self, purge: &Purge) -> Result<u64, Error> {
+        check_purge(purge)?;
+        self.inner.store.purge_count(purge).await
+    }
+
+    /// How many tasks match `filter` (its `limit` aside). By type and status alone it reads
+    /// the counts the store keeps and costs the same at any size; other filters count the
+    /// tasks they match through an index.
+    pub async fn count_matching(&self, filter: &ListFilter) -> Result<u64, Error> {
+        filter.check()?;
+        self.inner.store.count(filter).await
+    }
+
+    /// How many tasks the store holds of each task type and status, sorted by name. Exact,
+    /// and as cheap with millions of tasks as with none.
     pub async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error> {
         self.inner.store.counts().await
     }
@@ -718,5 +772,20 @@ impl Inner {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Refuses a purge of tasks that cannot be purged: only finished tasks ever are.
+fn check_purge(purge: &Purge) -> Result<(), Error> {
+    purge.filter.check()?;
+    match purge.filter.status {
+        Some(status) if !status.is_terminal() => Err(Error::new(
+            crate::ErrorKind::InvalidArgument,
+            format!(
+                "a purge deletes finished tasks only, and `{status}` tasks have not finished: \
+                 filter by completed, failed, killed or missing, or kill them first"
+            ),
+        )),
+        _ => Ok(()),
     }
 }

@@ -156,6 +156,20 @@ pub enum Notice {
     Reconnected,
 }
 
+/// Which finished tasks [`Store::purge`] deletes: those that meet every condition set.
+///
+/// Only finished tasks (completed, failed, killed, missing) are ever purged, whatever
+/// `filter.status` and `filter.finished` say; `filter.limit` is ignored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Purge {
+    /// Tasks matching this filter.
+    pub filter: ListFilter,
+    /// Only tasks that finished before this time.
+    pub finished_before: Option<DateTime<Utc>>,
+    /// All but the newest this many (in launch order) of the finished tasks matching `filter`.
+    pub keep_newest: Option<u64>,
+}
+
 /// Decides, in [`Store::recover`], whether a task of a dead node runs again: `Some((due,
 /// log line))` to queue it, `None` to leave it `missing`. Given the task as marked `missing`
 /// (its error set) and the time of the recovery.
@@ -213,6 +227,14 @@ pub(crate) fn running_on(task: &TaskRecord) -> Option<NodeId> {
     (task.status == Status::Running)
         .then_some(task.node)
         .flatten()
+}
+
+/// An id above every id of a task launched (or finished) before `at`, to bound scans of the
+/// primary key by time: ids are made from the same clock as `launched_at`, a moment apart, so a
+/// minute's margin covers the difference, and tokio's paused clock only ever runs `launched_at`
+/// ahead of the ids.
+pub(crate) fn id_bound(at: DateTime<Utc>) -> TaskId {
+    TaskId::first_at(at + chrono::Duration::minutes(1))
 }
 
 /// A kill request's grace period as the `kill_grace_ms` column holds it: -1 when the killer
@@ -386,11 +408,41 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// Up to `limit` log lines of task `id` with `seq > after`, in order.
     async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error>;
 
-    /// Deletes every task that finished before `before`, with its logs. Returns how many.
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error>;
+    /// Deletes up to `limit` of the finished tasks `purge` selects, oldest first, with their
+    /// log lines, and returns how many. One short step, whatever the store holds: callers
+    /// repeat it until it returns less than `limit`, so writes made between the steps (launches)
+    /// never wait behind a large delete. Tasks a step deletes leave [`Store::counts`] in the
+    /// same step.
+    async fn purge(&self, purge: &Purge, limit: usize) -> Result<u64, Error>;
 
-    /// How many tasks there are of each task type and status, sorted by name then status.
+    /// How many tasks [`Store::purge`] would delete with `purge` (repeated until done), now.
+    async fn purge_count(&self, purge: &Purge) -> Result<u64, Error>;
+
+    /// How many tasks match `filter` (`limit` ignored).
+    async fn count(&self, filter: &ListFilter) -> Result<u64, Error>;
+
+    /// How many tasks there are of each task type and status, sorted by name then status,
+    /// without the zeros. Exact, and as cheap with ten million tasks as with none: the backends
+    /// keep the counts up to date in the same step as every write that launches, moves or
+    /// deletes a task, instead of counting the tasks.
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error>;
+
+    /// Takes this node's turn at periodic work `job` shared by every node on the database
+    /// (retention, for one): true, and the job's next turn set to `next`, if the job is due at
+    /// `now` (it has never run, or its next turn has come); false otherwise. Of any number of
+    /// concurrent calls for one turn, on any handles, exactly one gets true.
+    async fn take_turn(
+        &self,
+        job: &str,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Error>;
+
+    /// Housekeeping a backend does on each heartbeat of each node (folding its count deltas,
+    /// giving freed space back to the file system). Nothing by default.
+    async fn tidy(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Stores `schedule`, declared at `now`: a new one starts unpaused with `last_tick_at` at
     /// `now`, so its first launch is its first tick after `now`; an existing one of that name

@@ -26,6 +26,7 @@
 //! ```
 
 mod actions;
+mod counts;
 mod nodes;
 mod notices;
 mod rows;
@@ -47,7 +48,9 @@ use uuid::Uuid;
 
 use self::schema::{connect, migrate, without_password};
 use self::writer::Write;
-use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Rerun, Store};
+use super::{
+    Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store,
+};
 use crate::action::ActionRecord;
 use crate::error::Error;
 use crate::id::{ActionId, NodeId, TaskId};
@@ -253,12 +256,33 @@ impl Store for PostgresStore {
         tasks::logs(self, id, after, limit).await
     }
 
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        tasks::purge(self, before).await
+    async fn purge(&self, purge: &Purge, limit: usize) -> Result<u64, Error> {
+        tasks::purge(self, purge, limit).await
+    }
+
+    async fn purge_count(&self, purge: &Purge) -> Result<u64, Error> {
+        tasks::purge_count(self, purge).await
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64, Error> {
+        tasks::count(self, filter).await
     }
 
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error> {
-        tasks::counts(self).await
+        counts::counts(self).await
+    }
+
+    async fn take_turn(
+        &self,
+        job: &str,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        tasks::take_turn(self, job, now, next).await
+    }
+
+    async fn tidy(&self) -> Result<(), Error> {
+        counts::fold(self).await
     }
 
     // Schedules (`schedules.rs`).

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::counts::{count_change, Change};
 use super::rows::{task_from_row, LogArrays, TASK_COLUMNS};
 use super::{notices, pg_error, shared, PostgresStore};
 use crate::error::{Error, TaskError};
@@ -17,6 +18,7 @@ use crate::id::NodeId;
 use crate::store::{
     grace_from_ms, json_text, node_dead, requeue_missing, KillRequest, NodeInfo, Rerun,
 };
+use crate::status::Status;
 use crate::task::TaskRecord;
 
 pub(super) async fn register(store: &PostgresStore, node: &NodeInfo) -> Result<(), Error> {
@@ -123,8 +125,10 @@ pub(super) async fn recover(
         // The pid was stored from a `u32`: the cast gives it back.
         let error = TaskError::node_stopped_heartbeating(&host, pid as u32);
         let marked = sqlx::query(&format!(
-            "UPDATE offstage_tasks SET status = 'missing', finished_at = $2, error = $3, \
-             kill_grace_ms = NULL WHERE status = 'running' AND node = $1 RETURNING {TASK_COLUMNS}"
+            "WITH changed AS (UPDATE offstage_tasks SET status = 'missing', finished_at = $2, \
+             error = $3, kill_grace_ms = NULL WHERE status = 'running' AND node = $1 \
+             RETURNING {TASK_COLUMNS}), {} SELECT * FROM changed",
+            count_change(Change::Move(Status::Running))
         ))
         .bind(id)
         .bind(now)
@@ -140,10 +144,11 @@ pub(super) async fn recover(
         // Running tasks of nodes that are not registered at all (a node whose row was
         // removed by hand, or that was declared dead and went on claiming).
         let marked = sqlx::query(&format!(
-            "UPDATE offstage_tasks t SET status = 'missing', finished_at = $2, error = $3, \
-             kill_grace_ms = NULL WHERE t.status = 'running' AND t.node <> $1 \
+            "WITH changed AS (UPDATE offstage_tasks t SET status = 'missing', finished_at = $2, \
+             error = $3, kill_grace_ms = NULL WHERE t.status = 'running' AND t.node <> $1 \
              AND NOT EXISTS (SELECT 1 FROM offstage_nodes n WHERE n.id = t.node) \
-             RETURNING {TASK_COLUMNS}"
+             RETURNING {TASK_COLUMNS}), {} SELECT * FROM changed",
+            count_change(Change::Move(Status::Running))
         ))
         .bind(me.as_uuid())
         .bind(now)
@@ -159,10 +164,12 @@ pub(super) async fn recover(
     // them `missing`.
     let mut lines = LogArrays::default();
     for requeue in requeue_missing(&mut records, rerun.as_ref(), now) {
-        sqlx::query(
-            "UPDATE offstage_tasks SET status = 'queued', run_at = $2, \
-             finished_at = NULL, node = NULL WHERE id = $1",
-        )
+        sqlx::query(&format!(
+            "WITH changed AS (UPDATE offstage_tasks SET status = 'queued', run_at = $2, \
+             finished_at = NULL, node = NULL WHERE id = $1 RETURNING name, status), {} \
+             SELECT 1 FROM changed",
+            count_change(Change::Move(Status::Missing))
+        ))
         .bind(requeue.id.as_uuid())
         .bind(requeue.due)
         .execute(&mut *tx)

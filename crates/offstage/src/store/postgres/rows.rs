@@ -81,13 +81,20 @@ pub(super) struct TaskArrays {
     pub(super) rerun_of: Vec<Option<Uuid>>,
 }
 
-/// Inserts every task in `arrays`.
-pub(super) const INSERT_TASKS: &str = "INSERT INTO offstage_tasks (id, name, args, status, state, \
-    launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated, \
-    rerun_of) \
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], $11::text[], \
-    $12::text[], $13::int8[], $14::uuid[], $15::bool[], $16::uuid[])";
+/// Inserts every task in `arrays`, and counts them (see `counts.rs`).
+pub(super) static INSERT_TASKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH changed AS (INSERT INTO offstage_tasks (id, name, args, status, state, \
+         launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node, \
+         isolated, rerun_of) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], \
+         $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::bool[], $16::uuid[]) \
+         RETURNING name, status), {} \
+         SELECT 1 FROM changed",
+        super::counts::count_change(super::counts::Change::Insert)
+    )
+});
 
 impl TaskArrays {
     pub(super) fn push(&mut self, task: &TaskRecord) {
@@ -118,7 +125,7 @@ impl TaskArrays {
         self,
         conn: &mut sqlx::PgConnection,
     ) -> sqlx::Result<sqlx::postgres::PgQueryResult> {
-        sqlx::query(INSERT_TASKS)
+        sqlx::query(&INSERT_TASKS)
             .bind(self.id)
             .bind(self.name)
             .bind(self.args)

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_schedules.sql"),
     include_str!("migrations/0004_shared.sql"),
     include_str!("migrations/0005_timeout_seconds.sql"),
+    include_str!("migrations/0006_counts.sql"),
     include_str!("migrations/0008_reruns_and_actions.sql"),
 ];
 
@@ -65,7 +66,10 @@ pub(super) async fn connect(
     )]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
-        .acquire_timeout(Duration::from_secs(10))
+        // A burst of reads (ten thousand waits at once) queues for the pool's connections; on
+        // a loaded machine that queue can take longer than ten seconds to drain, which is
+        // slow, not broken.
+        .acquire_timeout(Duration::from_secs(30))
         .connect_with(options)
         .await
         .map_err(|e| {

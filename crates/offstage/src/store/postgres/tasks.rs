@@ -13,6 +13,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::nodes::{hold_node, is_registered};
+use super::counts::{count_change, Change};
 use super::rows::{task_from_row, LogArrays, TaskArrays, TASK_COLUMNS};
 use super::writer::Write;
 use super::{pg_error, PostgresStore};
@@ -24,6 +25,7 @@ use crate::store::{
     grace_to_ms, json_text, node_dead, running_on, sort_claimed, Finish, KillOutcome, Pending,
 };
 use crate::task::{ListFilter, TaskRecord};
+use crate::store::{id_bound, Purge};
 
 pub(super) async fn launch(store: &PostgresStore, task: &TaskRecord) -> Result<(), Error> {
     let task = Box::new(task.clone());
@@ -87,14 +89,16 @@ pub(super) async fn claim(
     // statement: `me` holds the node's row (KEY SHARE, which a heartbeat does not wait for
     // but recovery's DELETE does), and without it nothing is claimed.
     let rows = sqlx::query(&format!(
-        "WITH me AS (SELECT id FROM offstage_nodes WHERE id = $1 FOR KEY SHARE) \
-         UPDATE offstage_tasks SET status = 'running', node = $1, started_at = $2, \
+        "WITH me AS (SELECT id FROM offstage_nodes WHERE id = $1 FOR KEY SHARE), \
+         changed AS (UPDATE offstage_tasks SET status = 'running', node = $1, started_at = $2, \
          attempt = attempt + 1 \
          WHERE id IN (SELECT id FROM offstage_tasks \
              WHERE status = 'queued' AND run_at <= $2 AND name = ANY($3) \
              AND EXISTS (SELECT 1 FROM me) \
              ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING {TASK_COLUMNS}"
+         RETURNING {TASK_COLUMNS}), {} \
+         SELECT * FROM changed",
+        count_change(Change::Move(Status::Queued))
     ))
     .bind(node.as_uuid())
     .bind(now)
@@ -147,12 +151,14 @@ pub(super) async fn claim_limited(
         return Ok(Vec::new());
     }
     let rows = sqlx::query(&format!(
-        "UPDATE offstage_tasks SET status = 'running', node = $1, started_at = $2, \
-         attempt = attempt + 1 \
+        "WITH changed AS (UPDATE offstage_tasks SET status = 'running', node = $1, \
+         started_at = $2, attempt = attempt + 1 \
          WHERE id IN (SELECT id FROM offstage_tasks \
              WHERE status = 'queued' AND run_at <= $2 AND name = $3 \
              ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING {TASK_COLUMNS}"
+         RETURNING {TASK_COLUMNS}), {} \
+         SELECT * FROM changed",
+        count_change(Change::Move(Status::Queued))
     ))
     .bind(node.as_uuid())
     .bind(now)
@@ -246,8 +252,10 @@ pub(super) async fn kill(
     // transaction with a row lock: a task that moves on between them (claimed, finished)
     // is caught by the next one.
     let killed = sqlx::query(&format!(
-        "UPDATE offstage_tasks SET status = 'killed', finished_at = $2, error = $3 \
-         WHERE id = $1 AND status = 'queued' RETURNING {TASK_COLUMNS}"
+        "WITH changed AS (UPDATE offstage_tasks SET status = 'killed', finished_at = $2, \
+         error = $3 WHERE id = $1 AND status = 'queued' RETURNING {TASK_COLUMNS}), {} \
+         SELECT * FROM changed",
+        count_change(Change::Move(Status::Queued))
     ))
     .bind(id.as_uuid())
     .bind(now)
@@ -299,22 +307,13 @@ pub(super) async fn list(
     filter: &ListFilter,
 ) -> Result<Vec<TaskRecord>, Error> {
     let err = |e| pg_error("list", e);
-    // Every filter is always bound; a NULL one matches everything. One statement shape, so
-    // one prepared statement, whatever the filter.
-    let rows = sqlx::query(&format!(
-        "SELECT {TASK_COLUMNS} FROM offstage_tasks \
-         WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR status = $2) \
-         AND ($3::text IS NULL OR owner = $3) AND ($4::text IS NULL OR task_key = $4) \
-         AND ($5::uuid IS NULL OR id < $5) AND ($7::uuid IS NULL OR rerun_of = $7) \
-         ORDER BY id DESC LIMIT $6"
-    ))
-    .bind(filter.name.as_deref())
-    .bind(filter.status.map(Status::as_str))
-    .bind(filter.owner.as_deref())
-    .bind(filter.key.as_deref())
-    .bind(filter.before.map(|id| id.as_uuid()))
+    let rows = bind_filter(
+        sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE {FILTER} ORDER BY id DESC LIMIT $11"
+        )),
+        filter,
+    )
     .bind(filter.effective_limit() as i64)
-    .bind(filter.rerun_of.map(|id| id.as_uuid()))
     .fetch_all(&store.pool)
     .await
     .map_err(err)?;
@@ -322,6 +321,197 @@ pub(super) async fn list(
         .map(task_from_row)
         .collect::<sqlx::Result<_>>()
         .map_err(err)
+}
+
+/// A [`ListFilter`] as SQL, its values bound by [`bind_filter`] as `$1` to `$10`. Every
+/// condition is always bound, and a NULL one matches everything: one statement shape, so one
+/// prepared statement, whatever the filter.
+const FILTER: &str = "($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR status = $2) \
+    AND ($3::text IS NULL OR owner = $3) AND ($4::text IS NULL OR task_key = $4) \
+    AND ($5::uuid IS NULL OR id < $5) \
+    AND ($6::bool IS NULL OR (status IN ('completed', 'failed', 'killed', 'missing')) = $6) \
+    AND ($7::timestamptz IS NULL OR launched_at >= $7) \
+    AND ($8::timestamptz IS NULL OR (launched_at < $8 AND id < $9)) \
+    AND ($10::uuid IS NULL OR rerun_of = $10)";
+
+/// Binds `filter`'s values to a statement with [`FILTER`] in it.
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    filter: &ListFilter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(filter.name.clone())
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.owner.clone())
+        .bind(filter.key.clone())
+        .bind(filter.before.map(|id| id.as_uuid()))
+        .bind(filter.finished)
+        .bind(filter.launched_after)
+        .bind(filter.launched_before)
+        // The same bound on the primary key, so the scan stops there.
+        .bind(filter.launched_before.map(|at| id_bound(at).as_uuid()))
+        .bind(filter.rerun_of.map(|id| id.as_uuid()))
+}
+
+pub(super) async fn count(store: &PostgresStore, filter: &ListFilter) -> Result<u64, Error> {
+    let err = |e| pg_error("counting tasks", e);
+    // By type and status alone: the counts kept with every write answer without a scan.
+    let by_counts = filter.owner.is_none()
+        && filter.rerun_of.is_none()
+        && filter.key.is_none()
+        && filter.launched_after.is_none()
+        && filter.launched_before.is_none()
+        && filter.before.is_none();
+    let n: i64 = if by_counts {
+        let statuses: Vec<&str> = Status::ALL
+            .iter()
+            .filter(|s| filter.status.is_none_or(|wanted| wanted == **s))
+            .filter(|s| filter.finished.is_none_or(|f| f == s.is_terminal()))
+            .map(|s| s.as_str())
+            .collect();
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(n), 0)::int8 FROM offstage_task_counts \
+             WHERE ($1::text IS NULL OR name = $1) AND status = ANY($2)",
+        )
+        .bind(filter.name.as_deref())
+        .bind(statuses)
+        .fetch_one(&store.pool)
+        .await
+        .map_err(err)?
+    } else {
+        bind_filter(
+            sqlx::query(&format!("SELECT count(*) FROM offstage_tasks WHERE {FILTER}")),
+            filter,
+        )
+        .fetch_one(&store.pool)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(err)?
+    };
+    Ok(n as u64)
+}
+
+/// What selects the tasks `purge` deletes, after [`FILTER`]: finished ones, before `$12` and
+/// `$13` (its `finished_before` and the id bound of it) and `$14` (the oldest task
+/// `keep_newest` keeps).
+const PURGED: &str = "status IN ('completed', 'failed', 'killed', 'missing') \
+    AND ($12::timestamptz IS NULL OR (finished_at < $12 AND id < $13)) \
+    AND ($14::uuid IS NULL OR id < $14)";
+
+/// `purge`'s filter, finished tasks only, and the oldest task its `keep_newest` keeps: `None`
+/// when it selects nothing at all.
+async fn purge_selection(
+    store: &PostgresStore,
+    purge: &Purge,
+) -> Result<Option<(ListFilter, Option<Uuid>)>, Error> {
+    if purge.filter.status.is_some_and(|s| !s.is_terminal()) {
+        return Ok(None);
+    }
+    let filter = ListFilter {
+        finished: Some(true),
+        ..purge.filter.clone()
+    };
+    let kept = match purge.keep_newest {
+        None | Some(0) => None,
+        Some(keep) => {
+            let kept: Option<Uuid> = bind_filter(
+                sqlx::query(&format!(
+                    "SELECT id FROM offstage_tasks WHERE {FILTER} \
+                     ORDER BY id DESC OFFSET $11 LIMIT 1"
+                )),
+                &filter,
+            )
+            .bind((keep - 1).min(i64::MAX as u64) as i64)
+            .fetch_optional(&store.pool)
+            .await
+            .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+            .map_err(|e| pg_error("purge", e))?;
+            // Fewer than `keep_newest` match: all are kept.
+            Some(kept.ok_or(()))
+        }
+    };
+    match kept {
+        Some(Err(())) => Ok(None),
+        Some(Ok(id)) => Ok(Some((filter, Some(id)))),
+        None => Ok(Some((filter, None))),
+    }
+}
+
+pub(super) async fn purge(
+    store: &PostgresStore,
+    purge: &Purge,
+    limit: usize,
+) -> Result<u64, Error> {
+    let err = |e| pg_error("purge", e);
+    let Some((filter, kept)) = purge_selection(store, purge).await? else {
+        return Ok(0);
+    };
+    // SKIP LOCKED: rows another node's purge is deleting are left to it.
+    let deleted: i64 = bind_filter(
+        sqlx::query(&format!(
+            "WITH doomed AS (SELECT id FROM offstage_tasks WHERE {FILTER} AND {PURGED} \
+                 ORDER BY id LIMIT $11 FOR UPDATE SKIP LOCKED), \
+             logs AS (DELETE FROM offstage_logs WHERE task_id IN (SELECT id FROM doomed)), \
+             changed AS (DELETE FROM offstage_tasks WHERE id IN (SELECT id FROM doomed) \
+                 RETURNING name, status), {} \
+             SELECT count(*) FROM changed",
+            count_change(Change::Delete)
+        )),
+        &filter,
+    )
+    .bind(limit as i64)
+    .bind(purge.finished_before)
+    .bind(purge.finished_before.map(|at| id_bound(at).as_uuid()))
+    .bind(kept)
+    .fetch_one(&store.pool)
+    .await
+    .and_then(|row| row.try_get(0))
+    .map_err(err)?;
+    Ok(deleted as u64)
+}
+
+pub(super) async fn purge_count(store: &PostgresStore, purge: &Purge) -> Result<u64, Error> {
+    let Some((filter, kept)) = purge_selection(store, purge).await? else {
+        return Ok(0);
+    };
+    let n: i64 = bind_filter(
+        sqlx::query(&format!(
+            "SELECT count(*) FROM offstage_tasks WHERE {FILTER} AND {PURGED} AND $11::int8 IS NULL"
+        )),
+        &filter,
+    )
+    .bind(None::<i64>)
+    .bind(purge.finished_before)
+    .bind(purge.finished_before.map(|at| id_bound(at).as_uuid()))
+    .bind(kept)
+    .fetch_one(&store.pool)
+    .await
+    .and_then(|row| row.try_get(0))
+    .map_err(|e| pg_error("counting a purge", e))?;
+    Ok(n as u64)
+}
+
+pub(super) async fn take_turn(
+    store: &PostgresStore,
+    job: &str,
+    now: DateTime<Utc>,
+    next: DateTime<Utc>,
+) -> Result<bool, Error> {
+    // Of concurrent callers, the first to write the row takes the turn; the others wait for
+    // its row lock, then see `next_at` in the future and change nothing.
+    let taken = sqlx::query(
+        "INSERT INTO offstage_maintenance (job, next_at) VALUES ($1, $3) \
+         ON CONFLICT (job) DO UPDATE SET next_at = excluded.next_at \
+         WHERE offstage_maintenance.next_at <= $2",
+    )
+    .bind(job)
+    .bind(now)
+    .bind(next)
+    .execute(&store.pool)
+    .await
+    .map_err(|e| pg_error("taking a maintenance turn", e))?
+    .rows_affected();
+    Ok(taken == 1)
 }
 
 pub(super) async fn logs(
@@ -352,43 +542,4 @@ pub(super) async fn logs(
         })
         .collect::<sqlx::Result<_>>()
         .map_err(err)
-}
-
-pub(super) async fn purge(store: &PostgresStore, before: DateTime<Utc>) -> Result<u64, Error> {
-    let err = |e| pg_error("purge", e);
-    let mut tx = store.pool.begin().await.map_err(err)?;
-    sqlx::query(
-        "DELETE FROM offstage_logs WHERE task_id IN \
-         (SELECT id FROM offstage_tasks WHERE finished_at < $1)",
-    )
-    .bind(before)
-    .execute(&mut *tx)
-    .await
-    .map_err(err)?;
-    let deleted = sqlx::query("DELETE FROM offstage_tasks WHERE finished_at < $1")
-        .bind(before)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-    tx.commit().await.map_err(err)?;
-    Ok(deleted)
-}
-
-pub(super) async fn counts(store: &PostgresStore) -> Result<Vec<(String, Status, u64)>, Error> {
-    let err = |e| pg_error("counting tasks", e);
-    let rows = sqlx::query(
-        "SELECT name, status, count(*) FROM offstage_tasks GROUP BY name, status \
-         ORDER BY name, status",
-    )
-    .fetch_all(&store.pool)
-    .await
-    .map_err(err)?;
-    rows.iter()
-        .map(|row| {
-            let status: &str = row.try_get(1).map_err(err)?;
-            let count: i64 = row.try_get(2).map_err(err)?;
-            Ok((row.try_get(0).map_err(err)?, status.parse()?, count as u64))
-        })
-        .collect()
 }

@@ -199,6 +199,25 @@ async fn run(pool: &PgPool, batch: &[Write]) -> sqlx::Result<Applied> {
     Ok(applied)
 }
 
+/// Ends each task of the arrays still running on the node that finishes it (and counts the
+/// change, see `counts.rs`), returning the ids of those it ended.
+static FINISH_TASKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH changed AS (UPDATE offstage_tasks t SET status = f.status, state = f.state, \
+         return_value = f.return_value, error = f.error, kill_grace_ms = NULL, \
+         finished_at = CASE WHEN f.retry_at IS NULL THEN f.finished_at END, \
+         run_at = coalesce(f.retry_at, t.run_at), \
+         node = CASE WHEN f.retry_at IS NULL THEN t.node END \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::timestamptz[], $8::timestamptz[]) \
+              AS f(id, node, status, state, return_value, error, finished_at, retry_at) \
+         WHERE t.id = f.id AND t.node = f.node AND t.status = 'running' \
+         RETURNING t.id, t.name, t.status), {} \
+         SELECT id FROM changed",
+        super::counts::count_change(super::counts::Change::Move(crate::status::Status::Running))
+    )
+});
+
 #[derive(Default)]
 struct FinishArrays {
     id: Vec<Uuid>,
@@ -229,18 +248,7 @@ impl FinishArrays {
         if self.id.is_empty() {
             return Ok(HashSet::new());
         }
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE offstage_tasks t SET status = f.status, state = f.state, \
-             return_value = f.return_value, error = f.error, kill_grace_ms = NULL, \
-             finished_at = CASE WHEN f.retry_at IS NULL THEN f.finished_at END, \
-             run_at = coalesce(f.retry_at, t.run_at), \
-             node = CASE WHEN f.retry_at IS NULL THEN t.node END \
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::timestamptz[], $8::timestamptz[]) \
-                  AS f(id, node, status, state, return_value, error, finished_at, retry_at) \
-             WHERE t.id = f.id AND t.node = f.node AND t.status = 'running' \
-             RETURNING t.id",
-        )
+        let ids: Vec<Uuid> = sqlx::query_scalar(&FINISH_TASKS)
         .bind(self.id)
         .bind(self.node)
         .bind(self.status)

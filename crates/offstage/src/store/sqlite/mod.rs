@@ -23,6 +23,7 @@
 //! ```
 
 mod actions;
+mod counts;
 mod hub;
 mod nodes;
 mod rows;
@@ -44,7 +45,9 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use self::writer::{write_loop, Job};
-use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Rerun, Store};
+use super::{
+    Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store,
+};
 use crate::action::ActionRecord;
 use crate::error::Error;
 use crate::id::{ActionId, NodeId, TaskId};
@@ -136,6 +139,18 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Hands the pages a purge freed back to the file system, so the file shrinks as old tasks
+    /// go (on files made with incremental auto-vacuum: every file this Offstage creates). Best
+    /// effort: a failure leaves the pages free for SQLite to reuse, and is only logged.
+    async fn give_back_space(&self) {
+        let freed = self
+            .write(|conn| conn.execute_batch("PRAGMA incremental_vacuum"))
+            .await;
+        if let Err(error) = freed {
+            tracing::debug!(%error, "giving freed pages back to the file system failed");
+        }
     }
 }
 
@@ -230,12 +245,29 @@ impl Store for SqliteStore {
         tasks::logs(self, id, after, limit).await
     }
 
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        tasks::purge(self, before).await
+    async fn purge(&self, purge: &Purge, limit: usize) -> Result<u64, Error> {
+        tasks::purge(self, purge, limit).await
+    }
+
+    async fn purge_count(&self, purge: &Purge) -> Result<u64, Error> {
+        tasks::purge_count(self, purge).await
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64, Error> {
+        tasks::count(self, filter).await
     }
 
     async fn counts(&self) -> Result<Vec<(String, Status, u64)>, Error> {
-        tasks::counts(self).await
+        counts::counts(self).await
+    }
+
+    async fn take_turn(
+        &self,
+        job: &str,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        tasks::take_turn(self, job, now, next).await
     }
 
     // Schedules (`schedules.rs`).

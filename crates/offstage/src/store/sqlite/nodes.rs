@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
+use super::counts::Tally;
 use super::rows::{insert_logs, micros, task_from_row, TASK_COLUMNS};
 use super::{shared, SqliteStore};
 use crate::error::{Error, TaskError};
@@ -17,6 +18,7 @@ use crate::id::{NodeId, TaskId};
 use crate::store::{
     grace_from_ms, json_text, node_dead, requeue_missing, KillRequest, NodeInfo, Rerun,
 };
+use crate::status::Status;
 use crate::task::TaskRecord;
 
 pub(super) async fn register(store: &SqliteStore, node: &NodeInfo) -> Result<(), Error> {
@@ -108,9 +110,9 @@ pub(super) async fn recover(
     let stale_before = micros(now) - stale_after.as_micros().min(i64::MAX as u128) as i64;
     let sweep_orphans = store.orphans.due(now, stale_after);
     let (records, dead) = store
-        .write({
+        .write_counted({
             let nodes_dir = nodes_dir.clone();
-            move |conn| {
+            move |conn, tally| {
                 let nodes: Vec<(NodeId, String, i64, i64)> = conn
                     .prepare_cached(
                         "SELECT id, host, pid, heartbeat_at FROM offstage_nodes WHERE id != ?1",
@@ -153,7 +155,7 @@ pub(super) async fn recover(
                 // a node whose row was removed). Not on every pass: the sweep reads every running
                 // task, and this runs every heartbeat (see `OrphanSweep`).
                 if !sweep_orphans && dead.is_empty() {
-                    rerun_missing(conn, &mut records, rerun.as_ref(), now)?;
+                    rerun_missing(conn, tally, &mut records, rerun.as_ref(), now)?;
                     return Ok((records, dead));
                 }
                 let rows = conn
@@ -169,7 +171,7 @@ pub(super) async fn recover(
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 records.extend(rows);
-                rerun_missing(conn, &mut records, rerun.as_ref(), now)?;
+                rerun_missing(conn, tally, &mut records, rerun.as_ref(), now)?;
                 Ok((records, dead))
             }
         })
@@ -184,11 +186,20 @@ pub(super) async fn recover(
 /// `rerun` says runs again, and updates its record to match.
 fn rerun_missing(
     conn: &Connection,
+    tally: &mut Tally,
     records: &mut [TaskRecord],
     rerun: Option<&Rerun>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    for requeue in requeue_missing(records, rerun, now) {
+    // Every record here went from running to missing in this step; those run again end queued.
+    for record in records.iter() {
+        tally.moved(&record.name, Status::Running, Status::Missing);
+    }
+    let requeues = requeue_missing(records, rerun, now);
+    for record in records.iter().filter(|r| r.status == Status::Queued) {
+        tally.moved(&record.name, Status::Missing, Status::Queued);
+    }
+    for requeue in requeues {
         conn.prepare_cached(
             "UPDATE offstage_tasks SET status = 'queued', run_at = ?2, finished_at = NULL, \
              node = NULL WHERE id = ?1",

@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
+use super::counts::Tally;
 use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 use crate::schedule::ScheduleRecord;
+use crate::status::Status;
 use crate::store::json_text;
 use crate::task::{millis, whole_millis, TaskRecord};
 
@@ -134,7 +136,7 @@ pub(super) struct NewTask {
     pub(super) id: TaskId,
     pub(super) name: String,
     args: String,
-    status: &'static str,
+    status: Status,
     state: String,
     times: (i64, i64, Option<i64>),
     attempt: u32,
@@ -153,7 +155,7 @@ impl From<&TaskRecord> for NewTask {
             id: task.id,
             name: task.name.clone(),
             args: json_text(&task.args),
-            status: task.status.as_str(),
+            status: task.status,
             state: json_text(&task.state),
             times: (
                 micros(task.launched_at),
@@ -173,7 +175,8 @@ impl From<&TaskRecord> for NewTask {
 }
 
 impl NewTask {
-    pub(super) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Inserts the task, and counts it in `tally`.
+    pub(super) fn insert(&self, conn: &Connection, tally: &mut Tally) -> rusqlite::Result<()> {
         conn.prepare_cached(
             "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
              started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated, \
@@ -183,7 +186,7 @@ impl NewTask {
             self.id,
             self.name,
             self.args,
-            self.status,
+            self.status.as_str(),
             self.state,
             self.times.0,
             self.times.1,
@@ -197,6 +200,7 @@ impl NewTask {
             self.isolated,
             self.rerun_of,
         ])?;
+        tally.add(&self.name, self.status, 1);
         Ok(())
     }
 }

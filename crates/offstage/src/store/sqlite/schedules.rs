@@ -103,7 +103,7 @@ pub(super) async fn fire(
 ) -> Result<Fired, Error> {
     let (name, task) = (name.to_owned(), NewTask::from(task));
     store
-        .write(move |conn| {
+        .write_counted(move |conn, tally| {
             let taken = conn
                 .prepare_cached(
                     "UPDATE offstage_schedules SET last_tick_at = ?2, last_task_id = ?3 \
@@ -122,7 +122,7 @@ pub(super) async fn fire(
                     return Ok(Fired::Skipped(live.id));
                 }
             }
-            task.insert(conn)?;
+            task.insert(conn, tally)?;
             Ok(Fired::Launched)
         })
         .await

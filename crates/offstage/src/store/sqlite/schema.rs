@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_schedules.sql"),
     include_str!("migrations/0004_shared.sql"),
     include_str!("migrations/0005_timeout_seconds.sql"),
+    include_str!("migrations/0006_counts.sql"),
     include_str!("migrations/0008_reruns_and_actions.sql"),
 ];
 
@@ -50,6 +51,10 @@ pub(super) async fn open(path: &Path, durability: Durability) -> Result<Connecti
 
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Pages freed by purges and retention go back to the file system (see
+    // `SqliteStore::give_back_space`). Takes effect only on a new file, before its first table:
+    // a file made by an older Offstage keeps reusing its free pages, and `VACUUM` shrinks it.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let synchronous = match durability {
         Durability::Full => "FULL",

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::nodes::registered;
+use super::counts::Tally;
 use super::rows::{from_micros, insert_logs, micros, task_from_row, NewTask, TASK_COLUMNS};
 use super::SqliteStore;
 use crate::error::{Error, TaskError};
@@ -22,16 +23,17 @@ use crate::store::{
     grace_to_ms, json_text, node_dead, running_on, sort_claimed, Finish, KillOutcome, Pending,
 };
 use crate::task::{ListFilter, TaskRecord};
+use crate::store::{id_bound, Purge};
 
 pub(super) async fn launch(store: &SqliteStore, task: &TaskRecord) -> Result<(), Error> {
     let row = NewTask::from(task);
     let node = running_on(task);
     store
-        .write(move |conn| {
+        .write_counted(move |conn, tally| {
             if let Err(dead) = may_start_on(conn, node)? {
                 return Ok(Err(dead));
             }
-            row.insert(conn).map(Ok)
+            row.insert(conn, tally).map(Ok)
         })
         .await?
 }
@@ -46,13 +48,13 @@ pub(super) async fn launch_unique(
     // nothing, in this process or another, can insert between the look and the insert.
     let node = running_on(task);
     store
-        .write(move |conn| {
+        .write_counted(move |conn, tally| {
             if let Err(dead) = may_start_on(conn, node)? {
                 return Ok(Err(dead));
             }
             let live = live_with_key(conn, &name, key.as_deref())?;
             if live.is_none() {
-                row.insert(conn)?;
+                row.insert(conn, tally)?;
             }
             Ok(Ok(live))
         })
@@ -93,12 +95,12 @@ pub(super) async fn claim(
 ) -> Result<Vec<TaskRecord>, Error> {
     let names = json_text(&names);
     let mut records = store
-        .write(move |conn| {
+        .write_counted(move |conn, tally| {
             if !registered(conn, node)? {
                 return Ok(Err(node_dead(node)));
             }
             let name_is = "name IN (SELECT value FROM json_each(?3))";
-            take_queued(conn, node, now, name_is, &names, limit as i64).map(Ok)
+            take_queued(conn, tally, node, now, name_is, &names, limit as i64).map(Ok)
         })
         .await??;
     sort_claimed(&mut records);
@@ -117,7 +119,7 @@ pub(super) async fn claim_limited(
     // Inside the writer's BEGIN IMMEDIATE batch: no other process can start one between the
     // count and the claim.
     let mut records = store
-        .write(move |conn| {
+        .write_counted(move |conn, tally| {
             if !registered(conn, node)? {
                 return Ok(Err(node_dead(node)));
             }
@@ -131,7 +133,7 @@ pub(super) async fn claim_limited(
             if room == 0 {
                 return Ok(Ok(Vec::new()));
             }
-            take_queued(conn, node, now, "name = ?3", &name, room).map(Ok)
+            take_queued(conn, tally, node, now, "name = ?3", &name, room).map(Ok)
         })
         .await??;
     sort_claimed(&mut records);
@@ -142,6 +144,7 @@ pub(super) async fn claim_limited(
 /// whose name passes `name_is` (SQL that reads `names` as `?3`), highest priority first.
 fn take_queued(
     conn: &Connection,
+    tally: &mut Tally,
     node: NodeId,
     now: DateTime<Utc>,
     name_is: &str,
@@ -156,7 +159,11 @@ fn take_queued(
              ORDER BY priority DESC, id LIMIT ?4) \
          RETURNING {TASK_COLUMNS}"
     ))?
-    .query_map(params![node, micros(now), names, limit], task_from_row)?
+    .query_map(params![node, micros(now), names, limit], |row| {
+        let record = task_from_row(row)?;
+        tally.moved(&record.name, Status::Queued, Status::Running);
+        Ok(record)
+    })?
     .collect()
 }
 
@@ -221,17 +228,17 @@ pub(super) async fn finish(
         ..
     } = finish;
     store
-        .write(move |conn| {
-            let changed = conn
+        .write_counted(move |conn, tally| {
+            let name: Option<String> = conn
                 .prepare_cached(
                     "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
                      error = ?6, kill_grace_ms = NULL, \
                      finished_at = CASE WHEN ?8 IS NULL THEN ?7 END, \
                      run_at = coalesce(?8, run_at), \
                      node = CASE WHEN ?8 IS NULL THEN node END \
-                     WHERE id = ?1 AND node = ?2 AND status = 'running'",
+                     WHERE id = ?1 AND node = ?2 AND status = 'running' RETURNING name",
                 )?
-                .execute(params![
+                .query_row(params![
                     id,
                     node,
                     status.as_str(),
@@ -240,12 +247,15 @@ pub(super) async fn finish(
                     error,
                     finished_at,
                     retry_at
-                ])?;
+                ], |row| row.get(0))
+                .optional()?;
             // Fenced: a task this node no longer runs gets none of its lines either.
-            if changed == 1 {
-                insert_logs(conn, id, &logs)?;
-            }
-            Ok(changed == 1)
+            let Some(name) = name else {
+                return Ok(false);
+            };
+            tally.moved(&name, Status::Running, status);
+            insert_logs(conn, id, &logs)?;
+            Ok(true)
         })
         .await
 }
@@ -257,7 +267,7 @@ pub(super) async fn kill(
     now: DateTime<Utc>,
 ) -> Result<KillOutcome, Error> {
     store
-        .write(move |conn| {
+        .write_counted(move |conn, tally| {
             let select = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE id = ?1");
             let Some(record) = conn
                 .prepare_cached(&select)?
@@ -275,6 +285,7 @@ pub(super) async fn kill(
                              error = ?3 WHERE id = ?1 RETURNING {TASK_COLUMNS}"
                         ))?
                         .query_row(params![id, micros(now), json_text(&error)], task_from_row)?;
+                    tally.moved(&record.name, Status::Queued, Status::Killed);
                     Ok(KillOutcome::Killed(record))
                 }
                 Status::Running => {
@@ -323,38 +334,223 @@ pub(super) async fn list(
     let filter = filter.clone();
     store
         .read(move |conn| {
-            let limit = filter.effective_limit();
-            let mut sql = format!("SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE 1 = 1");
-            let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-            let mut bind = |sql: &mut String, column: &str, value: Box<dyn rusqlite::ToSql>| {
-                values.push(value);
-                sql.push_str(&format!(" AND {column} ?{}", values.len()));
-            };
-            if let Some(name) = filter.name {
-                bind(&mut sql, "name =", Box::new(name));
-            }
-            if let Some(status) = filter.status {
-                bind(&mut sql, "status =", Box::new(status.as_str()));
-            }
-            if let Some(owner) = filter.owner {
-                bind(&mut sql, "owner =", Box::new(owner));
-            }
-            if let Some(key) = filter.key {
-                bind(&mut sql, "task_key =", Box::new(key));
-            }
-            if let Some(rerun_of) = filter.rerun_of {
-                bind(&mut sql, "rerun_of =", Box::new(rerun_of));
-            }
-            if let Some(before) = filter.before {
-                bind(&mut sql, "id <", Box::new(before));
-            }
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-            conn.prepare_cached(&sql)?
-                .query_map(
-                    rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
-                    task_from_row,
-                )?
+            let mut sql = Conditions::of(&filter);
+            let query = format!(
+                "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE {} ORDER BY id DESC LIMIT {}",
+                sql.text,
+                filter.effective_limit()
+            );
+            conn.prepare_cached(&query)?
+                .query_map(sql.params(), task_from_row)?
                 .collect()
+        })
+        .await
+}
+
+pub(super) async fn count(store: &SqliteStore, filter: &ListFilter) -> Result<u64, Error> {
+    let filter = filter.clone();
+    store
+        .read(move |conn| {
+            // By type and status alone: the counts the writer keeps answer without a scan.
+            let by_counts = filter.owner.is_none()
+                && filter.rerun_of.is_none()
+                && filter.key.is_none()
+                && filter.launched_after.is_none()
+                && filter.launched_before.is_none()
+                && filter.before.is_none();
+            let n: i64 = if by_counts {
+                let statuses: Vec<&str> = Status::ALL
+                    .iter()
+                    .filter(|s| filter.status.is_none_or(|wanted| wanted == **s))
+                    .filter(|s| filter.finished.is_none_or(|f| f == s.is_terminal()))
+                    .map(|s| s.as_str())
+                    .collect();
+                conn.prepare_cached(
+                    "SELECT coalesce(sum(n), 0) FROM offstage_task_counts \
+                     WHERE (?1 IS NULL OR name = ?1) AND status IN (SELECT value FROM json_each(?2))",
+                )?
+                .query_row(params![filter.name, json_text(&statuses)], |row| row.get(0))?
+            } else {
+                let mut sql = Conditions::of(&filter);
+                let query = format!("SELECT count(*) FROM offstage_tasks WHERE {}", sql.text);
+                conn.prepare_cached(&query)?
+                    .query_row(sql.params(), |row| row.get(0))?
+            };
+            Ok(n as u64)
+        })
+        .await
+}
+
+/// A filter's conditions as SQL, with the values they bind in order.
+struct Conditions {
+    /// `1 = 1 AND ...`: goes after `WHERE`.
+    text: String,
+    values: Vec<Box<dyn rusqlite::ToSql + Send>>,
+}
+
+impl Conditions {
+    fn of(filter: &ListFilter) -> Self {
+        let mut sql = Self {
+            text: "1 = 1".to_owned(),
+            values: Vec::new(),
+        };
+        if let Some(name) = &filter.name {
+            sql.bind("name =", name.clone());
+        }
+        if let Some(status) = filter.status {
+            sql.bind("status =", status.as_str());
+        }
+        if let Some(owner) = &filter.owner {
+            sql.bind("owner =", owner.clone());
+        }
+        if let Some(key) = &filter.key {
+            sql.bind("task_key =", key.clone());
+        }
+        match filter.finished {
+            Some(true) => sql.text.push_str(&format!(" AND {FINISHED}")),
+            Some(false) => sql.text.push_str(" AND status IN ('queued', 'running')"),
+            None => {}
+        }
+        if let Some(rerun_of) = filter.rerun_of {
+            sql.bind("rerun_of =", rerun_of);
+        }
+        if let Some(after) = filter.launched_after {
+            sql.bind("launched_at >=", micros(after));
+        }
+        if let Some(before) = filter.launched_before {
+            sql.bind("launched_at <", micros(before));
+            // The same bound on the primary key, so the scan stops there (see `id_bound`).
+            sql.bind("id <", id_bound(before));
+        }
+        if let Some(before) = filter.before {
+            sql.bind("id <", before);
+        }
+        sql
+    }
+
+    fn bind(&mut self, column: &str, value: impl rusqlite::ToSql + Send + 'static) {
+        self.values.push(Box::new(value));
+        self.text
+            .push_str(&format!(" AND {column} ?{}", self.values.len()));
+    }
+
+    fn params(&mut self) -> impl rusqlite::Params + '_ {
+        rusqlite::params_from_iter(self.values.iter().map(|v| v.as_ref() as &dyn rusqlite::ToSql))
+    }
+}
+
+/// The statuses a task never leaves: the only ones a purge deletes.
+const FINISHED: &str = "status IN ('completed', 'failed', 'killed', 'missing')";
+
+/// `purge`'s conditions: its filter's, finished tasks only, and its time and number limits.
+/// Run by the writer (or a reader), it finds the newest task `keep_newest` keeps, if any.
+fn purge_conditions(conn: &Connection, purge: &Purge) -> rusqlite::Result<Option<Conditions>> {
+    let filter = ListFilter {
+        finished: Some(true),
+        status: purge.filter.status.filter(|s| s.is_terminal()),
+        limit: None,
+        ..purge.filter.clone()
+    };
+    if purge.filter.status.is_some_and(|s| !s.is_terminal()) {
+        return Ok(None);
+    }
+    let mut sql = Conditions::of(&filter);
+    if let Some(keep) = purge.keep_newest {
+        let query = format!(
+            "SELECT id FROM offstage_tasks WHERE {} ORDER BY id DESC LIMIT 1 OFFSET ?{}",
+            sql.text,
+            sql.values.len() + 1
+        );
+        sql.values.push(Box::new(keep.saturating_sub(1).min(i64::MAX as u64) as i64));
+        let kept: Option<TaskId> = if keep == 0 {
+            None
+        } else {
+            match conn.prepare(&query)?.query_row(sql.params(), |row| row.get(0)).optional()? {
+                Some(id) => Some(id),
+                // Fewer than `keep_newest` match: all are kept.
+                None => return Ok(None),
+            }
+        };
+        sql.values.pop();
+        if let Some(kept) = kept {
+            sql.bind("id <", kept);
+        }
+    }
+    if let Some(before) = purge.finished_before {
+        sql.bind("finished_at <", micros(before));
+        // A task launched after `before` cannot have finished before it.
+        sql.bind("id <", id_bound(before));
+    }
+    Ok(Some(sql))
+}
+
+pub(super) async fn purge(store: &SqliteStore, purge: &Purge, limit: usize) -> Result<u64, Error> {
+    let purge = purge.clone();
+    let deleted = store
+        .write_counted(move |conn, tally| {
+            let Some(mut sql) = purge_conditions(conn, &purge)? else {
+                return Ok(0);
+            };
+            let query = format!(
+                "SELECT id FROM offstage_tasks WHERE {} ORDER BY id LIMIT {limit}",
+                sql.text
+            );
+            let ids: Vec<TaskId> = conn
+                .prepare(&query)?
+                .query_map(sql.params(), |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut logs = conn.prepare_cached("DELETE FROM offstage_logs WHERE task_id = ?1")?;
+            let mut task = conn.prepare_cached(
+                "DELETE FROM offstage_tasks WHERE id = ?1 RETURNING name, status",
+            )?;
+            for id in &ids {
+                logs.execute([id])?;
+                let (name, status): (String, String) =
+                    task.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                if let Ok(status) = status.parse::<Status>() {
+                    tally.add(&name, status, -1);
+                }
+            }
+            Ok(ids.len() as u64)
+        })
+        .await?;
+    if deleted > 0 {
+        store.give_back_space().await;
+    }
+    Ok(deleted)
+}
+
+pub(super) async fn purge_count(store: &SqliteStore, purge: &Purge) -> Result<u64, Error> {
+    let purge = purge.clone();
+    store
+        .read(move |conn| {
+            let Some(mut sql) = purge_conditions(conn, &purge)? else {
+                return Ok(0);
+            };
+            let query = format!("SELECT count(*) FROM offstage_tasks WHERE {}", sql.text);
+            let n: i64 = conn.prepare(&query)?.query_row(sql.params(), |row| row.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+}
+
+pub(super) async fn take_turn(
+    store: &SqliteStore,
+    job: &str,
+    now: DateTime<Utc>,
+    next: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let job = job.to_owned();
+    store
+        .write(move |conn| {
+            let taken = conn
+                .prepare_cached(
+                    "INSERT INTO offstage_maintenance (job, next_at) VALUES (?1, ?3) \
+                     ON CONFLICT (job) DO UPDATE SET next_at = excluded.next_at \
+                     WHERE offstage_maintenance.next_at <= ?2",
+                )?
+                .execute(params![job, micros(now), micros(next)])?;
+            Ok(taken == 1)
         })
         .await
 }
@@ -378,48 +574,6 @@ pub(super) async fn logs(
                     level: LogLevel::parse(&row.get::<_, String>(2)?),
                     message: row.get(3)?,
                 })
-            })?
-            .collect()
-        })
-        .await
-}
-
-pub(super) async fn purge(store: &SqliteStore, before: DateTime<Utc>) -> Result<u64, Error> {
-    store
-        .write(move |conn| {
-            let before = micros(before);
-            conn.execute(
-                "DELETE FROM offstage_logs WHERE task_id IN \
-                 (SELECT id FROM offstage_tasks WHERE finished_at < ?1)",
-                [before],
-            )?;
-            let deleted = conn.execute(
-                "DELETE FROM offstage_tasks WHERE finished_at < ?1",
-                [before],
-            )?;
-            Ok(deleted as u64)
-        })
-        .await
-}
-
-pub(super) async fn counts(store: &SqliteStore) -> Result<Vec<(String, Status, u64)>, Error> {
-    store
-        .read(|conn| {
-            conn.prepare_cached(
-                "SELECT name, status, count(*) FROM offstage_tasks GROUP BY name, status \
-                 ORDER BY name, status",
-            )?
-            .query_map([], |row| {
-                let status: String = row.get(1)?;
-                let count: i64 = row.get(2)?;
-                let status = status.parse::<Status>().map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        e.into(),
-                    )
-                })?;
-                Ok((row.get(0)?, status, count as u64))
             })?
             .collect()
         })

@@ -8,12 +8,14 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::counts::Tally;
 use super::SqliteStore;
 use crate::error::{Error, ErrorKind};
 
-/// A work item for the writer thread: runs inside the open transaction and returns what to do
-/// once the transaction has committed (or failed to).
-pub(super) type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// A work item for the writer thread: runs inside the open transaction, adds what it changed
+/// in the task counts to the transaction's tally, and returns what to do once the transaction
+/// has committed (or failed to).
+pub(super) type Job = Box<dyn FnOnce(&Connection, &mut Tally) -> Reply + Send>;
 type Reply = Box<dyn FnOnce(Result<(), &Failed>) + Send>;
 
 /// Why a whole transaction failed (its `BEGIN` or its `COMMIT`), for every job in it.
@@ -85,15 +87,25 @@ pub(super) fn sqlite_error(path: &Path, what: &str, error: rusqlite::Error) -> E
 }
 
 impl SqliteStore {
-    /// Runs `f` in the writer's next transaction and returns its result once committed.
+    /// Runs `f` in the writer's next transaction and returns its result once committed. `f`
+    /// launches, moves or deletes no task (see [`SqliteStore::write_counted`]).
     pub(super) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, Error> {
+        self.write_counted(move |conn, _| f(conn)).await
+    }
+
+    /// [`SqliteStore::write`] for a write that launches, moves or deletes tasks: it adds each
+    /// change to the tally, which the writer adds to the task counts in the same transaction.
+    pub(super) async fn write_counted<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut Tally) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
+        let job: Job = Box::new(move |conn, tally| {
+            let result = f(conn, tally);
             Box::new(move |commit| {
                 let result = match commit {
                     Ok(()) => result.map_err(|e| sqlite_error(&path, "write", e)),
@@ -161,6 +173,7 @@ impl SqliteStore {
 pub(super) fn write_loop(path: &Path, conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    let mut tally = Tally::default();
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -177,13 +190,18 @@ pub(super) fn write_loop(path: &Path, conn: Connection, mut jobs: mpsc::Unbounde
                     // Its caller hears why (the job runs outside a transaction, as SQLite's
                     // autocommit: a write that goes in anyway is one its caller was told
                     // failed, never the other way round).
-                    job(&conn)(Err(&failed));
+                    let reply = job(&conn, &mut tally);
+                    // And its counts with it, the same way.
+                    let _ = tally.flush(&conn);
+                    tally.clear();
+                    reply(Err(&failed));
                 }
                 break;
             }
             for job in pending.by_ref() {
-                replies.push(job(&conn));
+                replies.push(job(&conn, &mut tally));
                 if conn.is_autocommit() {
+                    tally.clear();
                     // SQLite rolled the whole transaction back on an error in this job (it
                     // does on `SQLITE_FULL` and some I/O errors): every job so far is undone,
                     // and says so; the rest go in a new transaction, never in autocommit.
@@ -203,9 +221,12 @@ pub(super) fn write_loop(path: &Path, conn: Connection, mut jobs: mpsc::Unbounde
         if replies.is_empty() {
             continue;
         }
-        let committed = conn
-            .execute_batch("COMMIT")
+        // The counts change in the transaction whose writes changed them.
+        let committed = tally
+            .flush(&conn)
+            .and_then(|()| conn.execute_batch("COMMIT"))
             .map_err(|e| Failed::new(path, &e));
+        tally.clear();
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

@@ -249,6 +249,61 @@ pub async fn a_bulk_rerun_launches_one_rerun_of_each_finished_match(backend: &dy
     live.kill().await.unwrap();
 }
 
+/// A bulk purge deletes the finished tasks its filter matches, and no live one; a status no
+/// finished task has is refused, saying what to filter by.
+pub async fn a_bulk_purge_deletes_the_finished_matches(backend: &dyn Backend) {
+    let (rt, _database) = runtime(backend).await;
+    for i in 0..5 {
+        rt.launch_json("test.echo", json!(i))
+            .owner("old")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    let live = rt
+        .launch_json("test.until_cancelled", json!(null))
+        .owner("old")
+        .await
+        .unwrap();
+    let kept = rt
+        .launch_json("test.echo", json!("kept"))
+        .owner("new")
+        .await
+        .unwrap();
+    kept.wait().await.unwrap();
+    let bulk = Bulk {
+        verb: BulkVerb::Purge,
+        filter: filter_owner("old"),
+        per_s: None,
+    };
+    assert_eq!(rt.bulk_count(&bulk).await.unwrap(), 5);
+    let ended = rt.bulk(&bulk, "janitor").await.unwrap().wait().await;
+    assert_eq!(ended.status, ActionStatus::Completed, "{ended:?}");
+    assert_eq!((ended.matched, ended.done), (5, 5));
+    let left: Vec<TaskId> = rt
+        .list(&filter_owner("old"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(left, vec![live.id()]);
+    assert!(rt.record(kept.id()).await.is_ok());
+    let running = Bulk {
+        filter: ListFilter {
+            status: Some(Status::Running),
+            ..ListFilter::default()
+        },
+        ..bulk
+    };
+    let error = rt.bulk_count(&running).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+    assert!(error.message().contains("finished tasks"), "{error}");
+    live.kill().await.unwrap();
+}
+
 /// A paced bulk rerun launches no faster than `per_s`: with one a second, the first rerun goes
 /// at once and each next one only when the (paused) clock has moved a second on, so their
 /// launch times are a second apart.

@@ -20,6 +20,7 @@ mod actions;
 mod databases;
 mod durability;
 mod fencing;
+mod history;
 mod keys;
 mod lifecycle;
 mod retries;
@@ -36,6 +37,7 @@ use async_trait::async_trait;
 pub use self::actions::*;
 pub use self::durability::*;
 pub use self::fencing::*;
+pub use self::history::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
@@ -206,9 +208,15 @@ macro_rules! conformance_tests {
             saving_after_the_lock_was_taken_away_fails_with_lock_lost,
             a_node_declared_dead_can_no_longer_change_its_tasks,
             orphaned_tasks_are_swept_within_the_node_timeout,
+            counts_are_exact_through_every_step,
+            purge_steps_delete_oldest_first,
+            count_matching_counts_what_the_list_lists,
+            retention_applies_each_types_rule,
+            a_maintenance_turn_goes_to_one_node,
             a_rerun_is_a_new_task_linked_to_the_finished_one,
             a_bulk_kill_ends_every_live_match_and_is_recorded,
             a_bulk_rerun_launches_one_rerun_of_each_finished_match,
+            a_bulk_purge_deletes_the_finished_matches,
             an_action_whose_node_stopped_reads_failed
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
