@@ -14,7 +14,10 @@
 //   schedules.js    #/schedules       the schedules, and a form to add one
 //   shared-list.js  #/shared          the shared documents
 //   shared.js       #/shared/<name>   one shared document, live, with its editor
+//   actions.js      #/actions         bulk actions (who did what); the list's select-all and
+//                                     a task's Rerun
 
+import { actionsView } from "./actions.js";
 import { onSignInNeeded, session, setLive, whoAmI } from "./api.js";
 import { $, decodeName, h, parseRoute, tell } from "./ui.js";
 import { launchView } from "./launch.js";
@@ -38,7 +41,8 @@ function route() {
   const { path, params } = parseRoute();
   const section = path === "/launch" ? "launch"
     : path === "/schedules" ? "schedules"
-      : path === "/shared" || path.startsWith("/shared/") ? "shared" : "tasks";
+      : path === "/shared" || path.startsWith("/shared/") ? "shared"
+        : path === "/actions" ? "actions" : "tasks";
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -48,6 +52,7 @@ function route() {
   if (task) current = taskView(main, task[1]);
   else if (path === "/launch") current = launchView(main, params);
   else if (path === "/schedules") current = schedulesView(main);
+  else if (path === "/actions") current = actionsView(main);
   else if (path === "/shared") current = sharedListView(main);
   else if (shared) current = sharedView(main, decodeName(shared[1]));
   else current = taskListView(main, params);

@@ -56,6 +56,7 @@ const ASSETS: &[Asset] = &[
     asset!("schedules.js", JAVASCRIPT),
     asset!("shared-list.js", JAVASCRIPT),
     asset!("shared.js", JAVASCRIPT),
+    asset!("actions.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];

@@ -163,7 +163,7 @@ pub(crate) struct DryRun {
     responses((status = 202, description = "the action, started", body = ActionRecord),
         (status = 200, description = "`dry_run`: the count", body = DryRun),
         (status = 400, description = "`invalid_argument` (a `per_s` that is not a positive \
-            rate, or given for kill or purge), `invalid_filter`, `invalid_status`, `invalid_id`", body = crate::error::ErrorBody),
+            rate, or given for kill or purge), `invalid_filter`, `invalid_id`", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_body`: an unknown verb or field", body = crate::error::ErrorBody),
         (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn start(

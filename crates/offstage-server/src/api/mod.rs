@@ -1,5 +1,6 @@
 //! The HTTP API's routes.
 
+pub(crate) mod actions;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod openapi;
