@@ -34,7 +34,9 @@ async fn a_rerun_over_http_is_a_new_task_linked_both_ways() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
     let api = Api::new(&server, None);
     let original = api
-        .launch(json!({ "name": "demo.echo", "args": { "value": 1 }, "owner": "ann", "priority": 3 }))
+        .launch(
+            json!({ "name": "demo.echo", "args": { "value": 1 }, "owner": "ann", "priority": 3 }),
+        )
         .await;
     api.finished(&original).await;
 
@@ -65,9 +67,7 @@ async fn a_rerun_over_http_is_a_new_task_linked_both_ways() {
     assert_eq!(api.finished(edited_id).await["return_value"], json!(2));
 
     // The original's page finds its reruns; the rerun names its original.
-    let reruns = api
-        .get(&format!("/api/tasks?rerun_of={original}"))
-        .await;
+    let reruns = api.get(&format!("/api/tasks?rerun_of={original}")).await;
     let ids: Vec<&str> = reruns["tasks"]
         .as_array()
         .unwrap()
@@ -76,7 +76,10 @@ async fn a_rerun_over_http_is_a_new_task_linked_both_ways() {
         .collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(ids[0], edited_id);
-    assert_eq!(api.get(&format!("/api/tasks/{original}")).await["rerun_of"], Value::Null);
+    assert_eq!(
+        api.get(&format!("/api/tasks/{original}")).await["rerun_of"],
+        Value::Null
+    );
 
     // Refusals, each saying what to do.
     let live = api
@@ -119,14 +122,23 @@ async fn a_rerun_over_http_is_a_new_task_linked_both_ways() {
 async fn a_bulk_kill_counts_first_then_kills_every_live_match_and_records_who() {
     let server = Server::start(
         &SqliteBackend.new_database(),
-        &["--token", "read:r", "--token", "launch:l", "--token", "control:c"],
+        &[
+            "--token",
+            "read:r",
+            "--token",
+            "launch:l",
+            "--token",
+            "control:c",
+        ],
     );
     let control = Api::new(&server, Some("c"));
     let mut targets = Vec::new();
     for _ in 0..4 {
         targets.push(
             control
-                .launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 }, "owner": "batch-7" }))
+                .launch(
+                    json!({ "name": "demo.sleep", "args": { "seconds": 600 }, "owner": "batch-7" }),
+                )
                 .await,
         );
     }
@@ -145,7 +157,10 @@ async fn a_bulk_kill_counts_first_then_kills_every_live_match_and_records_who() 
     assert_eq!(dry["matched"], 4);
     assert_eq!(dry["dry_run"], true);
     for id in &targets {
-        assert_eq!(control.get(&format!("/api/tasks/{id}")).await["is_running"], true);
+        assert_eq!(
+            control.get(&format!("/api/tasks/{id}")).await["is_running"],
+            true
+        );
     }
     assert_eq!(control.get("/api/actions").await["actions"], json!([]));
 
@@ -172,7 +187,10 @@ async fn a_bulk_kill_counts_first_then_kills_every_live_match_and_records_who() 
     let id = action["id"].as_str().unwrap();
     let done = ended(&Api::new(&server, Some("r")), id).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!((done["done"].as_u64(), done["failed"].as_u64()), (Some(4), Some(0)));
+    assert_eq!(
+        (done["done"].as_u64(), done["failed"].as_u64()),
+        (Some(4), Some(0))
+    );
     assert_eq!(done["verb"], "kill");
     assert_eq!(done["filter"]["owner"], "batch-7");
     let actor = done["actor"].as_str().unwrap();
@@ -180,7 +198,10 @@ async fn a_bulk_kill_counts_first_then_kills_every_live_match_and_records_who() 
     for task in &targets {
         assert_eq!(control.finished(task).await["status"], "killed");
     }
-    assert_eq!(control.get(&format!("/api/tasks/{other}")).await["is_running"], true);
+    assert_eq!(
+        control.get(&format!("/api/tasks/{other}")).await["is_running"],
+        true
+    );
     let listed = control.get("/api/actions").await;
     assert_eq!(listed["actions"][0]["id"], id);
     control.kill(&other, Some(0.0)).await;
@@ -229,20 +250,90 @@ async fn bad_bulk_requests_say_how_to_fix_them() {
     let server = Server::start(&SqliteBackend.new_database(), &[]);
     let api = Api::new(&server, None);
     let cases: &[(&str, StatusCode, &str, &str)] = &[
-        (r#"{"verb": "explode"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "verb"),
-        (r#"{"filter": {}}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "verb"),
-        (r#"{"verb": "kill", "filter": {"colour": "red"}}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "colour"),
-        (r#"{"verb": "kill", "per_s": 5}"#, StatusCode::BAD_REQUEST, "invalid_argument", "paces reruns only"),
-        (r#"{"verb": "rerun", "per_s": 0}"#, StatusCode::BAD_REQUEST, "invalid_argument", "positive number"),
-        (r#"{"verb": "rerun", "per_s": -1, "dry_run": true}"#, StatusCode::BAD_REQUEST, "invalid_argument", "positive number"),
-        (r#"{"verb": "kill", "filter": {"status": "failed"}}"#, StatusCode::BAD_REQUEST, "invalid_argument", "queued or running"),
-        (r#"{"verb": "purge", "filter": {"status": "running"}}"#, StatusCode::BAD_REQUEST, "invalid_argument", "completed, failed"),
-        (r#"{"verb": "kill", "filter": {"status": "sleepy"}}"#, StatusCode::BAD_REQUEST, "invalid_argument", "sleepy"),
-        (r#"{"verb": "kill", "filter": {"rerun_of": "nope"}}"#, StatusCode::BAD_REQUEST, "invalid_id", "UUID"),
-        (r#"{"verb": "kill", "filter": {"launched_after": "2026-02-01T00:00:00Z", "launched_before": "2026-01-01T00:00:00Z"}}"#, StatusCode::BAD_REQUEST, "invalid_filter", "swap them"),
-        (r#"{"verb": "kill", "filter": {"launched_after": "yesterday"}}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "launched_after"),
-        (r#"{"verb": "kill", "filter": {"owner": "a\u0000b"}}"#, StatusCode::BAD_REQUEST, "invalid_argument", "control character"),
-        ("[]", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "object"),
+        (
+            r#"{"verb": "explode"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "verb",
+        ),
+        (
+            r#"{"filter": {}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "verb",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"colour": "red"}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "colour",
+        ),
+        (
+            r#"{"verb": "kill", "per_s": 5}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "paces reruns only",
+        ),
+        (
+            r#"{"verb": "rerun", "per_s": 0}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "positive number",
+        ),
+        (
+            r#"{"verb": "rerun", "per_s": -1, "dry_run": true}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "positive number",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"status": "failed"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "queued or running",
+        ),
+        (
+            r#"{"verb": "purge", "filter": {"status": "running"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "completed, failed",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"status": "sleepy"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "sleepy",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"rerun_of": "nope"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "UUID",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"launched_after": "2026-02-01T00:00:00Z", "launched_before": "2026-01-01T00:00:00Z"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_filter",
+            "swap them",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"launched_after": "yesterday"}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "launched_after",
+        ),
+        (
+            r#"{"verb": "kill", "filter": {"owner": "a\u0000b"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "control character",
+        ),
+        (
+            "[]",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "object",
+        ),
     ];
     for (body, want, want_code, says) in cases {
         let (status, answer) = call(&api, Method::POST, "/api/actions", Some(body)).await;
@@ -276,10 +367,18 @@ async fn the_cli_reruns_counts_asks_and_bulk_kills_with_a_record() {
     assert_eq!(rerun["rerun_of"], original.as_str());
     assert_eq!(rerun["args"], json!({ "value": "b" }));
     let output = server.cli(&["show", rerun["id"].as_str().unwrap()]);
-    assert!(stdout(&output).contains(&format!("rerun_of      {original}")), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains(&format!("rerun_of      {original}")),
+        "{}",
+        stdout(&output)
+    );
     let output = server.cli(&["rerun", &original, "--args", "{nope"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("--args is not JSON"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--args is not JSON"),
+        "{}",
+        stderr(&output)
+    );
 
     for _ in 0..3 {
         api.launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 }, "owner": "cli" }))
@@ -287,7 +386,10 @@ async fn the_cli_reruns_counts_asks_and_bulk_kills_with_a_record() {
     }
     let output = server.cli(&["bulk", "kill", "--owner", "cli", "--dry-run"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(stdout(&output).trim(), "kill would act on 3 live tasks (dry run)");
+    assert_eq!(
+        stdout(&output).trim(),
+        "kill would act on 3 live tasks (dry run)"
+    );
     // Without a terminal to ask on, it needs --yes, and changes nothing.
     let output = server.cli(&["bulk", "kill", "--owner", "cli"]);
     assert!(!output.status.success());
@@ -295,14 +397,25 @@ async fn the_cli_reruns_counts_asks_and_bulk_kills_with_a_record() {
     assert_eq!(api.get("/api/actions").await["actions"], json!([]));
     let output = server.cli(&["bulk", "kill", "--owner", "cli", "--yes"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).starts_with("kill: 3 of 3 done, 0 failed (completed"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).starts_with("kill: 3 of 3 done, 0 failed (completed"),
+        "{}",
+        stdout(&output)
+    );
     let live = api.get("/api/tasks?owner=cli&finished=false").await;
     assert_eq!(live["tasks"], json!([]));
     let output = server.cli(&["actions"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let table = stdout(&output);
-    assert!(table.contains("kill") && table.contains("anonymous") && table.contains("owner=cli"), "{table}");
+    assert!(
+        table.contains("kill") && table.contains("anonymous") && table.contains("owner=cli"),
+        "{table}"
+    );
     let output = server.cli(&["bulk", "purge", "--status", "running", "--yes"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("finished tasks"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("finished tasks"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -52,7 +52,8 @@ async fn rerun_with_edited_args_opens_a_new_task_linked_to_the_original() {
     page.fill("#rerun-args", r#"{"value": "second"}"#).await;
     page.click("#rerun-submit").await;
     // The new task's page, linked back to the original.
-    page.wait("#rerun-of", "text", json!(original.as_str())).await;
+    page.wait("#rerun-of", "text", json!(original.as_str()))
+        .await;
     page.wait(".badge", "text", json!("completed")).await;
     page.wait(".outcome", "text", json!("second")).await;
     let reruns = api.get(&format!("/api/tasks?rerun_of={original}")).await;
@@ -66,7 +67,11 @@ async fn rerun_with_edited_args_opens_a_new_task_linked_to_the_original() {
     page.wait("#reruns a", "count", json!(1)).await;
     let errors = page.js_errors().await;
     page.close().await;
-    assert_eq!(errors, Vec::<String>::new(), "JavaScript errors in the dashboard");
+    assert_eq!(
+        errors,
+        Vec::<String>::new(),
+        "JavaScript errors in the dashboard"
+    );
 }
 
 #[cfg_attr(
@@ -82,8 +87,10 @@ async fn select_all_matching_shows_the_count_then_a_bulk_kill_completes() {
     let mut targets = Vec::new();
     for _ in 0..3 {
         targets.push(
-            api.launch(json!({ "name": "demo.sleep", "args": { "seconds": 600 }, "owner": "batch" }))
-                .await,
+            api.launch(
+                json!({ "name": "demo.sleep", "args": { "seconds": 600 }, "owner": "batch" }),
+            )
+            .await,
         );
     }
     let done = api
@@ -103,7 +110,10 @@ async fn select_all_matching_shows_the_count_then_a_bulk_kill_completes() {
     page.wait("#bulk-finished", "exact", json!("1")).await;
     assert_eq!(api.get("/api/actions").await["actions"], json!([]));
     for id in &targets {
-        assert_eq!(api.get(&format!("/api/tasks/{id}")).await["is_running"], true);
+        assert_eq!(
+            api.get(&format!("/api/tasks/{id}")).await["is_running"],
+            true
+        );
     }
     assert_eq!(page.unlabeled().await, Vec::<Value>::new());
     page.screenshot("dashboard-bulk-count").await;
@@ -122,14 +132,24 @@ async fn select_all_matching_shows_the_count_then_a_bulk_kill_completes() {
         .await;
     page.wait("#bulk-status", "text", json!("3 of 3")).await;
     for id in &targets {
-        assert_eq!(api.get(&format!("/api/tasks/{id}")).await["status"], "killed");
+        assert_eq!(
+            api.get(&format!("/api/tasks/{id}")).await["status"],
+            "killed"
+        );
     }
-    assert_eq!(api.get(&format!("/api/tasks/{bystander}")).await["is_running"], true);
+    assert_eq!(
+        api.get(&format!("/api/tasks/{bystander}")).await["is_running"],
+        true
+    );
 
     // The Actions view says who did what.
     page.goto("#/actions").await;
-    page.wait("tr[data-verb=kill][data-status=completed]", "count", json!(1))
-        .await;
+    page.wait(
+        "tr[data-verb=kill][data-status=completed]",
+        "count",
+        json!(1),
+    )
+    .await;
     page.wait(".actions-table .actor", "text", json!("anonymous"))
         .await;
     page.wait(".actions-table .filter", "text", json!("owner=batch"))
@@ -137,6 +157,10 @@ async fn select_all_matching_shows_the_count_then_a_bulk_kill_completes() {
     page.screenshot("dashboard-actions").await;
     let errors = page.js_errors().await;
     page.close().await;
-    assert_eq!(errors, Vec::<String>::new(), "JavaScript errors in the dashboard");
+    assert_eq!(
+        errors,
+        Vec::<String>::new(),
+        "JavaScript errors in the dashboard"
+    );
     api.kill(&bystander, Some(0.0)).await;
 }

@@ -85,13 +85,12 @@ pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
     Action, Config, Isolation, Launch, LaunchOptions, OnConflict, Retention, Runtime,
-    RuntimeBuilder,
-    WorkerInfo,
+    RuntimeBuilder, WorkerInfo,
 };
-pub use store::Purge;
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
 pub use status::Status;
+pub use store::Purge;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
 pub use worker::isolated::isolation_entry;
 pub use worker::protocol::ProtocolError;

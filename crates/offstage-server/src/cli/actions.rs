@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use offstage::{ActionRecord, ActionStatus, TaskRecord, TaskId};
+use offstage::{ActionRecord, ActionStatus, TaskId, TaskRecord};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -143,7 +143,9 @@ impl Bulk {
         if let Some(per_s) = self.per_s {
             body["per_s"] = json!(per_s);
         }
-        let counted = client.call(Method::POST, "/api/actions", Some(&body)).await?;
+        let counted = client
+            .call(Method::POST, "/api/actions", Some(&body))
+            .await?;
         let matched = decode::<DryRun>(&counted)?.matched;
         let verb = self.verb.as_str();
         if self.dry_run {
@@ -175,7 +177,9 @@ impl Bulk {
             ))?;
         }
         body["dry_run"] = json!(false);
-        let started = client.call(Method::POST, "/api/actions", Some(&body)).await?;
+        let started = client
+            .call(Method::POST, "/api/actions", Some(&body))
+            .await?;
         let mut action: ActionRecord = decode(&started)?;
         let path = format!("/api/actions/{}", action.id);
         let bar = (!self.remote.json && std::io::stderr().is_terminal()).then(|| {

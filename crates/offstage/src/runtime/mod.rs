@@ -40,8 +40,8 @@ use crate::id::{NodeId, TaskId};
 use crate::log::LogLine;
 use crate::registry::Registry;
 use crate::status::Status;
-use crate::store::{KillOutcome, Notice, Store};
 use crate::store::Purge;
+use crate::store::{KillOutcome, Notice, Store};
 use crate::task::{ListFilter, Task, TaskRecord};
 
 /// The runtime's clock: wall time advanced by tokio's clock, so tests that pause and advance

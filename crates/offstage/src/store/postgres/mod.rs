@@ -48,9 +48,7 @@ use uuid::Uuid;
 
 use self::schema::{connect, migrate, without_password};
 use self::writer::Write;
-use super::{
-    Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store,
-};
+use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store};
 use crate::action::ActionRecord;
 use crate::error::Error;
 use crate::id::{ActionId, NodeId, TaskId};

@@ -15,10 +15,10 @@ use super::rows::{task_from_row, LogArrays, TASK_COLUMNS};
 use super::{notices, pg_error, shared, PostgresStore};
 use crate::error::{Error, TaskError};
 use crate::id::NodeId;
+use crate::status::Status;
 use crate::store::{
     grace_from_ms, json_text, node_dead, requeue_missing, KillRequest, NodeInfo, Rerun,
 };
-use crate::status::Status;
 use crate::task::TaskRecord;
 
 pub(super) async fn register(store: &PostgresStore, node: &NodeInfo) -> Result<(), Error> {

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::nodes::{hold_node, is_registered};
 use super::counts::{count_change, Change};
+use super::nodes::{hold_node, is_registered};
 use super::rows::{task_from_row, LogArrays, TaskArrays, TASK_COLUMNS};
 use super::writer::Write;
 use super::{pg_error, PostgresStore};
@@ -24,8 +24,8 @@ use crate::status::Status;
 use crate::store::{
     grace_to_ms, json_text, node_dead, running_on, sort_claimed, Finish, KillOutcome, Pending,
 };
-use crate::task::{ListFilter, TaskRecord};
 use crate::store::{id_bound, Purge};
+use crate::task::{ListFilter, TaskRecord};
 
 pub(super) async fn launch(store: &PostgresStore, task: &TaskRecord) -> Result<(), Error> {
     let task = Box::new(task.clone());
@@ -380,7 +380,9 @@ pub(super) async fn count(store: &PostgresStore, filter: &ListFilter) -> Result<
         .map_err(err)?
     } else {
         bind_filter(
-            sqlx::query(&format!("SELECT count(*) FROM offstage_tasks WHERE {FILTER}")),
+            sqlx::query(&format!(
+                "SELECT count(*) FROM offstage_tasks WHERE {FILTER}"
+            )),
             filter,
         )
         .fetch_one(&store.pool)

@@ -249,16 +249,16 @@ impl FinishArrays {
             return Ok(HashSet::new());
         }
         let ids: Vec<Uuid> = sqlx::query_scalar(&FINISH_TASKS)
-        .bind(self.id)
-        .bind(self.node)
-        .bind(self.status)
-        .bind(self.state)
-        .bind(self.return_value)
-        .bind(self.error)
-        .bind(self.finished_at)
-        .bind(self.retry_at)
-        .fetch_all(conn)
-        .await?;
+            .bind(self.id)
+            .bind(self.node)
+            .bind(self.status)
+            .bind(self.state)
+            .bind(self.return_value)
+            .bind(self.error)
+            .bind(self.finished_at)
+            .bind(self.retry_at)
+            .fetch_all(conn)
+            .await?;
         Ok(ids.into_iter().collect())
     }
 }

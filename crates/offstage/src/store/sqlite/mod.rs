@@ -45,9 +45,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use self::writer::{write_loop, Job};
-use super::{
-    Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store,
-};
+use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store};
 use crate::action::ActionRecord;
 use crate::error::Error;
 use crate::id::{ActionId, NodeId, TaskId};

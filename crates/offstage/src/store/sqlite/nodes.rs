@@ -15,10 +15,10 @@ use super::rows::{insert_logs, micros, task_from_row, TASK_COLUMNS};
 use super::{shared, SqliteStore};
 use crate::error::{Error, TaskError};
 use crate::id::{NodeId, TaskId};
+use crate::status::Status;
 use crate::store::{
     grace_from_ms, json_text, node_dead, requeue_missing, KillRequest, NodeInfo, Rerun,
 };
-use crate::status::Status;
 use crate::task::TaskRecord;
 
 pub(super) async fn register(store: &SqliteStore, node: &NodeInfo) -> Result<(), Error> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::nodes::registered;
 use super::counts::Tally;
+use super::nodes::registered;
 use super::rows::{from_micros, insert_logs, micros, task_from_row, NewTask, TASK_COLUMNS};
 use super::SqliteStore;
 use crate::error::{Error, TaskError};
@@ -22,8 +22,8 @@ use crate::status::Status;
 use crate::store::{
     grace_to_ms, json_text, node_dead, running_on, sort_claimed, Finish, KillOutcome, Pending,
 };
-use crate::task::{ListFilter, TaskRecord};
 use crate::store::{id_bound, Purge};
+use crate::task::{ListFilter, TaskRecord};
 
 pub(super) async fn launch(store: &SqliteStore, task: &TaskRecord) -> Result<(), Error> {
     let row = NewTask::from(task);
@@ -238,16 +238,19 @@ pub(super) async fn finish(
                      node = CASE WHEN ?8 IS NULL THEN node END \
                      WHERE id = ?1 AND node = ?2 AND status = 'running' RETURNING name",
                 )?
-                .query_row(params![
-                    id,
-                    node,
-                    status.as_str(),
-                    state,
-                    return_value,
-                    error,
-                    finished_at,
-                    retry_at
-                ], |row| row.get(0))
+                .query_row(
+                    params![
+                        id,
+                        node,
+                        status.as_str(),
+                        state,
+                        return_value,
+                        error,
+                        finished_at,
+                        retry_at
+                    ],
+                    |row| row.get(0),
+                )
                 .optional()?;
             // Fenced: a task this node no longer runs gets none of its lines either.
             let Some(name) = name else {
@@ -435,7 +438,11 @@ impl Conditions {
     }
 
     fn params(&mut self) -> impl rusqlite::Params + '_ {
-        rusqlite::params_from_iter(self.values.iter().map(|v| v.as_ref() as &dyn rusqlite::ToSql))
+        rusqlite::params_from_iter(
+            self.values
+                .iter()
+                .map(|v| v.as_ref() as &dyn rusqlite::ToSql),
+        )
     }
 }
 
@@ -461,11 +468,16 @@ fn purge_conditions(conn: &Connection, purge: &Purge) -> rusqlite::Result<Option
             sql.text,
             sql.values.len() + 1
         );
-        sql.values.push(Box::new(keep.saturating_sub(1).min(i64::MAX as u64) as i64));
+        sql.values
+            .push(Box::new(keep.saturating_sub(1).min(i64::MAX as u64) as i64));
         let kept: Option<TaskId> = if keep == 0 {
             None
         } else {
-            match conn.prepare(&query)?.query_row(sql.params(), |row| row.get(0)).optional()? {
+            match conn
+                .prepare(&query)?
+                .query_row(sql.params(), |row| row.get(0))
+                .optional()?
+            {
                 Some(id) => Some(id),
                 // Fewer than `keep_newest` match: all are kept.
                 None => return Ok(None),
@@ -528,7 +540,9 @@ pub(super) async fn purge_count(store: &SqliteStore, purge: &Purge) -> Result<u6
                 return Ok(0);
             };
             let query = format!("SELECT count(*) FROM offstage_tasks WHERE {}", sql.text);
-            let n: i64 = conn.prepare(&query)?.query_row(sql.params(), |row| row.get(0))?;
+            let n: i64 = conn
+                .prepare(&query)?
+                .query_row(sql.params(), |row| row.get(0))?;
             Ok(n as u64)
         })
         .await

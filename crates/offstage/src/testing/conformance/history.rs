@@ -47,7 +47,11 @@ async fn assert_counts_exact(rt: &Runtime, when: &str) {
     let truth = counted_by_listing(rt).await;
     assert_eq!(rt.counts().await.unwrap(), truth, "counts {when}");
     rt.store().tidy().await.unwrap();
-    assert_eq!(rt.counts().await.unwrap(), truth, "counts {when}, after tidying");
+    assert_eq!(
+        rt.counts().await.unwrap(),
+        truth,
+        "counts {when}, after tidying"
+    );
 }
 
 /// The counts by type and status stay exact through every way a task is inserted, moved and
@@ -65,18 +69,17 @@ pub async fn counts_are_exact_through_every_step(backend: &dyn Backend) {
     store.launch(&lost_again).await.unwrap();
     let quick = Retry::new(3).backoff(Duration::from_millis(1), Duration::from_millis(2));
     let rt = runtime_with(backend, &database, |b| {
-        b.max_concurrency(1)
-            .task_with(
-                "test.retried",
-                TaskTypeOptions::default().retry(quick.clone()),
-                |ctx: Context, _args: Value| async move {
-                    if ctx.attempt() < 2 {
-                        Err(TaskError::new("flaky", "not yet"))
-                    } else {
-                        Ok(ctx.attempt())
-                    }
-                },
-            )
+        b.max_concurrency(1).task_with(
+            "test.retried",
+            TaskTypeOptions::default().retry(quick.clone()),
+            |ctx: Context, _args: Value| async move {
+                if ctx.attempt() < 2 {
+                    Err(TaskError::new("flaky", "not yet"))
+                } else {
+                    Ok(ctx.attempt())
+                }
+            },
+        )
     })
     .await;
     // Recovery has run: one task `missing`, the other queued again and (one slot) run.
@@ -119,7 +122,11 @@ pub async fn counts_are_exact_through_every_step(backend: &dyn Backend) {
     let before = rt.counts().await.unwrap();
     drop(rt);
     let reopened = runtime_with(backend, &database, |b| b).await;
-    assert_eq!(reopened.counts().await.unwrap(), before, "counts after reopening");
+    assert_eq!(
+        reopened.counts().await.unwrap(),
+        before,
+        "counts after reopening"
+    );
 }
 
 /// A purge step deletes at most its limit, oldest first, with the tasks' logs; it keeps live
@@ -202,15 +209,22 @@ pub async fn purge_steps_delete_oldest_first(backend: &dyn Backend) {
         },
         ..Purge::default()
     };
-    assert_eq!(rt.purge_count(&by_time).await.unwrap(), 3, "tasks 8, 9 and 10");
-    let mut seen = Vec::new();
     assert_eq!(
-        rt.purge_with(&by_time, |n| seen.push(n)).await.unwrap(),
-        3
+        rt.purge_count(&by_time).await.unwrap(),
+        3,
+        "tasks 8, 9 and 10"
     );
+    let mut seen = Vec::new();
+    assert_eq!(rt.purge_with(&by_time, |n| seen.push(n)).await.unwrap(), 3);
     assert_eq!(seen, [3]);
-    assert_eq!(rt.record(finished[7]).await.unwrap().status, Status::Completed);
-    assert_eq!(rt.record(finished[11]).await.unwrap().status, Status::Completed);
+    assert_eq!(
+        rt.record(finished[7]).await.unwrap().status,
+        Status::Completed
+    );
+    assert_eq!(
+        rt.record(finished[11]).await.unwrap().status,
+        Status::Completed
+    );
     assert_eq!(running.status().await.unwrap(), Status::Running);
     assert_eq!(queued.status().await.unwrap(), Status::Queued);
     running.kill().await.unwrap();
@@ -298,7 +312,11 @@ pub async fn retention_applies_each_types_rule(backend: &dyn Backend) {
     let mut events = rt.events();
     let running = start_blocker(&rt, &mut events).await;
 
-    assert_eq!(rt.retention_pass().await.unwrap(), 4, "three echoes and the log task");
+    assert_eq!(
+        rt.retention_pass().await.unwrap(),
+        4,
+        "three echoes and the log task"
+    );
     for id in &echoes[..3] {
         assert_eq!(rt.get(*id).await.unwrap_err().kind(), ErrorKind::NotFound);
     }
@@ -311,7 +329,11 @@ pub async fn retention_applies_each_types_rule(backend: &dyn Backend) {
     );
     assert_eq!(failed.status().await.unwrap(), Status::Failed);
     assert_eq!(running.status().await.unwrap(), Status::Running);
-    assert_eq!(rt.retention_pass().await.unwrap(), 0, "nothing more to remove");
+    assert_eq!(
+        rt.retention_pass().await.unwrap(),
+        0,
+        "nothing more to remove"
+    );
     assert_counts_exact(&rt, "after retention").await;
     running.kill().await.unwrap();
 }
@@ -320,10 +342,7 @@ pub async fn retention_applies_each_types_rule(backend: &dyn Backend) {
 /// next turn comes when its time does.
 pub async fn a_maintenance_turn_goes_to_one_node(backend: &dyn Backend) {
     let database = backend.new_database();
-    let stores = [
-        backend.open(&database).await,
-        backend.open(&database).await,
-    ];
+    let stores = [backend.open(&database).await, backend.open(&database).await];
     let now = Utc::now();
     let next = now + chrono::Duration::seconds(60);
     let asks = (0..20).map(|i| {
