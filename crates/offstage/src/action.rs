@@ -18,7 +18,7 @@
 //! };
 //! println!("{} tasks would run again", rt.bulk_count(&bulk).await?);
 //! let action = rt.bulk(&bulk, "ops@example.com").await?;
-//! let record = rt.wait_action(action.id).await?; // or read it later: rt.action(id)
+//! let record = action.wait().await; // or read it from any node: rt.action(action.id())
 //! println!("{} of {} done, {} failed", record.done, record.matched, record.failed);
 //! # Ok(()) }
 //! ```

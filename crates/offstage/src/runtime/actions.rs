@@ -76,7 +76,7 @@ impl Action {
 
 impl Runtime {
     /// Launches finished task `id` again as a new task, linked to it by
-    /// [`TaskRecord::rerun_of`]: the same task type and launch options (priority, timeout,
+    /// [`crate::TaskRecord::rerun_of`]: the same task type and launch options (priority, timeout,
     /// isolation, owner, key), with `args` if given and the original's otherwise. It runs
     /// now, whatever the original's `run_at` was.
     ///
