@@ -133,18 +133,23 @@ export function bulkPanel(filter) {
   const body = bulkFilter(filter);
   const scope = describeFilter(body);
 
-  const dryRun = (verb) => api("api/actions", {
-    method: "POST", body: { verb, filter: body, dry_run: true },
-  }).then((answer) => answer.matched);
+  // A status filter decides the side: a finished status matches no live task, and the server
+  // refuses to count a kill of it (and the other way round), so that side is 0 unasked.
+  const live = !body.status || ["queued", "running"].includes(body.status);
+  const dryRun = (verb) => {
+    if (body.status && (verb === "kill") !== live) return Promise.resolve(0);
+    return api("api/actions", { method: "POST", body: { verb, filter: body, dry_run: true } })
+      .then((answer) => answer.matched);
+  };
 
   async function open() {
     selectAll.disabled = true;
     panel.hidden = false;
     panel.replaceChildren(h("p", { class: "muted" }, "Counting…"));
-    let live;
+    let liveCount;
     let finished;
     try {
-      [live, finished] = await Promise.all([dryRun("kill"), dryRun("purge")]);
+      [liveCount, finished] = await Promise.all([dryRun("kill"), dryRun("purge")]);
     } catch (error) {
       panel.replaceChildren(problem);
       tell(problem, error.message);
@@ -161,11 +166,11 @@ export function bulkPanel(filter) {
     }, label);
     panel.replaceChildren(
       h("p", { id: "bulk-count" },
-        h("strong", { id: "bulk-live" }, live.toLocaleString()), " live and ",
+        h("strong", { id: "bulk-live" }, liveCount.toLocaleString()), " live and ",
         h("strong", { id: "bulk-finished" }, finished.toLocaleString()),
         ` finished tasks match ${scope}. Nothing has changed yet.`),
       h("div", { class: "actions bulk-buttons" },
-        button("kill", live, `Kill ${live.toLocaleString()} live`, "danger"),
+        button("kill", liveCount, `Kill ${liveCount.toLocaleString()} live`, "danger"),
         button("purge", finished, `Purge ${finished.toLocaleString()} finished`, "danger"),
         h("label", { for: "bulk-per-s", class: "small" }, "Reruns a second ", perS),
         button("rerun", finished, `Rerun ${finished.toLocaleString()} finished`, "primary"),

@@ -142,6 +142,25 @@ async fn select_all_matching_shows_the_count_then_a_bulk_kill_completes() {
         true
     );
 
+    // Filtered by a finished status, only the finished side is counted; a paced rerun of them
+    // runs to its end.
+    page.goto("#/?owner=batch&status=killed").await;
+    page.wait("tbody tr[data-status=killed]", "count", json!(3))
+        .await;
+    page.click("#bulk-select").await;
+    page.wait("#bulk-finished", "exact", json!("3")).await;
+    page.wait("#bulk-live", "exact", json!("0")).await;
+    page.fill("#bulk-per-s", "50").await;
+    page.click("#bulk-rerun").await;
+    page.wait("#confirm-dialog", "shown", json!(null)).await;
+    page.click("#confirm-ok").await;
+    page.wait("#bulk-status[data-status=completed]", "count", json!(1))
+        .await;
+    for id in &targets {
+        let reruns = api.get(&format!("/api/tasks?rerun_of={id}")).await;
+        assert_eq!(reruns["tasks"].as_array().unwrap().len(), 1, "{reruns}");
+    }
+
     // The Actions view says who did what.
     page.goto("#/actions").await;
     page.wait(
