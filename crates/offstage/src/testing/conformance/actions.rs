@@ -249,6 +249,65 @@ pub async fn a_bulk_rerun_launches_one_rerun_of_each_finished_match(backend: &dy
     live.kill().await.unwrap();
 }
 
+/// A bulk rerun launches ordinary queued tasks, so their type's concurrency limit holds
+/// whatever the pace: of 4 reruns of a type limited to one at a time, never two run together.
+pub async fn a_bulk_rerun_respects_the_types_concurrency_limit(backend: &dyn Backend) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let database = backend.new_database();
+    let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+    let rt = runtime_with(backend, &database, move |builder| {
+        builder.task_with(
+            "test.one_at_a_time",
+            crate::TaskTypeOptions::default().concurrency_limit(1),
+            move |_ctx: crate::Context, _args: serde_json::Value| {
+                let (running, most) = (Arc::clone(&r), Arc::clone(&m));
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, crate::TaskError>(())
+                }
+            },
+        )
+    })
+    .await;
+    for i in 0..4 {
+        rt.launch_json("test.one_at_a_time", json!(i))
+            .owner("limited")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    most.store(0, Ordering::SeqCst);
+    let bulk = Bulk {
+        verb: BulkVerb::Rerun,
+        filter: filter_owner("limited"),
+        per_s: None,
+    };
+    let ended = rt.bulk(&bulk, "oncall").await.unwrap().wait().await;
+    assert_eq!((ended.done, ended.failed), (4, 0), "{ended:?}");
+    let reruns: Vec<_> = rt
+        .list(&filter_owner("limited"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.rerun_of.is_some())
+        .collect();
+    assert_eq!(reruns.len(), 4);
+    for task in reruns {
+        let record = rt.get(task.id).await.unwrap().wait().await.unwrap();
+        assert_eq!(record.status, Status::Completed);
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two reruns ran at once");
+}
+
 /// A bulk purge deletes the finished tasks its filter matches, and no live one; a status no
 /// finished task has is refused, saying what to filter by.
 pub async fn a_bulk_purge_deletes_the_finished_matches(backend: &dyn Backend) {

@@ -217,6 +217,7 @@ macro_rules! conformance_tests {
             a_bulk_kill_ends_every_live_match_and_is_recorded,
             a_bulk_rerun_launches_one_rerun_of_each_finished_match,
             a_bulk_purge_deletes_the_finished_matches,
+            a_bulk_rerun_respects_the_types_concurrency_limit,
             an_action_whose_node_stopped_reads_failed
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
