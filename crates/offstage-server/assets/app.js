@@ -19,7 +19,10 @@
 //   task-types.js   #/task-types      the task types, with Pause and Resume
 //   nodes.js        #/nodes           the nodes, their workers and isolated processes
 //   waiting.js      (task.js)         why a task waits
+//   actions.js      #/actions         bulk actions (who did what); the list's select-all and
+//                                     a task's Rerun
 
+import { actionsView } from "./actions.js";
 import { onSignInNeeded, session, setLive, whoAmI } from "./api.js";
 import { $, decodeName, h, parseRoute, tell } from "./ui.js";
 import { chartsView } from "./charts.js";
@@ -48,7 +51,9 @@ function route() {
     : path === "/schedules" ? "schedules"
       : path === "/shared" || path.startsWith("/shared/") ? "shared"
         : path === "/charts" ? "charts"
-        : path === "/task-types" ? "task-types" : path === "/nodes" ? "nodes" : "tasks";
+        : path === "/task-types" ? "task-types"
+        : path === "/nodes" ? "nodes"
+        : path === "/actions" ? "actions" : "tasks";
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -59,6 +64,7 @@ function route() {
   else if (path === "/launch") current = launchView(main, params);
   else if (path === "/schedules") current = schedulesView(main);
   else if (path === "/charts") current = chartsView(main, params);
+  else if (path === "/actions") current = actionsView(main);
   else if (path === "/shared") current = sharedListView(main);
   else if (shared) current = sharedView(main, decodeName(shared[1]));
   else if (path === "/task-types") current = taskTypesView(main);

@@ -1,6 +1,7 @@
 // The task list (`#/`): newest first, filtered by name, status and owner, a page of 50 at a
 // time, live, with how many tasks there are of each status.
 
+import { bulkPanel } from "./actions.js";
 import { api, session, watch } from "./api.js";
 import {
   $, badge, durationEl, go, h, href, progressEl, shortId, STATUS_MARK, STATUSES, tell, throttled,
@@ -77,6 +78,7 @@ export function taskListView(main, params) {
   newest.href = href("/", newestParams);
   const problem = h("p", { class: "notice error", role: "alert", hidden: true });
   const summary = h("nav", { class: "summary", "aria-label": "Tasks by status" });
+  const bulk = bulkPanel(filter);
 
   main.append(
     h("div", { class: "page-head" },
@@ -96,6 +98,7 @@ export function taskListView(main, params) {
         findError)),
     h("datalist", { id: "task-types" }),
     summary,
+    bulk.el,
     problem,
     h("div", { class: "table-wrap" }, table),
     empty,
@@ -248,6 +251,7 @@ export function taskListView(main, params) {
     stop() {
       stream.stop();
       counts.stop();
+      bulk.stop();
     },
   };
 }

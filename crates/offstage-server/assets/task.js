@@ -1,5 +1,6 @@
 // One task (`#/tasks/<id>`): everything about it, live, with its log and a Kill button.
 
+import { rerunPanel, rerunsOf } from "./actions.js";
 import { api, session, setLive, watch } from "./api.js";
 import {
   $, ask, badge, durationEl, fact, fmtDuration, fmtTime, h, pretty, progressEl, progressOf,
@@ -34,14 +35,19 @@ export function taskView(main, id) {
     if (follow) logBox.scrollTop = logBox.scrollHeight;
   });
   const problem = h("p", { class: "notice error", role: "alert", hidden: true });
+  const rerun = rerunPanel();
+  // This task's reruns (`?rerun_of=`), read with the task; its own original is in the record.
+  let reruns = "—";
 
   main.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All tasks")),
-    h("div", { class: "page-head" }, h("div", { class: "title" }, title, status), killButton),
+    h("div", { class: "page-head" }, h("div", { class: "title" }, title, status),
+      h("div", { class: "head-buttons" }, rerun.button, killButton)),
     problem,
     waiting,
     progress,
     outcome,
+    rerun.form,
     h("div", { class: "detail" },
       h("section", { class: "card", "aria-labelledby": "h-facts" },
         h("h2", { id: "h-facts" }, "Details"), facts),
@@ -74,7 +80,11 @@ export function taskView(main, id) {
       ...fact("Timeout", task.timeout_s ? fmtDuration(task.timeout_s * 1000) : "none"),
       ...fact("Node", task.node ? h("code", {}, task.node) : "—"),
       ...fact("Isolated", task.isolated ? "yes, in a worker process of its own" : "no"),
-      ...(task.run_at !== task.launched_at ? fact("Run at", timeEl(task.run_at)) : []));
+      ...(task.run_at !== task.launched_at ? fact("Run at", timeEl(task.run_at)) : []),
+      ...(task.rerun_of ? fact("Rerun of", h("a", { href: `#/tasks/${task.rerun_of}`, id: "rerun-of" },
+        h("code", {}, task.rerun_of))) : []),
+      ...fact("Reruns", reruns));
+    rerun.update(task);
     args.textContent = pretty(task.args);
     state.textContent = pretty(task.state);
     stateNote.textContent = task.is_running ? "live" : "final";
@@ -118,6 +128,7 @@ export function taskView(main, id) {
   async function load() {
     try {
       task = await api(`api/tasks/${id}`);
+      reruns = await rerunsOf(id);
       render();
       for (;;) {
         const page = await api(`api/tasks/${id}/logs?after=${lastLog}&limit=5000`);

@@ -242,9 +242,14 @@ pub fn app(mut state: AppState) -> Router {
         .route("/api/shared/{name}/events", get(api::shared::events))
         .route("/api/stats", get(api::stats::stats))
         .route("/metrics", get(metrics::metrics))
+        // Who did what: the record of bulk actions.
+        .route("/api/actions", get(api::actions::list))
+        .route("/api/actions/{id}", get(api::actions::show))
         .route_layer(guard!(&state, Gate::Role(Role::Read)));
     let launch = Router::new()
         .route("/api/tasks", post(api::tasks::launch))
+        // A rerun is a launch (of a task that is over), with the original's options.
+        .route("/api/tasks/{id}/rerun", post(api::actions::rerun))
         .route_layer(guard!(&state, Gate::Role(Role::Launch)));
     // A scoped token with the `kill` right kills within its scope.
     let kill = Router::new()
@@ -258,6 +263,9 @@ pub fn app(mut state: AppState) -> Router {
         ));
     let control = Router::new()
         .route("/api/tasks", axum::routing::delete(api::tasks::purge))
+        // Kill, purge or rerun every task matching a filter: control (which includes launch,
+        // for reruns).
+        .route("/api/actions", post(api::actions::start))
         // A token reaches as far as whoever minted it: an operator's grant.
         .route("/api/tokens", post(api::tokens::mint))
         // Overwrites whatever tasks wrote: an operator's action, like a kill.

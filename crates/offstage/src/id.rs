@@ -86,6 +86,11 @@ time_ordered_id!(
     "node id"
 );
 
+time_ordered_id!(
+    /// The id of one bulk action ([`crate::ActionRecord`]): time-ordered, like a task's.
+    ActionId,
+    "action id"
+);
 impl TaskId {
     /// The first id [`TaskId::new`] could make at `at`: every task id made at or after `at` (by
     /// this machine's clock) is at least this one. The stores bound their scans by time with

@@ -55,6 +55,7 @@
 #![warn(missing_docs, unreachable_pub, unnameable_types)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod action;
 mod context;
 mod error;
 mod event;
@@ -76,19 +77,20 @@ pub mod testing;
 mod waiting;
 mod worker;
 
+pub use action::{ActionRecord, ActionStatus, Bulk, BulkVerb};
 pub use context::Context;
 pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
 pub use fleet::{IsolatedProcess, NodeRecord, NodeReport, Paused, PausedTaskType, WorkerReport};
-pub use id::{NodeId, TaskId};
+pub use id::{ActionId, NodeId, TaskId};
 pub use log::{LogLevel, LogLimits, LogLine};
 #[cfg(feature = "schemars")]
 #[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]
 pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
-    Config, Isolation, Launch, LaunchOptions, OnConflict, Retention, Runtime, RuntimeBuilder,
-    WorkerInfo,
+    Action, Config, Isolation, Launch, LaunchOptions, OnConflict, Retention, Runtime,
+    RuntimeBuilder, WorkerInfo,
 };
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};

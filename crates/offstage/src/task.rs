@@ -78,6 +78,11 @@ pub struct TaskRecord {
     /// The node running (or that last ran) it.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub node: Option<NodeId>,
+    /// The task this one reruns: it was launched again from that one, with the same args or
+    /// edited ones ([`crate::Runtime::rerun`]). `None` for a task launched afresh.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
+    pub rerun_of: Option<TaskId>,
 }
 
 impl TaskRecord {
@@ -164,6 +169,9 @@ pub struct ListFilter {
     pub owner: Option<String>,
     /// Only tasks launched with this key.
     pub key: Option<String>,
+    /// Only reruns of this task ([`TaskRecord::rerun_of`]).
+    #[serde(default)]
+    pub rerun_of: Option<TaskId>,
     /// Only tasks that have ended (`Some(true)`: completed, failed, killed or missing) or that
     /// have not (`Some(false)`: queued or running).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +228,7 @@ impl ListFilter {
             && passes(self.status.as_ref(), Some(&task.status))
             && passes(self.owner.as_deref(), task.owner.as_deref())
             && passes(self.key.as_deref(), task.key.as_deref())
+            && passes(self.rerun_of.as_ref(), task.rerun_of.as_ref())
             && self
                 .finished
                 .is_none_or(|finished| finished == task.status.is_terminal())

@@ -36,6 +36,7 @@ pub fn sample_record(id: TaskId) -> TaskRecord {
         timeout: None,
         node: None,
         isolated: false,
+        rerun_of: None,
     }
 }
 

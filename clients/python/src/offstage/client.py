@@ -13,6 +13,7 @@ servers makes a :class:`Client` for each instead; it has the same methods.
 from __future__ import annotations
 
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable
 from datetime import datetime
@@ -241,6 +242,105 @@ class Client:
             if before is None:
                 break
         return [Task(self, record) for record in reversed(records)]
+
+    # -- reruns and bulk actions -------------------------------------------------------------
+
+    def rerun(self, task_id: str, args: Any = None) -> Task:
+        """Launches the finished task ``task_id`` again as a new task linked to it (its
+        ``rerun_of``): the same task type and launch options, with ``args`` if given (any JSON
+        value) and the original's otherwise. Needs role ``launch``.
+
+        Raises:
+            OffstageError: ``not_found`` (404) for an unknown id; ``conflict`` (409) while the
+                task is queued or running (kill it or wait), or while a live task of its type
+                has its key; ``invalid_args`` (422) when the task type refuses ``args``.
+        """
+        body: dict[str, Any] = {}
+        if args is not None:
+            _args.check_json(args, "the rerun's args")
+            body["args"] = args
+        return Task(self, self._request("POST", f"/api/tasks/{_quote(task_id)}/rerun", json=body))
+
+    def bulk(
+        self,
+        verb: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        owner: str | None = None,
+        key: str | None = None,
+        launched_after: datetime | str | None = None,
+        launched_before: datetime | str | None = None,
+        dry_run: bool = False,
+        per_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Kills (``verb="kill"``: the live tasks), purges or reruns (``"purge"``, ``"rerun"``:
+        the finished tasks) every task matching the filter, as the server's background action;
+        needs role ``control``. Returns the action's record (``id``, ``status``, ``matched``,
+        ``done``, ``failed``, ``actor``, …) as it starts: follow it with :meth:`get_action` or
+        :meth:`wait_action`.
+
+        With ``dry_run``, changes nothing and returns ``{"verb", "dry_run": True, "matched"}``:
+        how many tasks it would act on. ``per_s`` paces a rerun (launches a second).
+        ``launched_after`` / ``launched_before`` are aware datetimes or RFC 3339 text.
+        """
+        filter_: dict[str, Any] = {}
+        for field, value in (
+            ("name", name),
+            ("status", status),
+            ("owner", owner),
+            ("key", key),
+            ("launched_after", launched_after),
+            ("launched_before", launched_before),
+        ):
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise OffstageError(
+                        f"{field} has no time zone: give an aware datetime, "
+                        "e.g. datetime.now(timezone.utc) - timedelta(hours=1)",
+                        code="invalid_time",
+                    )
+                value = value.isoformat()
+            if value is not None:
+                filter_[field] = value
+        body: dict[str, Any] = {"verb": verb, "filter": filter_, "dry_run": dry_run}
+        if per_s is not None:
+            body["per_s"] = per_s
+        return dict(self._request("POST", "/api/actions", json=body))
+
+    def get_action(self, action_id: str) -> dict[str, Any]:
+        """Bulk action ``action_id``'s record: its progress while ``status`` is ``running``,
+        then how it ended (``completed`` or ``failed``, with ``error``).
+
+        Raises:
+            OffstageError: ``not_found`` (404) when no action has that id.
+        """
+        return dict(self._request("GET", f"/api/actions/{_quote(action_id)}"))
+
+    def list_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` bulk actions, newest first: who did what."""
+        return list(self._request("GET", "/api/actions", params={"limit": limit})["actions"])
+
+    def wait_action(
+        self, action_id: str, timeout: float | None = None, poll: float = 0.25
+    ) -> dict[str, Any]:
+        """Reads action ``action_id`` every ``poll`` seconds until it has ended (no stream
+        carries an action's progress); its final record.
+
+        Raises:
+            TimeoutError: when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            action = self.get_action(action_id)
+            if action["status"] != "running":
+                return action
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"action {action_id} is still running after {timeout} s "
+                    f"({action['done']} of {action['matched']} done)"
+                )
+            time.sleep(poll)
 
     def kill(self, task_id: str, grace: float | None = None) -> None:
         """Kills the task with id ``task_id`` (see :meth:`Task.kill`)."""

@@ -110,6 +110,16 @@ class Task:
         """The task type's name."""
         return str(self._record["name"])
 
+    def get_rerun_of(self) -> str | None:
+        """The id of the task this one reruns (``Client.rerun``), or ``None``."""
+        value = self._record.get("rerun_of")
+        return None if value is None else str(value)
+
+    def rerun(self, args: Any = None) -> Task:
+        """Launches this finished task again as a new task linked to it, with ``args`` if given
+        and this one's otherwise (see ``Client.rerun``)."""
+        return self._client.rerun(self.get_id(), args)
+
     def get_state(self) -> Any:
         """The state the task last wrote: ``{}`` until it writes one."""
         return self._live().get("state")

@@ -1,5 +1,6 @@
 //! The HTTP API's routes.
 
+pub(crate) mod actions;
 pub(crate) mod events;
 pub(crate) mod fleet;
 pub(crate) mod health;

@@ -20,6 +20,10 @@ use utoipa::OpenApi;
         super::fleet::pause,
         super::fleet::resume,
         super::fleet::nodes,
+        super::actions::rerun,
+        super::actions::start,
+        super::actions::list,
+        super::actions::show,
         super::events::all,
         super::events::task,
         super::schedules::list,
@@ -149,6 +153,16 @@ fn exact(document: &mut Value) {
         ),
         // Args are any JSON; whether they fit the task type is the task type's to say (422).
         ("LaunchRequest", "args", json!({})),
+        ("RerunRequest", "args", json!({})),
+        ("BulkFilter", "name", text(MAX_NAME_CHARS, true)),
+        ("BulkFilter", "owner", text(MAX_OWNER_CHARS, true)),
+        ("BulkFilter", "key", text(MAX_KEY_CHARS, true)),
+        // A rate: launches a second, above zero (`Bulk::check`).
+        (
+            "BulkRequest",
+            "per_s",
+            json!({ "type": ["number", "null"], "exclusiveMinimum": 0 }),
+        ),
         ("LaunchRequest", "timeout_s", timeout_s.clone()),
         (
             "LaunchRequest",
@@ -243,7 +257,9 @@ fn exact(document: &mut Value) {
                 let name = parameter["name"].as_str().unwrap_or_default().to_owned();
                 let place = parameter["in"].as_str().unwrap_or_default().to_owned();
                 match (name.as_str(), place.as_str()) {
-                    ("id", "path") | ("before", "query") => parameter["schema"] = uuid.clone(),
+                    ("id", "path") | ("before", "query") | ("rerun_of", "query") => {
+                        parameter["schema"] = uuid.clone()
+                    }
                     ("limit", "query") => {
                         let max = if path.ends_with("/logs") {
                             10_000

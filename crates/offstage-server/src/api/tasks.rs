@@ -186,6 +186,8 @@ pub(crate) struct ListQuery {
     launched_after: Option<DateTime<Utc>>,
     /// Only tasks launched before this time (RFC 3339).
     launched_before: Option<DateTime<Utc>>,
+    /// Only reruns of this task (`POST /api/tasks/{id}/rerun`), newest first.
+    rerun_of: Option<String>,
     /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
     /// Only tasks older than this id: the previous page's `next_before`.
@@ -237,6 +239,11 @@ pub(crate) async fn list(
         finished: query.finished,
         launched_after: query.launched_after,
         launched_before: query.launched_before,
+        rerun_of: query
+            .rerun_of
+            .as_deref()
+            .map(str::parse::<TaskId>)
+            .transpose()?,
         before,
         limit: query.limit,
     };

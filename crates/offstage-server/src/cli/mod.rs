@@ -9,6 +9,7 @@
 //! table or, with `--json`, as the server sent them, and writes only through [`Out`], so that
 //! a reader that goes away (`offstage list | head -1`) ends the command quietly.
 
+mod actions;
 mod client;
 mod fleet;
 mod out;
@@ -64,6 +65,13 @@ enum Command {
     Logs(tasks::Logs),
     /// Deletes tasks that finished before a time.
     Purge(tasks::Purge),
+    /// Launches a finished task again as a new task linked to it, with the same or new args.
+    Rerun(actions::Rerun),
+    /// Kills, purges or reruns every task matching a filter: shows the count, asks, then
+    /// shows progress until done. Recorded with who asked (`offstage actions`).
+    Bulk(actions::Bulk),
+    /// Lists bulk actions, newest first: who did what, and how far it got.
+    Actions(actions::Actions),
     /// Schedules: list, set, pause, resume and delete task types launched on cron ticks.
     #[command(subcommand)]
     Schedule(schedules::ScheduleCommand),
@@ -99,6 +107,9 @@ impl Command {
             Command::Kill(command) => command.run(out).await,
             Command::Logs(command) => command.run(out).await,
             Command::Purge(command) => command.run(out).await,
+            Command::Rerun(command) => command.run(out).await,
+            Command::Bulk(command) => command.run(out).await,
+            Command::Actions(command) => command.run(out).await,
             Command::Schedule(command) => command.run(out).await,
             Command::Shared(command) => command.run(out).await,
             Command::Token(command) => command.run(out).await,

@@ -141,6 +141,7 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
         ("timeout_s", or_dash(task.timeout.map(|t| t.as_secs_f64()))),
         ("isolated", task.isolated.to_string()),
         ("node", or_dash(task.node)),
+        ("rerun_of", or_dash(task.rerun_of)),
     ];
     let mut out = String::new();
     for (field, value) in fields {

@@ -122,6 +122,8 @@ pub struct Launch {
     args: Result<Value, Error>,
     options: LaunchOptions,
     delay: Option<Duration>,
+    /// The task this launch reruns (`Runtime::rerun`).
+    rerun_of: Option<TaskId>,
 }
 
 impl Launch {
@@ -132,7 +134,14 @@ impl Launch {
             args,
             options: LaunchOptions::default(),
             delay: None,
+            rerun_of: None,
         }
+    }
+
+    /// Records the launch as a rerun of task `id` (see `Runtime::rerun`).
+    pub(crate) fn rerun_of(mut self, id: TaskId) -> Self {
+        self.rerun_of = Some(id);
+        self
     }
 
     /// Replaces all options.
@@ -198,6 +207,7 @@ impl Launch {
             args,
             options,
             delay,
+            rerun_of,
         } = self;
         if rt.is_shutting_down() {
             return Err(Error::new(
@@ -272,6 +282,7 @@ impl Launch {
             timeout,
             node: None,
             isolated,
+            rerun_of,
         };
         Ok(Checked {
             rt,

@@ -1,5 +1,6 @@
 //! The **runtime**: runs tasks on this node, kills them for real, and survives restarts. What it does and an example are on [`Runtime`]; each part is a file here, named for its noun (`claimer.rs`, `executor.rs`, `slots.rs`, …).
 
+mod actions;
 mod builder;
 mod claimer;
 mod cluster;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub use self::actions::Action;
 pub use self::builder::{Config, RuntimeBuilder};
 pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;

@@ -68,6 +68,7 @@ where
         timeout: None,
         node: Some(rt.node()),
         isolated: false,
+        rerun_of: None,
     };
     let inserted = match rt.store.launch_unique(&record).await {
         Err(error) if error.kind() == ErrorKind::NodeDead => {

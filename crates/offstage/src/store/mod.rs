@@ -29,10 +29,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::action::ActionRecord;
 use crate::error::{Error, TaskError};
 use crate::event::Event;
 use crate::fleet::{NodeRecord, NodeReport, PausedTaskType};
-use crate::id::{NodeId, TaskId};
+use crate::id::{ActionId, NodeId, TaskId};
 use crate::log::LogLine;
 pub use crate::schedule::Fired;
 use crate::schedule::{Schedule, ScheduleRecord};
@@ -568,6 +569,27 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         &self,
         id: TaskId,
     ) -> Result<Option<(DateTime<Utc>, Option<Duration>)>, Error>;
+
+    /// Records `action` (a bulk action that is starting, `running` on `action.node`).
+    async fn action_insert(&self, action: &ActionRecord) -> Result<(), Error>;
+
+    /// Saves the progress of `action` (`done`, `failed`, `updated_at`, `error`) and, once it
+    /// has ended, its `status` and `ended_at`. Only an action still `running` changes: a
+    /// record that ended stays as it ended.
+    async fn action_update(&self, action: &ActionRecord) -> Result<(), Error>;
+
+    /// Action `id`, or `None` if there is none. An action still `running` on a node that is
+    /// no longer registered reads `failed`, interrupted (see `ActionRecord::orphaned`): no
+    /// reader ever sees an action running without a live node to run it.
+    async fn action_get(&self, id: ActionId) -> Result<Option<ActionRecord>, Error>;
+
+    /// Up to `limit` actions older than `before` (all, without), newest first, read as
+    /// [`Store::action_get`] reads one.
+    async fn actions(
+        &self,
+        before: Option<ActionId>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod actions;
 mod counts;
 mod fleet;
 mod nodes;
@@ -50,9 +51,10 @@ use uuid::Uuid;
 use self::schema::{connect, migrate, without_password};
 use self::writer::Write;
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store};
+use crate::action::ActionRecord;
 use crate::error::Error;
 use crate::fleet::{NodeRecord, NodeReport, PausedTaskType};
-use crate::id::{NodeId, TaskId};
+use crate::id::{ActionId, NodeId, TaskId};
 use crate::log::LogLine;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::shared::SharedRecord;
@@ -403,6 +405,26 @@ impl Store for PostgresStore {
         id: TaskId,
     ) -> Result<Option<(DateTime<Utc>, Option<Duration>)>, Error> {
         fleet::kill_asked(self, id).await
+    }
+
+    async fn action_insert(&self, action: &ActionRecord) -> Result<(), Error> {
+        actions::insert(self, action).await
+    }
+
+    async fn action_update(&self, action: &ActionRecord) -> Result<(), Error> {
+        actions::update(self, action).await
+    }
+
+    async fn action_get(&self, id: ActionId) -> Result<Option<ActionRecord>, Error> {
+        actions::get(self, id).await
+    }
+
+    async fn actions(
+        &self,
+        before: Option<ActionId>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, Error> {
+        actions::list(self, before, limit).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {

@@ -12,7 +12,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated";
+    isolated, rerun_of";
 
 fn bad_column(index: usize, error: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -56,6 +56,7 @@ pub(super) fn task_from_row(row: &PgRow) -> sqlx::Result<TaskRecord> {
         timeout: row.try_get::<Option<i64>, _>(15)?.map(millis),
         node: row.try_get::<Option<Uuid>, _>(16)?.map(Into::into),
         isolated: row.try_get(17)?,
+        rerun_of: row.try_get::<Option<Uuid>, _>(18)?.map(Into::into),
     })
 }
 
@@ -77,6 +78,7 @@ pub(super) struct TaskArrays {
     pub(super) timeout_ms: Vec<Option<i64>>,
     pub(super) node: Vec<Option<Uuid>>,
     pub(super) isolated: Vec<bool>,
+    pub(super) rerun_of: Vec<Option<Uuid>>,
 }
 
 /// Inserts every task in `arrays`, and counts them (see `counts.rs`).
@@ -84,10 +86,10 @@ pub(super) static INSERT_TASKS: std::sync::LazyLock<String> = std::sync::LazyLoc
     format!(
         "WITH changed AS (INSERT INTO offstage_tasks (id, name, args, status, state, \
          launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node, \
-         isolated) \
+         isolated, rerun_of) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], \
-         $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::bool[]) \
+         $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::bool[], $16::uuid[]) \
          RETURNING name, status), {} \
          SELECT 1 FROM changed",
         super::counts::count_change(super::counts::Change::Insert)
@@ -112,6 +114,7 @@ impl TaskArrays {
             .push(task.timeout.map(|t| whole_millis(t) as i64));
         self.node.push(task.node.map(|n| n.as_uuid()));
         self.isolated.push(task.isolated);
+        self.rerun_of.push(task.rerun_of.map(|id| id.as_uuid()));
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -138,6 +141,7 @@ impl TaskArrays {
             .bind(self.timeout_ms)
             .bind(self.node)
             .bind(self.isolated)
+            .bind(self.rerun_of)
             .execute(conn)
             .await
     }

@@ -15,7 +15,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated";
+    isolated, rerun_of";
 
 pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -78,6 +78,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         timeout: row.get::<_, Option<i64>>(15)?.map(millis),
         node: row.get(16)?,
         isolated: row.get(17)?,
+        rerun_of: row.get(18)?,
     })
 }
 
@@ -108,6 +109,7 @@ macro_rules! blob_id {
 
 blob_id!(crate::id::TaskId);
 blob_id!(crate::id::NodeId);
+blob_id!(crate::id::ActionId);
 
 /// The columns every schedule query selects, in the order [`schedule_from_row`] reads them.
 pub(super) const SCHEDULE_COLUMNS: &str = "name, cron, task_name, args, options, paused, \
@@ -144,6 +146,7 @@ pub(super) struct NewTask {
     timeout_ms: Option<i64>,
     node: Option<NodeId>,
     isolated: bool,
+    rerun_of: Option<TaskId>,
 }
 
 impl From<&TaskRecord> for NewTask {
@@ -166,6 +169,7 @@ impl From<&TaskRecord> for NewTask {
             timeout_ms: task.timeout.map(|t| whole_millis(t) as i64),
             node: task.node,
             isolated: task.isolated,
+            rerun_of: task.rerun_of,
         }
     }
 }
@@ -175,8 +179,8 @@ impl NewTask {
     pub(super) fn insert(&self, conn: &Connection, tally: &mut Tally) -> rusqlite::Result<()> {
         conn.prepare_cached(
             "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
-             started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated, \
+             rerun_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             self.id,
@@ -194,6 +198,7 @@ impl NewTask {
             self.timeout_ms,
             self.node,
             self.isolated,
+            self.rerun_of,
         ])?;
         tally.add(&self.name, self.status, 1);
         Ok(())

@@ -19,10 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_shared.sql"),
     include_str!("migrations/0005_timeout_seconds.sql"),
     include_str!("migrations/0006_counts.sql"),
-    // 0008 is another branch's migration, merged before this one; until then this placeholder
-    // keeps the numbers in order.
     include_str!("migrations/0007_operations.sql"),
-    "",
+    include_str!("migrations/0008_reruns_and_actions.sql"),
     include_str!("migrations/0009_stats.sql"),
 ];
 

@@ -359,6 +359,7 @@ pub(super) async fn count(store: &SqliteStore, filter: &ListFilter) -> Result<u6
         .read(move |conn| {
             // By type and status alone: the counts the writer keeps answer without a scan.
             let by_counts = filter.owner.is_none()
+                && filter.rerun_of.is_none()
                 && filter.key.is_none()
                 && filter.launched_after.is_none()
                 && filter.launched_before.is_none()
@@ -415,6 +416,9 @@ impl Conditions {
             Some(true) => sql.text.push_str(&format!(" AND {FINISHED}")),
             Some(false) => sql.text.push_str(" AND status IN ('queued', 'running')"),
             None => {}
+        }
+        if let Some(rerun_of) = filter.rerun_of {
+            sql.bind("rerun_of =", rerun_of);
         }
         if let Some(after) = filter.launched_after {
             sql.bind("launched_at >=", micros(after));

@@ -71,7 +71,7 @@ pub async fn counts_are_exact_through_every_step(backend: &dyn Backend) {
     let rt = runtime_with(backend, &database, |b| {
         b.max_concurrency(1).task_with(
             "test.retried",
-            TaskTypeOptions::default().retry(quick.clone()),
+            TaskTypeOptions::default().retry(quick),
             |ctx: Context, _args: Value| async move {
                 if ctx.attempt() < 2 {
                     Err(TaskError::new("flaky", "not yet"))

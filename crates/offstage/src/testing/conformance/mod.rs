@@ -16,11 +16,12 @@
 //! offstage::conformance_tests!(Sqlite);
 //! ```
 
+mod actions;
 mod databases;
 mod durability;
 mod fencing;
-mod history;
 mod fleet;
+mod history;
 mod keys;
 mod lifecycle;
 mod retries;
@@ -35,10 +36,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use self::actions::*;
 pub use self::durability::*;
 pub use self::fencing::*;
-pub use self::history::*;
 pub use self::fleet::*;
+pub use self::history::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
 pub use self::retries::*;
@@ -220,7 +222,13 @@ macro_rules! conformance_tests {
             a_paused_type_is_never_claimed_until_resumed,
             pausing_a_type_holds_its_tasks_on_every_node_until_resumed,
             node_reports_round_trip,
-            waiting_reasons_say_why_a_task_waits
+            waiting_reasons_say_why_a_task_waits,
+            a_rerun_is_a_new_task_linked_to_the_finished_one,
+            a_bulk_kill_ends_every_live_match_and_is_recorded,
+            a_bulk_rerun_launches_one_rerun_of_each_finished_match,
+            a_bulk_purge_deletes_the_finished_matches,
+            a_bulk_rerun_respects_the_types_concurrency_limit,
+            an_action_whose_node_stopped_reads_failed
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -234,7 +242,8 @@ macro_rules! conformance_tests {
             shutdown_drains_then_interrupts,
             a_lock_wait_gives_up_after_its_timeout,
             a_node_declared_dead_stops_its_tasks_and_rejoins,
-            stats_count_what_tasks_did_and_how_long_they_waited
+            stats_count_what_tasks_did_and_how_long_they_waited,
+            a_paced_bulk_rerun_launches_no_faster_than_asked
         );
     };
     (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {

@@ -1,0 +1,69 @@
+"""Reruns and bulk actions against a real server: a rerun linked to its original, a dry run
+that changes nothing, a bulk kill and a paced bulk rerun recorded with who asked."""
+
+from __future__ import annotations
+
+import pytest
+
+import offstage
+
+
+def test_a_rerun_is_a_new_task_linked_to_the_original(client: offstage.Client) -> None:
+    original = client.launch("demo.echo", {"value": "first"}, owner="py").wait(timeout=20)
+
+    same = original.rerun().wait(timeout=20)
+    assert same.get_id() != original.get_id()
+    assert same.get_rerun_of() == original.get_id()
+    assert same.get_return_value() == "first"
+    assert same.record["owner"] == "py"
+
+    edited = client.rerun(original.get_id(), args={"value": "second"}).wait(timeout=20)
+    assert edited.get_return_value() == "second"
+    assert original.get_rerun_of() is None
+
+    live = client.launch("demo.sleep", {"seconds": 600})
+    with pytest.raises(offstage.OffstageError) as refused:
+        client.rerun(live.get_id())
+    assert refused.value.code == "conflict"
+    assert "Kill it or wait" in str(refused.value)
+    live.kill(grace=0)
+
+    with pytest.raises(offstage.OffstageError) as refused:
+        client.rerun(original.get_id(), args={"nope": 1})
+    assert refused.value.code == "invalid_args"
+
+
+def test_bulk_counts_first_then_kills_and_reruns_with_a_record(client: offstage.Client) -> None:
+    sleepers = [
+        client.launch("demo.sleep", {"seconds": 600}, owner="py-bulk") for _ in range(3)
+    ]
+    dry = client.bulk("kill", owner="py-bulk", dry_run=True)
+    assert dry == {"verb": "kill", "dry_run": True, "matched": 3}
+    assert all(task.is_running() for task in sleepers)
+
+    action = client.bulk("kill", owner="py-bulk")
+    assert action["status"] == "running"
+    assert action["matched"] == 3
+    done = client.wait_action(action["id"], timeout=30)
+    assert done["status"] == "completed"
+    assert (done["done"], done["failed"]) == (3, 0)
+    assert done["actor"] == "anonymous"
+    assert done["filter"]["owner"] == "py-bulk"
+    assert [task.wait(timeout=20).get_termination_status() for task in sleepers] == ["killed"] * 3
+    assert client.get_action(action["id"]) == done
+    assert client.list_actions(limit=1)[0]["id"] == action["id"]
+
+    reruns = client.bulk("rerun", owner="py-bulk", status="killed", per_s=100)
+    assert reruns["per_s"] == 100
+    ended = client.wait_action(reruns["id"], timeout=30)
+    assert (ended["status"], ended["done"]) == ("completed", 3)
+    relaunched = client.list_background_tasks(owner="py-bulk", status="running")
+    assert sorted(t.get_rerun_of() for t in relaunched) == sorted(t.get_id() for t in sleepers)
+    client.wait_action(client.bulk("kill", owner="py-bulk")["id"], timeout=30)
+
+    with pytest.raises(offstage.OffstageError) as refused:
+        client.bulk("kill", owner="py-bulk", per_s=5)
+    assert refused.value.code == "invalid_argument"
+    with pytest.raises(offstage.OffstageError) as refused:
+        client.get_action("0192f1c3-7d5e-7a8b-9c1d-2e3f4a5b6c7d")
+    assert refused.value.code == "not_found"
