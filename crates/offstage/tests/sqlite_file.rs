@@ -65,21 +65,15 @@ async fn a_database_in_a_missing_directory_says_so() {
     assert!(error.message().contains("does not exist"), "{error}");
 }
 
+/// A database as schema version 4 left it, opened by this Offstage: migration 5 reads the
+/// schedules' timeouts in seconds, and migration 6 counts the tasks already there.
 #[tokio::test]
-async fn schedules_stored_with_a_timeout_in_milliseconds_read_it_in_seconds_after_migration_5() {
+async fn a_version_4_database_migrates_its_schedules_and_counts_its_tasks() {
     use offstage::store::Store;
     let path = SqliteBackend.new_database();
-    let store = SqliteStore::open(&path).await.unwrap();
-    for name in ["with-timeout", "without"] {
-        let schedule = offstage::Schedule::new(name, "* * * * *", "t");
-        store
-            .put_schedule(&schedule, chrono::Utc::now())
-            .await
-            .unwrap();
-    }
-    drop(store);
-    // The options as schema version 4 wrote them: the timeout in milliseconds, under `timeout`.
+    SqliteStore::create_at_version(&path, 4).await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
+    // The options as schema version 4 wrote them: the timeout in milliseconds, under `timeout`.
     let old = |timeout: &str| {
         format!(
             r#"{{"key":null,"owner":null,"priority":3,"timeout":{timeout},"run_at":null,"isolated":null,"on_conflict":null}}"#
@@ -87,12 +81,20 @@ async fn schedules_stored_with_a_timeout_in_milliseconds_read_it_in_seconds_afte
     };
     for (name, timeout) in [("with-timeout", "90500"), ("without", "null")] {
         conn.execute(
-            "UPDATE offstage_schedules SET options = ?1 WHERE name = ?2",
-            (old(timeout), name),
+            "INSERT INTO offstage_schedules (name, task_name, cron, args, options, created_at, \
+             updated_at) VALUES (?1, 't', '* * * * *', 'null', ?2, 0, 0)",
+            (name, old(timeout)),
         )
         .unwrap();
     }
-    conn.pragma_update(None, "user_version", 4).unwrap();
+    for (name, status) in [("a", "completed"), ("a", "completed"), ("b", "queued")] {
+        conn.execute(
+            "INSERT INTO offstage_tasks (id, name, args, status, launched_at, run_at) \
+             VALUES (?1, ?2, 'null', ?3, 0, 0)",
+            (offstage::TaskId::new().as_uuid().as_bytes().to_vec(), name, status),
+        )
+        .unwrap();
+    }
     drop(conn);
     let store = SqliteStore::open(&path).await.unwrap();
     let schedules = store.schedules().await.unwrap();
@@ -110,4 +112,11 @@ async fn schedules_stored_with_a_timeout_in_milliseconds_read_it_in_seconds_afte
     );
     assert_eq!(options("with-timeout").priority, Some(3));
     assert_eq!(options("without").timeout, None);
+    assert_eq!(
+        store.counts().await.unwrap(),
+        [
+            ("a".to_owned(), offstage::Status::Completed, 2),
+            ("b".to_owned(), offstage::Status::Queued, 1)
+        ]
+    );
 }

@@ -160,6 +160,18 @@ impl PostgresStore {
         versions
     }
 
+    /// Migrates the database at `url` up to schema version `version` only, as an earlier
+    /// Offstage left it: for tests of what the later migrations do to its data.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub async fn migrate_to(url: &str, version: usize) -> Result<(u32, u32), Error> {
+        let display = without_password(url);
+        let pool = connect(url, &display, 1).await?;
+        let versions = schema::migrate_to(&pool, &display, version).await;
+        pool.close().await;
+        versions
+    }
+
     /// The connection pool, for apps that want to run their own queries beside Offstage's.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -92,7 +92,19 @@ pub(super) async fn connect(
 /// migrations this database lacks, all under a lock so concurrent nodes migrate once.
 pub(super) async fn migrate(pool: &PgPool, display: &str) -> Result<(u32, u32), Error> {
     ensure_schema(pool, display).await?;
-    apply_migrations(pool, display).await
+    apply_migrations(pool, display, MIGRATIONS.len()).await
+}
+
+/// [`migrate`], up to schema version `version` only: for tests of what a later migration does
+/// to data an earlier schema held.
+#[cfg(feature = "testing")]
+pub(super) async fn migrate_to(
+    pool: &PgPool,
+    display: &str,
+    version: usize,
+) -> Result<(u32, u32), Error> {
+    ensure_schema(pool, display).await?;
+    apply_migrations(pool, display, version.min(MIGRATIONS.len())).await
 }
 
 async fn ensure_schema(conn: &PgPool, display: &str) -> Result<(), Error> {
@@ -138,7 +150,11 @@ async fn ensure_schema(conn: &PgPool, display: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn apply_migrations(pool: &PgPool, display: &str) -> Result<(u32, u32), Error> {
+async fn apply_migrations(
+    pool: &PgPool,
+    display: &str,
+    upto: usize,
+) -> Result<(u32, u32), Error> {
     let err = |e| pg_error("migration", e);
     let mut tx = pool.begin().await.map_err(err)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':offstage-migrate'))")
@@ -167,7 +183,12 @@ async fn apply_migrations(pool: &PgPool, display: &str) -> Result<(u32, u32), Er
             ),
         ));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(upto)
+        .skip(version as usize)
+    {
         // A plain string runs as a simple query, which may hold many statements. (`raw_sql`
         // would too, but its future is not `Send` in an async trait method.)
         sqlx::Executor::execute(&mut *tx, *sql).await.map_err(err)?;
@@ -178,5 +199,5 @@ async fn apply_migrations(pool: &PgPool, display: &str) -> Result<(u32, u32), Er
             .map_err(err)?;
     }
     tx.commit().await.map_err(err)?;
-    Ok((version as u32, known as u32))
+    Ok((version as u32, upto.max(version as usize) as u32))
 }

@@ -137,6 +137,14 @@ impl SqliteStore {
         })
     }
 
+    /// Creates a database at `path` with the schema of version `version` only, as an
+    /// earlier Offstage left it: for tests of what the later migrations do to its data.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub async fn create_at_version(path: impl AsRef<Path>, version: usize) -> Result<(), Error> {
+        schema::create_at_version(path.as_ref(), version).await
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

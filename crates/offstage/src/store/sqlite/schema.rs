@@ -71,6 +71,24 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
 }
 
 fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
+    migrate_to(path, conn, MIGRATIONS.len())
+}
+
+/// Creates (or migrates) the database at `path` up to schema version `version` only: for
+/// tests of what a later migration does to data an earlier schema held.
+#[cfg(any(test, feature = "testing"))]
+pub(super) async fn create_at_version(path: &Path, version: usize) -> Result<(), Error> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = Connection::open(&path).map_err(|e| sqlite_error(&path, "open", e))?;
+        configure(&conn, Durability::Full).map_err(|e| sqlite_error(&path, "open", e))?;
+        migrate_to(&path, &mut conn, version.min(MIGRATIONS.len()))
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::Store, format!("opening SQLite failed: {e}")))?
+}
+
+fn migrate_to(path: &Path, conn: &mut Connection, upto: usize) -> Result<(), Error> {
     let err = |e| sqlite_error(path, "migration", e);
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -89,7 +107,12 @@ fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
             ),
         ));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(upto)
+        .skip(version as usize)
+    {
         tx.execute_batch(sql).map_err(err)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(err)?;
