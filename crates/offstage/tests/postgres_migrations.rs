@@ -18,7 +18,10 @@ use offstage::testing::conformance::{Backend, PostgresBackend};
 async fn a_version_4_schema_migrates_its_schedules_and_counts_its_tasks() {
     let backend = PostgresBackend::from_env();
     let database = backend.new_database();
-    assert_eq!(PostgresStore::migrate_to(&database, 4).await.unwrap(), (0, 4));
+    assert_eq!(
+        PostgresStore::migrate_to(&database, 4).await.unwrap(),
+        (0, 4)
+    );
     assert_eq!(
         PostgresStore::migrate_to(&database, 4).await.unwrap(),
         (4, 4),

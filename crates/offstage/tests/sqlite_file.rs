@@ -91,7 +91,11 @@ async fn a_version_4_database_migrates_its_schedules_and_counts_its_tasks() {
         conn.execute(
             "INSERT INTO offstage_tasks (id, name, args, status, launched_at, run_at) \
              VALUES (?1, ?2, 'null', ?3, 0, 0)",
-            (offstage::TaskId::new().as_uuid().as_bytes().to_vec(), name, status),
+            (
+                offstage::TaskId::new().as_uuid().as_bytes().to_vec(),
+                name,
+                status,
+            ),
         )
         .unwrap();
     }

@@ -150,11 +150,7 @@ async fn ensure_schema(conn: &PgPool, display: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn apply_migrations(
-    pool: &PgPool,
-    display: &str,
-    upto: usize,
-) -> Result<(u32, u32), Error> {
+async fn apply_migrations(pool: &PgPool, display: &str, upto: usize) -> Result<(u32, u32), Error> {
     let err = |e| pg_error("migration", e);
     let mut tx = pool.begin().await.map_err(err)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':offstage-migrate'))")

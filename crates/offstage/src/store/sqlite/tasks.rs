@@ -230,33 +230,34 @@ pub(super) async fn finish(
     } = finish;
     store
         .write_counted(move |conn, tally| {
-            let name: Option<String> = conn
+            let changed = conn
                 .prepare_cached(
                     "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
                      error = ?6, kill_grace_ms = NULL, \
                      finished_at = CASE WHEN ?8 IS NULL THEN ?7 END, \
                      run_at = coalesce(?8, run_at), \
                      node = CASE WHEN ?8 IS NULL THEN node END \
-                     WHERE id = ?1 AND node = ?2 AND status = 'running' RETURNING name",
+                     WHERE id = ?1 AND node = ?2 AND status = 'running'",
                 )?
-                .query_row(
-                    params![
-                        id,
-                        node,
-                        status.as_str(),
-                        state,
-                        return_value,
-                        error,
-                        finished_at,
-                        retry_at
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
+                .execute(params![
+                    id,
+                    node,
+                    status.as_str(),
+                    state,
+                    return_value,
+                    error,
+                    finished_at,
+                    retry_at
+                ])?;
             // Fenced: a task this node no longer runs gets none of its lines either.
-            let Some(name) = name else {
+            if changed == 0 {
                 return Ok(false);
-            };
+            }
+            // A lookup of the row just written (its page is in the cache) costs less than a
+            // `RETURNING`, which SQLite runs through a temporary table.
+            let name: String = conn
+                .prepare_cached("SELECT name FROM offstage_tasks WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))?;
             tally.moved(&name, Status::Running, status);
             insert_logs(conn, id, &logs)?;
             Ok(true)
@@ -449,8 +450,11 @@ impl Conditions {
     }
 }
 
-/// The statuses a task never leaves: the only ones a purge deletes.
-const FINISHED: &str = "status IN ('completed', 'failed', 'killed', 'missing')";
+/// The statuses a task never leaves: the only ones a purge deletes. The `+` keeps SQLite from
+/// answering it through `offstage_tasks_by_status`: four ranges of that index, merged and
+/// sorted by id, would read every finished task for a page of them, where the primary key (or
+/// the index of another filter) reads them in id order and stops at the page's end.
+const FINISHED: &str = "+status IN ('completed', 'failed', 'killed', 'missing')";
 
 /// `purge`'s conditions: its filter's, finished tasks only, and its time and number limits.
 /// Run by the writer (or a reader), it finds the newest task `keep_newest` keeps, if any.
