@@ -83,6 +83,30 @@ pub struct TaskRecord {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub rerun_of: Option<TaskId>,
+    /// The task that launched this one from its context ([`crate::Context::launch`]): this is
+    /// its child. `None` for a task launched from anywhere else.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
+    pub parent: Option<TaskId>,
+    /// True for a child left running when its parent ends (completed, failed or missing); a
+    /// child that is not detached is killed then. A kill of the parent kills every child.
+    #[serde(default)]
+    pub detached: bool,
+    /// The last checkpoint the task saved ([`crate::Context::save_checkpoint`]): what it reads
+    /// back when it runs again. `None` until it saves one.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub checkpoint: Option<Value>,
+    /// When that checkpoint was saved.
+    #[serde(default)]
+    pub checkpoint_at: Option<DateTime<Utc>>,
+    /// While the task (running) waits for a signal: the signal's name. It holds no concurrency
+    /// slot meanwhile.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
+    /// When that wait times out, if it does.
+    #[serde(default)]
+    pub waiting_until: Option<DateTime<Utc>>,
 }
 
 impl TaskRecord {
@@ -172,6 +196,9 @@ pub struct ListFilter {
     /// Only reruns of this task ([`TaskRecord::rerun_of`]).
     #[serde(default)]
     pub rerun_of: Option<TaskId>,
+    /// Only children of this task ([`TaskRecord::parent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<TaskId>,
     /// Only tasks that have ended (`Some(true)`: completed, failed, killed or missing) or that
     /// have not (`Some(false)`: queued or running).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +245,18 @@ impl ListFilter {
             .clamp(1, Self::MAX_LIMIT)
     }
 
+    /// True when the filter has no condition but the task type, the status and `finished`: the
+    /// counts the stores keep with every write answer it without reading the tasks.
+    pub(crate) fn by_type_and_status_only(&self) -> bool {
+        self.owner.is_none()
+            && self.key.is_none()
+            && self.rerun_of.is_none()
+            && self.parent.is_none()
+            && self.launched_after.is_none()
+            && self.launched_before.is_none()
+            && self.before.is_none()
+    }
+
     /// True when `task` passes every condition of this filter (`limit` aside): what the store's
     /// query selects, for records already in hand.
     pub fn matches(&self, task: &TaskRecord) -> bool {
@@ -229,6 +268,7 @@ impl ListFilter {
             && passes(self.owner.as_deref(), task.owner.as_deref())
             && passes(self.key.as_deref(), task.key.as_deref())
             && passes(self.rerun_of.as_ref(), task.rerun_of.as_ref())
+            && passes(self.parent.as_ref(), task.parent.as_ref())
             && self
                 .finished
                 .is_none_or(|finished| finished == task.status.is_terminal())

@@ -37,6 +37,12 @@ pub fn sample_record(id: TaskId) -> TaskRecord {
         node: None,
         isolated: false,
         rerun_of: None,
+        parent: None,
+        detached: false,
+        checkpoint: None,
+        checkpoint_at: None,
+        waiting_for: None,
+        waiting_until: None,
     }
 }
 

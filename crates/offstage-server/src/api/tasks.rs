@@ -244,6 +244,7 @@ pub(crate) async fn list(
             .as_deref()
             .map(str::parse::<TaskId>)
             .transpose()?,
+        parent: None,
         before,
         limit: query.limit,
     };

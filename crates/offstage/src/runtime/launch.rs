@@ -283,6 +283,12 @@ impl Launch {
             node: None,
             isolated,
             rerun_of,
+            parent: None,
+            detached: false,
+            checkpoint: None,
+            checkpoint_at: None,
+            waiting_for: None,
+            waiting_until: None,
         };
         Ok(Checked {
             rt,

@@ -69,6 +69,12 @@ where
         node: Some(rt.node()),
         isolated: false,
         rerun_of: None,
+        parent: None,
+        detached: false,
+        checkpoint: None,
+        checkpoint_at: None,
+        waiting_for: None,
+        waiting_until: None,
     };
     let inserted = match rt.store.launch_unique(&record).await {
         Err(error) if error.kind() == ErrorKind::NodeDead => {

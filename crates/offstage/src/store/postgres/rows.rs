@@ -12,7 +12,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated, rerun_of";
+    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until";
 
 fn bad_column(index: usize, error: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -57,6 +57,12 @@ pub(super) fn task_from_row(row: &PgRow) -> sqlx::Result<TaskRecord> {
         node: row.try_get::<Option<Uuid>, _>(16)?.map(Into::into),
         isolated: row.try_get(17)?,
         rerun_of: row.try_get::<Option<Uuid>, _>(18)?.map(Into::into),
+        parent: row.try_get::<Option<Uuid>, _>(19)?.map(Into::into),
+        detached: row.try_get(20)?,
+        checkpoint: json_opt(row, 21)?,
+        checkpoint_at: row.try_get(22)?,
+        waiting_for: row.try_get(23)?,
+        waiting_until: row.try_get(24)?,
     })
 }
 
@@ -79,6 +85,10 @@ pub(super) struct TaskArrays {
     pub(super) node: Vec<Option<Uuid>>,
     pub(super) isolated: Vec<bool>,
     pub(super) rerun_of: Vec<Option<Uuid>>,
+    pub(super) parent: Vec<Option<Uuid>>,
+    pub(super) detached: Vec<bool>,
+    pub(super) checkpoint: Vec<Option<String>>,
+    pub(super) checkpoint_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 /// Inserts every task in `arrays`, and counts them (see `counts.rs`).
@@ -86,10 +96,11 @@ pub(super) static INSERT_TASKS: std::sync::LazyLock<String> = std::sync::LazyLoc
     format!(
         "WITH changed AS (INSERT INTO offstage_tasks (id, name, args, status, state, \
          launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node, \
-         isolated, rerun_of) \
+         isolated, rerun_of, parent, detached, checkpoint, checkpoint_at) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], \
-         $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::bool[], $16::uuid[]) \
+         $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::bool[], $16::uuid[], \
+         $17::uuid[], $18::bool[], $19::text[], $20::timestamptz[]) \
          RETURNING name, status), {} \
          SELECT 1 FROM changed",
         super::counts::count_change(super::counts::Change::Insert)
@@ -115,6 +126,15 @@ impl TaskArrays {
         self.node.push(task.node.map(|n| n.as_uuid()));
         self.isolated.push(task.isolated);
         self.rerun_of.push(task.rerun_of.map(|id| id.as_uuid()));
+        self.parent.push(task.parent.map(|id| id.as_uuid()));
+        self.detached.push(task.detached);
+        self.checkpoint
+            .push(task.checkpoint.as_ref().map(json_text));
+        self.checkpoint_at.push(
+            task.checkpoint
+                .as_ref()
+                .map(|_| task.checkpoint_at.unwrap_or(task.launched_at)),
+        );
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -142,6 +162,10 @@ impl TaskArrays {
             .bind(self.node)
             .bind(self.isolated)
             .bind(self.rerun_of)
+            .bind(self.parent)
+            .bind(self.detached)
+            .bind(self.checkpoint)
+            .bind(self.checkpoint_at)
             .execute(conn)
             .await
     }

@@ -313,7 +313,7 @@ pub(super) async fn list(
     let err = |e| pg_error("list", e);
     let rows = bind_filter(
         sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE {FILTER} ORDER BY id DESC LIMIT $11"
+            "SELECT {TASK_COLUMNS} FROM offstage_tasks WHERE {FILTER} ORDER BY id DESC LIMIT $12"
         )),
         filter,
     )
@@ -327,7 +327,7 @@ pub(super) async fn list(
         .map_err(err)
 }
 
-/// A [`ListFilter`] as SQL, its values bound by [`bind_filter`] as `$1` to `$10`. Every
+/// A [`ListFilter`] as SQL, its values bound by [`bind_filter`] as `$1` to `$11`. Every
 /// condition is always bound, and a NULL one matches everything: one statement shape, so one
 /// prepared statement, whatever the filter.
 const FILTER: &str = "($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR status = $2) \
@@ -336,7 +336,7 @@ const FILTER: &str = "($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR s
     AND ($6::bool IS NULL OR (status IN ('completed', 'failed', 'killed', 'missing')) = $6) \
     AND ($7::timestamptz IS NULL OR launched_at >= $7) \
     AND ($8::timestamptz IS NULL OR (launched_at < $8 AND id < $9)) \
-    AND ($10::uuid IS NULL OR rerun_of = $10)";
+    AND ($10::uuid IS NULL OR rerun_of = $10) AND ($11::uuid IS NULL OR parent = $11)";
 
 /// Binds `filter`'s values to a statement with [`FILTER`] in it.
 fn bind_filter<'q>(
@@ -355,17 +355,13 @@ fn bind_filter<'q>(
         // The same bound on the primary key, so the scan stops there.
         .bind(filter.launched_before.map(|at| id_bound(at).as_uuid()))
         .bind(filter.rerun_of.map(|id| id.as_uuid()))
+        .bind(filter.parent.map(|id| id.as_uuid()))
 }
 
 pub(super) async fn count(store: &PostgresStore, filter: &ListFilter) -> Result<u64, Error> {
     let err = |e| pg_error("counting tasks", e);
     // By type and status alone: the counts kept with every write answer without a scan.
-    let by_counts = filter.owner.is_none()
-        && filter.rerun_of.is_none()
-        && filter.key.is_none()
-        && filter.launched_after.is_none()
-        && filter.launched_before.is_none()
-        && filter.before.is_none();
+    let by_counts = filter.by_type_and_status_only();
     let n: i64 = if by_counts {
         let statuses: Vec<&str> = Status::ALL
             .iter()
@@ -397,12 +393,12 @@ pub(super) async fn count(store: &PostgresStore, filter: &ListFilter) -> Result<
     Ok(n as u64)
 }
 
-/// What selects the tasks `purge` deletes, after [`FILTER`]: finished ones, before `$12` and
-/// `$13` (its `finished_before` and the id bound of it) and `$14` (the oldest task
+/// What selects the tasks `purge` deletes, after [`FILTER`]: finished ones, before `$13` and
+/// `$14` (its `finished_before` and the id bound of it) and `$15` (the oldest task
 /// `keep_newest` keeps).
 const PURGED: &str = "status IN ('completed', 'failed', 'killed', 'missing') \
-    AND ($12::timestamptz IS NULL OR (finished_at < $12 AND id < $13)) \
-    AND ($14::uuid IS NULL OR id < $14)";
+    AND ($13::timestamptz IS NULL OR (finished_at < $13 AND id < $14)) \
+    AND ($15::uuid IS NULL OR id < $15)";
 
 /// `purge`'s filter, finished tasks only, and the oldest task its `keep_newest` keeps: `None`
 /// when it selects nothing at all.
@@ -423,7 +419,7 @@ async fn purge_selection(
             let kept: Option<Uuid> = bind_filter(
                 sqlx::query(&format!(
                     "SELECT id FROM offstage_tasks WHERE {FILTER} \
-                     ORDER BY id DESC OFFSET $11 LIMIT 1"
+                     ORDER BY id DESC OFFSET $12 LIMIT 1"
                 )),
                 &filter,
             )
@@ -456,7 +452,7 @@ pub(super) async fn purge(
     let deleted: i64 = bind_filter(
         sqlx::query(&format!(
             "WITH doomed AS (SELECT id FROM offstage_tasks WHERE {FILTER} AND {PURGED} \
-                 ORDER BY id LIMIT $11 FOR UPDATE SKIP LOCKED), \
+                 ORDER BY id LIMIT $12 FOR UPDATE SKIP LOCKED), \
              logs AS (DELETE FROM offstage_logs WHERE task_id IN (SELECT id FROM doomed)), \
              changed AS (DELETE FROM offstage_tasks WHERE id IN (SELECT id FROM doomed) \
                  RETURNING name, status), {} \
@@ -482,7 +478,7 @@ pub(super) async fn purge_count(store: &PostgresStore, purge: &Purge) -> Result<
     };
     let n: i64 = bind_filter(
         sqlx::query(&format!(
-            "SELECT count(*) FROM offstage_tasks WHERE {FILTER} AND {PURGED} AND $11::int8 IS NULL"
+            "SELECT count(*) FROM offstage_tasks WHERE {FILTER} AND {PURGED} AND $12::int8 IS NULL"
         )),
         &filter,
     )

@@ -15,7 +15,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated, rerun_of";
+    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until";
 
 pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -79,6 +79,12 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         node: row.get(16)?,
         isolated: row.get(17)?,
         rerun_of: row.get(18)?,
+        parent: row.get(19)?,
+        detached: row.get(20)?,
+        checkpoint: json_opt(row, 21)?,
+        checkpoint_at: row.get::<_, Option<i64>>(22)?.map(from_micros),
+        waiting_for: row.get(23)?,
+        waiting_until: row.get::<_, Option<i64>>(24)?.map(from_micros),
     })
 }
 
@@ -147,6 +153,9 @@ pub(super) struct NewTask {
     node: Option<NodeId>,
     isolated: bool,
     rerun_of: Option<TaskId>,
+    parent: Option<TaskId>,
+    detached: bool,
+    checkpoint: Option<(String, i64)>,
 }
 
 impl From<&TaskRecord> for NewTask {
@@ -170,6 +179,14 @@ impl From<&TaskRecord> for NewTask {
             node: task.node,
             isolated: task.isolated,
             rerun_of: task.rerun_of,
+            parent: task.parent,
+            detached: task.detached,
+            checkpoint: task.checkpoint.as_ref().map(|value| {
+                (
+                    json_text(value),
+                    micros(task.checkpoint_at.unwrap_or(task.launched_at)),
+                )
+            }),
         }
     }
 }
@@ -180,7 +197,9 @@ impl NewTask {
         conn.prepare_cached(
             "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
              started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated, \
-             rerun_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             rerun_of, parent, detached, checkpoint, checkpoint_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19, ?20)",
         )?
         .execute(params![
             self.id,
@@ -199,6 +218,10 @@ impl NewTask {
             self.node,
             self.isolated,
             self.rerun_of,
+            self.parent,
+            self.detached,
+            self.checkpoint.as_ref().map(|c| &c.0),
+            self.checkpoint.as_ref().map(|c| c.1),
         ])?;
         tally.add(&self.name, self.status, 1);
         Ok(())

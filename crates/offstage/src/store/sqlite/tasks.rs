@@ -359,12 +359,7 @@ pub(super) async fn count(store: &SqliteStore, filter: &ListFilter) -> Result<u6
     store
         .read(move |conn| {
             // By type and status alone: the counts the writer keeps answer without a scan.
-            let by_counts = filter.owner.is_none()
-                && filter.rerun_of.is_none()
-                && filter.key.is_none()
-                && filter.launched_after.is_none()
-                && filter.launched_before.is_none()
-                && filter.before.is_none();
+            let by_counts = filter.by_type_and_status_only();
             let n: i64 = if by_counts {
                 let statuses: Vec<&str> = Status::ALL
                     .iter()
@@ -420,6 +415,9 @@ impl Conditions {
         }
         if let Some(rerun_of) = filter.rerun_of {
             sql.bind("rerun_of =", rerun_of);
+        }
+        if let Some(parent) = filter.parent {
+            sql.bind("parent =", parent);
         }
         if let Some(after) = filter.launched_after {
             sql.bind("launched_at >=", micros(after));

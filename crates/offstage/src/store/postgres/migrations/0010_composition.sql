@@ -1,0 +1,36 @@
+-- Tasks that compose: child tasks, checkpoints and signals.
+--
+-- `parent` names the task that launched this one from its context (a child); `detached` says
+-- the child is left running when its parent ends (it is still killed with its parent). The
+-- index finds a task's children.
+ALTER TABLE offstage_tasks ADD COLUMN parent uuid;
+ALTER TABLE offstage_tasks ADD COLUMN detached boolean NOT NULL DEFAULT false;
+CREATE INDEX offstage_tasks_by_parent ON offstage_tasks (parent, id) WHERE parent IS NOT NULL;
+
+-- The last checkpoint the task saved (JSON text) and when: handed back to it when it runs
+-- again (a retry, a node that died, a rerun from its checkpoint).
+ALTER TABLE offstage_tasks ADD COLUMN checkpoint text;
+ALTER TABLE offstage_tasks ADD COLUMN checkpoint_at timestamptz;
+
+-- Set while a running task waits for a signal: its name, and when the wait times out (NULL:
+-- never). A waiting task holds no concurrency slot: limited claims do not count it.
+ALTER TABLE offstage_tasks ADD COLUMN waiting_for text;
+ALTER TABLE offstage_tasks ADD COLUMN waiting_until timestamptz;
+
+-- Signals: named messages with a JSON payload, sent to a task and kept until it receives them,
+-- oldest first per name. `received_attempt` is the attempt that received one; it is `settled`
+-- once that attempt saved a checkpoint after receiving it. A signal received by an earlier
+-- attempt and not settled is received again by the next one (the first never got past it).
+-- Deleted with their task.
+CREATE TABLE offstage_signals (
+    seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id          uuid NOT NULL,
+    name             text NOT NULL,
+    payload          text NOT NULL,
+    sent_at          timestamptz NOT NULL,
+    sent_by          text,
+    received_attempt integer,
+    received_at      timestamptz,
+    settled          boolean NOT NULL DEFAULT false
+);
+CREATE INDEX offstage_signals_by_task ON offstage_signals (task_id, name, seq);
