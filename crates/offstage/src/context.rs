@@ -9,7 +9,7 @@
 //!
 //! async fn count(ctx: Context, to: u64) -> Result<u64, TaskError> {
 //!     for done in 1..=to {
-//!         ctx.checkpoint()?; // returns early if the task was killed
+//!         ctx.check_cancelled()?; // returns early if the task was killed
 //!         ctx.set_state(&serde_json::json!({ "done": done, "total": to }))?;
 //!         ctx.log(format!("counted {done}"));
 //!     }
@@ -242,8 +242,8 @@ impl Context {
     }
 
     /// `Err` (kind `cancelled`) once the task has been asked to stop, so a loop can end with
-    /// `ctx.checkpoint()?`. Costs one atomic load.
-    pub fn checkpoint(&self) -> Result<(), TaskError> {
+    /// `ctx.check_cancelled()?`. Costs one atomic load.
+    pub fn check_cancelled(&self) -> Result<(), TaskError> {
         if self.cancel().is_cancelled() {
             Err(TaskError::cancelled())
         } else {

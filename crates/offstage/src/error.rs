@@ -223,7 +223,7 @@ impl TaskError {
     }
 
     /// The error a task returns when it stops because it was asked to (see
-    /// [`crate::Context::checkpoint`]).
+    /// [`crate::Context::check_cancelled`]).
     pub fn cancelled() -> Self {
         Self::new("cancelled", "the task was asked to stop")
     }

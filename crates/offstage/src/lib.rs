@@ -34,7 +34,7 @@
 //!         .sqlite("offstage.db")
 //!         .task("count", |ctx: Context, to: u64| async move {
 //!             for done in 1..=to {
-//!                 ctx.checkpoint()?;
+//!                 ctx.check_cancelled()?;
 //!                 ctx.set_state(&serde_json::json!({ "done": done, "total": to }))?;
 //!                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 //!             }

@@ -72,7 +72,7 @@ use crate::error::{Error, ErrorKind, TaskError};
 ///     async fn run(&self, ctx: Context, args: ThumbnailArgs) -> Result<Vec<String>, TaskError> {
 ///         let mut made = Vec::new();
 ///         for size in &self.sizes {
-///             ctx.checkpoint()?;
+///             ctx.check_cancelled()?;
 ///             made.push(format!("{}@{size}", args.path));
 ///         }
 ///         Ok(made)

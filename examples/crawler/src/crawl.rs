@@ -153,7 +153,7 @@ impl TaskType for Crawl {
         ctx.set_state(&json!({ "done": 0, "total": total }))?;
         let (mut stored, mut failed) = (0, 0);
         for (i, url) in urls.iter().enumerate() {
-            ctx.checkpoint()?;
+            ctx.check_cancelled()?;
             ctx.log(format!("Requesting URL {url}"));
             match self.fetch(&ctx, url).await {
                 Ok(html) => {

@@ -43,7 +43,7 @@ impl TaskType for BuildReport {
     async fn run(&self, ctx: Context, args: ReportArgs) -> Result<String, TaskError> {
         let pages = 20;
         for page in 1..=pages {
-            ctx.checkpoint()?;
+            ctx.check_cancelled()?;
             tokio::time::sleep(Duration::from_millis(200)).await;
             ctx.set_state(&json!({ "done": page, "total": pages }))?;
         }

@@ -50,7 +50,7 @@ impl TaskType for BuildReport {
         let total = args.pages;
         for done in 1..=total {
             // Stop here when the user pressed Stop (a kill).
-            ctx.checkpoint()?;
+            ctx.check_cancelled()?;
             tokio::time::sleep(Duration::from_millis(100)).await;
             ctx.set_state(&json!({ "done": done, "total": total }))?;
             ctx.log(format!("page {done} of {total} written"));

@@ -69,7 +69,7 @@ pub(super) fn with_test_tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
                 ctx.set_state(&json!({ "phase": "waiting" }))?;
                 ctx.cancelled().await;
                 ctx.set_state(&json!({ "phase": "stopping" }))?;
-                ctx.checkpoint()?;
+                ctx.check_cancelled()?;
                 Ok::<_, TaskError>(())
             },
         )
