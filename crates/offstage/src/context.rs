@@ -20,6 +20,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -190,6 +191,106 @@ impl Context {
         let mut state = self.state();
         f(&mut state);
         self.set_state_value(state)
+    }
+
+    /// Saves `checkpoint` as this task's checkpoint: a small value the task needs to resume
+    /// (a cursor, the last item done), handed back by [`Context::checkpoint`] in this run and
+    /// in every later run of this task: a retry, a run after its node died, a rerun from its
+    /// checkpoint. It is in the store when this returns (not batched like the state), and
+    /// watchers get a `checkpoint` event. The state, what people see, is not touched.
+    ///
+    /// Fails, saving nothing, if the value does not serialize to JSON or is larger than the
+    /// runtime's state cap (`StateTooLarge`), or if this task no longer runs here: its node was
+    /// declared dead (`NodeDead`), or it has ended (`Conflict`).
+    ///
+    /// ```
+    /// use offstage::{Context, TaskError};
+    ///
+    /// async fn import(ctx: Context, rows: Vec<String>) -> Result<usize, TaskError> {
+    ///     let start: usize = ctx.checkpoint()?.unwrap_or(0);
+    ///     for (i, row) in rows.iter().enumerate().skip(start) {
+    ///         ctx.log(format!("imported {row}"));
+    ///         if (i + 1) % 100 == 0 {
+    ///             ctx.save_checkpoint(&(i + 1)).await?; // a retry starts after this row
+    ///         }
+    ///     }
+    ///     Ok(rows.len())
+    /// }
+    /// ```
+    pub async fn save_checkpoint(&self, checkpoint: &impl Serialize) -> Result<(), Error> {
+        let value = serde_json::to_value(checkpoint).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("the checkpoint does not serialize to JSON: {e}"),
+            )
+        })?;
+        self.save_checkpoint_value(value).await
+    }
+
+    pub(crate) async fn save_checkpoint_value(&self, value: Value) -> Result<(), Error> {
+        let text = value.to_string();
+        let cap = match &self.backing {
+            Backing::Node(task) => task.rt.config.state_limit,
+            Backing::Worker(task) => task.state_limit,
+        };
+        if text.len() > cap {
+            return Err(Error::new(
+                ErrorKind::StateTooLarge,
+                format!(
+                    "the checkpoint of task {} would be {} bytes, over the cap of {cap} bytes \
+                     (checkpoints have the state's cap): save what the task needs to resume (a \
+                     cursor, an id, a file name) rather than the data, or raise the cap with \
+                     RuntimeBuilder::state_limit",
+                    self.id(),
+                    text.len()
+                ),
+            ));
+        }
+        match &self.backing {
+            Backing::Node(task) => task.save_checkpoint(value, text).await,
+            Backing::Worker(task) => task.save_checkpoint(value).await,
+        }
+    }
+
+    /// The last checkpoint this task saved, in this run or an earlier one (see
+    /// [`Context::save_checkpoint`]), as a `T`; `None` when there is none: a task launched
+    /// afresh, or rerun without its checkpoint.
+    ///
+    /// Fails (kind `InvalidArgument`) when the stored checkpoint does not deserialize into `T`,
+    /// saying what was stored: the task type's code changed what it saves, so read the old
+    /// shape too (an enum, `#[serde(default)]`), or rerun the task without its checkpoint.
+    pub fn checkpoint<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        let Some(value) = self.checkpoint_value() else {
+            return Ok(None);
+        };
+        T::deserialize(&value).map(Some).map_err(|e| {
+            let mut stored = value.to_string();
+            if stored.len() > 200 {
+                let mut end = 200;
+                while !stored.is_char_boundary(end) {
+                    end -= 1;
+                }
+                stored.truncate(end);
+                stored.push('…');
+            }
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the checkpoint of task {} does not read as {}: {e}. It holds {stored}: \
+                     read the shape it was saved in too, or rerun the task without its checkpoint",
+                    self.id(),
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+
+    /// The last checkpoint this task saved, as JSON; `None` when there is none.
+    pub fn checkpoint_value(&self) -> Option<Value> {
+        match &self.backing {
+            Backing::Node(task) => task.checkpoint().map(|(value, _)| Value::clone(&value)),
+            Backing::Worker(task) => task.checkpoint(),
+        }
     }
 
     /// Appends a line to this task's log at level `info`.

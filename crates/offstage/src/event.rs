@@ -14,8 +14,8 @@ use crate::task::TaskRecord;
 
 /// **Events**: every change to every task, in order, on one stream.
 ///
-/// A task produces `launched`, then `started`, any number of `state` and `log` events, and
-/// finally `finished`. Each event carries a sequence number, increasing by one per event on
+/// A task produces `launched`, then `started`, any number of `state`, `log` and `checkpoint`
+/// events, and finally `finished`. Each event carries a sequence number, increasing by one per event on
 /// this node, so a subscriber that reconnects can ask for everything after the last one it saw
 /// ([`crate::Runtime::events_since`], [`crate::Runtime::follow_since`]). SSE, the dashboard, the CLI's `--follow`, the examples and
 /// the tests all read this one stream. Where nodes share a database that carries notices
@@ -45,7 +45,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// What happened to a task. Closed: these five are all there is.
+/// What happened to a task. Closed: these six are all there is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum EventKind {
@@ -64,6 +64,12 @@ pub enum EventKind {
         /// The whole new state.
         state: Arc<Value>,
     },
+    /// The task saved a checkpoint ([`crate::Context::save_checkpoint`]); it is in the store.
+    /// The event's `at` is the record's `checkpoint_at`.
+    Checkpoint {
+        /// The whole checkpoint.
+        checkpoint: Arc<Value>,
+    },
     /// The task logged a line.
     Log {
         /// The line.
@@ -77,12 +83,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The event's type name: `launched`, `started`, `state`, `log` or `finished`.
+    /// The event's type name: `launched`, `started`, `state`, `checkpoint`, `log` or
+    /// `finished`.
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Launched { .. } => "launched",
             EventKind::Started { .. } => "started",
             EventKind::State { .. } => "state",
+            EventKind::Checkpoint { .. } => "checkpoint",
             EventKind::Log { .. } => "log",
             EventKind::Finished { .. } => "finished",
         }

@@ -74,6 +74,18 @@ impl Action {
     }
 }
 
+/// How [`Runtime::rerun_with`] launches a finished task again. `Default` is a plain rerun:
+/// the original's args, no checkpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RerunOptions {
+    /// The new task's args; the original's when `None`.
+    pub args: Option<Value>,
+    /// Start the new task with the original's last checkpoint (and its `checkpoint_at`), so
+    /// it continues where the original stopped instead of from the top. The original must
+    /// have saved one: otherwise the rerun is [`ErrorKind::Conflict`].
+    pub from_checkpoint: bool,
+}
+
 impl Runtime {
     /// Launches finished task `id` again as a new task, linked to it by
     /// [`crate::TaskRecord::rerun_of`]: the same task type and launch options (priority, timeout,
@@ -94,7 +106,27 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn rerun(&self, id: TaskId, args: Option<Value>) -> Result<Task, Error> {
-        rerun(&self.inner, id, args).await
+        let options = RerunOptions {
+            args,
+            ..RerunOptions::default()
+        };
+        rerun(&self.inner, id, options).await
+    }
+
+    /// [`Runtime::rerun`] with [`RerunOptions`]: with `from_checkpoint`, the new task starts
+    /// with the original's last checkpoint ([`crate::Context::checkpoint`] returns it), so a
+    /// crawl or an import that failed for good, or was killed, continues where it stopped.
+    ///
+    /// ```no_run
+    /// # async fn demo(rt: offstage::Runtime, failed: offstage::TaskId) -> Result<(), offstage::Error> {
+    /// use offstage::RerunOptions;
+    /// let options = RerunOptions { from_checkpoint: true, ..RerunOptions::default() };
+    /// let resumed = rt.rerun_with(failed, options).await?;
+    /// assert!(resumed.snapshot().checkpoint.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn rerun_with(&self, id: TaskId, options: RerunOptions) -> Result<Task, Error> {
+        rerun(&self.inner, id, options).await
     }
 
     /// The dry run of `bulk`: how many tasks it would act on now (for kill, the live tasks
@@ -171,7 +203,11 @@ impl Runtime {
     }
 }
 
-async fn rerun(rt: &Arc<Inner>, id: TaskId, args: Option<Value>) -> Result<Task, Error> {
+async fn rerun(rt: &Arc<Inner>, id: TaskId, rerun: RerunOptions) -> Result<Task, Error> {
+    let RerunOptions {
+        args,
+        from_checkpoint,
+    } = rerun;
     let original = rt.record(id).await?;
     if original.is_running() {
         return Err(Error::new(
@@ -199,11 +235,24 @@ async fn rerun(rt: &Arc<Inner>, id: TaskId, args: Option<Value>) -> Result<Task,
         isolated,
         on_conflict: original.key.is_some().then_some(OnConflict::Reject),
     };
-    let launch = Launch::new(
+    let mut launch = Launch::new(
         Arc::clone(rt),
         original.name.clone(),
         Ok(args.unwrap_or(original.args)),
     );
+    if from_checkpoint {
+        let (Some(checkpoint), Some(at)) = (original.checkpoint, original.checkpoint_at) else {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "task {id} ({}) saved no checkpoint, so there is nothing to rerun it from: \
+                     rerun it without from_checkpoint (it starts from the top)",
+                    original.name
+                ),
+            ));
+        };
+        launch = launch.checkpoint(checkpoint, at);
+    }
     launch.options(options).rerun_of(id).await.map_err(|error| {
         match (error.kind(), &original.key) {
             (ErrorKind::Conflict, Some(key)) => Error::new(
@@ -323,7 +372,8 @@ async fn work(
                         pace.tick().await;
                     }
                     let inner = live(rt)?;
-                    tally(tx, rerun(&inner, task.id, None).await.map(drop));
+                    let plain = RerunOptions::default();
+                    tally(tx, rerun(&inner, task.id, plain).await.map(drop));
                 }
             }
             BulkVerb::Purge => {

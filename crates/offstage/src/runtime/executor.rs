@@ -112,7 +112,18 @@ fn launch_body(
         .expect("live map poisoned")
         .insert(record.id, Arc::clone(&live));
     rt.stats.started(&record);
+    let resumes = record.checkpoint_at;
     rt.publish(record.id, EventKind::Started { task: record });
+    if let Some(at) = resumes {
+        // Whoever reads the log sees where this attempt starts from.
+        live.append_log(
+            LogLevel::Info,
+            format!(
+                "[offstage] resuming from checkpoint saved at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+        );
+    }
     match body {
         Ok(body) => {
             // The timeout counts from now, not from the supervisor's first poll.
@@ -339,6 +350,7 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         let mut record = TaskRecord::clone(&live.started);
         record.status = status;
         record.state = Value::clone(&live.state());
+        live.put_checkpoint(&mut record);
         record.return_value = return_value;
         record.error = error;
         record.finished_at = Some(finish.finished_at);

@@ -536,6 +536,9 @@ pub(crate) async fn body(
             message = process.from_child.recv() => match message {
                 Some(message) => match super::remote::report(&live, message) {
                     super::remote::Report::Progress => {}
+                    super::remote::Report::Checkpoint { seq, checkpoint } => {
+                        super::remote::save_checkpoint(&live, seq, checkpoint, &process.to_child);
+                    }
                     super::remote::Report::Answer(answer) => break answer,
                 },
                 None => {

@@ -124,6 +124,8 @@ pub struct Launch {
     delay: Option<Duration>,
     /// The task this launch reruns (`Runtime::rerun`).
     rerun_of: Option<TaskId>,
+    /// The checkpoint the task starts with, and when it was saved (`Runtime::rerun_with`).
+    checkpoint: Option<(Value, DateTime<Utc>)>,
 }
 
 impl Launch {
@@ -135,7 +137,14 @@ impl Launch {
             options: LaunchOptions::default(),
             delay: None,
             rerun_of: None,
+            checkpoint: None,
         }
+    }
+
+    /// Starts the task with `checkpoint`, saved at `at` (see `Runtime::rerun_with`).
+    pub(crate) fn checkpoint(mut self, checkpoint: Value, at: DateTime<Utc>) -> Self {
+        self.checkpoint = Some((checkpoint, at));
+        self
     }
 
     /// Records the launch as a rerun of task `id` (see `Runtime::rerun`).
@@ -208,6 +217,7 @@ impl Launch {
             options,
             delay,
             rerun_of,
+            checkpoint,
         } = self;
         if rt.is_shutting_down() {
             return Err(Error::new(
@@ -285,8 +295,8 @@ impl Launch {
             rerun_of,
             parent: None,
             detached: false,
-            checkpoint: None,
-            checkpoint_at: None,
+            checkpoint_at: checkpoint.as_ref().map(|(_, at)| *at),
+            checkpoint: checkpoint.map(|(value, _)| value),
             waiting_for: None,
             waiting_until: None,
         };

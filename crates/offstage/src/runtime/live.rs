@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
+use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
 use crate::id::TaskId;
 use crate::log::{truncation_mark, LogLevel, LogLine};
@@ -60,6 +62,13 @@ pub(crate) struct LiveTask {
     /// The latest state the task wrote.
     state: Mutex<Arc<Value>>,
     unsaved: Mutex<Unsaved>,
+    /// The last checkpoint the task saved (or started with), and when it was saved: what
+    /// `ctx.checkpoint()` reads and what snapshots and the final record carry. Changed only
+    /// after the store has it.
+    checkpoint: Mutex<Option<(Arc<Value>, DateTime<Utc>)>>,
+    /// Held while a checkpoint is on its way to the store, so the saves of one task reach the
+    /// store and memory in the same order.
+    checkpoint_lock: tokio::sync::Mutex<()>,
     /// True while this task sits in the runtime's list of tasks to flush.
     dirty: AtomicBool,
     /// Held while unsaved writes are on their way to the store, so `finish` never overtakes a
@@ -78,10 +87,16 @@ impl LiveTask {
     pub(crate) fn new(rt: Arc<Inner>, started: Arc<TaskRecord>) -> Arc<Self> {
         let state = Arc::new(started.state.clone());
         let first_log_seq = *crate::log::attempt_log_seqs(started.attempt).start();
+        let checkpoint = started.checkpoint.clone().map(|value| {
+            let at = started.checkpoint_at.unwrap_or(started.launched_at);
+            (Arc::new(value), at)
+        });
         Arc::new(Self {
             id: started.id,
             started,
             state: Mutex::new(state),
+            checkpoint: Mutex::new(checkpoint),
+            checkpoint_lock: tokio::sync::Mutex::new(()),
             unsaved: Mutex::new(Unsaved {
                 next_log_seq: first_log_seq,
                 ..Unsaved::default()
@@ -113,7 +128,52 @@ impl LiveTask {
         }
         let mut record = TaskRecord::clone(&self.started);
         record.state = Value::clone(&self.state());
+        self.put_checkpoint(&mut record);
         record
+    }
+
+    /// The last checkpoint and when it was saved.
+    pub(crate) fn checkpoint(&self) -> Option<(Arc<Value>, DateTime<Utc>)> {
+        self.checkpoint.lock().expect("checkpoint poisoned").clone()
+    }
+
+    /// Puts the last checkpoint in `record` (a copy of the record as the task started).
+    pub(crate) fn put_checkpoint(&self, record: &mut TaskRecord) {
+        if let Some((value, at)) = self.checkpoint() {
+            record.checkpoint = Some(Value::clone(&value));
+            record.checkpoint_at = Some(at);
+        }
+    }
+
+    /// Saves `checkpoint` (`text` is it serialized, already checked against the cap) in the
+    /// store, then in memory, then tells watchers. Nothing changes if the store refuses it: the
+    /// node was declared dead (`NodeDead`), or the task no longer runs on it (`Conflict`).
+    pub(crate) async fn save_checkpoint(
+        &self,
+        checkpoint: Value,
+        text: String,
+    ) -> Result<(), Error> {
+        let _in_order = self.checkpoint_lock.lock().await;
+        let at = self.rt.clock.now();
+        let saved = self
+            .rt
+            .store
+            .save_checkpoint(self.id, self.owner(), &text, at)
+            .await?;
+        if !saved {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "task {} is no longer running on this node (it has ended, or another node                      took it over), so its checkpoint was not saved: save checkpoints only from                      the task's own body while it runs",
+                    self.id
+                ),
+            ));
+        }
+        let checkpoint = Arc::new(checkpoint);
+        *self.checkpoint.lock().expect("checkpoint poisoned") = Some((Arc::clone(&checkpoint), at));
+        self.rt
+            .publish_at(self.id, at, EventKind::Checkpoint { checkpoint });
+        Ok(())
     }
 
     /// Replaces the state; `text` is `state` serialized, already checked against the cap.

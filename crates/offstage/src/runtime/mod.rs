@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-pub use self::actions::Action;
+pub use self::actions::{Action, RerunOptions};
 pub use self::builder::{Config, RuntimeBuilder};
 pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;

@@ -438,6 +438,7 @@ impl Link<'_> {
             }
             WorkerMessage::Heartbeat => return Ok(false),
             WorkerMessage::State { task_id, .. } => ("state", *task_id),
+            WorkerMessage::Checkpoint { task_id, .. } => ("checkpoint", *task_id),
             WorkerMessage::Log { task_id, .. } => ("log", *task_id),
             WorkerMessage::Completed { task_id, .. } => ("completed", *task_id),
             WorkerMessage::Failed { task_id, .. } => ("failed", *task_id),
@@ -445,12 +446,17 @@ impl Link<'_> {
         let Some(assigned) = self.assigned.get(&task_id) else {
             return stray(what, task_id);
         };
-        if assigned.answer.is_none() && matches!(what, "state" | "log") {
-            // Aborted: only its answer still matters, to free its place.
+        if assigned.answer.is_none() && matches!(what, "state" | "log" | "checkpoint") {
+            // Aborted: only its answer still matters, to free its place. (A checkpoint's save
+            // is not answered: the task is being dropped.)
             return Ok(false);
         }
         match report(&assigned.live, message) {
             Report::Progress => Ok(false),
+            Report::Checkpoint { seq, checkpoint } => {
+                save_checkpoint(&assigned.live, seq, checkpoint, self.outgoing);
+                Ok(false)
+            }
             Report::Answer(answer) => {
                 self.answer(task_id, BodyEnd::Returned(answer));
                 Ok(true)
@@ -478,6 +484,7 @@ pub(super) fn assign(record: &TaskRecord, memory_limit_bytes: Option<u64>) -> Se
         attempt: record.attempt,
         owner: record.owner.clone(),
         timeout_ms: record.timeout.map(crate::task::whole_millis),
+        checkpoint: record.checkpoint.clone(),
         memory_limit_bytes,
     }
 }
@@ -486,6 +493,13 @@ pub(super) fn assign(record: &TaskRecord, memory_limit_bytes: Option<u64>) -> Se
 pub(super) enum Report {
     /// A state or a log line, applied to the task.
     Progress,
+    /// A checkpoint to store, then answer with `checkpoint_saved` (see [`save_checkpoint`]).
+    Checkpoint {
+        /// The worker's number for it.
+        seq: u64,
+        /// The checkpoint.
+        checkpoint: Value,
+    },
     /// The task's answer: its body ends with it.
     Answer(Result<Value, TaskError>),
 }
@@ -506,10 +520,34 @@ pub(super) fn report(live: &Arc<LiveTask>, message: WorkerMessage) -> Report {
             live.append_log(level, message);
             Report::Progress
         }
+        WorkerMessage::Checkpoint {
+            seq, checkpoint, ..
+        } => Report::Checkpoint { seq, checkpoint },
         WorkerMessage::Completed { return_value, .. } => Report::Answer(Ok(return_value)),
         WorkerMessage::Failed { error, .. } => Report::Answer(Err(error)),
         WorkerMessage::Hello { .. } | WorkerMessage::Heartbeat => Report::Progress,
     }
+}
+
+/// Stores a checkpoint a worker sent for `live` (as the task's own `save_checkpoint` would:
+/// capped, fenced, durable) and answers `checkpoint_saved` on `reply`. Spawned: the store's
+/// commit is not waited for in the loop that relays the worker's other messages.
+pub(super) fn save_checkpoint(
+    live: &Arc<LiveTask>,
+    seq: u64,
+    checkpoint: Value,
+    reply: &mpsc::UnboundedSender<String>,
+) {
+    let (live, reply) = (Arc::clone(live), reply.clone());
+    tokio::spawn(async move {
+        let task_id = live.id;
+        let saved = Context::node(live).save_checkpoint_value(checkpoint).await;
+        let _ = reply.send(to_text(&ServerMessage::CheckpointSaved {
+            task_id,
+            seq,
+            error: saved.err().map(|error| error.to_string()),
+        }));
+    });
 }
 
 /// What a message is and which task it is about, read without the rest of it.

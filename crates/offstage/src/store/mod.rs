@@ -394,6 +394,27 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// instance because another node declared `node` dead and marked it missing.
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error>;
 
+    /// Saves `checkpoint` (JSON text) as the last checkpoint of task `id`, running on `node`,
+    /// saved at `now`: the record's `checkpoint` and `checkpoint_at` change, nothing else about
+    /// the task does (its state is not touched). In the same step every signal the task has
+    /// received and not yet settled is marked settled: the attempt got past it, so a later
+    /// attempt does not receive it again. Durable when it returns (not batched like
+    /// [`Store::save`]).
+    ///
+    /// Returns false and changes nothing if the task is not `running` on `node` (it ended, was
+    /// queued again, or another node took it over). Fails with
+    /// [`ErrorKind::NodeDead`](crate::ErrorKind::NodeDead), changing nothing, when `node` is not
+    /// registered; the check and the write are one step against [`Store::recover`] on any
+    /// handle, so a node declared dead never writes a checkpoint. A checkpoint is kept through
+    /// every requeue (a retry, recovery's rerun) and returned by every claim.
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        checkpoint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error>;
+
     /// Kills task `id`: a queued task ends `killed` at once; for a running one the request is
     /// recorded for its node (see [`Store::heartbeat`]).
     async fn kill(

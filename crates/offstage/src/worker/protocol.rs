@@ -49,6 +49,16 @@ pub(crate) enum WorkerMessage {
         /// The whole new state.
         state: Value,
     },
+    /// A task's new checkpoint, for the node to store; it answers `checkpoint_saved` with the
+    /// same `seq`.
+    Checkpoint {
+        /// The task.
+        task_id: TaskId,
+        /// The worker's number for this save, echoed in the answer.
+        seq: u64,
+        /// The whole checkpoint.
+        checkpoint: Value,
+    },
     /// A line for a task's log.
     Log {
         /// The task.
@@ -107,9 +117,23 @@ pub(crate) enum ServerMessage {
         owner: Option<String>,
         /// Its timeout (the server enforces it).
         timeout_ms: Option<u64>,
+        /// The task's last checkpoint, when it starts with one (a retry, a rerun from its
+        /// checkpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<Value>,
         /// For isolated workers: the most address space the task may add to the process.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         memory_limit_bytes: Option<u64>,
+    },
+    /// The answer to a worker's `checkpoint`: stored (no `error`), or refused, saying why.
+    CheckpointSaved {
+        /// The task.
+        task_id: TaskId,
+        /// The `seq` of the `checkpoint` message this answers.
+        seq: u64,
+        /// Why the checkpoint was not stored, if it was not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// Stop this task cooperatively within `grace_ms`.
     Kill {
@@ -143,7 +167,7 @@ impl WorkerMessage {
         serde_json::from_str(text).map_err(|e| {
             ProtocolError(format!(
                 "not a worker message ({e}): send JSON objects with a `type` of hello, state, \
-                 log, completed, failed or heartbeat, as docs/worker-protocol.md describes"
+                 checkpoint, log, completed, failed or heartbeat, as docs/worker-protocol.md describes"
             ))
         })
     }
@@ -201,10 +225,12 @@ impl WorkerMessage {
                     detail: error.detail.as_deref().map(|d| cut(d, "error detail")),
                 },
             },
-            // Hello and heartbeat are small; a state is capped far below the limit.
+            // Hello and heartbeat are small; a state or a checkpoint is capped far below the
+            // limit.
             WorkerMessage::Hello { .. }
             | WorkerMessage::Heartbeat
-            | WorkerMessage::State { .. } => return text,
+            | WorkerMessage::State { .. }
+            | WorkerMessage::Checkpoint { .. } => return text,
         };
         to_text(&fitted)
     }
@@ -277,6 +303,7 @@ mod tests {
             attempt: 1,
             owner: None,
             timeout_ms: None,
+            checkpoint: None,
             memory_limit_bytes: None,
         });
         assert!(

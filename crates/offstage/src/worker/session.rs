@@ -86,10 +86,10 @@ pub(crate) async fn serve(
                 heard = tokio::time::Instant::now();
                 match ServerMessage::parse(&text)? {
                     ServerMessage::Assign {
-                        task_id, name, args, attempt, owner, memory_limit_bytes, ..
+                        task_id, name, args, attempt, owner, checkpoint, memory_limit_bytes, ..
                     } => {
                         let task = Arc::new(WorkerTask::new(
-                            task_id, name, attempt, owner, outgoing.clone(),
+                            task_id, name, attempt, owner, checkpoint, outgoing.clone(),
                         ));
                         let answered = Arc::new(AtomicBool::new(false));
                         let isolation = hello.isolated.then_some(memory_limit_bytes);
@@ -132,6 +132,11 @@ pub(crate) async fn serve(
                                     error: TaskError::new("aborted", "aborted by the node"),
                                 });
                             }
+                        }
+                    }
+                    ServerMessage::CheckpointSaved { task_id, seq, error } => {
+                        if let Some(task) = running.get(&task_id) {
+                            task.task.confirm_checkpoint(seq, error);
                         }
                     }
                     ServerMessage::Heartbeat | ServerMessage::Welcome { .. } => {}

@@ -1,13 +1,16 @@
 //! A task as a worker runs it: what its [`crate::Context`] writes to when the task runs away
 //! from the node that owns it. State and log lines become protocol messages to the node.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{to_text, WorkerMessage};
+use crate::error::{Error, ErrorKind};
 use crate::id::TaskId;
 use crate::log::LogLevel;
 
@@ -24,6 +27,13 @@ pub(crate) struct WorkerTask {
     /// Fired by the node's `kill`.
     pub(crate) cancel: CancellationToken,
     state: Mutex<Value>,
+    /// The last checkpoint the node confirmed (or assigned the task with).
+    checkpoint: Mutex<Option<Value>>,
+    /// The number of the next `checkpoint` message.
+    next_seq: AtomicU64,
+    /// Checkpoints sent and not yet answered, by `seq`: each waits for the node's
+    /// `checkpoint_saved` (`None`: stored; `Some`: why not). Dropped with the connection.
+    unconfirmed: Mutex<HashMap<u64, (Value, oneshot::Sender<Option<String>>)>>,
     to_node: mpsc::UnboundedSender<String>,
 }
 
@@ -33,6 +43,7 @@ impl WorkerTask {
         name: String,
         attempt: u32,
         owner: Option<String>,
+        checkpoint: Option<Value>,
         to_node: mpsc::UnboundedSender<String>,
     ) -> Self {
         Self {
@@ -43,6 +54,9 @@ impl WorkerTask {
             state_limit: WORKER_STATE_LIMIT,
             cancel: CancellationToken::new(),
             state: Mutex::new(Value::Object(Default::default())),
+            checkpoint: Mutex::new(checkpoint),
+            next_seq: AtomicU64::new(1),
+            unconfirmed: Mutex::new(HashMap::new()),
             to_node,
         }
     }
@@ -68,5 +82,58 @@ impl WorkerTask {
             message,
         };
         let _ = self.to_node.send(message.to_text_within_limit());
+    }
+
+    pub(crate) fn checkpoint(&self) -> Option<Value> {
+        self.checkpoint.lock().expect("checkpoint poisoned").clone()
+    }
+
+    /// Sends `checkpoint` to the node and waits until the node has stored it (or refused it).
+    pub(crate) async fn save_checkpoint(&self, checkpoint: Value) -> Result<(), Error> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (confirm, confirmed) = oneshot::channel();
+        self.unconfirmed
+            .lock()
+            .expect("unconfirmed poisoned")
+            .insert(seq, (checkpoint.clone(), confirm));
+        let _ = self.to_node.send(to_text(&WorkerMessage::Checkpoint {
+            task_id: self.id,
+            seq,
+            checkpoint,
+        }));
+        match confirmed.await {
+            Ok(None) => Ok(()),
+            Ok(Some(refused)) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the node did not store the checkpoint of task {}: {refused}",
+                    self.id
+                ),
+            )),
+            Err(_) => Err(Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "the connection to the node ended before it confirmed the checkpoint of \
+                     task {}: the node counts the task lost, and a retry starts from the last \
+                     confirmed checkpoint",
+                    self.id
+                ),
+            )),
+        }
+    }
+
+    /// The node's answer to checkpoint `seq`: `error` is why it was not stored, if it was not.
+    pub(crate) fn confirm_checkpoint(&self, seq: u64, error: Option<String>) {
+        let waiting = self
+            .unconfirmed
+            .lock()
+            .expect("unconfirmed poisoned")
+            .remove(&seq);
+        if let Some((checkpoint, confirm)) = waiting {
+            if error.is_none() {
+                *self.checkpoint.lock().expect("checkpoint poisoned") = Some(checkpoint);
+            }
+            let _ = confirm.send(error);
+        }
     }
 }

@@ -26,6 +26,7 @@
 //! ```
 
 mod actions;
+mod checkpoints;
 mod counts;
 mod fleet;
 mod nodes;
@@ -246,6 +247,16 @@ impl Store for PostgresStore {
 
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error> {
         tasks::finish(self, id, node, finish).await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        checkpoint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        checkpoints::save(self, id, node, checkpoint, now).await
     }
 
     async fn kill(
