@@ -17,6 +17,7 @@
 //! ```
 
 mod actions;
+mod checkpoints;
 mod databases;
 mod durability;
 mod fencing;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::actions::*;
+pub use self::checkpoints::*;
 pub use self::durability::*;
 pub use self::fencing::*;
 pub use self::fleet::*;
@@ -228,7 +230,13 @@ macro_rules! conformance_tests {
             a_bulk_rerun_launches_one_rerun_of_each_finished_match,
             a_bulk_purge_deletes_the_finished_matches,
             a_bulk_rerun_respects_the_types_concurrency_limit,
-            an_action_whose_node_stopped_reads_failed
+            an_action_whose_node_stopped_reads_failed,
+            a_checkpoint_is_saved_at_once_and_only_by_the_task_s_node,
+            a_checkpoint_is_kept_through_every_requeue_and_returned_by_every_claim,
+            a_retried_task_starts_from_its_checkpoint,
+            a_dead_node_s_task_resumes_from_its_checkpoint,
+            a_rerun_from_its_checkpoint_starts_where_the_original_stopped,
+            a_checkpoint_over_the_cap_or_of_another_shape_is_an_error_that_says_why
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
