@@ -5,16 +5,37 @@
 use std::time::Duration;
 
 use offstage::testing::conformance::{Backend, SqliteBackend};
-use offstage::{Context, Isolation, Runtime, RuntimeBuilder, Status, TaskTypeOptions};
-use serde_json::json;
+use offstage::{
+    Context, Isolation, Retry, Runtime, RuntimeBuilder, Status, TaskError, TaskTypeOptions,
+};
+use serde_json::{json, Value};
 
 /// The app's task types, registered the same way by the node and by its worker processes.
 fn tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
-    builder.task_with(
-        "test.isolated_double",
-        TaskTypeOptions::default().isolated(),
-        |_ctx: Context, n: u64| async move { Ok(n * 2) },
-    )
+    let quick = Retry::new(2).backoff(Duration::from_millis(1), Duration::from_millis(1));
+    builder
+        .task_with(
+            "test.isolated_double",
+            TaskTypeOptions::default().isolated(),
+            |_ctx: Context, n: u64| async move { Ok(n * 2) },
+        )
+        .task_with(
+            "test.isolated_resumable",
+            TaskTypeOptions::default().isolated().retry(quick),
+            |ctx: Context, _args: Value| async move {
+                let from: Option<u64> = ctx.checkpoint()?;
+                if ctx.attempt() == 1 {
+                    // Over the cap: refused in the worker, before anything is sent.
+                    let big = ctx.save_checkpoint(&"x".repeat(2 << 20)).await.unwrap_err();
+                    ctx.log(format!("refused: {big}"));
+                    ctx.save_checkpoint(&5u64).await?;
+                    ctx.save_checkpoint(&6u64).await?;
+                    let read: Option<u64> = ctx.checkpoint()?;
+                    return Err(TaskError::new("flaky", format!("stopped at {read:?}")));
+                }
+                Ok::<_, TaskError>(json!({ "from": from, "attempt": ctx.attempt() }))
+            },
+        )
 }
 
 async fn runtime(isolation: Isolation) -> Runtime {
@@ -114,6 +135,56 @@ async fn isolation_entry_at_the_top_of_main_serves_the_node_and_nothing_else_run
     );
     assert!(
         !logs.iter().any(|l| l.message.contains(APP_MAIN_RAN)),
+        "{logs:?}"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+/// An isolated task saves checkpoints through its worker process (each confirmed by the node
+/// before the call returns) and its retry, in another process, starts from the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_task_s_checkpoint_reaches_the_store_and_its_retry() {
+    offstage::isolation_entry(tasks);
+    if std::env::var_os("OFFSTAGE_ISOLATED_SOCKET").is_some() {
+        std::process::exit(3);
+    }
+    let rt = runtime(Isolation {
+        program: std::env::current_exe().unwrap(),
+        args: [
+            "--exact",
+            "an_isolated_task_s_checkpoint_reaches_the_store_and_its_retry",
+            "--nocapture",
+            "--test-threads=1",
+        ]
+        .map(Into::into)
+        .to_vec(),
+        warm: 0,
+    })
+    .await;
+    let task = rt
+        .launch_json("test.isolated_resumable", json!(null))
+        .await
+        .unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(60), task.wait())
+        .await
+        .expect("the task ends")
+        .unwrap();
+    assert_eq!(
+        (record.status, record.return_value.clone()),
+        (Status::Completed, Some(json!({ "from": 6, "attempt": 2 }))),
+        "{record:?}"
+    );
+    assert_eq!(record.checkpoint, Some(json!(6)));
+    assert!(record.checkpoint_at.is_some());
+    let logs = rt.logs(record.id, 0, 1_000).await.unwrap();
+    let said = |what: &str| logs.iter().any(|l| l.message.contains(what));
+    assert!(
+        said("stopped at Some(6)"),
+        "the worker reads what it saved: {logs:?}"
+    );
+    assert!(said("refused: the checkpoint of task"), "{logs:?}");
+    assert!(
+        said("[offstage] resuming from checkpoint saved at"),
         "{logs:?}"
     );
     rt.shutdown().await.unwrap();

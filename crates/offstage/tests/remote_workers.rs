@@ -149,3 +149,101 @@ async fn a_task_lost_with_its_worker_runs_again_when_its_type_retries() {
     );
     rt.shutdown().await.unwrap();
 }
+
+/// A remote worker's `checkpoint` is stored by the node, which answers `checkpoint_saved` with
+/// its `seq` (and why, for one over the cap); the next attempt's `assign` carries the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_s_checkpoint_is_confirmed_and_assigned_with_the_next_attempt() {
+    let database = SqliteBackend.new_database();
+    let store = SqliteBackend.open(&database).await;
+    let rt = Runtime::builder()
+        .sqlite(&database)
+        .remote_task("remote.resumable")
+        .state_limit(1_000)
+        .build()
+        .await
+        .unwrap();
+    let (to_node, incoming) = mpsc::unbounded::<String>();
+    let (outgoing, mut from_node) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let hello = json!({ "type": "hello", "protocol": 1, "task_types": ["remote.resumable"],
+        "concurrency": 1 });
+    to_node.unbounded_send(hello.to_string()).unwrap();
+    let serving = rt.clone();
+    tokio::spawn(async move { serving.serve_worker(incoming, outgoing, "in-memory").await });
+    let task = rt
+        .launch_json("remote.resumable", json!(null))
+        .await
+        .unwrap();
+    let assign = next(&mut from_node, "assign").await;
+    assert_eq!(assign["task_id"], json!(task.id()));
+    assert!(
+        assign.get("checkpoint").is_none(),
+        "a new task has none: {assign}"
+    );
+    let send = |message: Value| to_node.unbounded_send(message.to_string()).unwrap();
+    send(
+        json!({ "type": "checkpoint", "task_id": task.id(), "seq": 1,
+        "checkpoint": { "page": 3 } }),
+    );
+    let saved = next(&mut from_node, "checkpoint_saved").await;
+    assert_eq!(
+        saved,
+        json!({ "type": "checkpoint_saved", "task_id": task.id(), "seq": 1 })
+    );
+    assert_eq!(
+        store.get(task.id()).await.unwrap().unwrap().checkpoint,
+        Some(json!({ "page": 3 })),
+        "in the store when confirmed"
+    );
+    send(
+        json!({ "type": "checkpoint", "task_id": task.id(), "seq": 2,
+        "checkpoint": "x".repeat(2_000) }),
+    );
+    let refused = next(&mut from_node, "checkpoint_saved").await;
+    assert_eq!(refused["seq"], json!(2));
+    let why = refused["error"].as_str().unwrap();
+    assert!(why.contains("over the cap of 1000 bytes"), "{why}");
+    assert_eq!(
+        task.record().await.unwrap().checkpoint,
+        Some(json!({ "page": 3 }))
+    );
+
+    // The worker goes away; the task is lost (`worker_lost`), rerun from its checkpoint.
+    drop(to_node);
+    let lost = task.wait().await.unwrap();
+    assert_eq!(lost.status, Status::Missing);
+    let again = rt
+        .rerun_with(
+            task.id(),
+            offstage::RerunOptions {
+                from_checkpoint: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (to_node, incoming) = mpsc::unbounded::<String>();
+    let (outgoing, mut from_node) = tokio::sync::mpsc::unbounded_channel::<String>();
+    to_node.unbounded_send(hello.to_string()).unwrap();
+    let serving = rt.clone();
+    tokio::spawn(async move { serving.serve_worker(incoming, outgoing, "in-memory").await });
+    let assign = next(&mut from_node, "assign").await;
+    assert_eq!(assign["task_id"], json!(again.id()));
+    assert_eq!(assign["checkpoint"], json!({ "page": 3 }));
+    drop(to_node);
+    rt.shutdown().await.unwrap();
+}
+
+/// The next message of type `wanted` the node sends (others are passed over).
+async fn next(from_node: &mut tokio::sync::mpsc::UnboundedReceiver<String>, wanted: &str) -> Value {
+    loop {
+        let text = tokio::time::timeout(Duration::from_secs(30), from_node.recv())
+            .await
+            .expect("the node answers")
+            .expect("the node keeps the connection");
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["type"] == wanted {
+            return message;
+        }
+    }
+}
