@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[cfg(feature = "cli")]
 use offstage::Worker;
-use offstage::{Context, RuntimeBuilder, TaskError, TaskTypeOptions};
+use offstage::{Context, Retry, RuntimeBuilder, TaskError, TaskTypeOptions};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -87,6 +87,34 @@ fn one() -> u64 {
     1
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "items": 100, "every": 10, "interval_ms": 200, "fail_at": 35 }))]
+struct Import {
+    /// How many items to import.
+    items: u64,
+    /// Save a checkpoint (the cursor) after every this many items.
+    #[serde(default = "ten")]
+    every: u64,
+    /// How long each item takes.
+    #[serde(default = "default_interval")]
+    interval_ms: u64,
+    /// Fail once, on the first attempt, after this item: the retry resumes from the last
+    /// checkpoint, as it does when the node dies.
+    #[serde(default)]
+    fail_at: Option<u64>,
+}
+
+fn ten() -> u64 {
+    10
+}
+
+/// `demo.import`'s checkpoint: how many items are done.
+#[derive(serde::Serialize, Deserialize)]
+struct Cursor {
+    done: u64,
+}
+
 fn duration(seconds: f64) -> Result<Duration, TaskError> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| TaskError::new("bad_input", format!("{seconds} is not a number of seconds")))
@@ -160,8 +188,9 @@ impl Registers for Worker {
     }
 }
 
-/// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, `demo.tally`, and
-/// the isolated `demo.spin` and `demo.hog`.
+/// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, `demo.tally`,
+/// `demo.import` (resumable: it checkpoints its cursor, and retries), and the isolated
+/// `demo.spin` and `demo.hog`.
 pub fn register<R: Registers>(builder: R) -> R {
     use offstage::args_schema as schema;
     builder
@@ -171,6 +200,7 @@ pub fn register<R: Registers>(builder: R) -> R {
         .args_schema("demo.fail", schema::<Fail>())
         .args_schema("demo.log", schema::<Lines>())
         .args_schema("demo.tally", schema::<Tally>())
+        .args_schema("demo.import", schema::<Import>())
         .args_schema("demo.spin", schema::<Seconds>())
         .args_schema("demo.hog", schema::<Megabytes>())
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
@@ -217,6 +247,45 @@ pub fn register<R: Registers>(builder: R) -> R {
             }
             Ok::<_, TaskError>(count)
         })
+        // A resumable import: walks `items`, saving its cursor as a checkpoint every `every`
+        // items. Its type retries a lost node (`missing`), a lost worker and its own demo
+        // failure, and a retry (or a rerun from its checkpoint) starts after the last saved
+        // item, saying so in the log. The state is what people see; the checkpoint is what
+        // the task needs.
+        .task_with(
+            "demo.import",
+            TaskTypeOptions::default().retry(
+                Retry::new(3)
+                    .kinds(&["missing", "worker_lost", "demo_failure"])
+                    .backoff(Duration::from_secs(1), Duration::from_secs(5)),
+            ),
+            |ctx: Context, args: Import| async move {
+                let start = ctx.checkpoint::<Cursor>()?.map_or(0, |cursor| cursor.done);
+                if start > 0 {
+                    ctx.log(format!(
+                        "resuming from item {} ({start} of {} were imported before)",
+                        start + 1,
+                        args.items
+                    ));
+                }
+                let every = args.every.max(1);
+                for item in start + 1..=args.items {
+                    pause(&ctx, Duration::from_millis(args.interval_ms)).await?;
+                    ctx.set_state(&json!({ "done": item, "total": args.items }))?;
+                    ctx.log(format!("imported item {item} of {}", args.items));
+                    if item % every == 0 || item == args.items {
+                        ctx.save_checkpoint(&Cursor { done: item }).await?;
+                    }
+                    if args.fail_at == Some(item) && ctx.attempt() == 1 {
+                        return Err(TaskError::new(
+                            "demo_failure",
+                            format!("the import failed after item {item} (fail_at)"),
+                        ));
+                    }
+                }
+                Ok::<_, TaskError>(json!({ "imported": args.items, "resumed_from": start }))
+            },
+        )
         // Burns CPU without ever awaiting: nothing in-process could stop it before it ends by
         // itself, so it runs isolated, in a worker process of its own, where a kill or a
         // timeout ends it with SIGKILL after the grace period.

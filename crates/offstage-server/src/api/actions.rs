@@ -23,16 +23,22 @@ pub(crate) struct RerunRequest {
     /// The args for the new task; the original's when left out.
     #[schema(value_type = Option<Object>)]
     args: Option<Value>,
+    /// Start the new task with the original's last checkpoint (`checkpoint`), so it continues
+    /// where the original stopped; 409 if the original saved none. Default false: from the top.
+    #[serde(default)]
+    from_checkpoint: bool,
 }
 
 /// Launches a finished task again as a new task linked to it (`rerun_of`): the same task
-/// type and launch options (priority, timeout, isolation, owner, key), with `args` if given.
+/// type and launch options (priority, timeout, isolation, owner, key), with `args` if given,
+/// and with the original's checkpoint if `from_checkpoint` says so.
 #[utoipa::path(post, path = "/api/tasks/{id}/rerun", params(("id" = String, Path, description = "id of the finished task to run again")),
     request_body(content = Option<RerunRequest>), tag = "tasks",
     responses((status = 201, body = TaskView),
         (status = 404, description = "no task has that id", body = crate::error::ErrorBody),
-        (status = 409, description = "the task is still queued or running (kill it or wait), or a \
-            live task of its type has its key", body = crate::error::ErrorBody),
+        (status = 409, description = "the task is still queued or running (kill it or wait), a \
+            live task of its type has its key, or `from_checkpoint` asks for a checkpoint the \
+            task never saved", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_args`: the edited args do not fit the task type; \
             `invalid_body`", body = crate::error::ErrorBody),
         (status = "4XX", body = crate::error::ErrorBody)))]
@@ -47,8 +53,9 @@ pub(crate) async fn rerun(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             format!(
-                "{why}: the rerun body is optional; if given it is {{\"args\": ...}}, the new \
-                 task's args"
+                "{why}: the rerun body is optional; if given it is {{\"args\": ..., \
+                 \"from_checkpoint\": true}}, both optional: the new task's args, and whether it \
+                 starts with the original's checkpoint"
             ),
         )
     };
@@ -63,7 +70,11 @@ pub(crate) async fn rerun(
             _ => return Err(invalid("the body is not a JSON object".to_owned())),
         }
     };
-    let task = state.runtime.rerun(id, request.args).await?;
+    let options = offstage::RerunOptions {
+        args: request.args,
+        from_checkpoint: request.from_checkpoint,
+    };
+    let task = state.runtime.rerun_with(id, options).await?;
     Ok((
         StatusCode::CREATED,
         Json(TaskView::from(task.snapshot().clone())),

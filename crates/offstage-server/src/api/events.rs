@@ -178,7 +178,7 @@ impl InScope {
     params(("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
         ("token" = Option<String>, Query, description = "a scoped token (`ost1.…`), for clients \
             that cannot send `Authorization` (EventSource); only here and on a task's stream")),
-    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; gap; expired (the scoped token expired: the stream ends)")))]
+    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, checkpoint, log, finished; gap; expired (the scoped token expired: the stream ends)")))]
 pub(crate) async fn all(
     State(state): State<AppState>,
     access: Access,
@@ -197,7 +197,7 @@ pub(crate) async fn all(
     params(("id" = String, Path, description = "task id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event"),
         ("token" = Option<String>, Query, description = "a scoped token (`ost1.…`), for clients \
             that cannot send `Authorization` (EventSource); only here and on `/api/events`")),
-    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, log, finished; expired (the scoped token expired: the stream ends)"),
+    responses((status = 200, content_type = "text/event-stream", description = "events: launched, started, state, checkpoint, log, finished; expired (the scoped token expired: the stream ends)"),
         (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn task(
     State(state): State<AppState>,

@@ -23,6 +23,10 @@ pub(crate) struct Rerun {
     /// The new task's args, as JSON (default: the original's).
     #[arg(long)]
     args: Option<String>,
+    /// Start the new task with the original's last checkpoint, so it continues where the
+    /// original stopped (the original must have saved one).
+    #[arg(long)]
+    from_checkpoint: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -33,10 +37,13 @@ impl Rerun {
             .id
             .parse()
             .map_err(|e: offstage::Error| Failure::Message(e.to_string()))?;
-        let body = match &self.args {
+        let mut body = match &self.args {
             Some(text) => json!({ "args": json_arg("--args", text, r#"--args '{"n": 1}'"#)? }),
             None => json!({}),
         };
+        if self.from_checkpoint {
+            body["from_checkpoint"] = json!(true);
+        }
         let answer = self
             .remote
             .client()

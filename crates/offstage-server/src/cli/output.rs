@@ -118,6 +118,8 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
         ("status", task.status.as_str().to_owned()),
         ("args", text(&task.args)),
         ("state", text(&task.state)),
+        ("checkpoint", or_dash(task.checkpoint.as_ref().map(text))),
+        ("checkpoint_at", short_time(task.checkpoint_at)),
         (
             "return_value",
             text(task.return_value.as_ref().unwrap_or(&Value::Null)),
