@@ -229,6 +229,11 @@ export function rerunPanel() {
     id: "rerun-args", name: "args", rows: 8, spellcheck: "false",
     "aria-describedby": "rerun-help",
   });
+  const fromCheckpoint = h("input", { type: "checkbox", id: "rerun-from-checkpoint",
+    name: "from_checkpoint" });
+  const checkpointChoice = h("label", { class: "toggle", for: "rerun-from-checkpoint",
+    hidden: true }, fromCheckpoint,
+  "Start from its last checkpoint (continue where it stopped, instead of from the top)");
   const problem = h("p", { class: "notice error", role: "alert", id: "rerun-error", hidden: true });
   const submit = h("button", { type: "submit", class: "primary", id: "rerun-submit" }, "Rerun");
   const form = h("form", { class: "card editor", id: "rerun-form", hidden: true },
@@ -237,6 +242,7 @@ export function rerunPanel() {
       "A new task of the same type and launch options, linked to this one. Change the args "
       + "first if you like; the task type checks them."),
     h("label", { for: "rerun-args" }, "Args", argsInput),
+    checkpointChoice,
     problem,
     h("div", { class: "actions" },
       h("button", { type: "button", class: "ghost", onclick: () => { form.hidden = true; } },
@@ -246,6 +252,9 @@ export function rerunPanel() {
   button.addEventListener("click", () => {
     argsInput.value = pretty(task.args);
     argsInput.removeAttribute("aria-invalid");
+    // Offered only when the task saved one; a rerun starts from the top unless asked.
+    checkpointChoice.hidden = task.checkpoint == null;
+    fromCheckpoint.checked = false;
     problem.hidden = true;
     form.hidden = false;
     argsInput.focus();
@@ -256,7 +265,9 @@ export function rerunPanel() {
     if (args === undefined) return;
     submit.disabled = true;
     try {
-      const rerun = await api(`api/tasks/${task.id}/rerun`, { method: "POST", body: { args } });
+      const body = { args };
+      if (fromCheckpoint.checked && task.checkpoint != null) body.from_checkpoint = true;
+      const rerun = await api(`api/tasks/${task.id}/rerun`, { method: "POST", body });
       go(`/tasks/${rerun.id}`);
     } catch (error) {
       tell(problem, error.message);

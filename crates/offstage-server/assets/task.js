@@ -26,6 +26,10 @@ export function taskView(main, id) {
   const args = h("pre", { class: "json", tabindex: "0", "aria-label": "Args" });
   const state = h("pre", { class: "json", tabindex: "0", "aria-label": "State" });
   const stateNote = h("span", { class: "muted small" });
+  // The checkpoint: what the task saved to resume from (not what people see: that is the state).
+  const checkpoint = h("pre", { class: "json", tabindex: "0", "aria-label": "Checkpoint",
+    id: "checkpoint" });
+  const checkpointNote = h("span", { class: "muted small", id: "checkpoint-note" });
   const log = h("ol", { class: "log", "aria-label": "Log lines" });
   const logBox = h("div", { class: "log-box", tabindex: "0" }, log);
   const logNote = h("p", { class: "muted small" });
@@ -54,7 +58,9 @@ export function taskView(main, id) {
       h("section", { class: "card", "aria-labelledby": "h-args" },
         h("h2", { id: "h-args" }, "Args"), args),
       h("section", { class: "card", "aria-labelledby": "h-state" },
-        h("h2", { id: "h-state" }, "State ", stateNote), state)),
+        h("h2", { id: "h-state" }, "State ", stateNote), state),
+      h("section", { class: "card", "aria-labelledby": "h-checkpoint" },
+        h("h2", { id: "h-checkpoint" }, "Checkpoint ", checkpointNote), checkpoint)),
     h("section", { class: "card logs", "aria-labelledby": "h-log" },
       h("div", { class: "card-head" },
         h("h2", { id: "h-log" }, "Log"),
@@ -88,8 +94,20 @@ export function taskView(main, id) {
     args.textContent = pretty(task.args);
     state.textContent = pretty(task.state);
     stateNote.textContent = task.is_running ? "live" : "final";
+    renderCheckpoint();
     renderOutcome();
     showWaiting(waiting, task.waiting);
+  }
+
+  function renderCheckpoint() {
+    if (task.checkpoint == null) {
+      checkpoint.textContent = "—";
+      checkpointNote.replaceChildren(task.is_running ? "none saved yet" : "none saved");
+      return;
+    }
+    checkpoint.textContent = pretty(task.checkpoint);
+    checkpointNote.replaceChildren("saved ", timeEl(task.checkpoint_at),
+      task.is_running ? "; a retry starts from it" : "");
   }
 
   function renderOutcome() {
@@ -164,6 +182,10 @@ export function taskView(main, id) {
       const lines = [];
       for (const [type, event] of batch) {
         if (type === "state") task.state = event.state;
+        else if (type === "checkpoint") {
+          task.checkpoint = event.checkpoint;
+          task.checkpoint_at = event.at;
+        }
         else if (type === "log") lines.push(event.line);
         else if (type === "started" || type === "finished" || type === "launched") {
           // Started or ended: no longer waiting (a kill overdue shows at the next re-read).

@@ -183,3 +183,67 @@ async fn select_all_matching_shows_the_count_then_a_bulk_kill_completes() {
     );
     api.kill(&bystander, Some(0.0)).await;
 }
+
+/// The task page shows the last checkpoint and when it was saved, live while the task runs
+/// (the `checkpoint` event); its Rerun offers "start from its last checkpoint", and the new
+/// task starts with it.
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
+#[tokio::test]
+async fn the_task_page_shows_the_checkpoint_live_and_reruns_from_it() {
+    require_browser();
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&SqliteBackend.new_database(), &[]);
+    let api = Api::new(&server, None);
+    let slow = api
+        .launch(json!({ "name": "demo.import",
+            "args": { "items": 400, "every": 2, "interval_ms": 100 } }))
+        .await;
+    let page = Browser::open(&server.url, WINDOW).await;
+    page.goto(&format!("#/tasks/{slow}")).await;
+    page.wait(".badge", "text", json!("running")).await;
+    // Saved after the page loaded: only the event can have brought these.
+    page.wait("#checkpoint", "text", json!("\"done\": 4")).await;
+    page.wait("#checkpoint", "text", json!("\"done\": 6")).await;
+    page.wait("#checkpoint-note", "text", json!("saved")).await;
+    api.kill(&slow, None).await;
+    page.wait(".badge", "text", json!("killed")).await;
+    page.screenshot("dashboard-checkpoint").await;
+
+    // Rerun from it: the box is there because the task saved a checkpoint.
+    page.wait("#rerun", "shown", json!(null)).await;
+    page.click("#rerun").await;
+    page.wait("#rerun-form", "shown", json!(null)).await;
+    page.wait("#rerun-from-checkpoint", "shown", json!(null)).await;
+    assert_eq!(page.unlabeled().await, Vec::<Value>::new());
+    page.click("#rerun-from-checkpoint").await;
+    page.click("#rerun-submit").await;
+    page.wait("#rerun-of", "text", json!(slow.as_str())).await;
+    let reruns = api.get(&format!("/api/tasks?rerun_of={slow}")).await;
+    let rerun = &reruns["tasks"][0];
+    let killed = api.get(&format!("/api/tasks/{slow}")).await;
+    assert_eq!(rerun["checkpoint"], killed["checkpoint"], "{rerun}");
+    let rerun_id = rerun["id"].as_str().unwrap();
+    api.kill(rerun_id, None).await;
+
+    // A task that saved none: no such box.
+    let echo = api
+        .launch(json!({ "name": "demo.echo", "args": { "value": 1 } }))
+        .await;
+    api.finished(&echo).await;
+    page.goto(&format!("#/tasks/{echo}")).await;
+    page.wait(".badge", "text", json!("completed")).await;
+    page.wait("#checkpoint-note", "text", json!("none saved")).await;
+    page.click("#rerun").await;
+    page.wait("#rerun-form", "shown", json!(null)).await;
+    page.wait("#rerun-from-checkpoint", "hidden", json!(null)).await;
+    let errors = page.js_errors().await;
+    page.close().await;
+    assert_eq!(
+        errors,
+        Vec::<String>::new(),
+        "JavaScript errors in the dashboard"
+    );
+}

@@ -245,20 +245,25 @@ class Client:
 
     # -- reruns and bulk actions -------------------------------------------------------------
 
-    def rerun(self, task_id: str, args: Any = None) -> Task:
+    def rerun(self, task_id: str, args: Any = None, *, from_checkpoint: bool = False) -> Task:
         """Launches the finished task ``task_id`` again as a new task linked to it (its
         ``rerun_of``): the same task type and launch options, with ``args`` if given (any JSON
-        value) and the original's otherwise. Needs role ``launch``.
+        value) and the original's otherwise. With ``from_checkpoint`` the new task starts with
+        the original's last checkpoint, so it continues where the original stopped. Needs role
+        ``launch``.
 
         Raises:
             OffstageError: ``not_found`` (404) for an unknown id; ``conflict`` (409) while the
-                task is queued or running (kill it or wait), or while a live task of its type
-                has its key; ``invalid_args`` (422) when the task type refuses ``args``.
+                task is queued or running (kill it or wait), while a live task of its type
+                has its key, or with ``from_checkpoint`` for a task that saved none;
+                ``invalid_args`` (422) when the task type refuses ``args``.
         """
         body: dict[str, Any] = {}
         if args is not None:
             _args.check_json(args, "the rerun's args")
             body["args"] = args
+        if from_checkpoint:
+            body["from_checkpoint"] = True
         return Task(self, self._request("POST", f"/api/tasks/{_quote(task_id)}/rerun", json=body))
 
     def bulk(

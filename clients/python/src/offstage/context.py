@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from ._args import check_json
-from .errors import StateTooLarge, TaskKilled
+from .errors import OffstageError, StateTooLarge, TaskKilled
 
 _local = threading.local()
 
@@ -54,6 +54,7 @@ class CurrentTask:
         attempt: int = 1,
         owner: str | None = None,
         timeout_ms: int | None = None,
+        checkpoint: Any = None,
         send: Callable[[dict[str, Any], bool], None],
     ) -> None:
         self.task_id = task_id
@@ -67,6 +68,10 @@ class CurrentTask:
         self._lock = threading.RLock()
         self._killed = threading.Event()
         self._partial: dict[str, str] = {}
+        self._checkpoint: Any = checkpoint
+        self._checkpoint_seq = 0
+        # Checkpoints sent and not yet confirmed: seq -> [event, value, error or None].
+        self._unconfirmed: dict[int, list[Any]] = {}
 
     # -- who am I ---------------------------------------------------------------------------
 
@@ -123,6 +128,75 @@ class CurrentTask:
             self._state = state
             self._emit({"type": "state", "task_id": self.task_id, "state": state}, text)
 
+    # -- checkpoint -------------------------------------------------------------------------
+
+    def get_checkpoint(self) -> Any:
+        """The last checkpoint this task saved, in this run or an earlier one (a retry, a run
+        after its node died, a rerun from its checkpoint); ``None`` when there is none."""
+        with self._lock:
+            return self._checkpoint
+
+    def save_checkpoint(self, checkpoint: Any, timeout: float = 30.0) -> None:
+        """Saves ``checkpoint`` (any JSON value: a cursor, the last item done) as this task's
+        checkpoint, and returns once the server has stored it: a later run of the task starts
+        with it (``get_checkpoint()``). The state is not touched.
+
+        Raises:
+            StateTooLarge: over the state cap (1 MiB); nothing is sent.
+            OffstageError: the server refused it (``code`` ``checkpoint_refused``), or did not
+                confirm it within ``timeout`` seconds or before the connection ended
+                (``checkpoint_unconfirmed``): a later run starts from the last confirmed one.
+        """
+        text = check_json(checkpoint, "checkpoint")
+        size = len(text.encode())
+        if size > STATE_LIMIT:
+            raise StateTooLarge(
+                f"the checkpoint of task {self.task_id} would be {size} bytes, over the cap of "
+                f"{STATE_LIMIT} bytes (checkpoints have the state's cap): save what the task "
+                "needs to resume (a cursor, an id, a file name) rather than the data"
+            )
+        value = json.loads(text)
+        confirmed = threading.Event()
+        with self._lock:
+            send = self._send
+            self._checkpoint_seq += 1
+            seq = self._checkpoint_seq
+            waiting = [confirmed, value, None]
+            self._unconfirmed[seq] = waiting
+        if send is not None:
+            send(
+                {"type": "checkpoint", "task_id": self.task_id, "seq": seq, "checkpoint": value},
+                False,
+            )
+        else:
+            waiting[2] = "the connection to the server is gone"
+            confirmed.set()
+        if not confirmed.wait(timeout):
+            with self._lock:
+                self._unconfirmed.pop(seq, None)
+            raise OffstageError(
+                f"the server did not confirm the checkpoint of task {self.task_id} within "
+                f"{timeout} s: a later run starts from the last confirmed one",
+                code="checkpoint_unconfirmed",
+            )
+        if waiting[2] is not None:
+            unconfirmed = waiting[2] == "the connection to the server is gone"
+            raise OffstageError(
+                f"the checkpoint of task {self.task_id} was not saved: {waiting[2]}",
+                code="checkpoint_unconfirmed" if unconfirmed else "checkpoint_refused",
+            )
+
+    def _confirm_checkpoint(self, seq: int, error: str | None) -> None:
+        """The server's ``checkpoint_saved`` for checkpoint ``seq``."""
+        with self._lock:
+            waiting = self._unconfirmed.pop(seq, None)
+            if waiting is None:
+                return
+            if error is None:
+                self._checkpoint = waiting[1]
+            waiting[2] = error
+        waiting[0].set()
+
     def _emit(self, message: dict[str, Any], state_text: str | None = None) -> None:
         send = self._send
         if send is None:
@@ -175,9 +249,14 @@ class CurrentTask:
         return True
 
     def _detach(self) -> None:
-        """The connection is gone: whatever the task does now reaches nobody."""
+        """The connection is gone: whatever the task does now reaches nobody, and checkpoints
+        waiting for their confirmation get none."""
         with self._lock:
             self._send = None
+            waiting, self._unconfirmed = list(self._unconfirmed.values()), {}
+        for entry in waiting:
+            entry[2] = "the connection to the server is gone"
+            entry[0].set()
 
     def __repr__(self) -> str:
         return f"<CurrentTask {self.name} {self.task_id}>"
@@ -231,6 +310,16 @@ def check_killed() -> None:
 def set_task_state(state: Any) -> None:
     """Replaces the current task's whole state with ``state`` (any JSON value)."""
     _require("offstage.set_task_state()").set_state(state)
+
+
+def get_checkpoint() -> Any:
+    """The current task's last checkpoint (``None`` when it has none)."""
+    return _require("offstage.get_checkpoint()").get_checkpoint()
+
+
+def save_checkpoint(checkpoint: Any) -> None:
+    """Saves the current task's checkpoint, returning once the server has stored it."""
+    _require("offstage.save_checkpoint()").save_checkpoint(checkpoint)
 
 
 def log(message: str, level: str = "info") -> None:

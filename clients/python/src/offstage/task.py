@@ -115,10 +115,26 @@ class Task:
         value = self._record.get("rerun_of")
         return None if value is None else str(value)
 
-    def rerun(self, args: Any = None) -> Task:
+    def rerun(self, args: Any = None, *, from_checkpoint: bool = False) -> Task:
         """Launches this finished task again as a new task linked to it, with ``args`` if given
-        and this one's otherwise (see ``Client.rerun``)."""
-        return self._client.rerun(self.get_id(), args)
+        and this one's otherwise, and with this one's last checkpoint if ``from_checkpoint``
+        (see ``Client.rerun``)."""
+        return self._client.rerun(self.get_id(), args, from_checkpoint=from_checkpoint)
+
+    def get_checkpoint(self) -> Any:
+        """The last checkpoint the task saved (what a later run of it starts from); ``None``
+        until it saves one. Not the state: the state is what people see, the checkpoint what
+        the task needs to resume."""
+        return self._live().get("checkpoint")
+
+    @property
+    def checkpoint(self) -> Any:
+        """The last checkpoint the task saved (``get_checkpoint()``)."""
+        return self.get_checkpoint()
+
+    def get_checkpoint_time(self) -> datetime | None:
+        """When that checkpoint was saved; ``None`` while there is none."""
+        return parse_time(self._live().get("checkpoint_at"))
 
     def get_state(self) -> Any:
         """The state the task last wrote: ``{}`` until it writes one."""

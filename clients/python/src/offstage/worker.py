@@ -441,6 +441,12 @@ class Worker:
                             },
                         }
                     )
+            elif kind == "checkpoint_saved":
+                task_id = _field(message, "task_id", str)
+                with session.tasks_lock:
+                    task = session.tasks.get(task_id)
+                if task is not None:
+                    task._confirm_checkpoint(int(message.get("seq") or 0), message.get("error"))
             elif kind == "error":
                 raise _ServerError(str(message.get("message")))
             elif kind == "welcome":
@@ -461,6 +467,7 @@ class Worker:
             attempt=int(message.get("attempt") or 1),
             owner=message.get("owner"),
             timeout_ms=message.get("timeout_ms"),
+            checkpoint=message.get("checkpoint"),
             send=session.send,
         )
         with session.tasks_lock:
