@@ -67,3 +67,31 @@ def test_bulk_counts_first_then_kills_and_reruns_with_a_record(client: offstage.
     with pytest.raises(offstage.OffstageError) as refused:
         client.get_action("0192f1c3-7d5e-7a8b-9c1d-2e3f4a5b6c7d")
     assert refused.value.code == "not_found"
+
+
+def test_a_rerun_from_its_checkpoint_continues_where_the_original_stopped(
+    client: offstage.Client,
+) -> None:
+    # Fails after item 7 (its last checkpoint: 6 done); its retry resumes after item 6.
+    task = client.launch(
+        "demo.import", {"items": 12, "every": 3, "interval_ms": 1, "fail_at": 7}
+    ).wait(timeout=30)
+    assert task.get_return_value() == {"imported": 12, "resumed_from": 6}
+    assert task.get_checkpoint() == {"done": 12}
+    assert task.checkpoint == {"done": 12}
+    assert task.get_checkpoint_time() is not None
+    assert task.get_state() == {"done": 12, "total": 12}, "the state is another thing"
+
+    resumed = task.rerun(from_checkpoint=True)
+    assert resumed.record["checkpoint"] == {"done": 12}
+    assert resumed.wait(timeout=30).get_return_value() == {"imported": 12, "resumed_from": 12}
+    plain = client.rerun(task.get_id())
+    assert plain.get_checkpoint() is None
+
+    echo = client.launch("demo.echo", {"value": 1}).wait(timeout=20)
+    assert echo.get_checkpoint() is None and echo.get_checkpoint_time() is None
+    with pytest.raises(offstage.OffstageError) as refused:
+        echo.rerun(from_checkpoint=True)
+    assert refused.value.code == "conflict"
+    assert "without from_checkpoint" in str(refused.value)
+    plain.wait(timeout=30)

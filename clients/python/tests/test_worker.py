@@ -55,6 +55,19 @@ def assign(phase: str) -> None:
     offstage.task_state["done"] = True
 
 
+@offstage.background_task("py.resume")
+def resume(items: int) -> dict[str, Any]:
+    start = offstage.get_checkpoint() or 0
+    for done in range(start + 1, items + 1):
+        offstage.task_state["done"] = done
+        offstage.save_checkpoint(done)  # returns once the server has stored it
+        if done == 3 and start == 0:
+            raise RuntimeError("stopped after item 3")
+    with pytest.raises(offstage.StateTooLarge):
+        offstage.save_checkpoint("x" * (2 << 20))
+    return {"from": start, "read_back": offstage.get_checkpoint()}
+
+
 @pytest.fixture(scope="module")
 def worker(server: Server) -> Iterator[offstage.Worker]:
     """The Anvil way: connect, then serve every @background_task (in a thread here, where a
@@ -63,7 +76,7 @@ def worker(server: Server) -> Iterator[offstage.Worker]:
     offstage.connect(server.url)
     w = offstage.start_worker(concurrency=4, name="pytest").wait_ready(WAIT)
     assert w.name == "pytest"
-    assert {"py.report", "py_fail", "py.loop", "py.assign"} <= set(w.task_types)
+    assert {"py.report", "py_fail", "py.loop", "py.assign", "py.resume"} <= set(w.task_types)
     yield w
     w.stop()
 
@@ -272,3 +285,20 @@ def test_a_worker_says_on_stderr_where_it_connected_and_what_it_serves(
         ), err
     finally:
         w.stop()
+
+
+def test_a_python_tasks_checkpoint_is_stored_and_a_rerun_starts_from_it(
+    client: offstage.Client, worker: offstage.Worker
+) -> None:
+    first = offstage.launch_background_task("py.resume", 5).wait(timeout=WAIT)
+    assert first.get_termination_status() == "failed"
+    assert first.get_checkpoint() == 3, "confirmed saves are in the store"
+    assert first.get_state() == {"done": 3}
+
+    again = first.rerun(from_checkpoint=True).wait(timeout=WAIT)
+    assert again.get_termination_status() == "completed", again.get_error_info()
+    assert again.get_return_value() == {"from": 3, "read_back": 5}
+    assert again.get_checkpoint() == 5
+    assert any(
+        line.message.startswith("[offstage] resuming from checkpoint") for line in again.get_logs()
+    )
