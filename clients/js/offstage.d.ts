@@ -21,6 +21,10 @@ export interface Task {
   timeout_s: number | null;
   isolated: boolean;
   node: string | null;
+  /** The last checkpoint the task saved (what a later run of it starts from), or `null`. */
+  checkpoint: unknown | null;
+  /** When that checkpoint was saved. */
+  checkpoint_at: string | null;
   /** `null` while queued or running, then the terminal status. */
   termination_status: "completed" | "failed" | "killed" | "missing" | null;
   is_running: boolean;
@@ -41,9 +45,11 @@ export interface TaskEvent {
   seq: number;
   task_id: string;
   at: string;
-  type: "launched" | "started" | "state" | "log" | "finished";
+  type: "launched" | "started" | "state" | "checkpoint" | "log" | "finished";
   task?: Task;
   state?: any;
+  /** For `checkpoint`: the checkpoint the task saved (the event's `at` is when). */
+  checkpoint?: unknown;
   line?: LogLine;
 }
 

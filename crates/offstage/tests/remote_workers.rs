@@ -230,6 +230,14 @@ async fn a_worker_s_checkpoint_is_confirmed_and_assigned_with_the_next_attempt()
     let assign = next(&mut from_node, "assign").await;
     assert_eq!(assign["task_id"], json!(again.id()));
     assert_eq!(assign["checkpoint"], json!({ "page": 3 }));
+    // A checkpoint about the task the first connection lost is answered, refused.
+    let stray = json!({ "type": "checkpoint", "task_id": task.id(), "seq": 7, "checkpoint": 1 });
+    to_node.unbounded_send(stray.to_string()).unwrap();
+    let refused = next(&mut from_node, "checkpoint_saved").await;
+    assert_eq!(refused["seq"], json!(7));
+    let why = refused["error"].as_str().unwrap();
+    assert!(why.contains("not assigned to this connection"), "{why}");
+    assert_eq!(task.record().await.unwrap().checkpoint, Some(json!({ "page": 3 })));
     drop(to_node);
     rt.shutdown().await.unwrap();
 }

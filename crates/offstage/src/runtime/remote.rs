@@ -443,12 +443,34 @@ impl Link<'_> {
             WorkerMessage::Completed { task_id, .. } => ("completed", *task_id),
             WorkerMessage::Failed { task_id, .. } => ("failed", *task_id),
         };
+        // A checkpoint is always answered, stored or not, so no worker waits for nothing.
+        let refuse = |seq: u64, why: String| {
+            self.send(&ServerMessage::CheckpointSaved {
+                task_id,
+                seq,
+                error: Some(why),
+            })
+        };
         let Some(assigned) = self.assigned.get(&task_id) else {
+            if let WorkerMessage::Checkpoint { seq, .. } = &message {
+                refuse(
+                    *seq,
+                    format!(
+                        "task {task_id} is not assigned to this connection (it was declared \
+                         lost when an earlier connection ended, or it answered already)"
+                    ),
+                );
+            }
             return stray(what, task_id);
         };
         if assigned.answer.is_none() && matches!(what, "state" | "log" | "checkpoint") {
-            // Aborted: only its answer still matters, to free its place. (A checkpoint's save
-            // is not answered: the task is being dropped.)
+            // Aborted: only its answer still matters, to free its place.
+            if let WorkerMessage::Checkpoint { seq, .. } = &message {
+                refuse(
+                    *seq,
+                    format!("task {task_id} was aborted: its outcome is recorded already"),
+                );
+            }
             return Ok(false);
         }
         match report(&assigned.live, message) {
