@@ -179,6 +179,14 @@ fn run(
         out.push(("shared_contended_updates_per_s", rate, "-"));
         out.push(("shared_update_p50_ms", p50, "-"));
     }
+    if wanted("checkpoint") {
+        let (n, each) = if quick { (200, 20) } else { (1_000, 50) };
+        let (p50, p99, rate) =
+            rt.block_on(measure::checkpoint_saves(&db("checkpoint"), n, 100, each));
+        out.push(("checkpoint_save_p50_ms", p50, "disk floor"));
+        out.push(("checkpoint_save_p99_ms", p99, "-"));
+        out.push(("checkpoint_saves_per_s_100_tasks", rate, "-"));
+    }
     if wanted("dashboard") {
         for (metric, p50) in rt.block_on(http::dashboard_queries(&db("dashboard"), n, 200)) {
             out.push((metric, p50, "-"));

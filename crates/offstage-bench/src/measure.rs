@@ -297,3 +297,52 @@ pub async fn shared_updates(db: &Path, writers: usize, each: usize) -> (f64, f64
     rt.shutdown().await.unwrap();
     (rate, percentile(&mut samples, 0.5))
 }
+
+/// Checkpoints on SQLite (every save its own durable commit before it returns): one task
+/// saving `n` in a row (save p50 and p99, in ms), then `tasks` tasks saving `each` at once,
+/// which share the writer's group commits (saves per second).
+pub async fn checkpoint_saves(db: &Path, n: usize, tasks: usize, each: usize) -> (f64, f64, f64) {
+    let samples: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let kept = Arc::clone(&samples);
+    let rt = Runtime::builder()
+        .sqlite(db)
+        .max_concurrency(tasks.max(1) * 2)
+        .task("save", move |ctx: Context, (n, timed): (usize, bool)| {
+            let kept = Arc::clone(&kept);
+            async move {
+                for done in 0..n {
+                    let started = Instant::now();
+                    ctx.save_checkpoint(&json!({ "done": done }))
+                        .await
+                        .map_err(|e| TaskError::new("checkpoint", e.to_string()))?;
+                    if timed {
+                        kept.lock()
+                            .unwrap()
+                            .push(started.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let one = rt.launch_json("save", json!([n, true])).await.unwrap();
+    assert_eq!(one.wait().await.unwrap().status, Status::Completed);
+    let start = Instant::now();
+    let mut running = Vec::new();
+    for _ in 0..tasks {
+        running.push(rt.launch_json("save", json!([each, false])).await.unwrap());
+    }
+    for task in running {
+        assert_eq!(task.wait().await.unwrap().status, Status::Completed);
+    }
+    let rate = (tasks * each) as f64 / start.elapsed().as_secs_f64();
+    rt.shutdown().await.unwrap();
+    let mut samples = samples.lock().unwrap().clone();
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+        rate,
+    )
+}

@@ -216,7 +216,8 @@ async fn the_task_page_shows_the_checkpoint_live_and_reruns_from_it() {
     page.wait("#rerun", "shown", json!(null)).await;
     page.click("#rerun").await;
     page.wait("#rerun-form", "shown", json!(null)).await;
-    page.wait("#rerun-from-checkpoint", "shown", json!(null)).await;
+    page.wait("#rerun-from-checkpoint", "shown", json!(null))
+        .await;
     assert_eq!(page.unlabeled().await, Vec::<Value>::new());
     page.click("#rerun-from-checkpoint").await;
     page.click("#rerun-submit").await;
@@ -235,10 +236,12 @@ async fn the_task_page_shows_the_checkpoint_live_and_reruns_from_it() {
     api.finished(&echo).await;
     page.goto(&format!("#/tasks/{echo}")).await;
     page.wait(".badge", "text", json!("completed")).await;
-    page.wait("#checkpoint-note", "text", json!("none saved")).await;
+    page.wait("#checkpoint-note", "text", json!("none saved"))
+        .await;
     page.click("#rerun").await;
     page.wait("#rerun-form", "shown", json!(null)).await;
-    page.wait("#rerun-from-checkpoint", "hidden", json!(null)).await;
+    page.wait("#rerun-from-checkpoint", "hidden", json!(null))
+        .await;
     let errors = page.js_errors().await;
     page.close().await;
     assert_eq!(

@@ -237,7 +237,10 @@ async fn a_worker_s_checkpoint_is_confirmed_and_assigned_with_the_next_attempt()
     assert_eq!(refused["seq"], json!(7));
     let why = refused["error"].as_str().unwrap();
     assert!(why.contains("not assigned to this connection"), "{why}");
-    assert_eq!(task.record().await.unwrap().checkpoint, Some(json!({ "page": 3 })));
+    assert_eq!(
+        task.record().await.unwrap().checkpoint,
+        Some(json!({ "page": 3 }))
+    );
     drop(to_node);
     rt.shutdown().await.unwrap();
 }
