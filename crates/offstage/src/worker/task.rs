@@ -17,6 +17,10 @@ use crate::log::LogLevel;
 /// The state cap a worker checks before sending; the node checks its own cap again.
 pub(crate) const WORKER_STATE_LIMIT: usize = 1024 * 1024;
 
+/// A checkpoint sent to the node, and who waits for the node's answer (`None`: stored; `Some`:
+/// why not).
+type Unconfirmed = (Value, oneshot::Sender<Option<String>>);
+
 #[derive(Debug)]
 pub(crate) struct WorkerTask {
     pub(crate) id: TaskId,
@@ -33,7 +37,7 @@ pub(crate) struct WorkerTask {
     next_seq: AtomicU64,
     /// Checkpoints sent and not yet answered, by `seq`: each waits for the node's
     /// `checkpoint_saved` (`None`: stored; `Some`: why not). Dropped with the connection.
-    unconfirmed: Mutex<HashMap<u64, (Value, oneshot::Sender<Option<String>>)>>,
+    unconfirmed: Mutex<HashMap<u64, Unconfirmed>>,
     to_node: mpsc::UnboundedSender<String>,
 }
 
