@@ -1,8 +1,9 @@
 //! The **context**: what a running task holds.
 //!
 //! The runtime hands every task body a [`Context`]: the task's id, the only writer of its
-//! state, its log, and the signal that it has been asked to stop. There is no public way to
-//! make one, so no code outside the task can write the task's state.
+//! state, its log, its checkpoint (what it saved to resume from), and the signal that it has
+//! been asked to stop. There is no public way to make one, so no code outside the task can
+//! write the task's state or its checkpoint.
 //!
 //! ```
 //! use offstage::{Context, TaskError};

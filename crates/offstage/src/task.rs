@@ -92,12 +92,15 @@ pub struct TaskRecord {
     /// child that is not detached is killed then. A kill of the parent kills every child.
     #[serde(default)]
     pub detached: bool,
-    /// The last checkpoint the task saved ([`crate::Context::save_checkpoint`]): what it reads
-    /// back when it runs again. `None` until it saves one.
+    /// The last checkpoint the task saved ([`crate::Context::save_checkpoint`]), any JSON
+    /// value: what it reads back ([`crate::Context::checkpoint`]) when it runs again (a retry,
+    /// a run after its node died). `None` until it saves one, except for a rerun from its
+    /// checkpoint, which starts with the original's. Not the state: neither writes the other.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub checkpoint: Option<Value>,
-    /// When that checkpoint was saved.
+    /// When that checkpoint was saved (for a rerun from its checkpoint, when the original saved
+    /// it).
     #[serde(default)]
     pub checkpoint_at: Option<DateTime<Utc>>,
     /// While the task (running) waits for a signal: the signal's name. It holds no concurrency

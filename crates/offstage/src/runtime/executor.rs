@@ -334,6 +334,8 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
     } else {
         status
     };
+    // A checkpoint the body was saving when it ended (or was aborted) is in the final record.
+    live.checkpoints_settled().await;
     let final_record = {
         let saving = live.save_lock.lock().await;
         let unsaved = live.take_unsaved();

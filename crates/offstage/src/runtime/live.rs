@@ -148,32 +148,53 @@ impl LiveTask {
     /// Saves `checkpoint` (`text` is it serialized, already checked against the cap) in the
     /// store, then in memory, then tells watchers. Nothing changes if the store refuses it: the
     /// node was declared dead (`NodeDead`), or the task no longer runs on it (`Conflict`).
+    ///
+    /// The save runs as a tokio task of its own, under `checkpoint_lock`: a body dropped while
+    /// it waits (a kill's abort) does not cut it in half, and the supervisor's finish waits for
+    /// it ([`LiveTask::checkpoints_settled`]), so the final record has what the store has.
     pub(crate) async fn save_checkpoint(
-        &self,
+        self: &Arc<Self>,
         checkpoint: Value,
         text: String,
     ) -> Result<(), Error> {
-        let _in_order = self.checkpoint_lock.lock().await;
-        let at = self.rt.clock.now();
-        let saved = self
-            .rt
-            .store
-            .save_checkpoint(self.id, self.owner(), &text, at)
-            .await?;
-        if !saved {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "task {} is no longer running on this node (it has ended, or another node                      took it over), so its checkpoint was not saved: save checkpoints only from                      the task's own body while it runs",
-                    self.id
-                ),
-            ));
-        }
-        let checkpoint = Arc::new(checkpoint);
-        *self.checkpoint.lock().expect("checkpoint poisoned") = Some((Arc::clone(&checkpoint), at));
-        self.rt
-            .publish_at(self.id, at, EventKind::Checkpoint { checkpoint });
-        Ok(())
+        let live = Arc::clone(self);
+        let saving = tokio::spawn(async move {
+            let _in_order = live.checkpoint_lock.lock().await;
+            let at = live.rt.clock.now();
+            let saved = live
+                .rt
+                .store
+                .save_checkpoint(live.id, live.owner(), &text, at)
+                .await?;
+            if !saved {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "task {} is no longer running on this node (it has ended, or another \
+                         node took it over), so its checkpoint was not saved: save checkpoints \
+                         only from the task's own body while it runs",
+                        live.id
+                    ),
+                ));
+            }
+            let checkpoint = Arc::new(checkpoint);
+            *live.checkpoint.lock().expect("checkpoint poisoned") =
+                Some((Arc::clone(&checkpoint), at));
+            live.rt
+                .publish_at(live.id, at, EventKind::Checkpoint { checkpoint });
+            Ok(())
+        });
+        saving.await.unwrap_or_else(|panicked| {
+            Err(Error::new(
+                ErrorKind::Store,
+                format!("saving the checkpoint stopped half way: {panicked}"),
+            ))
+        })
+    }
+
+    /// Waits until no checkpoint of this task is on its way to the store.
+    pub(crate) async fn checkpoints_settled(&self) {
+        drop(self.checkpoint_lock.lock().await);
     }
 
     /// Replaces the state; `text` is `state` serialized, already checked against the cap.

@@ -427,3 +427,53 @@ pub async fn a_checkpoint_over_the_cap_or_of_another_shape_is_an_error_that_says
     );
     assert_eq!(done.checkpoint, Some(json!({ "cursor": "abc" })));
 }
+
+/// A task killed after saving a checkpoint ends with it in its final record (the event's and
+/// the store's alike), so a rerun from its checkpoint continues where the kill stopped it.
+pub async fn a_killed_task_keeps_its_checkpoint_for_a_rerun(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let rt = runtime_with(backend, &database, |builder| {
+        builder.task(
+            "test.checkpoint.then_wait",
+            |ctx: Context, _args: Value| async move {
+                let from: Option<u64> = ctx.checkpoint()?;
+                ctx.save_checkpoint(&(from.unwrap_or(0) + 1)).await?;
+                ctx.cancelled().await;
+                Err::<(), _>(TaskError::cancelled())
+            },
+        )
+    })
+    .await;
+    let mut events = rt.events();
+    let task = rt
+        .launch_json("test.checkpoint.then_wait", json!(null))
+        .await
+        .unwrap();
+    let id = task.id();
+    wait_for_event(&mut events, Duration::from_secs(10), |event| {
+        event.task_id == id && matches!(event.kind, EventKind::Checkpoint { .. })
+    })
+    .await;
+    rt.kill(id).await.unwrap();
+    let killed = task.wait().await.unwrap();
+    assert_eq!(killed.status, Status::Killed);
+    assert_eq!(killed.checkpoint, Some(json!(1)));
+    let stored = rt.store().get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.checkpoint, stored.checkpoint_at),
+        (killed.checkpoint.clone(), killed.checkpoint_at)
+    );
+    let options = RerunOptions {
+        from_checkpoint: true,
+        ..RerunOptions::default()
+    };
+    let again = rt.rerun_with(id, options).await.unwrap();
+    let again_id = again.id();
+    wait_for_event(&mut events, Duration::from_secs(10), |event| {
+        event.task_id == again_id
+            && matches!(&event.kind, EventKind::Checkpoint { checkpoint } if **checkpoint == json!(2))
+    })
+    .await;
+    rt.kill(again_id).await.unwrap();
+    assert_eq!(again.wait().await.unwrap().checkpoint, Some(json!(2)));
+}

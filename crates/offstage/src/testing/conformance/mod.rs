@@ -236,7 +236,8 @@ macro_rules! conformance_tests {
             a_retried_task_starts_from_its_checkpoint,
             a_dead_node_s_task_resumes_from_its_checkpoint,
             a_rerun_from_its_checkpoint_starts_where_the_original_stopped,
-            a_checkpoint_over_the_cap_or_of_another_shape_is_an_error_that_says_why
+            a_checkpoint_over_the_cap_or_of_another_shape_is_an_error_that_says_why,
+            a_killed_task_keeps_its_checkpoint_for_a_rerun
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
