@@ -97,11 +97,21 @@ async fn sqlite_a_node_killed_mid_task_leaves_it_to_resume_from_its_checkpoint()
     let seen = checkpointed(&api, &id, 10).await;
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();
+    let killed = std::time::Instant::now();
 
     // A new process on the same file is a new node: it finds the first one dead (its lock file
     // is free), queues the task again by its retry policy, and runs it.
     let second = Server::start(&db, &[]);
     let api = Api::new(&second, None);
+    api.until(&id, |kind, event| {
+        kind == "started" && event["task"]["attempt"] == 2
+    })
+    .await;
+    println!(
+        "checkpoints: SQLite, SIGKILL → attempt 2 running on a new process (its start and the \
+         retry's backoff included): {:?}",
+        killed.elapsed()
+    );
     let done = api.finished(&id).await;
     assert_resumed(&api, &id, &done, seen).await;
     let record = api.get(&format!("/api/tasks/{id}")).await;
@@ -128,6 +138,7 @@ async fn postgres_a_node_killed_mid_task_is_resumed_by_another_from_its_checkpoi
     let seen = checkpointed(&on_other, &id, 10).await;
     doomed.child.kill().unwrap(); // SIGKILL
     doomed.child.wait().unwrap();
+    let killed = std::time::Instant::now();
 
     // Within the node timeout the other node declares it dead: the attempt reads `missing`
     // (kind `missing`), queued again by the retry policy, and the other node runs it.
@@ -139,6 +150,17 @@ async fn postgres_a_node_killed_mid_task_is_resumed_by_another_from_its_checkpoi
     assert_eq!(again["task"]["status"], "queued");
     assert_eq!(again["task"]["attempt"], 1);
     assert!(again["task"]["checkpoint"]["done"].as_u64() >= Some(seen));
+    let missing_after = killed.elapsed();
+    on_other
+        .until(&id, |kind, event| {
+            kind == "started" && event["task"]["attempt"] == 2
+        })
+        .await;
+    println!(
+        "checkpoints: PostgreSQL (node timeout 2 s), SIGKILL → queued again {missing_after:?}, \
+         → attempt 2 running on the other node {:?}",
+        killed.elapsed()
+    );
     let done = on_other.finished(&id).await;
     assert_resumed(&on_other, &id, &done, seen).await;
 }
