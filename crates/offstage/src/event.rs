@@ -15,8 +15,8 @@ use crate::task::TaskRecord;
 /// **Events**: every change to every task, in order, on one stream.
 ///
 /// A task produces `launched`, then `started`, any number of `state`, `log` and `checkpoint`
-/// events, and finally `finished`. Each event carries a sequence number, increasing by one per event on
-/// this node, so a subscriber that reconnects can ask for everything after the last one it saw
+/// events, and finally `finished`. Each event carries a sequence number, increasing by one per
+/// event on this node, so a subscriber that reconnects can ask for everything after the last one it saw
 /// ([`crate::Runtime::events_since`], [`crate::Runtime::follow_since`]). SSE, the dashboard, the CLI's `--follow`, the examples and
 /// the tests all read this one stream. Where nodes share a database that carries notices
 /// (PostgreSQL), each node's stream also carries the other nodes' events, numbered in the order

@@ -36,7 +36,8 @@ pub(crate) struct WorkerTask {
     /// The number of the next `checkpoint` message.
     next_seq: AtomicU64,
     /// Checkpoints sent and not yet answered, by `seq`: each waits for the node's
-    /// `checkpoint_saved` (`None`: stored; `Some`: why not). Dropped with the connection.
+    /// `checkpoint_saved` (`None`: stored; `Some`: why not). When the connection ends the
+    /// session drops the task's body, and its wait with it.
     unconfirmed: Mutex<HashMap<u64, Unconfirmed>>,
     to_node: mpsc::UnboundedSender<String>,
 }
@@ -100,11 +101,18 @@ impl WorkerTask {
             .lock()
             .expect("unconfirmed poisoned")
             .insert(seq, (checkpoint.clone(), confirm));
-        let _ = self.to_node.send(to_text(&WorkerMessage::Checkpoint {
+        let sent = self.to_node.send(to_text(&WorkerMessage::Checkpoint {
             task_id: self.id,
             seq,
             checkpoint,
         }));
+        if sent.is_err() {
+            // The connection is gone: nobody will answer.
+            self.unconfirmed
+                .lock()
+                .expect("unconfirmed poisoned")
+                .remove(&seq);
+        }
         match confirmed.await {
             Ok(None) => Ok(()),
             Ok(Some(refused)) => Err(Error::new(
