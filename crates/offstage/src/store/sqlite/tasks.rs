@@ -354,6 +354,28 @@ pub(super) async fn list(
         .await
 }
 
+pub(super) async fn children_to_stop(
+    store: &SqliteStore,
+    limit: usize,
+) -> Result<Vec<TaskId>, Error> {
+    store
+        .read(move |conn| {
+            // Driven by the live tasks (the status index), each parent read by its key: the
+            // cost follows the queue, never the finished history.
+            conn.prepare_cached(
+                "SELECT child.id FROM offstage_tasks AS child INDEXED BY offstage_tasks_by_status \
+                 LEFT JOIN offstage_tasks AS parent ON parent.id = child.parent \
+                 WHERE child.status IN ('queued', 'running') AND child.parent IS NOT NULL \
+                 AND (parent.id IS NULL OR parent.status IN ('completed', 'failed', 'killed', 'missing')) \
+                 AND (child.detached = 0 OR parent.status = 'killed') \
+                 ORDER BY child.id LIMIT ?1",
+            )?
+            .query_map([limit as i64], |row| row.get(0))?
+            .collect()
+        })
+        .await
+}
+
 pub(super) async fn count(store: &SqliteStore, filter: &ListFilter) -> Result<u64, Error> {
     let filter = filter.clone();
     store

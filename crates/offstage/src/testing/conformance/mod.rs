@@ -17,6 +17,7 @@
 //! ```
 
 mod actions;
+mod children;
 mod databases;
 mod durability;
 mod fencing;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::actions::*;
+pub use self::children::*;
 pub use self::durability::*;
 pub use self::fencing::*;
 pub use self::fleet::*;
@@ -228,7 +230,15 @@ macro_rules! conformance_tests {
             a_bulk_rerun_launches_one_rerun_of_each_finished_match,
             a_bulk_purge_deletes_the_finished_matches,
             a_bulk_rerun_respects_the_types_concurrency_limit,
-            an_action_whose_node_stopped_reads_failed
+            an_action_whose_node_stopped_reads_failed,
+            // Child tasks
+            a_parent_launches_children_and_waits_for_their_results,
+            a_parent_waits_for_two_hundred_children,
+            killing_a_parent_kills_its_children_and_theirs,
+            a_parent_that_ends_stops_its_children_but_not_detached_ones,
+            the_sweep_finds_and_kills_children_their_parent_left_behind,
+            a_missing_parent_s_children_are_killed_unless_it_runs_again,
+            a_waiting_parent_stops_waiting_when_killed
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
