@@ -340,16 +340,7 @@ impl Context {
     ) -> Result<Vec<Result<Value, TaskError>>, TaskError> {
         let rt = match &self.backing {
             Backing::Node(task) => Arc::clone(&task.rt),
-            Backing::Worker(task) => {
-                return Err(TaskError::new(
-                    "invalid_argument",
-                    format!(
-                        "task {} runs in a worker (isolated or remote) and cannot wait on the \
-                         node's tasks: poll GET /api/tasks/{{id}} over HTTP instead",
-                        task.id
-                    ),
-                ))
-            }
+            Backing::Worker(task) => return Err(cannot_wait_in_worker(task.id)),
         };
         let parent = Some(self.id());
         tokio::select! {
@@ -358,6 +349,19 @@ impl Context {
             ended = crate::runtime::wait_tasks(&rt, parent, children) => {
                 Ok(ended?.iter().map(crate::runtime::child_outcome).collect())
             }
+        }
+    }
+
+    /// The tasks of `children` as they end, one at a time, in the order they end: for a task
+    /// that reports progress (`{done, total}`) or acts on each result as it comes. Cheap for
+    /// many, like [`Context::wait_all`]. From a task in a worker, the first `next` is an error.
+    pub fn wait_each(&self, children: &[Task]) -> crate::ChildEnds {
+        match &self.backing {
+            Backing::Node(task) => crate::ChildEnds::new(
+                crate::runtime::Waiter::new(Arc::clone(&task.rt), Some(task.id), children),
+                task.cancel.clone(),
+            ),
+            Backing::Worker(task) => crate::ChildEnds::refused(cannot_wait_in_worker(task.id)),
         }
     }
 
@@ -398,4 +402,17 @@ impl Context {
             Ok(())
         }
     }
+}
+
+/// The error of a wait for tasks from a task that runs in a worker, which has no node to wait
+/// on.
+fn cannot_wait_in_worker(id: crate::TaskId) -> TaskError {
+    TaskError::new(
+        "invalid_argument",
+        format!(
+            "task {id} runs in a worker (isolated or remote) and cannot wait on the node's \
+             tasks: follow them over HTTP (GET /api/tasks/{{id}}/events) instead, or run this \
+             task type in-process"
+        ),
+    )
 }

@@ -17,7 +17,7 @@
 //! and the sweep here, which one node per round runs against the store (`Store::children_to_stop`)
 //! so that a node that died between a parent's end and that kill leaves no orphan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -144,71 +144,183 @@ pub(crate) async fn sweep_loop(rt: Weak<Inner>) {
     }
 }
 
-/// Waits until every task of `tasks` has ended and returns their final records, in order.
+/// Waits for a set of tasks to end, yielding each one as it does ([`Waiter::next`]).
 ///
 /// One subscription to the node's events carries every `finished` event, and the store is
 /// read once per round (a listing of `parent`'s finished children when many are awaited),
 /// never once per task per round: waiting for 1,000 children costs about what waiting for one
 /// does. The rounds back off to the poll interval; they only matter for tasks on nodes whose
 /// events do not reach this one.
+pub(crate) struct Waiter {
+    rt: Arc<Inner>,
+    /// The task whose children these are, if they are: a listing of its finished children
+    /// reads many at once.
+    parent: Option<TaskId>,
+    tasks: Vec<Task>,
+    /// Subscribed before the first read, so an end between the two is not missed.
+    events: crate::Subscription,
+    /// The awaited tasks that have not ended, with their places in `tasks`.
+    pending: HashMap<TaskId, Vec<usize>>,
+    /// Ended, not handed out yet.
+    ready: VecDeque<(usize, TaskRecord)>,
+    /// The store has been read once.
+    read: bool,
+    backoff: Duration,
+}
+
+impl Waiter {
+    pub(crate) fn new(rt: Arc<Inner>, parent: Option<TaskId>, tasks: &[Task]) -> Self {
+        let events = rt.events.subscribe();
+        let mut pending: HashMap<TaskId, Vec<usize>> = HashMap::new();
+        for (i, task) in tasks.iter().enumerate() {
+            pending.entry(task.id()).or_default().push(i);
+        }
+        let backoff = if rt.announce.is_some() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(5)
+        };
+        Self {
+            rt,
+            parent,
+            tasks: tasks.to_vec(),
+            events,
+            pending,
+            ready: VecDeque::new(),
+            read: false,
+            backoff,
+        }
+    }
+
+    fn settle(&mut self, record: TaskRecord) {
+        if let Some(places) = self.pending.remove(&record.id) {
+            for i in places {
+                self.ready.push_back((i, record.clone()));
+            }
+        }
+    }
+
+    async fn read(&mut self) -> Result<(), Error> {
+        self.read = true;
+        for record in read_ended(&self.rt, self.parent, &self.tasks, &self.pending).await? {
+            self.settle(record);
+        }
+        Ok(())
+    }
+
+    /// The next task to end: its place in the slice given and its final record; `None` once
+    /// every one has been handed out.
+    pub(crate) async fn next(&mut self) -> Result<Option<(usize, TaskRecord)>, Error> {
+        if !self.read {
+            self.read().await?;
+        }
+        loop {
+            if let Some(next) = self.ready.pop_front() {
+                return Ok(Some(next));
+            }
+            if self.pending.is_empty() {
+                return Ok(None);
+            }
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Ok(crate::Event { kind: EventKind::Finished { task }, .. }) => {
+                        self.settle(TaskRecord::clone(&task));
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Gap { .. }) => self.read().await?,
+                    Err(RecvError::Closed) => {
+                        return Err(Error::new(
+                            ErrorKind::ShuttingDown,
+                            "the runtime stopped while waiting for tasks to end: wait again \
+                             after the restart",
+                        ))
+                    }
+                },
+                () = tokio::time::sleep(self.backoff) => {
+                    self.read().await?;
+                    self.backoff = (self.backoff * 2).min(self.rt.config.poll_interval);
+                }
+            }
+        }
+    }
+}
+
+/// Waits until every task of `tasks` has ended and returns their final records, in order.
 pub(crate) async fn wait_all(
-    rt: &Inner,
+    rt: &Arc<Inner>,
     parent: Option<TaskId>,
     tasks: &[Task],
 ) -> Result<Vec<TaskRecord>, Error> {
-    // Subscribed before the first read, so an end between the two is not missed.
-    let mut events = rt.events.subscribe();
+    let mut waiter = Waiter::new(Arc::clone(rt), parent, tasks);
     let mut ended: Vec<Option<TaskRecord>> = vec![None; tasks.len()];
-    let mut pending: HashMap<TaskId, Vec<usize>> = HashMap::new();
-    for (i, task) in tasks.iter().enumerate() {
-        pending.entry(task.id()).or_default().push(i);
-    }
-    let mut backoff = if rt.announce.is_some() {
-        Duration::from_millis(50)
-    } else {
-        Duration::from_millis(5)
-    };
-    let mut settle = |record: TaskRecord, pending: &mut HashMap<TaskId, Vec<usize>>| {
-        if let Some(slots) = pending.remove(&record.id) {
-            for i in slots {
-                ended[i] = Some(record.clone());
-            }
-        }
-    };
-    for record in read_ended(rt, parent, tasks, &pending).await? {
-        settle(record, &mut pending);
-    }
-    while !pending.is_empty() {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(crate::Event { kind: EventKind::Finished { task }, .. }) => {
-                    settle(TaskRecord::clone(&task), &mut pending);
-                }
-                Ok(_) => {}
-                Err(RecvError::Gap { .. }) => {
-                    for record in read_ended(rt, parent, tasks, &pending).await? {
-                        settle(record, &mut pending);
-                    }
-                }
-                Err(RecvError::Closed) => {
-                    return Err(Error::new(
-                        ErrorKind::ShuttingDown,
-                        "the runtime stopped while waiting for tasks to end: wait again after the restart",
-                    ))
-                }
-            },
-            () = tokio::time::sleep(backoff) => {
-                for record in read_ended(rt, parent, tasks, &pending).await? {
-                    settle(record, &mut pending);
-                }
-                backoff = (backoff * 2).min(rt.config.poll_interval);
-            }
-        }
+    while let Some((i, record)) = waiter.next().await? {
+        ended[i] = Some(record);
     }
     Ok(ended
         .into_iter()
-        .map(|record| record.expect("every awaited task settled"))
+        .map(|record| record.expect("every awaited task ended"))
         .collect())
+}
+
+/// The children of a task as they end, one at a time: what [`crate::Context::wait_each`]
+/// returns.
+///
+/// ```no_run
+/// # async fn demo(ctx: offstage::Context, children: Vec<offstage::Task>) -> Result<(), offstage::TaskError> {
+/// let mut ends = ctx.wait_each(&children);
+/// let mut done = 0;
+/// while let Some((i, result)) = ends.next().await? {
+///     done += 1;
+///     ctx.set_state(&serde_json::json!({ "done": done, "total": children.len() }))?;
+///     if let Err(error) = result {
+///         ctx.log(format!("child {i} did not complete: {error}"));
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ChildEnds {
+    /// The waiter and the waiting task's stop signal, or why there is nothing to wait on.
+    waiting: Result<(Waiter, tokio_util::sync::CancellationToken), TaskError>,
+}
+
+impl std::fmt::Debug for ChildEnds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pending = self
+            .waiting
+            .as_ref()
+            .map(|(waiter, _)| waiter.pending.len());
+        f.debug_struct("ChildEnds")
+            .field("pending", &pending.ok())
+            .finish()
+    }
+}
+
+impl ChildEnds {
+    pub(crate) fn new(waiter: Waiter, cancel: tokio_util::sync::CancellationToken) -> Self {
+        Self {
+            waiting: Ok((waiter, cancel)),
+        }
+    }
+
+    /// Ends that fail with `error` at every `next`.
+    pub(crate) fn refused(error: TaskError) -> Self {
+        Self {
+            waiting: Err(error),
+        }
+    }
+
+    /// The next task to end, in the order they end: its place in the slice given to
+    /// `wait_each` and its result (as [`crate::Context::wait`] gives it); `Ok(None)` once
+    /// every one has been handed out. An error of kind `cancelled` if the waiting task is
+    /// asked to stop first.
+    pub async fn next(&mut self) -> Result<Option<(usize, Result<Value, TaskError>)>, TaskError> {
+        let (waiter, cancel) = self.waiting.as_mut().map_err(|error| error.clone())?;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(TaskError::cancelled()),
+            next = waiter.next() => Ok(next?.map(|(i, record)| (i, outcome(&record)))),
+        }
+    }
 }
 
 /// The records of the awaited tasks that have ended, as the store (or this node) has them now.

@@ -326,6 +326,13 @@ impl Launch {
                 ))
             }
         };
+        if detached && parent.is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "detached applies to a child task: launch it from its parent's context or with a \
+                 parent, or leave detached out",
+            ));
+        }
         check_labels(&name, &options)?;
         let args = args?;
         if options.on_conflict.is_some() && options.key.is_none() {
@@ -395,7 +402,7 @@ impl Launch {
             isolated,
             rerun_of,
             parent,
-            detached: detached && parent.is_some(),
+            detached,
             checkpoint: None,
             checkpoint_at: None,
             waiting_for: None,

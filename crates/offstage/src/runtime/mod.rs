@@ -32,8 +32,9 @@ use tokio::sync::Notify;
 
 pub use self::actions::Action;
 pub use self::builder::{Config, RuntimeBuilder};
+pub use self::children::ChildEnds;
 pub(crate) use self::children::{
-    list as list_children, outcome as child_outcome, wait_all as wait_tasks,
+    list as list_children, outcome as child_outcome, wait_all as wait_tasks, Waiter,
 };
 pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;

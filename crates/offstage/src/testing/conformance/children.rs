@@ -36,6 +36,9 @@ enum Then {
     Return,
     /// Waits for all of them and returns their results.
     Wait,
+    /// Waits for each as it ends, counting them in its state (`{done, total}`), and returns
+    /// their results in launch order.
+    Each,
     /// Waits to be killed.
     Hold,
 }
@@ -69,6 +72,20 @@ async fn family_parent(ctx: Context, family: Family) -> Result<Value, TaskError>
             ctx.cancelled().await;
             Err(TaskError::cancelled())
         }
+        Then::Each => {
+            let mut results = vec![Value::Null; children.len()];
+            let mut ends = ctx.wait_each(&children);
+            let mut done = 0;
+            while let Some((i, result)) = ends.next().await? {
+                done += 1;
+                ctx.set_state(&json!({ "done": done, "total": children.len() }))?;
+                results[i] = match result {
+                    Ok(value) => json!({ "ok": value }),
+                    Err(error) => json!({ "err": error }),
+                };
+            }
+            Ok(Value::Array(results))
+        }
         Then::Wait => {
             let results = ctx.wait_all(&children).await?;
             Ok(Value::Array(
@@ -84,18 +101,42 @@ async fn family_parent(ctx: Context, family: Family) -> Result<Value, TaskError>
     }
 }
 
-/// The suite's task types, `family.parent`, and `family.typed` (launches a typed `Double`
+/// Waits until it has children (launched for it from elsewhere), then for them all.
+async fn family_adopt(ctx: Context, _args: Value) -> Result<Value, TaskError> {
+    let children = loop {
+        let children = ctx.children().await?;
+        if !children.is_empty() {
+            break children;
+        }
+        tokio::select! {
+            () = ctx.cancelled() => return Err(TaskError::cancelled()),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    };
+    let results = ctx.wait_all(&children).await?;
+    Ok(Value::Array(
+        results
+            .into_iter()
+            .map(|result| match result {
+                Ok(value) => json!({ "ok": value }),
+                Err(error) => json!({ "err": error }),
+            })
+            .collect(),
+    ))
+}
+
+/// The suite's task types, `family.parent`, `family.adopt`, and `family.typed` (launches a typed `Double`
 /// child and waits for its typed output).
 fn with_family(builder: RuntimeBuilder) -> RuntimeBuilder {
-    builder.task("family.parent", family_parent).task(
-        "family.typed",
-        |ctx: Context, n: i64| async move {
+    builder
+        .task("family.parent", family_parent)
+        .task("family.adopt", family_adopt)
+        .task("family.typed", |ctx: Context, n: i64| async move {
             let child = ctx.launch::<Double>(DoubleArgs { n }).await?;
             let doubled: i64 = ctx.wait_as(&child).await?;
             let siblings = ctx.children().await?;
             Ok::<_, TaskError>(json!({ "doubled": doubled, "children": siblings.len() }))
-        },
-    )
+        })
 }
 
 fn child(name: &str, args: Value) -> Child {
@@ -226,12 +267,13 @@ pub async fn a_parent_launches_children_and_waits_for_their_results(backend: &dy
 }
 
 /// Waiting for many children costs one subscription and one listing per round: 200 children
-/// (past the one-by-one reads) are all awaited, in order.
+/// (past the one-by-one reads) are all awaited, each as it ends (`wait_each`), its result in
+/// its place.
 pub async fn a_parent_waits_for_two_hundred_children(backend: &dyn Backend) {
     let (rt, _database) = family_runtime(backend).await;
     let family = Family {
         children: (0..200).map(|i| child("test.echo", json!(i))).collect(),
-        then: Then::Wait,
+        then: Then::Each,
     };
     let parent = rt
         .launch_json("family.parent", serde_json::to_value(family).unwrap())
@@ -244,6 +286,7 @@ pub async fn a_parent_waits_for_two_hundred_children(backend: &dyn Backend) {
     let results = parent.return_value.unwrap();
     let expected: Vec<Value> = (0..200).map(|i| json!({ "ok": i })).collect();
     assert_eq!(results, Value::Array(expected));
+    assert_eq!(parent.state, json!({ "done": 200, "total": 200 }));
     rt.shutdown().await.unwrap();
 }
 
@@ -515,5 +558,33 @@ pub async fn a_waiting_parent_stops_waiting_when_killed(backend: &dyn Backend) {
         "the wait ended with `cancelled`, so the body returned at once"
     );
     assert_eq!(status_of(&rt, children[0]).await, Status::Killed);
+    rt.shutdown().await.unwrap();
+}
+
+/// A child whose node died goes `missing`, and its parent's wait returns that as the child's
+/// failure (kind `child_missing`, with the child's own error), for the parent to handle.
+pub async fn a_child_whose_node_died_is_a_failure_its_parent_handles(backend: &dyn Backend) {
+    let (rt, _database) = family_runtime(backend).await;
+    let parent = rt.launch_json("family.adopt", json!(null)).await.unwrap();
+    // The child runs on a node that is gone: the next recovery marks it missing.
+    let (dead, long_ago) = dead_node(&**rt.store()).await;
+    let mut child = running_record(dead.id, long_ago);
+    child.parent = Some(parent.id());
+    rt.store().launch(&child).await.unwrap();
+
+    let parent = parent.wait().await.unwrap();
+    assert_eq!(parent.status, Status::Completed, "{:?}", parent.error);
+    let results = parent.return_value.unwrap();
+    let error: TaskError = serde_json::from_value(results[0]["err"].clone()).unwrap();
+    assert_eq!(error.kind, "child_missing");
+    assert!(error.message.contains("went missing"), "{}", error.message);
+    assert!(
+        error
+            .message
+            .contains("missing: the node running this task"),
+        "{}",
+        error.message
+    );
+    assert_eq!(status_of(&rt, child.id).await, Status::Missing);
     rt.shutdown().await.unwrap();
 }

@@ -238,7 +238,8 @@ macro_rules! conformance_tests {
             a_parent_that_ends_stops_its_children_but_not_detached_ones,
             the_sweep_finds_and_kills_children_their_parent_left_behind,
             a_missing_parent_s_children_are_killed_unless_it_runs_again,
-            a_waiting_parent_stops_waiting_when_killed
+            a_waiting_parent_stops_waiting_when_killed,
+            a_child_whose_node_died_is_a_failure_its_parent_handles
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
