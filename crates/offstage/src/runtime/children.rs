@@ -22,6 +22,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use super::Inner;
@@ -146,12 +148,27 @@ pub(crate) async fn sweep_loop(rt: Weak<Inner>) {
 
 /// Waits for a set of tasks to end, yielding each one as it does ([`Waiter::next`]).
 ///
-/// One subscription to the node's events carries every `finished` event, and the store is
-/// read once per round (a listing of `parent`'s finished children when many are awaited),
-/// never once per task per round: waiting for 1,000 children costs about what waiting for one
-/// does. The rounds back off to the poll interval; they only matter for tasks on nodes whose
-/// events do not reach this one.
+/// Many tasks (from [`READ_ONE_BY_ONE`]): one subscription to the node's events carries every
+/// `finished` event, and the store is read once per round (a listing of `parent`'s finished
+/// children), never once per task per round, so waiting for 1,000 children costs about what
+/// waiting for one does. The rounds back off to the poll interval; they only matter for tasks
+/// on nodes whose events do not reach this one. Fewer tasks are each followed on their own
+/// channel (`Task::wait`), which other tasks' events never wake.
 pub(crate) struct Waiter {
+    how: How,
+}
+
+/// How a [`Waiter`] follows its tasks.
+enum How {
+    /// Fewer than [`READ_ONE_BY_ONE`]: each on its own channel (`Task::wait`), which costs
+    /// nothing while other tasks' events flow.
+    Few(FuturesUnordered<BoxFuture<'static, (usize, Result<TaskRecord, Error>)>>),
+    /// More: one subscription to the whole bus, one store read per round.
+    Many(Many),
+}
+
+/// A [`Waiter`] of many tasks.
+struct Many {
     rt: Arc<Inner>,
     /// The task whose children these are, if they are: a listing of its finished children
     /// reads many at once.
@@ -170,6 +187,46 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     pub(crate) fn new(rt: Arc<Inner>, parent: Option<TaskId>, tasks: &[Task]) -> Self {
+        let how = if tasks.len() < READ_ONE_BY_ONE {
+            How::Few(
+                tasks
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, task)| async move { (i, task.wait().await) }.boxed())
+                    .collect(),
+            )
+        } else {
+            How::Many(Many::new(rt, parent, tasks))
+        };
+        Self { how }
+    }
+
+    /// How many tasks have not been handed out yet.
+    fn pending(&self) -> usize {
+        match &self.how {
+            How::Few(waits) => waits.len(),
+            How::Many(many) => {
+                many.pending.values().map(Vec::len).sum::<usize>() + many.ready.len()
+            }
+        }
+    }
+
+    /// The next task to end: its place in the slice given and its final record; `None` once
+    /// every one has been handed out.
+    pub(crate) async fn next(&mut self) -> Result<Option<(usize, TaskRecord)>, Error> {
+        match &mut self.how {
+            How::Few(waits) => match waits.next().await {
+                Some((i, ended)) => Ok(Some((i, ended?))),
+                None => Ok(None),
+            },
+            How::Many(many) => many.next().await,
+        }
+    }
+}
+
+impl Many {
+    fn new(rt: Arc<Inner>, parent: Option<TaskId>, tasks: &[Task]) -> Self {
         let events = rt.events.subscribe();
         let mut pending: HashMap<TaskId, Vec<usize>> = HashMap::new();
         for (i, task) in tasks.iter().enumerate() {
@@ -208,9 +265,7 @@ impl Waiter {
         Ok(())
     }
 
-    /// The next task to end: its place in the slice given and its final record; `None` once
-    /// every one has been handed out.
-    pub(crate) async fn next(&mut self) -> Result<Option<(usize, TaskRecord)>, Error> {
+    async fn next(&mut self) -> Result<Option<(usize, TaskRecord)>, Error> {
         if !self.read {
             self.read().await?;
         }
@@ -285,10 +340,7 @@ pub struct ChildEnds {
 
 impl std::fmt::Debug for ChildEnds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pending = self
-            .waiting
-            .as_ref()
-            .map(|(waiter, _)| waiter.pending.len());
+        let pending = self.waiting.as_ref().map(|(waiter, _)| waiter.pending());
         f.debug_struct("ChildEnds")
             .field("pending", &pending.ok())
             .finish()
