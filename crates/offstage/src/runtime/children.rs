@@ -164,7 +164,7 @@ enum How {
     /// nothing while other tasks' events flow.
     Few(FuturesUnordered<BoxFuture<'static, (usize, Result<TaskRecord, Error>)>>),
     /// More: one subscription to the whole bus, one store read per round.
-    Many(Many),
+    Many(Box<Many>),
 }
 
 /// A [`Waiter`] of many tasks.
@@ -197,7 +197,7 @@ impl Waiter {
                     .collect(),
             )
         } else {
-            How::Many(Many::new(rt, parent, tasks))
+            How::Many(Box::new(Many::new(rt, parent, tasks)))
         };
         Self { how }
     }
