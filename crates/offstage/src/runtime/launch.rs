@@ -268,7 +268,8 @@ impl Launch {
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
-                        "the parent task {id} does not exist: give the id of a queued or                          running task as `parent`, or launch without one"
+                        "the parent task {id} does not exist: give the id of a queued or \
+                         running task as `parent`, or launch without one"
                     ),
                 ))
             }
