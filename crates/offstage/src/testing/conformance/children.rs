@@ -101,18 +101,14 @@ async fn family_parent(ctx: Context, family: Family) -> Result<Value, TaskError>
     }
 }
 
-/// Waits until it has children (launched for it from elsewhere), then for them all.
-async fn family_adopt(ctx: Context, _args: Value) -> Result<Value, TaskError> {
-    let children = loop {
-        let children = ctx.children().await?;
-        if !children.is_empty() {
-            break children;
-        }
-        tokio::select! {
-            () = ctx.cancelled() => return Err(TaskError::cancelled()),
-            () = tokio::time::sleep(Duration::from_millis(5)) => {}
-        }
-    };
+/// With `"hold"`, holds the type's one slot until it is killed. Otherwise waits for the
+/// children it has when it starts (launched for it from elsewhere while it was queued).
+async fn family_adopt(ctx: Context, args: Value) -> Result<Value, TaskError> {
+    if args == json!("hold") {
+        ctx.cancelled().await;
+        return Err(TaskError::cancelled());
+    }
+    let children = ctx.children().await?;
     let results = ctx.wait_all(&children).await?;
     Ok(Value::Array(
         results
@@ -130,7 +126,11 @@ async fn family_adopt(ctx: Context, _args: Value) -> Result<Value, TaskError> {
 fn with_family(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder
         .task("family.parent", family_parent)
-        .task("family.adopt", family_adopt)
+        .task_with(
+            "family.adopt",
+            crate::TaskTypeOptions::default().concurrency_limit(1),
+            family_adopt,
+        )
         .task("family.typed", |ctx: Context, n: i64| async move {
             let child = ctx.launch::<Double>(DoubleArgs { n }).await?;
             let doubled: i64 = ctx.wait_as(&child).await?;
@@ -565,12 +565,17 @@ pub async fn a_waiting_parent_stops_waiting_when_killed(backend: &dyn Backend) {
 /// failure (kind `child_missing`, with the child's own error), for the parent to handle.
 pub async fn a_child_whose_node_died_is_a_failure_its_parent_handles(backend: &dyn Backend) {
     let (rt, _database) = family_runtime(backend).await;
+    // The parent waits queued behind the type's one slot while its child is put in place.
+    let mut events = rt.events();
+    let holder = rt.launch_json("family.adopt", json!("hold")).await.unwrap();
+    wait_started(&mut events, holder.id()).await;
     let parent = rt.launch_json("family.adopt", json!(null)).await.unwrap();
     // The child runs on a node that is gone: the next recovery marks it missing.
     let (dead, long_ago) = dead_node(&**rt.store()).await;
     let mut child = running_record(dead.id, long_ago);
     child.parent = Some(parent.id());
     rt.store().launch(&child).await.unwrap();
+    holder.kill().await.unwrap();
 
     let parent = parent.wait().await.unwrap();
     assert_eq!(parent.status, Status::Completed, "{:?}", parent.error);
