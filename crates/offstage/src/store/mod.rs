@@ -417,7 +417,8 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// node that died between a parent's end and the kill of its children leaves no orphan.
     ///
     /// A read: concurrent callers may get the same ids (the kill that follows is idempotent).
-    /// It scans live tasks only, so its cost grows with the queue, not with the history.
+    /// It reads the live children only (a partial index), so its cost grows with them, not
+    /// with the history or the queue.
     async fn children_to_stop(&self, limit: usize) -> Result<Vec<TaskId>, Error>;
 
     /// Up to `limit` log lines of task `id` with `seq > after`, in order.

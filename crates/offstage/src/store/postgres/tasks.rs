@@ -363,12 +363,12 @@ pub(super) async fn children_to_stop(
     limit: usize,
 ) -> Result<Vec<TaskId>, Error> {
     let err = |e| pg_error("finding the children to stop", e);
-    // Driven by the live tasks (the status index), each parent read by its key: the cost
-    // follows the queue, never the finished history.
+    // Driven by the live children (a partial index of them), each parent read by its key:
+    // the cost follows the children that run, never the history or the queue.
     let rows = sqlx::query(
         "SELECT child.id FROM offstage_tasks AS child \
          LEFT JOIN offstage_tasks AS parent ON parent.id = child.parent \
-         WHERE child.status IN ('queued', 'running') AND child.parent IS NOT NULL \
+         WHERE child.parent IS NOT NULL AND child.status IN ('queued', 'running') \
          AND (parent.id IS NULL OR parent.status IN ('completed', 'failed', 'killed', 'missing')) \
          AND (NOT child.detached OR parent.status = 'killed') \
          ORDER BY child.id LIMIT $1",

@@ -360,12 +360,13 @@ pub(super) async fn children_to_stop(
 ) -> Result<Vec<TaskId>, Error> {
     store
         .read(move |conn| {
-            // Driven by the live tasks (the status index), each parent read by its key: the
-            // cost follows the queue, never the finished history.
+            // Driven by the live children (a partial index of them), each parent read by its
+            // key: the cost follows the children that run, never the history or the queue.
             conn.prepare_cached(
-                "SELECT child.id FROM offstage_tasks AS child INDEXED BY offstage_tasks_by_status \
+                "SELECT child.id FROM offstage_tasks AS child \
+                 INDEXED BY offstage_tasks_live_children \
                  LEFT JOIN offstage_tasks AS parent ON parent.id = child.parent \
-                 WHERE child.status IN ('queued', 'running') AND child.parent IS NOT NULL \
+                 WHERE child.parent IS NOT NULL AND child.status IN ('queued', 'running') \
                  AND (parent.id IS NULL OR parent.status IN ('completed', 'failed', 'killed', 'missing')) \
                  AND (child.detached = 0 OR parent.status = 'killed') \
                  ORDER BY child.id LIMIT ?1",
