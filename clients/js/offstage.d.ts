@@ -25,6 +25,10 @@ export interface Task {
   checkpoint: unknown | null;
   /** When that checkpoint was saved. */
   checkpoint_at: string | null;
+  /** The task that launched this one as its child (from its context, or with `parent`). */
+  parent: string | null;
+  /** A child left running when its parent ends by itself. */
+  detached: boolean;
   /** `null` while queued or running, then the terminal status. */
   termination_status: "completed" | "failed" | "killed" | "missing" | null;
   is_running: boolean;
@@ -74,6 +78,8 @@ export interface ListFilter {
   status?: Task["status"];
   owner?: string;
   key?: string;
+  /** Only children of this task. */
+  parent?: string;
   limit?: number;
   before?: string;
 }

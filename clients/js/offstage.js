@@ -135,7 +135,7 @@ export class Offstage {
 
   /**
    * Tasks, newest first: `{tasks, next_before}`. Pass `next_before` as `before` for the next
-   * page. `filter` takes `name`, `status`, `owner`, `key`, `limit` and `before`.
+   * page. `filter` takes `name`, `status`, `owner`, `key`, `parent`, `limit` and `before`.
    */
   list(filter = {}) {
     const query = new URLSearchParams();
@@ -148,7 +148,8 @@ export class Offstage {
 
   /**
    * Launches task type `name` with `args` (a token with the `launch` role):
-   * `options` are the API's (`key`, `on_conflict`, `timeout_s`, `priority`, `run_at`, `owner`).
+   * `options` are the API's (`key`, `on_conflict`, `timeout_s`, `priority`, `run_at`, `owner`,
+   * `parent`, `detached`).
    */
   launch(name, args = {}, options = {}) {
     return this.request("POST", "/api/tasks", { ...options, name, args });

@@ -7,6 +7,7 @@
 //! each on a fresh schema of that database. With `--history N`, only the history figures are
 //! taken: a store filled with `N` finished tasks against an empty one (see `history.rs`).
 
+mod fanout;
 mod history;
 mod http;
 mod isolated;
@@ -138,6 +139,16 @@ fn run(
         let (p50, p99) = rt.block_on(measure::launch_latency(&normal, 500, Durability::Normal));
         out.push(("launch_sync_normal_p50_ms", p50, "-"));
         out.push(("launch_sync_normal_p99_ms", p99, "-"));
+    }
+    if wanted("fanout") {
+        let (fanned, plain) = rt.block_on(fanout::fanout(
+            &db("fanout"),
+            1_000,
+            if quick { 3 } else { 9 },
+        ));
+        out.push(("fanout_1000_children_ms", fanned, "-"));
+        out.push(("fanout_1000_plain_launches_ms", plain, "-"));
+        out.push(("fanout_ratio", fanned / plain, "≤ 2"));
     }
     if wanted("state") {
         let (p50, p99) = rt.block_on(measure::state_event_latency(&db("state"), 2_000));

@@ -2,6 +2,7 @@
 
 import { rerunPanel, rerunsOf } from "./actions.js";
 import { api, session, setLive, watch } from "./api.js";
+import { childrenPanel, crumbsEl } from "./children.js";
 import {
   $, ask, badge, durationEl, fact, fmtDuration, fmtTime, h, pretty, progressEl, progressOf,
   tell, timeEl,
@@ -42,9 +43,13 @@ export function taskView(main, id) {
   const rerun = rerunPanel();
   // This task's reruns (`?rerun_of=`), read with the task; its own original is in the record.
   let reruns = "—";
+  // The path up to the root, read once (a parent never changes), and the children, live.
+  const crumbs = crumbsEl();
+  let crumbsShown = false;
+  const family = childrenPanel(id);
 
   main.append(
-    h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All tasks")),
+    crumbs.el,
     h("div", { class: "page-head" }, h("div", { class: "title" }, title, status),
       h("div", { class: "head-buttons" }, rerun.button, killButton)),
     problem,
@@ -61,6 +66,7 @@ export function taskView(main, id) {
         h("h2", { id: "h-state" }, "State ", stateNote), state),
       h("section", { class: "card", "aria-labelledby": "h-checkpoint" },
         h("h2", { id: "h-checkpoint" }, "Checkpoint ", checkpointNote), checkpoint)),
+    family.el,
     h("section", { class: "card logs", "aria-labelledby": "h-log" },
       h("div", { class: "card-head" },
         h("h2", { id: "h-log" }, "Log"),
@@ -87,6 +93,9 @@ export function taskView(main, id) {
       ...fact("Node", task.node ? h("code", {}, task.node) : "—"),
       ...fact("Isolated", task.isolated ? "yes, in a worker process of its own" : "no"),
       ...(task.run_at !== task.launched_at ? fact("Run at", timeEl(task.run_at)) : []),
+      ...(task.parent ? fact("Parent", h("span", {},
+        h("a", { href: `#/tasks/${task.parent}`, id: "parent-link" }, h("code", {}, task.parent)),
+        task.detached ? " (detached: left running when it ends)" : "")) : []),
       ...(task.rerun_of ? fact("Rerun of", h("a", { href: `#/tasks/${task.rerun_of}`, id: "rerun-of" },
         h("code", {}, task.rerun_of))) : []),
       ...fact("Reruns", reruns));
@@ -148,6 +157,10 @@ export function taskView(main, id) {
       task = await api(`api/tasks/${id}`);
       reruns = await rerunsOf(id);
       render();
+      if (!crumbsShown) {
+        crumbsShown = true;
+        crumbs.show(task);
+      }
       for (;;) {
         const page = await api(`api/tasks/${id}/logs?after=${lastLog}&limit=5000`);
         appendLines(page.lines);
@@ -216,7 +229,7 @@ export function taskView(main, id) {
   });
 
   const reasons = followWaiting(waiting, id, () => task && task.is_running);
-  return { stop: () => { stream.stop(); reasons.stop(); } };
+  return { stop: () => { stream.stop(); reasons.stop(); family.stop(); } };
 }
 
 /** The fields the API derives from a record, for records that arrive in events. */

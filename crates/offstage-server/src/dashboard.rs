@@ -57,6 +57,7 @@ const ASSETS: &[Asset] = &[
     asset!("shared-list.js", JAVASCRIPT),
     asset!("shared.js", JAVASCRIPT),
     asset!("charts.js", JAVASCRIPT),
+    asset!("children.js", JAVASCRIPT),
     asset!("chart.js", JAVASCRIPT),
     asset!("task-types.js", JAVASCRIPT),
     asset!("nodes.js", JAVASCRIPT),

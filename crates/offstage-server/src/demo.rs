@@ -105,6 +105,25 @@ struct Import {
     fail_at: Option<u64>,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "children": 5, "to": 10, "interval_ms": 200 }))]
+struct Fanout {
+    /// How many `demo.count` children to launch (1 to 1,000).
+    #[serde(default = "five")]
+    children: u64,
+    /// Each child counts from 1 to this.
+    #[serde(default = "ten")]
+    to: u64,
+    /// The wait before each of a child's counts.
+    #[serde(default = "default_interval")]
+    interval_ms: u64,
+}
+
+fn five() -> u64 {
+    5
+}
+
 fn ten() -> u64 {
     10
 }
@@ -203,6 +222,7 @@ pub fn register<R: Registers>(builder: R) -> R {
         .args_schema("demo.import", schema::<Import>())
         .args_schema("demo.spin", schema::<Seconds>())
         .args_schema("demo.hog", schema::<Megabytes>())
+        .args_schema("demo.fanout", schema::<Fanout>())
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
             let total = duration(args.seconds)?;
             ctx.set_state(&json!({ "sleeping_s": args.seconds }))?;
@@ -286,6 +306,40 @@ pub fn register<R: Registers>(builder: R) -> R {
                 Ok::<_, TaskError>(json!({ "imported": args.items, "resumed_from": start }))
             },
         )
+        // Launches `children` counting children and waits for them, counting them in its
+        // state as they end: the task page shows the children live, each one's page the path
+        // back to this one. Killing it kills them; they are its to wait for, so a child's
+        // failure is counted, not fatal.
+        .task("demo.fanout", |ctx: Context, args: Fanout| async move {
+            if !(1..=1000).contains(&args.children) {
+                return Err(TaskError::new(
+                    "bad_input",
+                    format!("children is {}: give 1 to 1000", args.children),
+                ));
+            }
+            let total = args.children;
+            let mut children = Vec::new();
+            for _ in 0..total {
+                let count = json!({ "to": args.to, "interval_ms": args.interval_ms });
+                children.push(ctx.launch_json("demo.count", count).await?);
+            }
+            ctx.log(format!("launched {total} children"));
+            ctx.set_state(&json!({ "done": 0, "total": total }))?;
+            let (mut done, mut failed) = (0u64, 0u64);
+            let mut ends = ctx.wait_each(&children);
+            while let Some((i, result)) = ends.next().await? {
+                done += 1;
+                if let Err(error) = result {
+                    failed += 1;
+                    ctx.log(format!(
+                        "child {} did not complete: {error}",
+                        children[i].id()
+                    ));
+                }
+                ctx.set_state(&json!({ "done": done, "total": total }))?;
+            }
+            Ok::<_, TaskError>(json!({ "completed": done - failed, "failed": failed }))
+        })
         // Burns CPU without ever awaiting: nothing in-process could stop it before it ends by
         // itself, so it runs isolated, in a worker process of its own, where a kill or a
         // timeout ends it with SIGKILL after the grace period.

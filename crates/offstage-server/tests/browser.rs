@@ -1017,3 +1017,77 @@ async fn the_navigation_fits_a_narrow_window() {
     assert_eq!(outside, json!([]), "links past the window's right edge");
     page.close().await;
 }
+
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
+#[tokio::test]
+async fn a_parent_s_page_shows_its_children_live_and_a_child_s_the_path_to_the_root() {
+    let page = Dashboard::start().await;
+    let parent = page
+        .launch(
+            "demo.fanout",
+            json!({ "children": 3, "to": 40, "interval_ms": 100 }),
+        )
+        .await;
+    page.goto(&format!("#/tasks/{parent}")).await;
+    page.wait("h1", "text", json!("demo.fanout")).await;
+
+    // Its children, live: listed with their progress as they run.
+    let rows = ".card.children tbody tr";
+    page.wait(rows, "count", json!(3)).await;
+    page.wait(".card.children .child-counts", "text", json!("3 running"))
+        .await;
+    page.wait(&format!("{rows} progress"), "at-least", json!(0.1))
+        .await;
+    // One launched from elsewhere with `parent` appears without a reload.
+    let late = page
+        .api
+        .launch(json!({
+            "name": "demo.sleep",
+            "args": { "seconds": 600 },
+            "parent": parent,
+            "detached": true,
+        }))
+        .await;
+    page.wait(rows, "count", json!(4)).await;
+    page.wait(
+        &format!("{rows}[data-id=\"{late}\"]"),
+        "text",
+        json!("detached"),
+    )
+    .await;
+    page.screenshot("dashboard-task-children").await;
+    assert_eq!(page.unlabeled().await, Vec::<Value>::new());
+
+    // A child's page: its parent in the details and the path up to the root, as links.
+    page.click(&format!("{rows}[data-id=\"{late}\"] td.name a"))
+        .await;
+    page.wait("h1", "text", json!("demo.sleep")).await;
+    page.wait("nav.crumbs a.ancestor", "text", json!("demo.fanout"))
+        .await;
+    page.wait("#parent-link", "text", json!(parent.as_str()))
+        .await;
+    page.click("nav.crumbs a.ancestor").await;
+    page.wait("h1", "text", json!("demo.fanout")).await;
+
+    // The counting children complete; the parent ends with them and its detached child runs on.
+    page.wait(".card.children .child-counts", "text", json!("3 completed"))
+        .await;
+    page.wait(".badge", "text", json!("completed")).await;
+    page.wait(
+        &format!("{rows}[data-id=\"{late}\"] .badge"),
+        "text",
+        json!("running"),
+    )
+    .await;
+    page.api.kill(&late, None).await;
+    page.wait(
+        &format!("{rows}[data-id=\"{late}\"] .badge"),
+        "text",
+        json!("killed"),
+    )
+    .await;
+    page.close().await;
+}

@@ -19,6 +19,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -29,6 +30,8 @@ use crate::error::{Error, ErrorKind, TaskError};
 use crate::id::TaskId;
 use crate::log::LogLevel;
 use crate::runtime::live::LiveTask;
+use crate::runtime::{Launch, Parent};
+use crate::task::Task;
 use crate::worker::task::WorkerTask;
 use tokio_util::sync::CancellationToken;
 
@@ -332,6 +335,154 @@ impl Context {
         }
     }
 
+    /// Launches a child of this task, of type `T` (args checked at compile time): a task like
+    /// any other, claimed by whatever node claims it, with `parent` set to this task and this
+    /// task's owner unless the launch sets one. Set options on the returned [`Launch`] (every
+    /// option of [`crate::Runtime::launch`], and [`Launch::detached`]), then `.await` it.
+    ///
+    /// A child is killed when this task is killed, and when this task ends by itself while
+    /// the child still runs, unless it is detached. Wait for it with [`Context::wait`].
+    ///
+    /// Only for tasks that run on a node: a task in a worker (isolated or remote) gets a
+    /// launch that fails with [`ErrorKind::InvalidArgument`], saying to launch over HTTP.
+    ///
+    /// ```no_run
+    /// use offstage::{Context, TaskError};
+    ///
+    /// async fn crawl(ctx: Context, pages: Vec<String>) -> Result<usize, TaskError> {
+    ///     let mut children = Vec::new();
+    ///     for page in pages {
+    ///         children.push(ctx.launch_json("crawl.page", serde_json::json!(page)).await?);
+    ///     }
+    ///     let results = ctx.wait_all(&children).await?; // Err only if this task is stopped
+    ///     Ok(results.iter().filter(|result| result.is_ok()).count())
+    /// }
+    /// ```
+    pub fn launch<T: crate::TaskType>(&self, args: T::Args) -> Launch {
+        let args = serde_json::to_value(args).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgs,
+                format!("the args of `{}` do not serialize to JSON: {e}", T::NAME),
+            )
+        });
+        self.launch_named(T::NAME, args)
+    }
+
+    /// Launches a child of this task by name with JSON args: [`Context::launch`] for a type
+    /// known by name only.
+    pub fn launch_json(&self, name: &str, args: Value) -> Launch {
+        self.launch_named(name, Ok(args))
+    }
+
+    fn launch_named(&self, name: &str, args: Result<Value, Error>) -> Launch {
+        match &self.backing {
+            Backing::Node(task) => {
+                task.may_have_children.store(true, Ordering::Release);
+                Launch::new(Arc::clone(&task.rt), name.to_owned(), args).child_of(Parent::Running {
+                    id: task.id,
+                    owner: task.started.owner.clone(),
+                })
+            }
+            Backing::Worker(task) => Launch::refused(
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "task {} runs in a worker (isolated or remote), which has no runtime to \
+                         launch `{name}` on: launch the child over the node's HTTP API \
+                         (POST /api/tasks with \"parent\": \"{}\"), or run this task type \
+                         in-process",
+                        task.id, task.id
+                    ),
+                ),
+                name.to_owned(),
+            ),
+        }
+    }
+
+    /// Waits until `child` has ended: `Ok` with what it returned (`null` for nothing), or an
+    /// error that says how it ended, for this task to handle: kind `child_failed`,
+    /// `child_killed` or `child_missing`, its message naming the child and its error, and
+    /// its `detail` the JSON `{child, status, error}`. Ends early with kind `cancelled` if
+    /// this task is asked to stop (the child runs on, until this task's end stops it).
+    ///
+    /// Any task can be waited for, not only children.
+    pub async fn wait(&self, child: &Task) -> Result<Value, TaskError> {
+        let mut ended = self.wait_all(std::slice::from_ref(child)).await?;
+        ended.pop().expect("one task awaited")
+    }
+
+    /// [`Context::wait`], with what the child returned deserialized into `O` (for a child of
+    /// task type `T`, `T::Output`). A value that does not fit is an error of kind
+    /// `child_output`.
+    pub async fn wait_as<O: DeserializeOwned>(&self, child: &Task) -> Result<O, TaskError> {
+        let value = self.wait(child).await?;
+        serde_json::from_value(value).map_err(|e| {
+            TaskError::new(
+                "child_output",
+                format!(
+                    "child task {} ({}) returned a value that does not fit the type asked \
+                     for: {e}",
+                    child.id(),
+                    child.name()
+                ),
+            )
+        })
+    }
+
+    /// Waits until every task of `children` has ended: one result per task, in order, as
+    /// [`Context::wait`] gives it. The outer error is kind `cancelled` if this task is asked
+    /// to stop first (or the store failed); a child's failure is its own entry.
+    ///
+    /// Cheap for many: from 16 tasks on, one subscription to the node's events and one store
+    /// read per round for all of them, never a read per child.
+    pub async fn wait_all(
+        &self,
+        children: &[Task],
+    ) -> Result<Vec<Result<Value, TaskError>>, TaskError> {
+        let rt = match &self.backing {
+            Backing::Node(task) => Arc::clone(&task.rt),
+            Backing::Worker(task) => return Err(cannot_wait_in_worker(task.id)),
+        };
+        let parent = Some(self.id());
+        tokio::select! {
+            biased;
+            () = self.cancelled() => Err(TaskError::cancelled()),
+            ended = crate::runtime::wait_tasks(&rt, parent, children) => {
+                Ok(ended?.iter().map(crate::runtime::child_outcome).collect())
+            }
+        }
+    }
+
+    /// The tasks of `children` as they end, one at a time, in the order they end: for a task
+    /// that reports progress (`{done, total}`) or acts on each result as it comes. Cheap for
+    /// many, like [`Context::wait_all`]. From a task in a worker, the first `next` is an error.
+    pub fn wait_each(&self, children: &[Task]) -> crate::ChildEnds {
+        match &self.backing {
+            Backing::Node(task) => crate::ChildEnds::new(
+                crate::runtime::Waiter::new(Arc::clone(&task.rt), Some(task.id), children),
+                task.cancel.clone(),
+            ),
+            Backing::Worker(task) => crate::ChildEnds::refused(cannot_wait_in_worker(task.id)),
+        }
+    }
+
+    /// Every child this task launched, oldest first, whatever their status; with those an
+    /// earlier attempt launched, so that an attempt after a retry (or after its node died)
+    /// finds the children still running and waits for them instead of launching them again.
+    pub async fn children(&self) -> Result<Vec<Task>, Error> {
+        match &self.backing {
+            Backing::Node(task) => crate::runtime::list_children(&task.rt, task.id).await,
+            Backing::Worker(task) => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "task {} runs in a worker (isolated or remote), which cannot read the \
+                     store: list its children over HTTP (GET /api/tasks?parent={})",
+                    task.id, task.id
+                ),
+            )),
+        }
+    }
+
     /// Resolves when the task is asked to stop (killed, timed out, or interrupted by shutdown).
     /// Select on it around long awaits to stop promptly and tidily.
     pub async fn cancelled(&self) {
@@ -352,4 +503,17 @@ impl Context {
             Ok(())
         }
     }
+}
+
+/// The error of a wait for tasks from a task that runs in a worker, which has no node to wait
+/// on.
+fn cannot_wait_in_worker(id: crate::TaskId) -> TaskError {
+    TaskError::new(
+        "invalid_argument",
+        format!(
+            "task {id} runs in a worker (isolated or remote) and cannot wait on the node's \
+             tasks: follow them over HTTP (GET /api/tasks/{{id}}/events) instead, or run this \
+             task type in-process"
+        ),
+    )
 }

@@ -89,7 +89,8 @@ pub use log::{LogLevel, LogLimits, LogLine};
 pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
-    Action, Config, Isolation, Launch, LaunchOptions, OnConflict, RerunOptions, Retention, Runtime,
+    Action, ChildEnds, Config, Isolation, Launch, LaunchOptions, OnConflict, RerunOptions, Retention,
+    Runtime,
     RuntimeBuilder, WorkerInfo,
 };
 pub use schedule::{Schedule, ScheduleRecord};

@@ -36,6 +36,20 @@ fn tasks(builder: RuntimeBuilder) -> RuntimeBuilder {
                 Ok::<_, TaskError>(json!({ "from": from, "attempt": ctx.attempt() }))
             },
         )
+        // Tries to launch a child, and to wait for one, from its worker process: returns what
+        // it was told.
+        .task_with(
+            "test.isolated_parent",
+            TaskTypeOptions::default().isolated(),
+            |ctx: Context, _args: serde_json::Value| async move {
+                let launch = ctx
+                    .launch_json("test.isolated_double", json!(1))
+                    .await
+                    .unwrap_err();
+                let wait = ctx.wait_all(&[]).await.unwrap_err();
+                Ok(json!({ "launch": launch.message(), "wait": wait.message }))
+            },
+        )
 }
 
 async fn runtime(isolation: Isolation) -> Runtime {
@@ -187,5 +201,57 @@ async fn an_isolated_task_s_checkpoint_reaches_the_store_and_its_retry() {
         said("[offstage] resuming from checkpoint saved at"),
         "{logs:?}"
     );
+    rt.shutdown().await.unwrap();
+}
+
+/// A task in a worker process has no runtime to launch children on: `ctx.launch` fails, saying
+/// to launch the child over HTTP with `parent`, and waiting fails saying how to follow one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_in_a_worker_process_is_told_how_to_launch_a_child() {
+    offstage::isolation_entry(tasks);
+    if std::env::var_os("OFFSTAGE_ISOLATED_SOCKET").is_some() {
+        std::process::exit(3);
+    }
+    let rt = runtime(Isolation {
+        program: std::env::current_exe().unwrap(),
+        args: [
+            "--exact",
+            "a_task_in_a_worker_process_is_told_how_to_launch_a_child",
+            "--nocapture",
+            "--test-threads=1",
+        ]
+        .map(Into::into)
+        .to_vec(),
+        warm: 0,
+    })
+    .await;
+    let task = rt
+        .launch_json("test.isolated_parent", json!(null))
+        .await
+        .unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(30), task.wait())
+        .await
+        .expect("the task ends within the limit")
+        .unwrap();
+    assert_eq!(record.status, Status::Completed, "{record:?}");
+    let told = record.return_value.unwrap();
+    let launch = told["launch"].as_str().unwrap();
+    assert!(launch.contains("runs in a worker"), "{launch}");
+    assert!(launch.contains("POST /api/tasks"), "{launch}");
+    assert!(
+        launch.contains(&format!("\"parent\": \"{}\"", record.id)),
+        "{launch}"
+    );
+    let wait = told["wait"].as_str().unwrap();
+    assert!(wait.contains("/api/tasks/{id}/events"), "{wait}");
+    // Nothing was launched.
+    let children = rt
+        .list(&offstage::ListFilter {
+            parent: Some(record.id),
+            ..offstage::ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(children.is_empty());
     rt.shutdown().await.unwrap();
 }

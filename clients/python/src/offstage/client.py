@@ -159,6 +159,8 @@ class Client:
         run_at: datetime | None = None,
         on_conflict: str | None = None,
         isolated: bool | None = None,
+        parent: str | Task | None = None,
+        detached: bool | None = None,
     ) -> Task:
         """Launches task type ``name`` with ``args`` sent exactly as given (any JSON value).
 
@@ -173,6 +175,12 @@ class Client:
                 ``reject``, ``existing`` or ``supersede``.
             isolated: run it in a worker process of its own (or, ``False``, in-process),
                 whatever its task type says.
+            parent: launch it as a child of this task (a :class:`Task` or its id), which must
+                be queued or running: it inherits the parent's owner unless ``owner`` is
+                given, and is killed when the parent is killed, or ends while it still runs.
+                How a task in a worker launches children.
+            detached: with ``parent``, leave the child running when its parent ends by
+                itself (a kill of the parent still kills it).
         """
         body: dict[str, Any] = {"name": name}
         if args is not None:
@@ -188,6 +196,10 @@ class Client:
                 isolated=isolated,
             )
         )
+        if parent is not None:
+            body["parent"] = _task_id(parent)
+        if detached is not None:
+            body["detached"] = detached
         if run_at is not None:
             if run_at.tzinfo is None:
                 raise OffstageError(
@@ -219,16 +231,21 @@ class Client:
         status: str | None = None,
         owner: str | None = None,
         key: str | None = None,
+        parent: str | Task | None = None,
         limit: int | None = None,
     ) -> list[Task]:
         """The tasks, **newest last** (as Anvil lists them), optionally only those of task type
-        ``name``, with ``status``, ``owner`` or ``key``. ``limit`` keeps only the newest that
-        many; without it every task the server holds is listed (page by page)."""
-        params: dict[str, Any] = {
-            k: v
-            for k, v in {"name": name, "status": status, "owner": owner, "key": key}.items()
-            if v is not None
+        ``name``, with ``status``, ``owner`` or ``key``, or children of ``parent`` (a
+        :class:`Task` or its id). ``limit`` keeps only the newest that many; without it every
+        task the server holds is listed (page by page)."""
+        wanted = {
+            "name": name,
+            "status": status,
+            "owner": owner,
+            "key": key,
+            "parent": None if parent is None else _task_id(parent),
         }
+        params: dict[str, Any] = {k: v for k, v in wanted.items() if v is not None}
         records: list[dict[str, Any]] = []
         before: str | None = None
         while limit is None or len(records) < limit:
@@ -274,6 +291,7 @@ class Client:
         status: str | None = None,
         owner: str | None = None,
         key: str | None = None,
+        parent: str | Task | None = None,
         launched_after: datetime | str | None = None,
         launched_before: datetime | str | None = None,
         dry_run: bool = False,
@@ -287,7 +305,8 @@ class Client:
 
         With ``dry_run``, changes nothing and returns ``{"verb", "dry_run": True, "matched"}``:
         how many tasks it would act on. ``per_s`` paces a rerun (launches a second).
-        ``launched_after`` / ``launched_before`` are aware datetimes or RFC 3339 text.
+        ``launched_after`` / ``launched_before`` are aware datetimes or RFC 3339 text;
+        ``parent`` (a :class:`Task` or its id) picks that task's children.
         """
         filter_: dict[str, Any] = {}
         for field, value in (
@@ -295,6 +314,7 @@ class Client:
             ("status", status),
             ("owner", owner),
             ("key", key),
+            ("parent", None if parent is None else _task_id(parent)),
             ("launched_after", launched_after),
             ("launched_before", launched_before),
         ):
@@ -520,6 +540,11 @@ def _options(*, timeout: float | None, **options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _task_id(task: str | Task) -> str:
+    """A task's id, from a handle or the id itself."""
+    return task.get_id() if isinstance(task, Task) else str(task)
+
+
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
@@ -592,9 +617,10 @@ def list_background_tasks(
     status: str | None = None,
     owner: str | None = None,
     key: str | None = None,
+    parent: str | Task | None = None,
     limit: int | None = None,
 ) -> list[Task]:
     """The tasks, newest last, as ``anvil.server.list_background_tasks``."""
     return connection().list_background_tasks(
-        name, status=status, owner=owner, key=key, limit=limit
+        name, status=status, owner=owner, key=key, parent=parent, limit=limit
     )

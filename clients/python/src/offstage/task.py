@@ -115,6 +115,22 @@ class Task:
         value = self._record.get("rerun_of")
         return None if value is None else str(value)
 
+    @property
+    def parent(self) -> str | None:
+        """The id of the task that launched this one as its child (from its context, or with
+        ``parent=``), or ``None``."""
+        value = self._record.get("parent")
+        return None if value is None else str(value)
+
+    @property
+    def detached(self) -> bool:
+        """True for a child left running when its parent ends by itself."""
+        return bool(self._record.get("detached", False))
+
+    def children(self) -> list[Task]:
+        """This task's children, oldest first (as ``list_background_tasks`` lists tasks)."""
+        return self._client.list_background_tasks(parent=self.get_id())
+
     def rerun(self, args: Any = None, *, from_checkpoint: bool = False) -> Task:
         """Launches this finished task again as a new task linked to it, with ``args`` if given
         and this one's otherwise, and with this one's last checkpoint if ``from_checkpoint``

@@ -95,6 +95,8 @@ pub(crate) struct BulkFilter {
     key: Option<String>,
     /// Only reruns of this task.
     rerun_of: Option<String>,
+    /// Only children of this task.
+    parent: Option<String>,
     /// Only tasks launched at or after this time (RFC 3339).
     launched_after: Option<DateTime<Utc>>,
     /// Only tasks launched before this time (RFC 3339).
@@ -114,6 +116,11 @@ impl BulkFilter {
             .as_deref()
             .map(str::parse::<TaskId>)
             .transpose()?;
+        let parent = self
+            .parent
+            .as_deref()
+            .map(|id| super::tasks::parse_id("parent", id))
+            .transpose()?;
         if let (Some(after), Some(before)) = (self.launched_after, self.launched_before) {
             if after >= before {
                 return Err(ApiError::bad_request(
@@ -131,6 +138,7 @@ impl BulkFilter {
             owner: self.owner,
             key: self.key,
             rerun_of,
+            parent,
             launched_after: self.launched_after,
             launched_before: self.launched_before,
             ..ListFilter::default()

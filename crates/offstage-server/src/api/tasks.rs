@@ -79,6 +79,15 @@ pub(crate) struct LaunchRequest {
     /// Run it in a worker process of its own (or, with false, in-process), whatever its task
     /// type says.
     isolated: Option<bool>,
+    /// Launch it as a child of this task (its id; it must be queued or running). The child
+    /// inherits the parent's owner unless `owner` is given, is killed when the parent is
+    /// killed, and when the parent ends while it still runs unless `detached`. How a task
+    /// that runs in a worker launches children.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    parent: Option<String>,
+    /// With `parent`: leave this child running when its parent ends by itself (a kill of the
+    /// parent still kills it).
+    detached: Option<bool>,
 }
 
 /// Launches a task.
@@ -89,7 +98,9 @@ pub(crate) struct LaunchRequest {
             or a worker serves (`GET /api/task-types` lists them); `invalid_timeout`, \
             `invalid_delay`: both `run_at` and `delay_s`; `invalid_argument`; `retired_field`: \
             `timeout_ms` (give `timeout_s`, in seconds)", body = crate::error::ErrorBody),
-        (status = 409, description = "`on_conflict: reject` and a live task has the key", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: `parent` names no task", body = crate::error::ErrorBody),
+        (status = 409, description = "`on_conflict: reject` and a live task has the key; or \
+            `parent` names a task that has ended", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_args`: the args do not fit the task type (its \
             `args_schema` in `GET /api/task-types`); `invalid_body`", body = crate::error::ErrorBody),
         (status = "4XX", body = crate::error::ErrorBody)))]
@@ -140,6 +151,12 @@ pub(crate) async fn launch(
     if let Some(delay) = delay {
         launch = launch.delay(delay);
     }
+    if let Some(parent) = request.parent.as_deref() {
+        launch = launch.parent(parse_id("parent", parent)?);
+    }
+    if let Some(detached) = request.detached {
+        launch = launch.detached(detached);
+    }
     let task = launch.await?;
     let record = task.snapshot().clone();
     let status = if task.is_existing() {
@@ -148,6 +165,16 @@ pub(crate) async fn launch(
         StatusCode::CREATED
     };
     Ok((status, Json(TaskView::from(record))))
+}
+
+/// A task id given as field `field` (`parent`): a 400 that names the field when it is not one.
+pub(crate) fn parse_id(field: &str, id: &str) -> Result<TaskId, ApiError> {
+    id.parse::<TaskId>().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("{field} is `{id}`, which is not a task id: give the id of a task, as `GET /api/tasks` shows it"),
+        )
+    })
 }
 
 /// A timeout given in seconds as field `field` (`timeout_s`, or a schedule's
@@ -188,6 +215,8 @@ pub(crate) struct ListQuery {
     launched_before: Option<DateTime<Utc>>,
     /// Only reruns of this task (`POST /api/tasks/{id}/rerun`), newest first.
     rerun_of: Option<String>,
+    /// Only children of this task (launched from its context, or with `parent`).
+    parent: Option<String>,
     /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
     /// Only tasks older than this id: the previous page's `next_before`.
@@ -244,7 +273,11 @@ pub(crate) async fn list(
             .as_deref()
             .map(str::parse::<TaskId>)
             .transpose()?,
-        parent: None,
+        parent: query
+            .parent
+            .as_deref()
+            .map(|id| parse_id("parent", id))
+            .transpose()?,
         before,
         limit: query.limit,
     };

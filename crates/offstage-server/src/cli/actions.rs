@@ -105,6 +105,9 @@ pub(crate) struct Bulk {
     /// Only tasks with this key.
     #[arg(long)]
     key: Option<String>,
+    /// Only children of this task (its id).
+    #[arg(long, value_name = "ID")]
+    parent: Option<String>,
     /// Only tasks launched at or after this RFC 3339 time, such as 2026-11-01T00:00:00Z.
     #[arg(long)]
     launched_after: Option<String>,
@@ -139,6 +142,7 @@ impl Bulk {
             ("status", &self.status),
             ("owner", &self.owner),
             ("key", &self.key),
+            ("parent", &self.parent),
             ("launched_after", &self.launched_after),
             ("launched_before", &self.launched_before),
         ] {

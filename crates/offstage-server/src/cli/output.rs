@@ -144,10 +144,67 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
         ("isolated", task.isolated.to_string()),
         ("node", or_dash(task.node)),
         ("rerun_of", or_dash(task.rerun_of)),
+        (
+            "parent",
+            or_dash(task.parent.map(|parent| {
+                if task.detached {
+                    format!("{parent} (detached)")
+                } else {
+                    parent.to_string()
+                }
+            })),
+        ),
     ];
     let mut out = String::new();
     for (field, value) in fields {
         out.push_str(&format!("{field:<13} {value}\n"));
+    }
+    out
+}
+
+/// A task's children as `show` prints them: how many of each status, then the newest few.
+/// `children` is a page of them, newest first; `full` says there may be more.
+pub(crate) fn children(children: &[TaskRecord], full: bool, shown: usize) -> String {
+    if children.is_empty() {
+        return "children      -\n".to_owned();
+    }
+    let mut by_status: Vec<(offstage::Status, usize)> = Vec::new();
+    for child in children {
+        match by_status
+            .iter_mut()
+            .find(|(status, _)| *status == child.status)
+        {
+            Some((_, n)) => *n += 1,
+            None => by_status.push((child.status, 1)),
+        }
+    }
+    by_status.sort_by_key(|(status, _)| offstage::Status::ALL.iter().position(|s| s == status));
+    let more = if full { "+" } else { "" };
+    let counts: Vec<String> = by_status
+        .iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect();
+    let mut out = format!(
+        "children      {}{more} ({})\n",
+        children.len(),
+        counts.join(", ")
+    );
+    for child in children.iter().take(shown) {
+        out.push_str(&format!(
+            "  {}  {:<16} {}\n",
+            child.id,
+            child.name,
+            child.status.as_str()
+        ));
+    }
+    if children.len() > shown {
+        out.push_str(&format!(
+            "  ... (offstage list --parent {} for all)\n",
+            children[0]
+                .parent
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        ));
     }
     out
 }

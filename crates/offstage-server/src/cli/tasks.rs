@@ -12,6 +12,11 @@ use serde_json::Value;
 use super::client::{decode, Client};
 use super::{json_arg, output, urlencode, Failure, Out, Remote};
 
+/// How many children `show` reads to count them by status.
+const CHILDREN_PAGE: usize = 1000;
+/// How many children `show` lists, newest first.
+const CHILDREN_SHOWN: usize = 10;
+
 /// Exit code when a waited-for task ended but did not complete.
 const TASK_DID_NOT_COMPLETE: u8 = 3;
 
@@ -44,6 +49,12 @@ pub(crate) struct Launch {
     /// Like --wait, and print its log lines as they come.
     #[arg(long)]
     follow: bool,
+    /// Launch it as a child of this task (its id): killed with it, and when it ends.
+    #[arg(long, value_name = "ID")]
+    parent: Option<String>,
+    /// With --parent: leave it running when its parent ends by itself.
+    #[arg(long, requires = "parent")]
+    detached: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -85,6 +96,10 @@ struct LaunchBody {
     key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     on_conflict: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    detached: bool,
 }
 
 impl Launch {
@@ -98,6 +113,8 @@ impl Launch {
             delay_s: self.delay_s,
             key: self.key,
             on_conflict: self.on_conflict,
+            parent: self.parent,
+            detached: self.detached,
         };
         let body = serde_json::to_value(&body).map_err(|e| e.to_string())?;
         let answer = client.call(Method::POST, "/api/tasks", Some(&body)).await?;
@@ -172,6 +189,9 @@ pub(crate) struct List {
     /// Only tasks with this owner.
     #[arg(long)]
     owner: Option<String>,
+    /// Only children of this task (its id).
+    #[arg(long, value_name = "ID")]
+    parent: Option<String>,
     /// At most this many (1 to 1000).
     #[arg(long, default_value_t = 20)]
     limit: usize,
@@ -193,6 +213,7 @@ impl List {
             ("name", self.name),
             ("status", self.status),
             ("owner", self.owner),
+            ("parent", self.parent),
         ] {
             if let Some(value) = value {
                 query.push(format!("{key}={}", urlencode(&value)));
@@ -233,6 +254,11 @@ impl Show {
             if let Some(line) = super::fleet::waiting_line(&answer) {
                 out.text(&line)?;
             }
+            // Its children: counted by status over one page of them, the newest listed.
+            let path = format!("/api/tasks?parent={}&limit={CHILDREN_PAGE}", task.id);
+            let page: TaskPage = decode(&client.call(Method::GET, &path, None).await?)?;
+            let full = page.tasks.len() == CHILDREN_PAGE;
+            out.text(&output::children(&page.tasks, full, CHILDREN_SHOWN))?;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -548,6 +548,7 @@ fn start_loops(inner: &Arc<Inner>) {
     tokio::spawn(maintenance::heartbeat_loop(Arc::downgrade(inner)));
     tokio::spawn(maintenance::flush_loop(Arc::downgrade(inner)));
     tokio::spawn(super::retention::retention_loop(Arc::downgrade(inner)));
+    tokio::spawn(super::children::sweep_loop(Arc::downgrade(inner)));
     tokio::spawn(super::stats::flush_loop(Arc::downgrade(inner)));
 }
 

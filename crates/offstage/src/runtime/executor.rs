@@ -384,6 +384,15 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         rt.slots.wake_claimer();
         rt.tell_others(crate::store::Notice::Queued);
     } else {
+        if live
+            .may_have_children
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Its children go by its end (`children.rs`), in the background: the finish
+            // itself never waits for their grace periods.
+            let (rt, parent) = (Arc::clone(&rt), Arc::clone(&final_record));
+            tokio::spawn(async move { super::children::stop_children(&rt, &parent, None).await });
+        }
         rt.publish(live.id, EventKind::Finished { task: final_record });
     }
     rt.ended.notify_waiters();

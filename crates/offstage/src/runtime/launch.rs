@@ -117,7 +117,9 @@ const SUPERSEDE_ROUNDS: usize = 20;
 #[must_use = "a launch does nothing until it is awaited"]
 #[derive(Debug)]
 pub struct Launch {
-    rt: Arc<Inner>,
+    /// The runtime to launch on, or why this launch cannot happen (a child launched from a
+    /// task that runs in a worker, which has no runtime): the error `.await` returns.
+    rt: Result<Arc<Inner>, Error>,
     name: String,
     args: Result<Value, Error>,
     options: LaunchOptions,
@@ -126,10 +128,32 @@ pub struct Launch {
     rerun_of: Option<TaskId>,
     /// The checkpoint the task starts with, and when it was saved (`Runtime::rerun_with`).
     checkpoint: Option<(Value, DateTime<Utc>)>,
+    /// The task launching this one as its child, if any (see [`Launch::parent`]).
+    parent: Option<Parent>,
+    /// Left running when its parent ends normally (see [`Launch::detached`]).
+    detached: bool,
+}
+
+/// The parent of a child launch, as far as the launch knows it.
+#[derive(Clone, Debug)]
+pub(crate) enum Parent {
+    /// Launched from the parent's own context: it is running, and its owner is known.
+    Running { id: TaskId, owner: Option<String> },
+    /// Named by id (the HTTP API's `parent`): read at launch, refused if it is unknown or over.
+    Named(TaskId),
 }
 
 impl Launch {
     pub(crate) fn new(rt: Arc<Inner>, name: String, args: Result<Value, Error>) -> Self {
+        Self::on(Ok(rt), name, args)
+    }
+
+    /// A launch that fails with `error` when awaited, whatever its options.
+    pub(crate) fn refused(error: Error, name: String) -> Self {
+        Self::on(Err(error), name, Ok(Value::Null))
+    }
+
+    fn on(rt: Result<Arc<Inner>, Error>, name: String, args: Result<Value, Error>) -> Self {
         Self {
             rt,
             name,
@@ -138,12 +162,21 @@ impl Launch {
             delay: None,
             rerun_of: None,
             checkpoint: None,
+            parent: None,
+            detached: false,
         }
     }
 
     /// Starts the task with `checkpoint`, saved at `at` (see `Runtime::rerun_with`).
     pub(crate) fn checkpoint(mut self, checkpoint: Value, at: DateTime<Utc>) -> Self {
         self.checkpoint = Some((checkpoint, at));
+        self
+    }
+
+    /// Makes this launch a child of the running task `parent` (`Context::launch`), which
+    /// hands down its owner.
+    pub(crate) fn child_of(mut self, parent: Parent) -> Self {
+        self.parent = Some(parent);
         self
     }
 
@@ -208,6 +241,67 @@ impl Launch {
         self
     }
 
+    /// Launches the task as a child of task `parent`, which must exist and not have ended
+    /// ([`ErrorKind::NotFound`], [`ErrorKind::Conflict`] otherwise). Inside a task body use
+    /// [`crate::Context::launch`], which does this for its own task. The child inherits the
+    /// parent's owner unless [`Launch::owner`] sets one, and is killed when its parent is
+    /// killed, or ends while it still runs (unless [`Launch::detached`]).
+    pub fn parent(mut self, parent: TaskId) -> Self {
+        self.parent = Some(Parent::Named(parent));
+        self
+    }
+
+    /// With `true`, a child is left running when its parent ends by itself (completed, failed,
+    /// or missing and not retried); by default it is killed then. A kill of the parent kills
+    /// its children, detached or not. Means nothing without a parent.
+    pub fn detached(mut self, detached: bool) -> Self {
+        self.detached = detached;
+        self
+    }
+
+    /// Reads the parent a launch names by id: it must exist and be queued or running. Its
+    /// owner becomes the launch's parent owner. A child of a running parent needs no read.
+    async fn resolve_parent(mut self) -> Result<Self, Error> {
+        let (Some(Parent::Named(id)), Ok(rt)) = (&self.parent, &self.rt) else {
+            return Ok(self);
+        };
+        let id = *id;
+        if let Some(live) = rt.live(id) {
+            // Its end looks for children to stop, this one among them.
+            live.may_have_children
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let parent = match rt.record(id).await {
+            Ok(parent) => parent,
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "the parent task {id} does not exist: give the id of a queued or \
+                         running task as `parent`, or launch without one"
+                    ),
+                ))
+            }
+            Err(error) => return Err(error),
+        };
+        if parent.status.is_terminal() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the parent task {id} ({}) has ended ({}), and a child of an ended task \
+                     would be killed at once: launch it without `parent`, or under a task that \
+                     is still queued or running",
+                    parent.name, parent.status
+                ),
+            ));
+        }
+        self.parent = Some(Parent::Running {
+            id,
+            owner: parent.owner,
+        });
+        Ok(self)
+    }
+
     /// Validates the launch and makes its record, as queued, with the body ready to run.
     pub(super) fn check(self) -> Result<Checked, Error> {
         let Launch {
@@ -218,11 +312,36 @@ impl Launch {
             delay,
             rerun_of,
             checkpoint,
+            parent,
+            detached,
         } = self;
+        let rt = rt?;
         if rt.is_shutting_down() {
             return Err(Error::new(
                 ErrorKind::ShuttingDown,
                 "this runtime is shutting down and takes no new tasks: launch on another node or after the restart",
+            ));
+        }
+        let (parent, options) = match parent {
+            None => (None, options),
+            Some(Parent::Running { id, owner }) => {
+                // A child belongs to whoever its parent belongs to, unless it says otherwise:
+                // a token scoped to the parent's owner sees the whole family.
+                let owner = options.owner.clone().or(owner);
+                (Some(id), LaunchOptions { owner, ..options })
+            }
+            Some(Parent::Named(id)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("the parent {id} of this launch was not read before its checks (a bug in Offstage)"),
+                ))
+            }
+        };
+        if detached && parent.is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "detached applies to a child task: launch it from its parent's context or with a \
+                 parent, or leave detached out",
             ));
         }
         check_labels(&name, &options)?;
@@ -293,8 +412,8 @@ impl Launch {
             node: None,
             isolated,
             rerun_of,
-            parent: None,
-            detached: false,
+            parent,
+            detached,
             checkpoint_at: checkpoint.as_ref().map(|(_, at)| *at),
             checkpoint: checkpoint.map(|(value, _)| value),
             waiting_for: None,
@@ -337,7 +456,7 @@ impl Launch {
             queued,
             on_conflict,
             ..
-        } = self.check()?;
+        } = self.resolve_parent().await?.check()?;
         if on_conflict.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -369,7 +488,7 @@ impl Launch {
             prepared,
             limited,
             on_conflict,
-        } = self.check()?;
+        } = self.resolve_parent().await?.check()?;
         let (id, now) = (queued.id, queued.launched_at);
         let due = queued.run_at <= now;
         // Start at once, skipping the queue, when the task is due and a slot is free. Slots

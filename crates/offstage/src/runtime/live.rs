@@ -80,6 +80,11 @@ pub(crate) struct LiveTask {
     stop_notify: Notify,
     /// The final record, once the task has ended.
     pub(crate) done: watch::Sender<Option<Arc<TaskRecord>>>,
+    /// Set once the task may have children: it launched one (`Context::launch`), a launch
+    /// named it as `parent` on this node, or it is a later attempt (an earlier one may have
+    /// launched some). Only then does its end look for children to stop (`children.rs`), so a
+    /// task without children costs no read when it ends; the sweep covers the rest.
+    pub(crate) may_have_children: AtomicBool,
     pub(crate) rt: Arc<Inner>,
 }
 
@@ -91,6 +96,7 @@ impl LiveTask {
             let at = started.checkpoint_at.unwrap_or(started.launched_at);
             (Arc::new(value), at)
         });
+        let later_attempt = started.attempt > 1;
         Arc::new(Self {
             id: started.id,
             started,
@@ -107,6 +113,7 @@ impl LiveTask {
             stop: Mutex::new(None),
             stop_notify: Notify::new(),
             done: watch::channel(None).0,
+            may_have_children: AtomicBool::new(later_attempt),
             rt,
         })
     }

@@ -17,7 +17,7 @@ use crate::{LogLevel, LogLine, Status, TaskRecord};
 /// Marks the tasks of dead nodes `missing` and announces them; those whose type has a retry
 /// policy (here) that retries `missing`, with attempts left, are queued again instead, in the
 /// same store step, and announced as launched once more.
-pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
+pub(crate) async fn recover(rt: &Arc<Inner>) -> Result<(), Error> {
     let recovered = rt
         .store
         .recover(
@@ -28,6 +28,7 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
         )
         .await?;
     let now = rt.clock.now();
+    let mut missing = false;
     for record in recovered {
         // The recovering node counts them: the dead node never will.
         rt.stats.ended(&record, now);
@@ -40,7 +41,18 @@ pub(crate) async fn recover(rt: &Inner) -> Result<(), Error> {
         } else {
             tracing::warn!(task = %task.id, name = %task.name, "task went missing with its node");
             rt.publish(task.id, EventKind::Finished { task });
+            missing = true;
         }
+    }
+    if missing {
+        // Their children that are not detached go with them, now rather than at the next
+        // sweep; in the background, since a child running elsewhere takes its grace to stop.
+        let rt = Arc::clone(rt);
+        tokio::spawn(async move {
+            if let Err(error) = super::children::sweep(&rt).await {
+                tracing::warn!(%error, "stopping the children of tasks that went missing failed; the sweep will");
+            }
+        });
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod actions;
 mod builder;
+mod children;
 mod claimer;
 mod cluster;
 mod cron;
@@ -31,8 +32,13 @@ use tokio::sync::Notify;
 
 pub use self::actions::{Action, RerunOptions};
 pub use self::builder::{Config, RuntimeBuilder};
+pub use self::children::ChildEnds;
+pub(crate) use self::children::{
+    list as list_children, outcome as child_outcome, wait_all as wait_tasks, Waiter,
+};
 pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;
+pub(crate) use self::launch::Parent;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
 use self::live::{LiveTask, StopReason, StopRequest};
 pub use self::remote::WorkerInfo;
@@ -483,6 +489,13 @@ impl Runtime {
         retention::apply(&self.inner).await
     }
 
+    /// Runs the sweep for children their parent's end should have stopped, now, whoever's
+    /// turn it is: returns how many it killed. For the crate's own tests.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) async fn sweep_children(&self) -> Result<usize, Error> {
+        children::sweep(&self.inner).await
+    }
+
     /// How many tasks [`Runtime::purge_with`] would delete with `purge`, now: a dry run.
     pub async fn purge_count(&self, purge: &Purge) -> Result<u64, Error> {
         check_purge(purge)?;
@@ -693,12 +706,20 @@ impl Inner {
             .ok_or_else(|| Error::not_found(id))
     }
 
+    /// Kills task `id` (see [`Runtime::kill`]) and waits until it has ended; then stops its
+    /// children as its end says to (`children.rs`), each through this same path.
     pub(crate) async fn kill(
         &self,
         id: TaskId,
         grace: Option<Duration>,
     ) -> Result<TaskRecord, Error> {
         let grace = grace.unwrap_or(self.config.kill_grace);
+        let ended = self.kill_one(id, grace).await?;
+        children::stop_children(self, &ended, Some(grace)).await;
+        Ok(ended)
+    }
+
+    async fn kill_one(&self, id: TaskId, grace: Duration) -> Result<TaskRecord, Error> {
         if let Some(live) = self.live(id) {
             live.request_stop(StopRequest {
                 reason: StopReason::Kill,

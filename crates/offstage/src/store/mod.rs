@@ -430,6 +430,18 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// Tasks matching `filter`, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<TaskRecord>, Error>;
 
+    /// Up to `limit` live children (queued or running) that their parent's end says to stop,
+    /// oldest first: every child of a parent that was killed, and the children not `detached`
+    /// of a parent that completed, failed or went missing, or that is gone from the store (it
+    /// was purged, so it had ended). A parent queued again for another attempt has not ended:
+    /// its children are left for the new attempt. What the runtime's sweep kills, so that a
+    /// node that died between a parent's end and the kill of its children leaves no orphan.
+    ///
+    /// A read: concurrent callers may get the same ids (the kill that follows is idempotent).
+    /// It reads the live children only (a partial index), so its cost grows with them, not
+    /// with the history or the queue.
+    async fn children_to_stop(&self, limit: usize) -> Result<Vec<TaskId>, Error>;
+
     /// Up to `limit` log lines of task `id` with `seq > after`, in order.
     async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error>;
 

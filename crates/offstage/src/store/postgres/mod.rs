@@ -276,6 +276,10 @@ impl Store for PostgresStore {
         tasks::list(self, filter).await
     }
 
+    async fn children_to_stop(&self, limit: usize) -> Result<Vec<TaskId>, Error> {
+        tasks::children_to_stop(self, limit).await
+    }
+
     async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error> {
         tasks::logs(self, id, after, limit).await
     }

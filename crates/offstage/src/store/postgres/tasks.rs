@@ -358,6 +358,31 @@ fn bind_filter<'q>(
         .bind(filter.parent.map(|id| id.as_uuid()))
 }
 
+pub(super) async fn children_to_stop(
+    store: &PostgresStore,
+    limit: usize,
+) -> Result<Vec<TaskId>, Error> {
+    let err = |e| pg_error("finding the children to stop", e);
+    // Driven by the live children (a partial index of them), each parent read by its key:
+    // the cost follows the children that run, never the history or the queue.
+    let rows = sqlx::query(
+        "SELECT child.id FROM offstage_tasks AS child \
+         LEFT JOIN offstage_tasks AS parent ON parent.id = child.parent \
+         WHERE child.parent IS NOT NULL AND child.status IN ('queued', 'running') \
+         AND (parent.id IS NULL OR parent.status IN ('completed', 'failed', 'killed', 'missing')) \
+         AND (NOT child.detached OR parent.status = 'killed') \
+         ORDER BY child.id LIMIT $1",
+    )
+    .bind(limit as i64)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(err)?;
+    rows.iter()
+        .map(|row| row.try_get::<Uuid, _>(0).map(TaskId::from))
+        .collect::<sqlx::Result<_>>()
+        .map_err(err)
+}
+
 pub(super) async fn count(store: &PostgresStore, filter: &ListFilter) -> Result<u64, Error> {
     let err = |e| pg_error("counting tasks", e);
     // By type and status alone: the counts kept with every write answer without a scan.

@@ -354,6 +354,29 @@ pub(super) async fn list(
         .await
 }
 
+pub(super) async fn children_to_stop(
+    store: &SqliteStore,
+    limit: usize,
+) -> Result<Vec<TaskId>, Error> {
+    store
+        .read(move |conn| {
+            // Driven by the live children (a partial index of them), each parent read by its
+            // key: the cost follows the children that run, never the history or the queue.
+            conn.prepare_cached(
+                "SELECT child.id FROM offstage_tasks AS child \
+                 INDEXED BY offstage_tasks_live_children \
+                 LEFT JOIN offstage_tasks AS parent ON parent.id = child.parent \
+                 WHERE child.parent IS NOT NULL AND child.status IN ('queued', 'running') \
+                 AND (parent.id IS NULL OR parent.status IN ('completed', 'failed', 'killed', 'missing')) \
+                 AND (child.detached = 0 OR parent.status = 'killed') \
+                 ORDER BY child.id LIMIT ?1",
+            )?
+            .query_map([limit as i64], |row| row.get(0))?
+            .collect()
+        })
+        .await
+}
+
 pub(super) async fn count(store: &SqliteStore, filter: &ListFilter) -> Result<u64, Error> {
     let filter = filter.clone();
     store

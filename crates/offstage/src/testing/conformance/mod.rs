@@ -18,6 +18,7 @@
 
 mod actions;
 mod checkpoints;
+mod children;
 mod databases;
 mod durability;
 mod fencing;
@@ -39,6 +40,7 @@ use async_trait::async_trait;
 
 pub use self::actions::*;
 pub use self::checkpoints::*;
+pub use self::children::*;
 pub use self::durability::*;
 pub use self::fencing::*;
 pub use self::fleet::*;
@@ -237,7 +239,16 @@ macro_rules! conformance_tests {
             a_dead_node_s_task_resumes_from_its_checkpoint,
             a_rerun_from_its_checkpoint_starts_where_the_original_stopped,
             a_checkpoint_over_the_cap_or_of_another_shape_is_an_error_that_says_why,
-            a_killed_task_keeps_its_checkpoint_for_a_rerun
+            a_killed_task_keeps_its_checkpoint_for_a_rerun,
+            // Child tasks
+            a_parent_launches_children_and_waits_for_their_results,
+            a_parent_waits_for_two_hundred_children,
+            killing_a_parent_kills_its_children_and_theirs,
+            a_parent_that_ends_stops_its_children_but_not_detached_ones,
+            the_sweep_finds_and_kills_children_their_parent_left_behind,
+            a_missing_parent_s_children_are_killed_unless_it_runs_again,
+            a_waiting_parent_stops_waiting_when_killed,
+            a_child_whose_node_died_is_a_failure_its_parent_handles
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
