@@ -71,6 +71,16 @@ pub(crate) struct LiveTask {
     stop_notify: Notify,
     /// The final record, once the task has ended.
     pub(crate) done: watch::Sender<Option<Arc<TaskRecord>>>,
+    /// The task's slot on this node while its body runs (`None` for a task that runs
+    /// elsewhere, and while it waits for a signal: the wait gives the slot back and takes one
+    /// again before the body goes on). The supervisor drops it when the body ends.
+    pub(crate) permit: Mutex<Option<super::slots::Permit>>,
+    /// Goes up by one each time a signal is sent to this task (here, or on another node by
+    /// its notice): a wait for a signal looks at the store again when it changes.
+    pub(crate) signals_sent: watch::Sender<u64>,
+    /// What the task waits for while it waits for a signal: the name and when the wait times
+    /// out. Reads of the live task show it as `waiting_for` and `waiting_until`.
+    waiting: Mutex<Option<(String, Option<chrono::DateTime<chrono::Utc>>)>>,
     pub(crate) rt: Arc<Inner>,
 }
 
@@ -92,6 +102,9 @@ impl LiveTask {
             stop: Mutex::new(None),
             stop_notify: Notify::new(),
             done: watch::channel(None).0,
+            permit: Mutex::new(None),
+            signals_sent: watch::channel(0).0,
+            waiting: Mutex::new(None),
             rt,
         })
     }
@@ -113,7 +126,24 @@ impl LiveTask {
         }
         let mut record = TaskRecord::clone(&self.started);
         record.state = Value::clone(&self.state());
+        if let Some((name, until)) = self.waiting.lock().expect("waiting poisoned").clone() {
+            record.waiting_for = Some(name);
+            record.waiting_until = until;
+        }
         record
+    }
+
+    /// Says what the task waits for (`None`: it goes on), for reads of the live task.
+    pub(crate) fn set_waiting(
+        &self,
+        waiting: Option<(String, Option<chrono::DateTime<chrono::Utc>>)>,
+    ) {
+        *self.waiting.lock().expect("waiting poisoned") = waiting;
+    }
+
+    /// A signal was sent to this task: a wait for one looks at the store again.
+    pub(crate) fn signal_sent(&self) {
+        self.signals_sent.send_modify(|n| *n += 1);
     }
 
     /// Replaces the state; `text` is `state` serialized, already checked against the cap.

@@ -27,6 +27,7 @@ mod lifecycle;
 mod retries;
 mod schedules;
 mod shared;
+mod signals;
 mod spawned;
 mod stats;
 mod stopping;
@@ -46,6 +47,7 @@ pub use self::lifecycle::*;
 pub use self::retries::*;
 pub use self::schedules::*;
 pub use self::shared::*;
+pub use self::signals::*;
 pub use self::spawned::*;
 pub use self::stats::*;
 pub use self::stopping::*;
@@ -228,7 +230,12 @@ macro_rules! conformance_tests {
             a_bulk_rerun_launches_one_rerun_of_each_finished_match,
             a_bulk_purge_deletes_the_finished_matches,
             a_bulk_rerun_respects_the_types_concurrency_limit,
-            an_action_whose_node_stopped_reads_failed
+            an_action_whose_node_stopped_reads_failed,
+            signals_are_kept_and_received_oldest_first_once_per_attempt,
+            limited_claims_do_not_count_tasks_waiting_for_a_signal,
+            a_type_limited_to_2_has_50_tasks_waiting_for_a_signal,
+            a_waiting_task_is_killed_or_woken_from_another_node,
+            a_task_whose_node_died_while_waiting_receives_the_signal_when_it_runs_again
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -243,7 +250,8 @@ macro_rules! conformance_tests {
             a_lock_wait_gives_up_after_its_timeout,
             a_node_declared_dead_stops_its_tasks_and_rejoins,
             stats_count_what_tasks_did_and_how_long_they_waited,
-            a_paced_bulk_rerun_launches_no_faster_than_asked
+            a_paced_bulk_rerun_launches_no_faster_than_asked,
+            a_signal_sent_early_is_received_at_once_and_a_timeout_is_an_error
         );
     };
     (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
