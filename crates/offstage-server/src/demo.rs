@@ -249,11 +249,17 @@ pub fn register<R: Registers>(builder: R) -> R {
         // Waits for a person: the signal `approve` (`{"approved": true, "by": "ann"}`), sent
         // with the task page's Send signal, `offstage signal ID approve --payload …` or
         // `POST /api/tasks/{id}/signals/approve`; then completes or fails by it. Limited to 2
-        // at a time, yet any number can wait: a task waiting for a signal holds no slot. In a
-        // remote worker it fails at once (signals are for tasks that run on a node).
+        // at a time, yet any number can wait: a task waiting for a signal holds no slot. If its
+        // node dies while it waits it runs again (kind `missing` retries) and receives the
+        // signal sent meanwhile. In a remote worker it fails at once (signals are for tasks
+        // that run on a node).
         .task_with(
             "demo.approval",
-            TaskTypeOptions::default().concurrency_limit(2),
+            TaskTypeOptions::default().concurrency_limit(2).retry(
+                offstage::Retry::new(3)
+                    .kinds(&["missing"])
+                    .backoff(Duration::from_millis(200), Duration::from_secs(5)),
+            ),
             |ctx: Context, args: Approval| async move {
                 let timeout = duration(args.timeout_s)?;
                 ctx.log(format!("asking for approval of {}", args.what));

@@ -20,7 +20,12 @@ use serde_json::json;
 async fn a_task_waiting_for_approval_is_marked_and_send_signal_completes_it() {
     require_browser();
     let _one = SERIAL.lock().await;
-    let tokens = ["--token", "read:reader-secret", "--token", "control:admin-secret"];
+    let tokens = [
+        "--token",
+        "read:reader-secret",
+        "--token",
+        "control:admin-secret",
+    ];
     let server = Server::start(&SqliteBackend.new_database(), &tokens);
     let api = Api::new(&server, Some("admin-secret"));
     let page = Browser::open(&server.url, (1320, 900)).await;
@@ -36,14 +41,22 @@ async fn a_task_waiting_for_approval_is_marked_and_send_signal_completes_it() {
         .launch(json!({ "name": "demo.approval", "args": { "what": "refund 42" } }))
         .await;
     let row = format!("tr[data-id=\"{id}\"]");
-    page.wait(&format!("{row} .waiting-mark"), "text", json!("waiting for \"approve\""))
-        .await;
+    page.wait(
+        &format!("{row} .waiting-mark"),
+        "text",
+        json!("waiting for \"approve\""),
+    )
+    .await;
     page.screenshot("dashboard-list-waiting").await;
 
     page.goto(&format!("#/tasks/{id}")).await;
     page.wait("h1", "text", json!("demo.approval")).await;
-    page.wait(".page-head .waiting-mark", "text", json!("waiting for \"approve\""))
-        .await;
+    page.wait(
+        ".page-head .waiting-mark",
+        "text",
+        json!("waiting for \"approve\""),
+    )
+    .await;
     page.wait("#waiting-for", "text", json!("approve")).await;
     page.wait(".notice.waiting", "text", json!("waiting for \"approve\""))
         .await;
@@ -60,7 +73,10 @@ async fn a_task_waiting_for_approval_is_marked_and_send_signal_completes_it() {
     page.fill("#signal-payload", "{approved: yes").await;
     page.click("#signal-submit").await;
     page.wait("#signal-error", "text", json!("not JSON")).await;
-    assert_eq!(api.get(&format!("/api/tasks/{id}")).await["status"], "running");
+    assert_eq!(
+        api.get(&format!("/api/tasks/{id}")).await["status"],
+        "running"
+    );
     page.fill("#signal-payload", r#"{"approved": true, "by": "ann"}"#)
         .await;
     page.screenshot("dashboard-send-signal").await;
@@ -70,7 +86,8 @@ async fn a_task_waiting_for_approval_is_marked_and_send_signal_completes_it() {
     page.wait(".log li", "text", json!("received signal \"approve\""))
         .await;
     page.wait("#signal", "hidden", json!(null)).await;
-    page.wait(".page-head .waiting-mark", "gone", json!(null)).await;
+    page.wait(".page-head .waiting-mark", "gone", json!(null))
+        .await;
     let done = api.get(&format!("/api/tasks/{id}")).await;
     assert_eq!(done["return_value"], json!({ "approved_by": "ann" }));
 
@@ -83,11 +100,22 @@ async fn a_task_waiting_for_approval_is_marked_and_send_signal_completes_it() {
     page.fill("#token", "reader-secret").await;
     page.click(".signin button[type=submit]").await;
     page.goto(&format!("#/tasks/{other}")).await;
-    page.wait(".page-head .waiting-mark", "text", json!("waiting for \"approve\""))
-        .await;
-    assert!(!page.is_shown("#signal").await, "no Send signal for a reader");
+    page.wait(
+        ".page-head .waiting-mark",
+        "text",
+        json!("waiting for \"approve\""),
+    )
+    .await;
+    assert!(
+        !page.is_shown("#signal").await,
+        "no Send signal for a reader"
+    );
     assert_eq!(page.unlabeled().await, Vec::<serde_json::Value>::new());
     let errors = page.js_errors().await;
     page.close().await;
-    assert_eq!(errors, Vec::<String>::new(), "JavaScript errors in the dashboard");
+    assert_eq!(
+        errors,
+        Vec::<String>::new(),
+        "JavaScript errors in the dashboard"
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::{call, code, message, stderr, stdout, Api, Server};
-use offstage::testing::conformance::{Backend, SqliteBackend};
+use offstage::testing::conformance::{Backend, PostgresBackend, SqliteBackend};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -310,4 +310,57 @@ async fn scoped_tokens_signal_only_with_the_signal_right_and_in_scope() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Starts a server on `db` (with `extra`), launches `demo.approval` and SIGKILLs the server
+/// once the task waits; starts another on `db` and sends the signal there at once, while the
+/// task is recovered (`missing`, retried): the task runs again and receives it.
+async fn a_node_sigkilled_while_its_task_waits(db: &str, extra: &[&str]) {
+    let mut first = Server::start(db, extra);
+    let id = waiting_approval(&Api::new(&first, None), "u1").await;
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+
+    let second = Server::start(db, extra);
+    let api = Api::new(&second, None);
+    let (status, body) = signal(&api, &id, "approve", r#"{"approved": true, "by": "eve"}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = api.finished(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(done["return_value"], json!({"approved_by": "eve"}));
+    let lines: Vec<String> = api.get(&format!("/api/tasks/{id}/logs")).await["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("went missing")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("eve approved refund 42"),
+        "{lines:?}"
+    );
+    let signals = api.get(&format!("/api/tasks/{id}/signals")).await;
+    assert_eq!(signals["signals"][0]["received_attempt"], 2, "{signals}");
+}
+
+#[tokio::test]
+async fn a_node_sigkilled_while_its_task_waits_runs_it_again_and_it_receives_the_signal_sqlite() {
+    a_node_sigkilled_while_its_task_waits(&SqliteBackend.new_database(), &[]).await;
+}
+
+#[cfg_attr(
+    not(offstage_test_postgres),
+    ignore = "set OFFSTAGE_TEST_POSTGRES=postgres://… to run"
+)]
+#[tokio::test]
+async fn a_node_sigkilled_while_its_task_waits_runs_it_again_and_it_receives_the_signal_postgres() {
+    let db = PostgresBackend::from_env().new_database();
+    // Another node finds the dead one by its heartbeat: a short node timeout keeps it quick.
+    let timing = ["--heartbeat-s", "0.2", "--node-timeout-s", "2"];
+    a_node_sigkilled_while_its_task_waits(&db, &timing).await;
 }
