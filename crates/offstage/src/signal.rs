@@ -77,7 +77,7 @@ pub enum SignalSent {
     /// The signal is kept for the task (queued or running) until it receives it.
     Sent(SignalRecord),
     /// The task has ended: nothing was kept, since nothing would ever receive it.
-    Ended(TaskRecord),
+    Ended(Box<TaskRecord>),
 }
 
 /// Checks a signal name: not empty, at most [`MAX_NAME_CHARS`] characters (as every name), no

@@ -76,7 +76,9 @@ pub(super) async fn send(
     .map_err(err)?;
     match task {
         None => Err(Error::not_found(id)),
-        Some(row) => task_from_row(&row).map(SignalSent::Ended).map_err(err),
+        Some(row) => task_from_row(&row)
+            .map(|task| SignalSent::Ended(Box::new(task)))
+            .map_err(err),
     }
 }
 

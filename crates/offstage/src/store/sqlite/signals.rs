@@ -59,7 +59,7 @@ pub(super) async fn send(
                 return Ok(Err(Error::not_found(id)));
             };
             if task.status.is_terminal() {
-                return Ok(Ok(SignalSent::Ended(task)));
+                return Ok(Ok(SignalSent::Ended(Box::new(task))));
             }
             let signal = conn
                 .prepare_cached(&format!(
