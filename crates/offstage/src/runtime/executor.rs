@@ -120,8 +120,11 @@ fn launch_body(
                 .started
                 .timeout
                 .map(|timeout| (tokio::time::Instant::now() + timeout, timeout));
+            // The task holds its slot through its live record, so that a wait for a signal
+            // can give it back and take one again (`signals.rs`).
+            *live.permit.lock().expect("permit poisoned") = permit;
             let body = body(Context::node(Arc::clone(&live)));
-            tokio::spawn(supervise(Arc::clone(&live), body, deadline, permit));
+            tokio::spawn(supervise(Arc::clone(&live), body, deadline));
         }
         Err(error) => {
             drop(permit);
@@ -153,11 +156,8 @@ impl Drop for Unlist {
 
 type Deadline = Option<(tokio::time::Instant, Duration)>;
 
-async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline, permit: Option<Permit>) {
+async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline) {
     let _unlist = Unlist(Arc::clone(&live));
-    // The task holds its slot through its live record, so that a wait for a signal can give it
-    // back and take one again (`signals.rs`).
-    *live.permit.lock().expect("permit poisoned") = permit;
     // The body is dropped when `run` returns: that is the abort, at the await it was parked on.
     let outcome = run(&live, body, deadline).await;
     // The body no longer runs: its slot is free even while the outcome is being saved.

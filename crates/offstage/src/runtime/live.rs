@@ -141,6 +141,12 @@ impl LiveTask {
         *self.waiting.lock().expect("waiting poisoned") = waiting;
     }
 
+    /// True while the task holds one of this node's slots: its body runs here and does not
+    /// wait for a signal.
+    pub(crate) fn holds_slot(&self) -> bool {
+        self.permit.lock().expect("permit poisoned").is_some()
+    }
+
     /// A signal was sent to this task: a wait for one looks at the store again.
     pub(crate) fn signal_sent(&self) {
         self.signals_sent.send_modify(|n| *n += 1);
