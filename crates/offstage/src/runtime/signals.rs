@@ -161,7 +161,10 @@ pub(crate) async fn wait(
     live.set_waiting(Some((name.to_owned(), until)));
     // The slot goes back: this node's permit, and the place under the type's limit, which
     // the store no longer counts (other nodes may claim into it now).
-    drop(live.permit.lock().expect("permit poisoned").take());
+    // (A task that held none, a spawned one, takes none back either.)
+    let held = live.permit.lock().expect("permit poisoned").take();
+    let had_slot = held.is_some();
+    drop(held);
     if rt.claims.is_limited(&live.started.name) {
         rt.limit_freed.notify_waiters();
         rt.tell_others(Notice::Queued);
@@ -199,7 +202,7 @@ pub(crate) async fn wait(
             }
         }
     };
-    resume(live, name).await?;
+    resume(live, name, had_slot).await?;
     match signal {
         Some(signal) => Ok(received(live, signal)),
         None => {
@@ -238,10 +241,10 @@ fn received(live: &Arc<LiveTask>, signal: SignalRecord) -> Value {
     signal.payload
 }
 
-/// Takes a slot again after a wait: a permit on this node, then a place under the type's
-/// concurrency limit (the store ends the wait only if the limit admits one more). Waits for
+/// Takes a slot again after a wait: a permit on this node (if the task held one before),
+/// then a place under the type's concurrency limit (the store ends the wait only if the limit admits one more). Waits for
 /// either as long as it takes, unless the task is asked to stop.
-async fn resume(live: &Arc<LiveTask>, name: &str) -> Result<(), Error> {
+async fn resume(live: &Arc<LiveTask>, name: &str, had_slot: bool) -> Result<(), Error> {
     let rt = &live.rt;
     let task_type = &live.started.name;
     let max_running = rt
@@ -254,10 +257,14 @@ async fn resume(live: &Arc<LiveTask>, name: &str) -> Result<(), Error> {
         let freed = rt.limit_freed.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        let permit = tokio::select! {
-            biased;
-            () = live.cancel.cancelled() => return Err(cancelled(name)),
-            permit = rt.slots.acquire() => permit,
+        let permit = if had_slot {
+            tokio::select! {
+                biased;
+                () = live.cancel.cancelled() => return Err(cancelled(name)),
+                permit = rt.slots.acquire() => Some(permit),
+            }
+        } else {
+            None
         };
         match rt
             .store
@@ -265,7 +272,7 @@ async fn resume(live: &Arc<LiveTask>, name: &str) -> Result<(), Error> {
             .await
         {
             Ok(true) => {
-                *live.permit.lock().expect("permit poisoned") = Some(permit);
+                *live.permit.lock().expect("permit poisoned") = permit;
                 live.set_waiting(None);
                 return Ok(());
             }

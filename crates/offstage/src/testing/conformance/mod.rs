@@ -235,7 +235,8 @@ macro_rules! conformance_tests {
             limited_claims_do_not_count_tasks_waiting_for_a_signal,
             a_type_limited_to_2_has_50_tasks_waiting_for_a_signal,
             a_waiting_task_is_killed_or_woken_from_another_node,
-            a_task_whose_node_died_while_waiting_receives_the_signal_when_it_runs_again
+            a_task_whose_node_died_while_waiting_receives_the_signal_when_it_runs_again,
+            a_spawned_task_waits_for_a_signal_and_takes_no_slot_after
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,

@@ -561,3 +561,31 @@ pub async fn a_task_whose_node_died_while_waiting_receives_the_signal_when_it_ru
         assert_eq!(signals[0].received_attempt, Some(2));
     }
 }
+
+/// A spawned task (`Runtime::spawn`, which holds none of the node's slots) waits for a signal
+/// and goes on holding none: on a node with one slot, a launch still runs after it received.
+pub async fn a_spawned_task_waits_for_a_signal_and_takes_no_slot_after(backend: &dyn Backend) {
+    let database = backend.new_database();
+    let rt = runtime_with(backend, &database, |b| b.max_concurrency(1)).await;
+    let mut events = rt.events();
+    let spawned = rt
+        .spawn("approver", |ctx: Context| async move {
+            let go: Value = ctx.wait_signal("go", None).await?;
+            ctx.set_state(&go)?;
+            ctx.cancelled().await;
+            Ok::<_, TaskError>(())
+        })
+        .await
+        .unwrap();
+    spawned.signal("go", &json!({"n": 1})).await.unwrap();
+    wait_for_event(&mut events, Duration::from_secs(30), |e| {
+        e.task_id == spawned.id() && matches!(&e.kind, EventKind::State { .. })
+    })
+    .await;
+    let noop = rt.launch_json("test.noop", json!(null)).await.unwrap();
+    assert_eq!(noop.wait().await.unwrap().status, Status::Completed);
+    assert_eq!(
+        rt.cancel_task("approver").await.unwrap().unwrap().status,
+        Status::Killed
+    );
+}
