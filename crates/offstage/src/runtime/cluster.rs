@@ -91,7 +91,7 @@ async fn apply(rt: &Inner, notice: Notice) {
             if let crate::event::EventKind::Finished { task } = &event.kind {
                 if rt.claims.is_limited(&task.name) {
                     rt.slots.wake_claimer();
-                    rt.limit_freed.notify_waiters();
+                    rt.limit_freed.freed(&task.name);
                 }
             }
             rt.events.publish(event.task_id, event.at, event.kind);

@@ -376,7 +376,7 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         rt.publish(live.id, EventKind::Finished { task: final_record });
     }
     rt.ended.notify_waiters();
-    rt.limit_freed.notify_waiters();
+    rt.limit_freed.freed(&live.started.name);
 }
 
 /// Ends the run of a task this node no longer owns: another node declared this one dead and

@@ -4,10 +4,11 @@
 //! A wait that finds no signal marks the task waiting in the store, gives its slot back (this
 //! node's permit, and its place under its type's concurrency limit, which the store stops
 //! counting), and sleeps until a signal is sent to it (on this node, or on another by its
-//! notice), its timeout, or a stop. It also looks at the store every heartbeat, so a lost
-//! notice only delays it. Before the body goes on it takes a slot again: a permit first
-//! (resuming tasks go before the claimer), then a place under the limit (a store step that
-//! ends the wait only if the limit admits one more; if not, it waits for one to free up).
+//! notice), its timeout, or a stop. It also looks at the store by itself, after a heartbeat
+//! and then less and less often (at least every 30 s), so a lost notice only delays it.
+//! Before the body goes on it takes a slot again: a place under the limit first (a store step
+//! that ends the wait only if the limit admits one more; if not, it waits for one to free
+//! up), then a permit (resuming tasks go before the claimer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,36 @@ use crate::store::Notice;
 
 /// The most signals [`Runtime::signals`] returns for one task.
 pub(crate) const MAX_LISTED: usize = 1_000;
+
+/// The longest a waiting task goes without looking at the store itself. It looks after a
+/// heartbeat at first, then half as often each time, up to this: the wake-ups (a send here,
+/// a notice from another node, a task of its type ending) are what make it prompt, and the
+/// looks only cover a lost notice, so 100,000 waiting tasks cost the store little.
+const SLOWEST_LOOK: Duration = Duration::from_secs(30);
+
+/// Tasks back from a wait whose type's concurrency limit was full, by task type: a place that
+/// frees up wakes one of them, not all (a thousand approvals arriving at once for a type limited
+/// to 2 would otherwise make every end a thousand store writes).
+#[derive(Debug, Default)]
+pub(crate) struct LimitWaits {
+    by_type: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl LimitWaits {
+    /// What a task of type `name` waits on for a place to free up.
+    fn of(&self, name: &str) -> Arc<tokio::sync::Notify> {
+        let mut by_type = self.by_type.lock().expect("limit waits poisoned");
+        Arc::clone(by_type.entry(name.to_owned()).or_default())
+    }
+
+    /// A place under type `name`'s limit may have freed up (a task of it ended, here or
+    /// elsewhere, or began to wait for a signal): one waiting task looks.
+    pub(crate) fn freed(&self, name: &str) {
+        if let Some(waits) = self.by_type.lock().expect("limit waits poisoned").get(name) {
+            waits.notify_one();
+        }
+    }
+}
 
 impl Runtime {
     /// Sends signal `name` with `payload` to task `id`: kept in the store until the task
@@ -166,7 +197,7 @@ pub(crate) async fn wait(
     let had_slot = held.is_some();
     drop(held);
     if rt.claims.is_limited(&live.started.name) {
-        rt.limit_freed.notify_waiters();
+        rt.limit_freed.freed(&live.started.name);
         rt.tell_others(Notice::Queued);
     }
     let until_text = until.map_or_else(String::new, |u| {
@@ -179,6 +210,7 @@ pub(crate) async fn wait(
         LogLevel::Info,
         format!("waiting for signal {name:?}{until_text}"),
     );
+    let mut look = rt.config.heartbeat_interval;
     let signal = loop {
         let timed_out = async {
             match deadline {
@@ -191,8 +223,19 @@ pub(crate) async fn wait(
             () = live.cancel.cancelled() => return Err(cancelled(name)),
             () = timed_out => break None,
             _ = sent.changed() => {}
-            // The slow path: a notice from another node may be lost.
-            () = tokio::time::sleep(rt.config.heartbeat_interval) => {}
+            // The slow path: a notice from another node may be lost. A read first: only a
+            // signal there to receive costs a write.
+            () = tokio::time::sleep(look) => {
+                look = (look * 2).min(SLOWEST_LOOK);
+                match receivable(live, name).await {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(error) => {
+                        tracing::warn!(task = %live.id, %error, "looking for a signal failed; retrying");
+                        continue;
+                    }
+                }
+            }
         }
         match receive(live, name).await {
             Ok(Some(signal)) => break Some(signal),
@@ -235,15 +278,30 @@ async fn receive(live: &LiveTask, name: &str) -> Result<Option<SignalRecord>, Er
         .await
 }
 
+/// True when a signal named `name` is there for this attempt to receive (a read: what
+/// [`receive`] would take, without taking it).
+async fn receivable(live: &LiveTask, name: &str) -> Result<bool, Error> {
+    let attempt = live.started.attempt;
+    let signals = live.rt.store.signals(live.id, MAX_LISTED).await?;
+    Ok(signals.iter().any(|s| {
+        s.name == name
+            && s.received_attempt
+                .is_none_or(|received| received < attempt && !s.settled)
+    }))
+}
+
 /// Logs the receipt of `signal` and hands back its payload.
 fn received(live: &Arc<LiveTask>, signal: SignalRecord) -> Value {
     live.append_log(LogLevel::Info, format!("received signal {:?}", signal.name));
     signal.payload
 }
 
-/// Takes a slot again after a wait: a permit on this node (if the task held one before),
-/// then a place under the type's concurrency limit (the store ends the wait only if the limit admits one more). Waits for
-/// either as long as it takes, unless the task is asked to stop.
+/// Takes a slot again after a wait: a place under the type's concurrency limit (the store
+/// ends the wait only if the limit admits one more; else the task waits for a place to free
+/// up), then a permit on this node if the task held one before (resuming tasks get freed
+/// slots first). The place comes first so that tasks with no place never hold a permit: a
+/// thousand approvals for a type limited to 2 do not pass this node's slots around. Waits
+/// as long as it takes, unless the task is asked to stop.
 async fn resume(live: &Arc<LiveTask>, name: &str, had_slot: bool) -> Result<(), Error> {
     let rt = &live.rt;
     let task_type = &live.started.name;
@@ -253,41 +311,40 @@ async fn resume(live: &Arc<LiveTask>, name: &str, had_slot: bool) -> Result<(), 
         .iter()
         .find(|(limited, _)| limited == task_type)
         .map(|(_, max)| *max);
+    let waits = rt.limit_freed.of(task_type);
+    let mut look = rt.config.heartbeat_interval;
     loop {
-        let freed = rt.limit_freed.notified();
+        let freed = waits.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        let permit = if had_slot {
-            tokio::select! {
-                biased;
-                () = live.cancel.cancelled() => return Err(cancelled(name)),
-                permit = rt.slots.acquire() => Some(permit),
-            }
-        } else {
-            None
-        };
         match rt
             .store
             .signal_resume(live.id, live.owner(), task_type, max_running)
             .await
         {
-            Ok(true) => {
-                *live.permit.lock().expect("permit poisoned") = permit;
-                live.set_waiting(None);
-                return Ok(());
-            }
+            Ok(true) => break,
             Ok(false) => {}
             Err(error) => {
                 tracing::warn!(task = %live.id, %error, "ending a wait for a signal failed; retrying")
             }
         }
-        // No place under the limit: the permit goes to others until one frees up.
-        drop(permit);
         tokio::select! {
             biased;
             () = live.cancel.cancelled() => return Err(cancelled(name)),
             () = &mut freed => {}
-            () = tokio::time::sleep(rt.config.heartbeat_interval) => {}
+            // The slow path, for a place freed on another node whose notice was lost.
+            () = tokio::time::sleep(look) => look = (look * 2).min(SLOWEST_LOOK),
         }
     }
+    // It counts under its type's limit again from here (`waiting_for` is cleared).
+    live.set_waiting(None);
+    if had_slot {
+        let permit = tokio::select! {
+            biased;
+            () = live.cancel.cancelled() => return Err(cancelled(name)),
+            permit = rt.slots.acquire() => permit,
+        };
+        *live.permit.lock().expect("permit poisoned") = Some(permit);
+    }
+    Ok(())
 }

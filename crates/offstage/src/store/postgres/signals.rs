@@ -168,7 +168,7 @@ pub(super) async fn resume(
 }
 
 /// How many tasks named `name` hold a place under its concurrency limit: running, and not
-/// waiting for a signal. What a limited claim and a resume count, under the type's lock.
+/// waiting for a signal (read through the partial index `offstage_tasks_holding`). What a limited claim and a resume count, under the type's lock.
 pub(super) async fn holding(conn: &mut sqlx::PgConnection, name: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM offstage_tasks \

@@ -14,7 +14,6 @@ use super::SqliteStore;
 use crate::error::Error;
 use crate::id::{NodeId, TaskId};
 use crate::signal::{SignalRecord, SignalSent};
-use crate::status::Status;
 
 /// The columns every signal query selects, in the order [`signal_from_row`] reads them.
 const COLUMNS: &str =
@@ -151,7 +150,7 @@ pub(super) async fn resume(
 }
 
 /// How many tasks named `name` hold a place under its concurrency limit: running, and not
-/// waiting for a signal. What a limited claim and a resume count, on the writer.
+/// waiting for a signal (read through the partial index `offstage_tasks_holding`). What a limited claim and a resume count, on the writer.
 pub(super) fn holding(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "SELECT count(*) FROM offstage_tasks \
@@ -184,14 +183,13 @@ pub(super) async fn limit_holders(
     let name = name.to_owned();
     store
         .read(move |conn| {
+            // The literal status lets SQLite read `offstage_tasks_holding` (migration 0011).
             conn.prepare_cached(
                 "SELECT id FROM offstage_tasks \
-                 WHERE status = ?1 AND name = ?2 AND waiting_for IS NULL ORDER BY id LIMIT ?3",
+                 WHERE status = 'running' AND name = ?1 AND waiting_for IS NULL \
+                 ORDER BY id LIMIT ?2",
             )?
-            .query_map(
-                params![Status::Running.as_str(), name, limit as i64],
-                |row| row.get(0),
-            )?
+            .query_map(params![name, limit as i64], |row| row.get(0))?
             .collect()
         })
         .await
