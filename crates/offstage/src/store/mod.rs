@@ -157,7 +157,7 @@ pub enum Notice {
     /// A task type was paused or resumed: receivers re-read the paused task types.
     TaskTypes,
     /// Signal `name` was sent to `task_id`: the node running it, if the task waits for it,
-    /// receives it now rather than at its next look at the store (every heartbeat).
+    /// receives it now rather than at its next look at the store.
     Signal {
         /// The task it was sent to.
         task_id: TaskId,
