@@ -29,10 +29,27 @@ export interface Task {
   parent: string | null;
   /** A child left running when its parent ends by itself. */
   detached: boolean;
+  /** While it runs and waits for a signal: the signal's name (it holds no slot meanwhile). */
+  waiting_for?: string | null;
+  /** When that wait times out, if it does. */
+  waiting_until?: string | null;
   /** `null` while queued or running, then the terminal status. */
   termination_status: "completed" | "failed" | "killed" | "missing" | null;
   is_running: boolean;
   [field: string]: unknown;
+}
+
+/** A signal as the server keeps it (`POST /api/tasks/{id}/signals/{name}`). */
+export interface Signal {
+  seq: number;
+  task_id: string;
+  name: string;
+  payload: unknown;
+  sent_at: string;
+  sent_by: string | null;
+  received_attempt: number | null;
+  received_at: string | null;
+  settled: boolean;
 }
 
 /** One log line of a task. */
@@ -123,6 +140,8 @@ export class Offstage {
   list(filter?: ListFilter): Promise<{ tasks: Task[]; next_before: string | null }>;
   launch(name: string, args?: unknown, options?: Record<string, unknown>): Promise<Task>;
   kill(id: string, options?: { grace_s?: number }): Promise<Task>;
+  /** Sends task `id` the signal `name` (the `signal` right, or the `control` role). */
+  signal(id: string, name: string, payload?: unknown): Promise<Signal>;
   logs(id: string, options?: { after?: number; limit?: number }): Promise<{ lines: LogLine[]; next_after: number }>;
   watch(id: string, handlers?: WatchHandlers): Watch;
   watchAll(handlers?: WatchHandlers): Watch;

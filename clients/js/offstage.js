@@ -164,6 +164,16 @@ export class Offstage {
     return this.request("POST", `/api/tasks/${encodeURIComponent(id)}/kill`, options);
   }
 
+  /**
+   * Sends task `id` the signal `name` with `payload` (any JSON value; the `signal` right, or
+   * the `control` role): kept until the task waits for it. Resolves with the signal as the
+   * server keeps it; a task that has ended is an `OffstageError` with code `conflict`.
+   */
+  signal(id, name, payload = null) {
+    return this.request("POST",
+      `/api/tasks/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`, payload);
+  }
+
   /** Up to `limit` log lines of task `id` after line `after`: `{lines, next_after}`. */
   logs(id, { after = 0, limit } = {}) {
     const query = new URLSearchParams({ after: String(after) });

@@ -2,6 +2,7 @@
 // time, live, with how many tasks there are of each status.
 
 import { bulkPanel } from "./actions.js";
+import { isSignalLine, waitingMark } from "./signal.js";
 import { api, session, watch } from "./api.js";
 import {
   $, badge, durationEl, go, h, href, progressEl, shortId, STATUS_MARK, STATUSES, tell, throttled,
@@ -139,7 +140,7 @@ export function taskListView(main, params) {
    *  replaced, so a link under the pointer is never swapped out mid-click. */
   function renderRow(task) {
     const changing = () => [
-      badge(task.status),
+      h("span", {}, badge(task.status), task.waiting_for ? [" ", waitingMark(task)] : ""),
       progressEl(task),
       task.started_at || task.status !== "queued" ? timeEl(task.started_at)
         : h("span", { class: "muted" }, "at ", timeEl(task.run_at)),
@@ -164,6 +165,15 @@ export function taskListView(main, params) {
       h("td", { class: "id" }, h("code", { title: task.id }, shortId(task.id))));
     rows.set(task.id, fresh);
     return fresh;
+  }
+
+  async function refreshRow(task) {
+    try {
+      const fresh = await api(`api/tasks/${task.id}`);
+      if (!tasks.has(task.id)) return;
+      Object.assign(task, { waiting_for: fresh.waiting_for, waiting_until: fresh.waiting_until });
+      renderRow(task);
+    } catch { /* the stream reports problems */ }
   }
 
   function showEmpty() {
@@ -233,6 +243,9 @@ export function taskListView(main, params) {
         const known = tasks.get(event.task_id);
         if (type === "state") {
           if (known) { known.state = event.state; renderRow(known); }
+        } else if (type === "log") {
+          // A wait for a signal began or ended: the record says what it waits for.
+          if (known && isSignalLine(event.line)) refreshRow(known);
         } else if (type === "launched" || type === "started" || type === "finished") {
           counts.soon();
           const task = event.task;

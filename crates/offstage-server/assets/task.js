@@ -1,4 +1,5 @@
-// One task (`#/tasks/<id>`): everything about it, live, with its log and a Kill button.
+// One task (`#/tasks/<id>`): everything about it, live, with its log, a Kill button and, while
+// it runs, Send signal.
 
 import { rerunPanel, rerunsOf } from "./actions.js";
 import { api, session, setLive, watch } from "./api.js";
@@ -7,6 +8,7 @@ import {
   $, ask, badge, durationEl, fact, fmtDuration, fmtTime, h, pretty, progressEl, progressOf,
   tell, timeEl,
 } from "./ui.js";
+import { isSignalLine, signalPanel, waitingMark } from "./signal.js";
 import { followWaiting, showWaiting, waitingEl } from "./waiting.js";
 
 /** The log lines the page keeps; `offstage logs` has them all. */
@@ -41,6 +43,7 @@ export function taskView(main, id) {
   });
   const problem = h("p", { class: "notice error", role: "alert", hidden: true });
   const rerun = rerunPanel();
+  const signal = signalPanel();
   // This task's reruns (`?rerun_of=`), read with the task; its own original is in the record.
   let reruns = "—";
   // The path up to the root, read once (a parent never changes), and the children, live.
@@ -51,9 +54,11 @@ export function taskView(main, id) {
   main.append(
     crumbs.el,
     h("div", { class: "page-head" }, h("div", { class: "title" }, title, status),
-      h("div", { class: "head-buttons" }, rerun.button, killButton)),
+      h("div", { class: "head-buttons" }, rerun.button, signal.button, killButton)),
     problem,
     waiting,
+    signal.sent,
+    signal.form,
     progress,
     outcome,
     rerun.form,
@@ -76,7 +81,7 @@ export function taskView(main, id) {
   function render() {
     title.textContent = task.name;
     document.title = `${task.name} · Offstage`;
-    status.replaceChildren(badge(task.status));
+    status.replaceChildren(badge(task.status), " ", waitingMark(task));
     killButton.hidden = !(session.can("control") && task.is_running);
     progress.replaceChildren(progressOf(task.state) ? progressEl(task) : "");
     facts.replaceChildren(
@@ -92,6 +97,9 @@ export function taskView(main, id) {
       ...fact("Timeout", task.timeout_s ? fmtDuration(task.timeout_s * 1000) : "none"),
       ...fact("Node", task.node ? h("code", {}, task.node) : "—"),
       ...fact("Isolated", task.isolated ? "yes, in a worker process of its own" : "no"),
+      ...(task.waiting_for ? fact("Waiting for", h("span", { id: "waiting-for" },
+        h("code", {}, task.waiting_for), task.waiting_until ? [" until ", timeEl(task.waiting_until)]
+          : " (no timeout)")) : []),
       ...(task.run_at !== task.launched_at ? fact("Run at", timeEl(task.run_at)) : []),
       ...(task.parent ? fact("Parent", h("span", {},
         h("a", { href: `#/tasks/${task.parent}`, id: "parent-link" }, h("code", {}, task.parent)),
@@ -100,6 +108,7 @@ export function taskView(main, id) {
         h("code", {}, task.rerun_of))) : []),
       ...fact("Reruns", reruns));
     rerun.update(task);
+    signal.update(task);
     args.textContent = pretty(task.args);
     state.textContent = pretty(task.state);
     stateNote.textContent = task.is_running ? "live" : "final";
@@ -117,6 +126,16 @@ export function taskView(main, id) {
     checkpoint.textContent = pretty(task.checkpoint);
     checkpointNote.replaceChildren("saved ", timeEl(task.checkpoint_at),
       task.is_running ? "; a retry starts from it" : "");
+  }
+
+  async function refreshWaiting() {
+    try {
+      const fresh = await api(`api/tasks/${id}`);
+      if (!task.is_running) return;
+      task = { ...task, waiting_for: fresh.waiting_for, waiting_until: fresh.waiting_until,
+        waiting: fresh.waiting };
+      render();
+    } catch { /* the stream reports problems */ }
   }
 
   function renderOutcome() {
@@ -208,6 +227,8 @@ export function taskView(main, id) {
       }
       if (lines.length) { logNote.textContent = ""; appendLines(lines); }
       render();
+      // A wait for a signal began or ended: what it waits for is in the record, not the event.
+      if (lines.some(isSignalLine) && task.is_running) refreshWaiting();
     },
     ended: () => setLive("ended"),
     failed: showProblem,

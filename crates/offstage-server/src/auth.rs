@@ -314,6 +314,23 @@ impl Access {
             _ => Ok(()),
         }
     }
+    /// `Ok` when the caller may send signals to `record`: 404 outside the scope (as for an
+    /// unknown id), 403 inside it for a token without the `signal` right.
+    pub fn check_signals(&self, record: &offstage::TaskRecord) -> Result<(), ApiError> {
+        self.check_sees(record)?;
+        match self {
+            Access::Scoped(grant) if !grant.rights.can_signal() => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{}; sending a signal needs a token with the \"signal\" right (e.g. \
+                     [\"read\", \"signal\"]): mint one",
+                    grant.describe()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The 404 of `Runtime::record` for an id no task has.

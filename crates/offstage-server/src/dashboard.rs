@@ -62,6 +62,7 @@ const ASSETS: &[Asset] = &[
     asset!("task-types.js", JAVASCRIPT),
     asset!("nodes.js", JAVASCRIPT),
     asset!("waiting.js", JAVASCRIPT),
+    asset!("signal.js", JAVASCRIPT),
     asset!("actions.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),

@@ -134,6 +134,34 @@ struct Cursor {
     done: u64,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "what": "refund order 1042", "timeout_s": 3600 }))]
+struct Approval {
+    /// What needs approving, for the log.
+    #[serde(default = "something")]
+    what: String,
+    /// How long to wait for the signal `approve`, in seconds.
+    #[serde(default = "an_hour")]
+    timeout_s: f64,
+}
+
+fn something() -> String {
+    "the demo".to_owned()
+}
+
+fn an_hour() -> f64 {
+    3600.0
+}
+
+/// The payload of the signal `approve`: `{"approved": true, "by": "ann"}`.
+#[derive(Deserialize)]
+struct Decision {
+    approved: bool,
+    #[serde(default)]
+    by: Option<String>,
+}
+
 fn duration(seconds: f64) -> Result<Duration, TaskError> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| TaskError::new("bad_input", format!("{seconds} is not a number of seconds")))
@@ -208,8 +236,8 @@ impl Registers for Worker {
 }
 
 /// Registers `demo.sleep`, `demo.count`, `demo.echo`, `demo.fail`, `demo.log`, `demo.tally`,
-/// `demo.import` (resumable: it checkpoints its cursor, and retries), and the isolated
-/// `demo.spin` and `demo.hog`.
+/// `demo.import` (resumable: it checkpoints its cursor, and retries), `demo.fanout` (children),
+/// `demo.approval` (waits for a signal), and the isolated `demo.spin` and `demo.hog`.
 pub fn register<R: Registers>(builder: R) -> R {
     use offstage::args_schema as schema;
     builder
@@ -220,6 +248,7 @@ pub fn register<R: Registers>(builder: R) -> R {
         .args_schema("demo.log", schema::<Lines>())
         .args_schema("demo.tally", schema::<Tally>())
         .args_schema("demo.import", schema::<Import>())
+        .args_schema("demo.approval", schema::<Approval>())
         .args_schema("demo.spin", schema::<Seconds>())
         .args_schema("demo.hog", schema::<Megabytes>())
         .args_schema("demo.fanout", schema::<Fanout>())
@@ -340,6 +369,44 @@ pub fn register<R: Registers>(builder: R) -> R {
             }
             Ok::<_, TaskError>(json!({ "completed": done - failed, "failed": failed }))
         })
+        // Waits for a person: the signal `approve` (`{"approved": true, "by": "ann"}`), sent
+        // with the task page's Send signal, `offstage signal ID approve --payload …` or
+        // `POST /api/tasks/{id}/signals/approve`; then completes or fails by it. Limited to 2
+        // at a time, yet any number can wait: a task waiting for a signal holds no slot. If its
+        // node dies while it waits it runs again (kind `missing` retries) and receives the
+        // signal sent meanwhile. In a remote worker it fails at once (signals are for tasks
+        // that run on a node).
+        .task_with(
+            "demo.approval",
+            TaskTypeOptions::default().concurrency_limit(2).retry(
+                offstage::Retry::new(3)
+                    .kinds(&["missing"])
+                    .backoff(Duration::from_millis(200), Duration::from_secs(5)),
+            ),
+            |ctx: Context, args: Approval| async move {
+                let timeout = duration(args.timeout_s)?;
+                ctx.log(format!("asking for approval of {}", args.what));
+                let decision: Decision = match ctx.wait_signal("approve", Some(timeout)).await {
+                    Ok(decision) => decision,
+                    Err(e) if e.kind() == offstage::ErrorKind::SignalTimeout => {
+                        return Err(TaskError::new(
+                            "unapproved",
+                            format!("nobody approved {} in {} s", args.what, args.timeout_s),
+                        ))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let by = decision.by.unwrap_or_else(|| "someone".to_owned());
+                if !decision.approved {
+                    return Err(TaskError::new(
+                        "refused",
+                        format!("{by} refused {}", args.what),
+                    ));
+                }
+                ctx.log(format!("{by} approved {}", args.what));
+                Ok::<_, TaskError>(json!({ "approved_by": by }))
+            },
+        )
         // Burns CPU without ever awaiting: nothing in-process could stop it before it ends by
         // itself, so it runs isolated, in a worker process of its own, where a kill or a
         // timeout ends it with SIGKILL after the grace period.

@@ -214,6 +214,7 @@ pub fn app(mut state: AppState) -> Router {
         .route("/api/tasks", get(api::tasks::list))
         .route("/api/tasks/{id}", get(api::tasks::show))
         .route("/api/tasks/{id}/logs", get(api::tasks::logs))
+        .route("/api/tasks/{id}/signals", get(api::signals::list))
         .route_layer(guard!(
             &state,
             Gate::Scoped {
@@ -251,9 +252,11 @@ pub fn app(mut state: AppState) -> Router {
         // A rerun is a launch (of a task that is over), with the original's options.
         .route("/api/tasks/{id}/rerun", post(api::actions::rerun))
         .route_layer(guard!(&state, Gate::Role(Role::Launch)));
-    // A scoped token with the `kill` right kills within its scope.
+    // A scoped token with the `kill` right kills within its scope; one with the `signal`
+    // right sends signals there.
     let kill = Router::new()
         .route("/api/tasks/{id}/kill", post(api::tasks::kill))
+        .route("/api/tasks/{id}/signals/{name}", post(api::signals::send))
         .route_layer(guard!(
             &state,
             Gate::Scoped {

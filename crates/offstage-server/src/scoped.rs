@@ -1,8 +1,8 @@
 //! Scoped tokens: what a web app hands its own user's browser.
 //!
 //! A scoped token names one **scope**, one task or one owner (every task launched with that
-//! `owner`), the **rights** it carries there (`read`: state, logs, events, result; and
-//! optionally `kill`), and when it **expires**. It is signed with the server's secret
+//! `owner`), the **rights** it carries there (`read`: state, logs, events, signals, result;
+//! and optionally `kill` and `signal`), and when it **expires**. It is signed with the server's secret
 //! (HMAC-SHA256), so any node that has the secret checks it without a store lookup, and nobody
 //! without the secret can make or change one. Everything else the API offers (launch, purge,
 //! schedules, other owners' tasks) stays out of its reach. `docs/end-users.md` has the model and
@@ -26,7 +26,7 @@
 //! let state = offstage_server::AppState::new(runtime).scoped_tokens(tokens.clone());
 //! let router = offstage_server::app_at("/offstage", state);
 //! // In a request handler, for the signed-in user `u1`:
-//! let minted = tokens.mint(Scope::Owner("u1".into()), Rights::ReadAndKill, Duration::from_secs(900));
+//! let minted = tokens.mint(Scope::Owner("u1".into()), Rights::READ_AND_KILL, Duration::from_secs(900));
 //! assert!(minted.token.starts_with("ost1."));
 //! # }
 //! ```
@@ -82,55 +82,93 @@ impl fmt::Display for Scope {
     }
 }
 
-/// What a scoped token may do within its scope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Rights {
-    /// Read the tasks: list them, their state, logs, events and results.
-    Read,
-    /// `Read`, and kill them (a Stop button).
-    ReadAndKill,
+/// What a scoped token may do within its scope: always read, and optionally kill and send
+/// signals. A set of rights; on the wire a list of names, `["read"]`, `["read", "kill"]`,
+/// `["read", "signal"]`, `["read", "kill", "signal"]`.
+///
+/// ```
+/// use offstage_server::Rights;
+///
+/// let approver = Rights::READ.with_signal(); // sees its tasks, and approves them
+/// assert_eq!(approver.names(), ["read", "signal"]);
+/// assert!(approver.can_signal() && !approver.can_kill());
+/// assert_eq!(Rights::from_names(&["read", "kill"]), Ok(Rights::READ_AND_KILL));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rights {
+    kill: bool,
+    signal: bool,
 }
 
 impl Rights {
-    /// True when the token may kill tasks in its scope.
-    pub fn can_kill(self) -> bool {
-        matches!(self, Rights::ReadAndKill)
+    /// Read the tasks: list them, their state, logs, events, signals and results.
+    pub const READ: Rights = Rights {
+        kill: false,
+        signal: false,
+    };
+    /// Read, and kill them (a Stop button).
+    pub const READ_AND_KILL: Rights = Rights {
+        kill: true,
+        signal: false,
+    };
+
+    /// These rights and `kill`.
+    pub const fn with_kill(self) -> Self {
+        Self { kill: true, ..self }
     }
 
-    /// The rights as the wire says them: `["read"]` or `["read", "kill"]`.
-    pub fn names(self) -> &'static [&'static str] {
-        match self {
-            Rights::Read => &["read"],
-            Rights::ReadAndKill => &["read", "kill"],
+    /// These rights and `signal`: send signals to the tasks (an Approve button).
+    pub const fn with_signal(self) -> Self {
+        Self {
+            signal: true,
+            ..self
         }
     }
 
-    /// Reads `["read"]` or `["read", "kill"]` (in any order). The error says what is accepted.
+    /// True when the token may kill tasks in its scope.
+    pub fn can_kill(self) -> bool {
+        self.kill
+    }
+
+    /// True when the token may send signals to tasks in its scope.
+    pub fn can_signal(self) -> bool {
+        self.signal
+    }
+
+    /// The rights as the wire says them, `read` first: `["read"]`, `["read", "kill"]`,
+    /// `["read", "signal"]` or `["read", "kill", "signal"]`.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = vec!["read"];
+        if self.kill {
+            names.push("kill");
+        }
+        if self.signal {
+            names.push("signal");
+        }
+        names
+    }
+
+    /// Reads a list of rights (`read`, and optionally `kill` and `signal`, in any order). The
+    /// error says what is accepted.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
-        let (mut read, mut kill) = (false, false);
+        const ACCEPTED: &str = "give [\"read\"], optionally with \"kill\" and \"signal\"";
+        let (mut read, mut rights) = (false, Rights::READ);
         for name in names {
             match name.as_ref() {
                 "read" => read = true,
-                "kill" => kill = true,
-                other => {
-                    return Err(format!(
-                        "`{other}` is not a right: give [\"read\"] or [\"read\", \"kill\"]"
-                    ))
-                }
+                "kill" => rights.kill = true,
+                "signal" => rights.signal = true,
+                other => return Err(format!("`{other}` is not a right: {ACCEPTED}")),
             }
         }
-        match (read, kill) {
-            (true, false) => Ok(Rights::Read),
-            (true, true) => Ok(Rights::ReadAndKill),
-            (false, true) => Err(
-                "kill needs read too (a Stop button shows the task it stops): give \
-                 [\"read\", \"kill\"]"
-                    .into(),
-            ),
-            (false, false) => {
-                Err("no rights given: give [\"read\"] or [\"read\", \"kill\"]".into())
-            }
+        match (read, rights) {
+            (true, rights) => Ok(rights),
+            (false, Rights::READ) => Err(format!("no rights given: {ACCEPTED}")),
+            (false, _) => Err(format!(
+                "kill and signal need read too (a Stop or Approve button shows the task it \
+                 acts on): give {:?}",
+                rights.names()
+            )),
         }
     }
 }
@@ -159,10 +197,11 @@ impl Grant {
     /// Says what the token allows, for refusals: "this token is scoped to owner `u1` with
     /// rights read, kill: it can read and kill that owner's tasks, nothing else".
     pub fn describe(&self) -> String {
-        let verbs = if self.rights.can_kill() {
-            "read and kill"
-        } else {
-            "read"
+        let verbs = match (self.rights.can_kill(), self.rights.can_signal()) {
+            (false, false) => "read",
+            (true, false) => "read and kill",
+            (false, true) => "read and signal",
+            (true, true) => "read, kill and signal",
         };
         let what = match &self.scope {
             Scope::Task(_) => "that task",
@@ -341,19 +380,19 @@ mod tests {
         let tokens = ScopedTokens::new(SECRET);
         let minted = tokens.mint(
             Scope::Owner("u1".into()),
-            Rights::ReadAndKill,
+            Rights::READ_AND_KILL,
             Duration::from_secs(60),
         );
         let grant = tokens.verify(&minted.token).unwrap();
         assert_eq!(grant.scope, Scope::Owner("u1".into()));
-        assert_eq!(grant.rights, Rights::ReadAndKill);
+        assert_eq!(grant.rights, Rights::READ_AND_KILL);
         assert_eq!(grant.expires_at, minted.expires_at);
 
         // Another owner's payload under the same MAC.
         let (_, mac) = minted.token.rsplit_once('.').unwrap();
         let other = tokens.mint(
             Scope::Owner("u2".into()),
-            Rights::ReadAndKill,
+            Rights::READ_AND_KILL,
             Duration::from_secs(60),
         );
         let (other_signed, _) = other.token.rsplit_once('.').unwrap();
@@ -373,7 +412,7 @@ mod tests {
     fn a_token_past_its_time_is_expired() {
         let tokens = ScopedTokens::new(SECRET);
         let past = Utc::now() - chrono::Duration::seconds(5);
-        let minted = tokens.mint_until(Scope::Owner("u1".into()), Rights::Read, past);
+        let minted = tokens.mint_until(Scope::Owner("u1".into()), Rights::READ, past);
         assert!(matches!(
             tokens.verify(&minted.token),
             Err(Refused::Expired(_))
@@ -386,12 +425,19 @@ mod tests {
         assert!(error.contains("at least 32"), "{error}");
         assert_eq!(
             Rights::from_names(&["kill", "read"]),
-            Ok(Rights::ReadAndKill)
+            Ok(Rights::READ_AND_KILL)
         );
         assert!(Rights::from_names(&["kill"])
             .unwrap_err()
-            .contains("needs read"));
+            .contains("need read"));
         assert!(Rights::from_names(&["signal"])
+            .unwrap_err()
+            .contains("need read"));
+        assert_eq!(
+            Rights::from_names(&["signal", "read", "kill"]),
+            Ok(Rights::READ.with_kill().with_signal())
+        );
+        assert!(Rights::from_names(&["read", "launch"])
             .unwrap_err()
             .contains("not a right"));
         assert!(Rights::from_names::<&str>(&[]).is_err());

@@ -500,7 +500,7 @@ async fn every_bad_input_is_a_4xx_that_says_how_to_fix_it() {
             ),
             StatusCode::BAD_REQUEST,
             "invalid_rights",
-            "[\"read\", \"kill\"]",
+            "optionally with \"kill\" and \"signal\"",
         ),
         (
             post(
@@ -776,6 +776,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /api/tasks/{id}",
         "GET /api/tasks/{id}/events",
         "GET /api/tasks/{id}/logs",
+        "GET /api/tasks/{id}/signals",
         "GET /api/workers",
         "GET /healthz",
         "GET /readyz",
@@ -787,6 +788,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "POST /api/tasks",
         "POST /api/tasks/{id}/kill",
         "POST /api/tasks/{id}/rerun",
+        "POST /api/tasks/{id}/signals/{name}",
         "POST /api/tokens",
         "PUT /api/schedules/{name}",
         "PUT /api/shared/{name}",

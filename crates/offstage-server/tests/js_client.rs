@@ -185,6 +185,50 @@ async fn watch_delivers_every_state_once_and_in_order_across_a_dropped_connectio
     not(offstage_test_browser),
     ignore = "needs headless Chromium: set OFFSTAGE_TEST_BROWSER=1 (see tests/common/browser.rs)"
 )]
+async fn signal_approves_a_watched_task_and_a_finished_one_is_a_conflict() {
+    let page = ClientPage::start().await;
+    let id = page
+        .api
+        .launch(json!({ "name": "demo.approval", "args": {} }))
+        .await;
+    let seen = page
+        .run(
+            r#"
+            const control = new Offstage(undefined, { token: "c" });
+            let watch;
+            // Approve once the task says it waits: an Approve button.
+            const waiting = new Promise((resolve) => {
+                watch = control.watch(args.id, {
+                    snapshot(task) { if (task.waiting_for === "approve") resolve(); },
+                    log(line) { if (line.message.startsWith("waiting for signal")) resolve(); },
+                });
+            });
+            await waiting;
+            const sent = await control.signal(args.id, "approve", { approved: true, by: "js" });
+            const final = await watch.done;
+            let refused = null;
+            try { await control.signal(args.id, "approve", true); } catch (error) {
+                refused = { code: error.code, status: error.status, message: error.message };
+            }
+            return { sent, final, refused };
+            "#,
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(seen["sent"]["name"], "approve", "{seen}");
+    assert_eq!(seen["sent"]["payload"]["by"], "js", "{seen}");
+    assert_eq!(seen["final"]["status"], "completed", "{seen}");
+    assert_eq!(seen["final"]["return_value"]["approved_by"], "js", "{seen}");
+    assert_eq!(seen["refused"]["code"], "conflict", "{seen}");
+    assert_eq!(seen["refused"]["status"], 409, "{seen}");
+    page.close().await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "needs headless Chromium: set OFFSTAGE_TEST_BROWSER=1 (see tests/common/browser.rs)"
+)]
 async fn kill_ends_a_watched_task_killed_with_its_finished_event_once() {
     let page = ClientPage::start().await;
     let id = page

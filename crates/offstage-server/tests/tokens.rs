@@ -355,10 +355,10 @@ async fn expired_changed_and_foreign_tokens_are_401() {
     // The app's side: the same secret, minting in Rust.
     let tokens = ScopedTokens::new(SECRET.as_bytes());
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);
-    let expired = tokens.mint_until(Scope::Owner("u1".into()), Rights::Read, past);
+    let expired = tokens.mint_until(Scope::Owner("u1".into()), Rights::READ, past);
     let good = tokens.mint(
         Scope::Owner("u1".into()),
-        Rights::Read,
+        Rights::READ,
         Duration::from_secs(60),
     );
     let (status, _) = call(
@@ -388,14 +388,14 @@ async fn expired_changed_and_foreign_tokens_are_401() {
     // Another owner in the payload, the MAC of the good token.
     let other = tokens.mint(
         Scope::Owner("u2".into()),
-        Rights::Read,
+        Rights::READ,
         Duration::from_secs(60),
     );
     let (other_payload, _) = other.token.rsplit_once('.').unwrap();
     let (_, good_mac) = good.token.rsplit_once('.').unwrap();
     let elsewhere = ScopedTokens::new(b"the secret of some other server, 32+ bytes").mint(
         Scope::Owner("u1".into()),
-        Rights::Read,
+        Rights::READ,
         Duration::from_secs(60),
     );
     for bad in [
@@ -436,7 +436,7 @@ async fn an_open_server_holds_a_scoped_token_to_its_scope() {
     let token = ScopedTokens::new(SECRET.as_bytes())
         .mint(
             Scope::Owner("u1".into()),
-            Rights::Read,
+            Rights::READ,
             Duration::from_secs(60),
         )
         .token;
@@ -683,7 +683,7 @@ async fn a_scoped_stream_ends_when_its_token_expires() {
     // In one to two seconds (`exp` is whole seconds, rounded up): time to open both streams.
     let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
     let token = tokens
-        .mint_until(Scope::Owner("u1".into()), Rights::Read, soon)
+        .mint_until(Scope::Owner("u1".into()), Rights::READ, soon)
         .token;
     let mut streams = Vec::new();
     for path in [

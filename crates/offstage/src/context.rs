@@ -1,9 +1,10 @@
 //! The **context**: what a running task holds.
 //!
 //! The runtime hands every task body a [`Context`]: the task's id, the only writer of its
-//! state, its log, its checkpoint (what it saved to resume from), and the signal that it has
-//! been asked to stop. There is no public way to make one, so no code outside the task can
-//! write the task's state or its checkpoint.
+//! state, its log, its checkpoint (what it saved to resume from), the signal that it has been
+//! asked to stop, its children ([`Context::launch`]) and the named signals it waits for
+//! ([`Context::wait_signal`]). There is no public way to make one, so no code outside the task
+//! can write the task's state or its checkpoint.
 //!
 //! ```
 //! use offstage::{Context, TaskError};
@@ -478,6 +479,64 @@ impl Context {
                     "task {} runs in a worker (isolated or remote), which cannot read the \
                      store: list its children over HTTP (GET /api/tasks?parent={})",
                     task.id, task.id
+                ),
+            )),
+        }
+    }
+
+    /// Waits for signal `name` ([`crate::SignalRecord`]) and returns its payload as a `T`. A
+    /// signal of that name sent before the wait is received at once; signals are received
+    /// oldest first, each once per attempt (and again by the next attempt if this one did not
+    /// get past it: see [`crate::SignalRecord::settled`]).
+    ///
+    /// While it waits the task is `running` with `waiting_for` set, and it holds no slot: not
+    /// this node's, and no place under its type's concurrency limit, so a type limited to 2
+    /// can have any number of tasks waiting. Before the body goes on it takes a slot again,
+    /// and waits for one if none is free.
+    ///
+    /// Errors: [`ErrorKind::SignalTimeout`] when `timeout` passes with no signal (the task
+    /// goes on, and decides); [`ErrorKind::Cancelled`] when the task is killed, times out or
+    /// is interrupted meanwhile (return it); [`ErrorKind::InvalidArgument`] for a bad name, or
+    /// a payload that does not deserialize into `T` (that signal counts as received). Only for
+    /// tasks that run on a node: a task in a worker gets an error.
+    ///
+    /// ```
+    /// # use offstage::{Context, TaskError};
+    /// # async fn deploy(ctx: Context, _: ()) -> Result<(), TaskError> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Approval { approved: bool }
+    /// let approval: Approval = ctx.wait_signal("approve", None).await?;
+    /// if !approval.approved {
+    ///     return Err(TaskError::new("refused", "the deploy was not approved"));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_signal<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<T, Error> {
+        match &self.backing {
+            Backing::Node(task) => {
+                let payload = crate::runtime::signals::wait(task, name, timeout).await?;
+                serde_json::from_value(payload).map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "the payload of signal {name:?} does not fit the type task {} \
+                             expects: {e}. It counts as received: wait again for the next one",
+                            task.id
+                        ),
+                    )
+                })
+            }
+            Backing::Worker(task) => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "signals are received by tasks that run on a node, and task {} runs in a \
+                     worker (isolated or remote): run its task type in-process to wait for \
+                     signal {name:?}",
+                    task.id
                 ),
             )),
         }

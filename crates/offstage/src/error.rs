@@ -60,6 +60,13 @@ pub enum ErrorKind {
     /// may not claim, start, save or finish one. The runtime handles this by itself: it stops
     /// the tasks it was running and rejoins the cluster as a new node.
     NodeDead,
+    /// [`crate::Context::wait_signal`] waited its whole timeout and no signal of that name came.
+    /// The task goes on running and decides what that means (fail, remind someone, wait again).
+    SignalTimeout,
+    /// The task was asked to stop (killed, timed out, its node shutting down) while it waited
+    /// in an Offstage call ([`crate::Context::wait_signal`]). Return it: the task ends as the
+    /// stop says (`killed`, `failed` with kind `timeout`, `missing`).
+    Cancelled,
 }
 
 /// An error from an Offstage call.

@@ -19,6 +19,8 @@
 //!   [`Runtime::follow`]);
 //! - [`Schedule`]: task types launched on the ticks of a cron expression;
 //! - [`Shared`]: named JSON documents under a lock held across nodes;
+//! - [`SignalRecord`]: named, durable messages a task waits for ([`Context::wait_signal`],
+//!   [`Runtime::signal`]);
 //! - [`Stats`]: what each task type did, minute by minute ([`Runtime::stats`]);
 //! - `Worker` (feature `worker`): a process that serves task types for a node;
 //! - [`store`]: the durable record, one trait and its backends: the module to read to write
@@ -67,6 +69,7 @@ mod registry;
 mod runtime;
 mod schedule;
 mod shared;
+mod signal;
 mod stats;
 mod status;
 pub mod store;
@@ -95,6 +98,7 @@ pub use runtime::{
 };
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
+pub use signal::{SignalRecord, SignalSent};
 pub use stats::{
     Stats, StatsRow, StatsTotals, StatsWindow, TypeStats, WaitHistogram, WAIT_BUCKETS,
 };

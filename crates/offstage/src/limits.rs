@@ -24,7 +24,7 @@ pub use crate::worker::protocol::MAX_MESSAGE_BYTES as MAX_WORKER_MESSAGE_BYTES;
 pub const MAX_KEY_CHARS: usize = 1_024;
 /// The longest owner a task may have, in characters.
 pub const MAX_OWNER_CHARS: usize = 256;
-/// The longest name of a task type, a schedule or a shared document, in characters.
+/// The longest name of a task type, a schedule, a shared document or a signal, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 
 /// Checks that `value` (the caller's `what`: "key", "owner", "task type name", ...) is at most

@@ -413,6 +413,17 @@ impl Task {
         self.record().await?.is_completed()
     }
 
+    /// Sends signal `name` with `payload` to this task: kept until the task receives it with
+    /// [`crate::Context::wait_signal`] (see [`crate::Runtime::signal`] for the errors).
+    pub async fn signal(
+        &self,
+        name: &str,
+        payload: &impl serde::Serialize,
+    ) -> Result<crate::SignalRecord, Error> {
+        let payload = crate::runtime::signals::to_json(name, payload)?;
+        crate::runtime::signals::send(&self.rt, self.id, name, payload, None).await
+    }
+
     /// Kills the task with the runtime's grace period and waits until it has ended. Returns the
     /// final record: `killed`, or whatever it reached first if it had already finished.
     pub async fn kill(&self) -> Result<TaskRecord, Error> {

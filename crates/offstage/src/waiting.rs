@@ -1,5 +1,6 @@
 //! The **waiting reason**: why a queued task is not running yet (or why a running task that
-//! was asked to die still runs), computed on read from the store and the nodes' reports.
+//! was asked to die still runs, or what a running task waits for), computed on read from the
+//! store and the nodes' reports.
 //!
 //! ```no_run
 //! # async fn demo(rt: offstage::Runtime, id: offstage::TaskId) -> Result<(), offstage::Error> {
@@ -38,6 +39,9 @@ pub enum WaitingCode {
     Due,
     /// It runs still, although a kill was asked and the grace period has passed.
     KillOverdue,
+    /// It runs, and waits for a signal (`signal`, until `run_at` if the wait times out),
+    /// holding no slot meanwhile.
+    Signal,
 }
 
 impl WaitingCode {
@@ -52,6 +56,7 @@ impl WaitingCode {
             Self::SlotsBusy => "slots_busy",
             Self::Due => "due",
             Self::KillOverdue => "kill_overdue",
+            Self::Signal => "signal",
         }
     }
 }
@@ -70,9 +75,12 @@ pub struct Waiting {
     pub code: WaitingCode,
     /// The reason as a sentence, with what to do about it where there is something to do.
     pub message: String,
-    /// `scheduled`, `retry_backoff`: when it becomes due.
+    /// `scheduled`, `retry_backoff`: when it becomes due. `signal`: when the wait times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
+    /// `signal`: the name of the signal it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     /// `paused`: since when its type is paused. `kill_overdue`: when the kill was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
@@ -99,6 +107,7 @@ impl Waiting {
             code,
             message: message.into(),
             run_at: None,
+            signal: None,
             since: None,
             limit: None,
             holders: Vec::new(),

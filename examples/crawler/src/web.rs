@@ -248,9 +248,11 @@ async fn token(
     State(state): State<WebState>,
     Extension(Session(session)): Extension<Session>,
 ) -> Response {
-    let minted = state
-        .tokens
-        .mint(Scope::Owner(session), Rights::ReadAndKill, state.token_ttl);
+    let minted = state.tokens.mint(
+        Scope::Owner(session),
+        Rights::READ_AND_KILL,
+        state.token_ttl,
+    );
     let body = json!({
         "token": minted.token,
         "expires_at": minted.expires_at,

@@ -130,7 +130,7 @@ async fn launch_report(
 async fn token(State(app): State<App>, User(user): User) -> Json<Minted> {
     Json(
         app.tokens
-            .mint(Scope::Owner(user), Rights::ReadAndKill, TOKEN_TTL),
+            .mint(Scope::Owner(user), Rights::READ_AND_KILL, TOKEN_TTL),
     )
 }
 

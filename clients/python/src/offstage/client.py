@@ -105,6 +105,13 @@ class Client:
         assert isinstance(record, dict)
         return record
 
+    def _signal(self, task_id: str, name: str, payload: Any) -> dict[str, Any]:
+        signal = self._request(
+            "POST", f"/api/tasks/{_quote(task_id)}/signals/{_quote(name)}", json=payload
+        )
+        assert isinstance(signal, dict)
+        return signal
+
     def _logs(self, task_id: str, after: int) -> list[LogLine]:
         lines: list[LogLine] = []
         while True:
@@ -370,6 +377,18 @@ class Client:
     def kill(self, task_id: str, grace: float | None = None) -> None:
         """Kills the task with id ``task_id`` (see :meth:`Task.kill`)."""
         self._kill(task_id, grace)
+
+    def signal(self, task_id: str, name: str, payload: Any = None) -> dict[str, Any]:
+        """Sends the task with id ``task_id`` the signal ``name`` with ``payload`` (see
+        :meth:`Task.signal`); returns the signal as the server keeps it."""
+        return self._signal(task_id, name, payload)
+
+    def signals(self, task_id: str) -> list[dict[str, Any]]:
+        """The signals sent to the task with id ``task_id``, oldest first: each ``{"seq",
+        "name", "payload", "sent_at", "sent_by", "received_attempt", "received_at",
+        "settled"}``."""
+        answer = self._request("GET", f"/api/tasks/{_quote(task_id)}/signals")
+        return list(answer["signals"])
 
     def task_types(self) -> list[dict[str, Any]]:
         """The task types the server knows, each ``{"name", "workers", "counts"}``."""

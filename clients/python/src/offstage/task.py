@@ -228,14 +228,45 @@ class Task:
         return str(self._live().get("status"))
 
     def get_waiting(self) -> dict[str, Any] | None:
-        """Why the task is not running yet (queued), or still runs after a kill: a dict with
-        ``code`` (``paused``, ``scheduled``, ``retry_backoff``, ``concurrency_limit``,
-        ``no_worker``, ``slots_busy``, ``due``, ``kill_overdue``), ``message`` (a sentence) and
-        the details of the code (``run_at``, ``since``, ``holders``, ``served``…). ``None``
+        """Why the task is not running yet (queued), still runs after a kill, or what it waits
+        for: a dict with ``code`` (``paused``, ``scheduled``, ``retry_backoff``,
+        ``concurrency_limit``, ``no_worker``, ``slots_busy``, ``due``, ``kill_overdue``,
+        ``signal``), ``message`` (a sentence) and the details of the code (``run_at``,
+        ``since``, ``holders``, ``served``, ``signal``…). ``None``
         when there is nothing to say. Asks the server each time: the reason depends on other
         tasks and on the nodes."""
         waiting = self.refresh().get("waiting")
         return dict(waiting) if waiting else None
+
+    def signal(self, name: str, payload: Any = None) -> dict[str, Any]:
+        """Sends the task the signal ``name`` with ``payload`` (any JSON value): kept until the
+        task waits for it (``ctx.wait_signal(name)`` in Rust), so it may be sent before.
+        Returns the signal as the server keeps it (``seq``, ``name``, ``payload``,
+        ``sent_at``, ``received_attempt``…). Needs a token with role ``control``, or a scoped
+        token with the ``signal`` right.
+
+            task.signal("approve", {"approved": True, "by": "ann"})
+
+        Raises:
+            OffstageError: ``conflict`` (409) when the task has ended, ``not_found``,
+                ``invalid_argument`` for a bad name, ``too_large`` for a payload over the cap.
+        """
+        return self._client._signal(self.get_id(), name, payload)
+
+    def get_signals(self) -> list[dict[str, Any]]:
+        """The signals sent to the task, oldest first, received or not (see
+        :meth:`Client.signals`)."""
+        return self._client.signals(self.get_id())
+
+    def get_waiting_for(self) -> str | None:
+        """The name of the signal the task waits for while it runs (it holds no slot
+        meanwhile), or ``None``."""
+        value = self._live().get("waiting_for")
+        return None if value is None else str(value)
+
+    def get_waiting_until(self) -> datetime | None:
+        """When the task's wait for a signal times out, if it waits with a timeout."""
+        return parse_time(self._live().get("waiting_until"))
 
     def get_logs(self, after: int = 0) -> list[LogLine]:
         """The task's log lines in order (those numbered after ``after``)."""

@@ -1,5 +1,6 @@
 """A :class:`ScopedToken`: a signed, expiring token for one task or one owner's tasks, with
-rights ``read`` (state, logs, events, result) and optionally ``kill``.
+rights ``read`` (state, logs, events, signals, result) and optionally ``kill`` and
+``signal``.
 
 An app mints one with a ``control`` token (``Client.mint_token``, which is
 ``POST /api/tokens``) and hands it to its own user, whose browser or program then sees only

@@ -8,6 +8,7 @@ pub(crate) mod openapi;
 pub(crate) mod schedules;
 pub(crate) mod session;
 pub(crate) mod shared;
+pub(crate) mod signals;
 pub(crate) mod stats;
 pub(crate) mod tasks;
 pub(crate) mod tokens;

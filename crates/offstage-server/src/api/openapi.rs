@@ -15,6 +15,8 @@ use utoipa::OpenApi;
         super::tasks::show,
         super::tasks::kill,
         super::tasks::logs,
+        super::signals::send,
+        super::signals::list,
         super::tasks::purge,
         super::tasks::task_types,
         super::fleet::pause,
@@ -269,7 +271,9 @@ fn exact(document: &mut Value) {
                         parameter["schema"] =
                             json!({ "type": "integer", "minimum": 1, "maximum": max });
                     }
-                    ("name", "path") if path.starts_with("/api/shared/") => {
+                    ("name", "path")
+                        if path.starts_with("/api/shared/") || path.contains("/signals/") =>
+                    {
                         parameter["schema"] = shared_name.clone()
                     }
                     ("name", "path") if path.starts_with("/api/schedules/") => {

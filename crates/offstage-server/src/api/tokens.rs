@@ -24,7 +24,8 @@ pub(crate) struct MintRequest {
     /// launched with that owner, later ones too).
     #[schema(value_type = Object)]
     scope: serde_json::Map<String, serde_json::Value>,
-    /// `["read"]` (state, logs, events, result) or `["read", "kill"]`.
+    /// `["read"]` (state, logs, events, signals, result), optionally with `"kill"` and
+    /// `"signal"`: `["read", "kill"]`, `["read", "signal"]`, `["read", "kill", "signal"]`.
     rights: Vec<String>,
     /// How many seconds the token lives: more than 0, at most 604800 (7 days).
     ttl_s: f64,

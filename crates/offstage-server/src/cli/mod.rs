@@ -17,6 +17,7 @@ mod output;
 mod schedules;
 mod serve;
 mod shared;
+mod signals;
 mod stats;
 mod tasks;
 mod tokens;
@@ -63,6 +64,9 @@ enum Command {
     Kill(tasks::Kill),
     /// Prints a task's log.
     Logs(tasks::Logs),
+    /// Sends a task a signal (`--payload` JSON), kept until the task waits for it
+    /// (`ctx.wait_signal`). Needs a control token, or a scoped token with the signal right.
+    Signal(signals::Signal),
     /// Deletes tasks that finished before a time.
     Purge(tasks::Purge),
     /// Launches a finished task again as a new task linked to it, with the same or new args.
@@ -79,7 +83,7 @@ enum Command {
     #[command(subcommand)]
     Shared(shared::SharedCommand),
     /// Mints a scoped token (needs a control token): for one task or one owner's tasks, read
-    /// only or with kill, for a browser. Prints the token.
+    /// only or with kill and/or signal, for a browser. Prints the token.
     Token(tokens::Token),
     /// What each task type did over the last hour (or `--window day`): tasks started,
     /// completed, failed, killed, missing and retried, the queue depth, and wait percentiles.
@@ -106,6 +110,7 @@ impl Command {
             Command::Show(command) => command.run(out).await,
             Command::Kill(command) => command.run(out).await,
             Command::Logs(command) => command.run(out).await,
+            Command::Signal(command) => command.run(out).await,
             Command::Purge(command) => command.run(out).await,
             Command::Rerun(command) => command.run(out).await,
             Command::Bulk(command) => command.run(out).await,

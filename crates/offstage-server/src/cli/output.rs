@@ -57,6 +57,9 @@ pub(crate) fn table(tasks: &[TaskRecord]) -> String {
     );
     for task in tasks {
         let mut state = text(&task.state);
+        if let Some(signal) = &task.waiting_for {
+            state = format!("waiting for {signal:?} · {state}");
+        }
         if state.len() > 40 {
             // Cut on a character boundary at or before byte 37.
             let cut = (0..=37)
@@ -158,6 +161,15 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
     let mut out = String::new();
     for (field, value) in fields {
         out.push_str(&format!("{field:<13} {value}\n"));
+    }
+    if let Some(signal) = &task.waiting_for {
+        let until = task
+            .waiting_until
+            .map_or_else(String::new, |u| format!(" until {}", short_time(Some(u))));
+        out.push_str(&format!(
+            "{:<13} waiting for {signal:?}{until}\n",
+            "waiting_for"
+        ));
     }
     out
 }

@@ -20,6 +20,9 @@ pub(crate) struct Token {
     /// The token may also kill those tasks (the right `kill`, beside `read`).
     #[arg(long)]
     kill: bool,
+    /// The token may also send signals to those tasks (the right `signal`, beside `read`).
+    #[arg(long)]
+    signal: bool,
     /// How many seconds the token lives (at most 604800, 7 days).
     #[arg(long, default_value_t = 900.0)]
     ttl_s: f64,
@@ -33,11 +36,13 @@ impl Token {
             (Some(task), _) => serde_json::json!({ "task": task }),
             (None, owner) => serde_json::json!({ "owner": owner }),
         };
-        let rights = if self.kill {
-            serde_json::json!(["read", "kill"])
-        } else {
-            serde_json::json!(["read"])
-        };
+        let mut rights = vec!["read"];
+        if self.kill {
+            rights.push("kill");
+        }
+        if self.signal {
+            rights.push("signal");
+        }
         let body = serde_json::json!({ "scope": scope, "rights": rights, "ttl_s": self.ttl_s });
         let answer = self
             .remote

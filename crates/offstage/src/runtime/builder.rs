@@ -476,6 +476,7 @@ impl RuntimeBuilder {
             dirty: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             ended: Default::default(),
+            limit_freed: Default::default(),
             schedules_changed: Default::default(),
             workers: super::remote::Workers::new(remote),
             announce,

@@ -5,9 +5,9 @@
 //! node is a [`Notice`] handed to the announcer, which sends whatever queued up in one
 //! [`Store::notify`](crate::store::Store::notify) call, in order. The listener takes the other
 //! nodes' notices: their events go on this node's bus (so `rt.events()`, SSE and
-//! `Task::wait` see tasks on every node live), a queued task wakes the claimer, a kill for a
-//! task here stops it, a shared document's change or release wakes this node's lockers and
-//! reaches its watchers. Notices are hints: when the listener reports it may have missed some,
+//! `Task::wait` see tasks on every node live), a queued task wakes the claimer, a signal for
+//! a task here wakes its wait, a kill for a task here stops it, a shared document's change or
+//! release wakes this node's lockers and reaches its watchers. Notices are hints: when the listener reports it may have missed some,
 //! the node re-polls the queue and its kill requests at once.
 
 use std::sync::Weak;
@@ -91,9 +91,15 @@ async fn apply(rt: &Inner, notice: Notice) {
             if let crate::event::EventKind::Finished { task } = &event.kind {
                 if rt.claims.is_limited(&task.name) {
                     rt.slots.wake_claimer();
+                    rt.limit_freed.freed(&task.name);
                 }
             }
             rt.events.publish(event.task_id, event.at, event.kind);
+        }
+        Notice::Signal { task_id, .. } => {
+            if let Some(live) = rt.live(task_id) {
+                live.signal_sent();
+            }
         }
         Notice::Schedules => rt.schedules_changed.notify_one(),
         Notice::TaskTypes => super::fleet::refresh_paused(rt).await,

@@ -131,8 +131,11 @@ fn launch_body(
                 .started
                 .timeout
                 .map(|timeout| (tokio::time::Instant::now() + timeout, timeout));
+            // The task holds its slot through its live record, so that a wait for a signal
+            // can give it back and take one again (`signals.rs`).
+            *live.permit.lock().expect("permit poisoned") = permit;
             let body = body(Context::node(Arc::clone(&live)));
-            tokio::spawn(supervise(Arc::clone(&live), body, deadline, permit));
+            tokio::spawn(supervise(Arc::clone(&live), body, deadline));
         }
         Err(error) => {
             drop(permit);
@@ -164,12 +167,12 @@ impl Drop for Unlist {
 
 type Deadline = Option<(tokio::time::Instant, Duration)>;
 
-async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline, permit: Option<Permit>) {
+async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline) {
     let _unlist = Unlist(Arc::clone(&live));
     // The body is dropped when `run` returns: that is the abort, at the await it was parked on.
     let outcome = run(&live, body, deadline).await;
     // The body no longer runs: its slot is free even while the outcome is being saved.
-    drop(permit);
+    drop(live.permit.lock().expect("permit poisoned").take());
     finish(live, outcome).await;
 }
 
@@ -396,6 +399,7 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         rt.publish(live.id, EventKind::Finished { task: final_record });
     }
     rt.ended.notify_waiters();
+    rt.limit_freed.freed(&live.started.name);
 }
 
 /// Ends the run of a task this node no longer owns: another node declared this one dead and

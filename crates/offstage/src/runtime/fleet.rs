@@ -187,13 +187,19 @@ pub(crate) fn report(rt: &Inner) -> NodeReport {
             connected_at: w.connected_at,
         })
         .collect();
-    // Tasks on remote workers hold no local slot (see `remote.rs`).
-    let remote: usize = rt.workers.list().iter().map(|w| w.running).sum();
-    let live = rt.live.lock().expect("live map poisoned").len();
+    // The tasks that hold one of this node's slots: not those on remote workers (see
+    // `remote.rs`), nor those waiting for a signal (see `signals.rs`).
+    let running = rt
+        .live
+        .lock()
+        .expect("live map poisoned")
+        .values()
+        .filter(|task| task.holds_slot())
+        .count();
     NodeReport {
         task_types: rt.names.clone(),
         slots: rt.config.max_concurrency,
-        running: live.saturating_sub(remote),
+        running,
         workers,
         isolated: rt.isolation.processes(),
     }

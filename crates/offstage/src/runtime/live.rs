@@ -85,6 +85,16 @@ pub(crate) struct LiveTask {
     /// launched some). Only then does its end look for children to stop (`children.rs`), so a
     /// task without children costs no read when it ends; the sweep covers the rest.
     pub(crate) may_have_children: AtomicBool,
+    /// The task's slot on this node while its body runs (`None` for a task that runs
+    /// elsewhere, and while it waits for a signal: the wait gives the slot back and takes one
+    /// again before the body goes on). The supervisor drops it when the body ends.
+    pub(crate) permit: Mutex<Option<super::slots::Permit>>,
+    /// Goes up by one each time a signal is sent to this task (here, or on another node by
+    /// its notice): a wait for a signal looks at the store again when it changes.
+    pub(crate) signals_sent: watch::Sender<u64>,
+    /// What the task waits for while it waits for a signal: the name and when the wait times
+    /// out. Reads of the live task show it as `waiting_for` and `waiting_until`.
+    waiting: Mutex<Option<(String, Option<chrono::DateTime<chrono::Utc>>)>>,
     pub(crate) rt: Arc<Inner>,
 }
 
@@ -114,6 +124,9 @@ impl LiveTask {
             stop_notify: Notify::new(),
             done: watch::channel(None).0,
             may_have_children: AtomicBool::new(later_attempt),
+            permit: Mutex::new(None),
+            signals_sent: watch::channel(0).0,
+            waiting: Mutex::new(None),
             rt,
         })
     }
@@ -135,6 +148,10 @@ impl LiveTask {
         }
         let mut record = TaskRecord::clone(&self.started);
         record.state = Value::clone(&self.state());
+        if let Some((name, until)) = self.waiting.lock().expect("waiting poisoned").clone() {
+            record.waiting_for = Some(name);
+            record.waiting_until = until;
+        }
         self.put_checkpoint(&mut record);
         record
     }
@@ -202,6 +219,25 @@ impl LiveTask {
     /// Waits until no checkpoint of this task is on its way to the store.
     pub(crate) async fn checkpoints_settled(&self) {
         drop(self.checkpoint_lock.lock().await);
+    }
+
+    /// Says what the task waits for (`None`: it goes on), for reads of the live task.
+    pub(crate) fn set_waiting(
+        &self,
+        waiting: Option<(String, Option<chrono::DateTime<chrono::Utc>>)>,
+    ) {
+        *self.waiting.lock().expect("waiting poisoned") = waiting;
+    }
+
+    /// True while the task holds one of this node's slots: its body runs here and does not
+    /// wait for a signal.
+    pub(crate) fn holds_slot(&self) -> bool {
+        self.permit.lock().expect("permit poisoned").is_some()
+    }
+
+    /// A signal was sent to this task: a wait for one looks at the store again.
+    pub(crate) fn signal_sent(&self) {
+        self.signals_sent.send_modify(|n| *n += 1);
     }
 
     /// Replaces the state; `text` is `state` serialized, already checked against the cap.

@@ -16,6 +16,7 @@ mod remote;
 mod retention;
 mod schedules;
 pub(crate) mod shared;
+pub(crate) mod signals;
 mod slots;
 mod spawned;
 mod stats;
@@ -133,6 +134,10 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: AtomicBool,
     /// Notified whenever a live task ends, for shutdown to wait on.
     pub(crate) ended: Notify,
+    /// Tasks back from a wait for a signal that found their type's concurrency limit full, by
+    /// type: told when a place may have freed up (a task of the type ended here or, by its
+    /// notice, elsewhere, or began to wait), one at a time; they also look every heartbeat.
+    pub(crate) limit_freed: signals::LimitWaits,
     /// Asked by recovery whether a dead node's task runs again (see `maintenance::rerun`).
     pub(crate) rerun: Option<crate::store::Rerun>,
     /// Wakes the cron loop (`cron.rs`): a schedule changed, here or on another node.

@@ -10,9 +10,14 @@
 //! pool, where the next launch would take it: it is handed to the claimer, which claims the
 //! queued tasks in priority order. So a launch never overtakes a task that was queued first.
 //!
+//! A running task that waited for a signal gave its permit back meanwhile; when it goes on, it
+//! takes one again with [`Slots::acquire`], and goes first: a freed slot is handed to such a
+//! task before the claimer or a launch, since it was running already.
+//!
 //! ```text
-//! launch ──try_acquire──► Permit ──(body ends)──► drop ──► backlog? handoff : free
+//! launch ──try_acquire──► Permit ──(body ends)──► drop ──► resuming? to them : backlog? handoff : free
 //! claimer ──reserve(n)──► Reservation ──take()──► Permit per claimed task; the rest is freed
+//! resumer ──acquire().await──► Permit (a free slot, or the next one freed)
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,6 +41,13 @@ pub(crate) struct Slots {
     handoff: AtomicUsize,
     /// Wakes the claimer: a slot freed up, or a task was queued.
     wake: Notify,
+    /// Tasks back from a wait for a signal, waiting in `acquire` for a slot: while there are
+    /// any, a freed slot goes to them (through `resume_handoff`) before anyone else.
+    resuming: AtomicUsize,
+    /// Slots freed for resuming tasks, still counted in `used`, not yet taken by one.
+    resume_handoff: AtomicUsize,
+    /// Wakes resuming tasks: a slot was handed to them, or freed to all.
+    resumed: Notify,
 }
 
 impl Slots {
@@ -48,6 +60,9 @@ impl Slots {
             backlog: AtomicBool::new(true),
             handoff: AtomicUsize::new(0),
             wake: Notify::new(),
+            resuming: AtomicUsize::new(0),
+            resume_handoff: AtomicUsize::new(0),
+            resumed: Notify::new(),
         })
     }
 
@@ -56,6 +71,25 @@ impl Slots {
         self.take_free().then(|| Permit {
             slots: Arc::clone(self),
         })
+    }
+
+    /// A permit for a task that goes on after a wait for a signal: a free slot at once, or the
+    /// next one freed (before the claimer and launches get it). Cancel-safe: a slot handed to
+    /// a caller that went away is passed on.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Permit {
+        self.resuming.fetch_add(1, Ordering::SeqCst);
+        let _leaving = Resuming(Arc::clone(self));
+        loop {
+            let woken = self.resumed.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if take_one(&self.resume_handoff) || self.take_free() {
+                return Permit {
+                    slots: Arc::clone(self),
+                };
+            }
+            woken.await;
+        }
     }
 
     /// For the claimer: the slots handed off to it, plus free ones, up to `most`.
@@ -107,15 +141,52 @@ impl Slots {
             .is_ok()
     }
 
-    /// A slot whose task ended: to the claimer if tasks are waiting in the store, otherwise
-    /// to all.
+    /// A slot whose task ended (or began to wait for a signal): to a resuming task if one
+    /// waits, else to the claimer if tasks are waiting in the store, otherwise to all.
     fn release(&self) {
+        if self.resuming.load(Ordering::SeqCst) > 0 {
+            self.resume_handoff.fetch_add(1, Ordering::SeqCst);
+            // The last resumer may have left since the look: if so, the slot is not theirs.
+            if self.resuming.load(Ordering::SeqCst) > 0 || !take_one(&self.resume_handoff) {
+                self.resumed.notify_one();
+                return;
+            }
+        }
         if self.backlog.load(Ordering::Acquire) {
             self.handoff.fetch_add(1, Ordering::AcqRel);
         } else {
-            self.used.fetch_sub(1, Ordering::AcqRel);
+            self.used.fetch_sub(1, Ordering::SeqCst);
+            self.wake_resumers();
         }
         self.wake.notify_one();
+    }
+
+    /// A slot went back to the pool: a resumer that looked just before must look again.
+    fn wake_resumers(&self) {
+        if self.resuming.load(Ordering::SeqCst) > 0 {
+            self.resumed.notify_one();
+        }
+    }
+}
+
+/// Takes one from `count` if it is above zero.
+fn take_one(count: &AtomicUsize) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// A caller of [`Slots::acquire`], counted in `resuming` while it waits. When it leaves
+/// (with a permit, or dropped), a slot handed to resumers and left over is passed on.
+struct Resuming(Arc<Slots>);
+
+impl Drop for Resuming {
+    fn drop(&mut self) {
+        let slots = &self.0;
+        slots.resuming.fetch_sub(1, Ordering::SeqCst);
+        if slots.resuming.load(Ordering::SeqCst) == 0 && take_one(&slots.resume_handoff) {
+            slots.release();
+        }
     }
 }
 
@@ -157,7 +228,10 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.slots.used.fetch_sub(self.count, Ordering::AcqRel);
+        self.slots.used.fetch_sub(self.count, Ordering::SeqCst);
+        if self.count > 0 {
+            self.slots.wake_resumers();
+        }
     }
 }
 
@@ -193,6 +267,47 @@ mod tests {
         slots.set_backlog(false);
         drop(permit);
         assert_eq!(slots.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resuming_task_gets_the_next_freed_slot_before_the_claimer_and_launches() {
+        let slots = Slots::new(1);
+        let permit = slots.try_acquire().expect("a slot");
+        slots.wake_claimer();
+        let resuming = tokio::spawn({
+            let slots = Arc::clone(&slots);
+            async move { slots.acquire().await }
+        });
+        while slots.resuming.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(permit);
+        let resumed = resuming.await.expect("the resumer");
+        assert_eq!(slots.reserve(10).len(), 0, "the claimer must not get it");
+        assert!(slots.try_acquire().is_none(), "nor a launch");
+        assert_eq!(slots.used(), 1);
+        slots.set_backlog(false);
+        drop(resumed);
+        assert_eq!(slots.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slot_handed_to_a_resumer_that_went_away_is_passed_on() {
+        let slots = Slots::new(1);
+        slots.set_backlog(false);
+        let permit = slots.try_acquire().expect("a slot");
+        let resuming = tokio::spawn({
+            let slots = Arc::clone(&slots);
+            async move { slots.acquire().await }
+        });
+        while slots.resuming.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        resuming.abort();
+        let _ = resuming.await;
+        drop(permit);
+        assert_eq!(slots.used(), 0, "no slot may leak");
+        assert!(slots.try_acquire().is_some());
     }
 
     #[test]

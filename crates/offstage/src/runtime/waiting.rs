@@ -12,13 +12,16 @@ use crate::waiting::{Waiting, WaitingCode};
 
 impl super::Runtime {
     /// Why `record` is not running (queued) or still running (a kill asked and its grace
-    /// period over), as of now; `None` when there is nothing to say (running as it should,
+    /// period over), or what it waits for (a signal), as of now; `None` when there is nothing to say (running as it should,
     /// or over). Reads the store and the nodes' reports each time, so call it for one task
     /// at a time, not for every task of a list.
     pub async fn waiting(&self, record: &TaskRecord) -> Result<Option<Waiting>, Error> {
         match record.status {
             Status::Queued => queued(&self.inner, record).await.map(Some),
-            Status::Running => kill_overdue(&self.inner, record).await,
+            Status::Running => match kill_overdue(&self.inner, record).await? {
+                Some(overdue) => Ok(Some(overdue)),
+                None => Ok(signal(record)),
+            },
             _ => Ok(None),
         }
     }
@@ -61,6 +64,27 @@ async fn kill_overdue(rt: &Inner, record: &TaskRecord) -> Result<Option<Waiting>
     );
     waiting.since = Some(asked);
     Ok(Some(waiting))
+}
+
+/// What a running task waits for, if it waits for a signal.
+fn signal(record: &TaskRecord) -> Option<Waiting> {
+    let name = record.waiting_for.as_ref()?;
+    let until = record.waiting_until.map_or_else(
+        || " (no timeout)".to_owned(),
+        |u| format!(" until {}", at(u)),
+    );
+    let mut waiting = Waiting::new(
+        WaitingCode::Signal,
+        format!(
+            "waiting for {name:?}{until}, holding no slot: send it with `offstage signal {} \
+             {name} --payload JSON`, POST /api/tasks/{}/signals/{name}, or the dashboard's Send \
+             signal",
+            record.id, record.id
+        ),
+    );
+    waiting.signal = Some(name.clone());
+    waiting.run_at = record.waiting_until;
+    Some(waiting)
 }
 
 /// What serves `name` on `node`, as one line for people; `None` if nothing there does.
@@ -179,21 +203,13 @@ async fn queued(rt: &Inner, record: &TaskRecord) -> Result<Waiting, Error> {
         .find(|(limited, _)| limited == name)
         .map(|(_, max)| *max);
     if let Some(limit) = limit {
+        // Tasks waiting for a signal hold no place: the holders are those the claims count.
         let holders = rt
             .store
-            .list(&ListFilter {
-                name: Some(name.clone()),
-                status: Some(Status::Running),
-                limit: Some(limit.clamp(1, ListFilter::MAX_LIMIT)),
-                ..ListFilter::default()
-            })
+            .limit_holders(name, limit.clamp(1, ListFilter::MAX_LIMIT))
             .await?;
         if holders.len() >= limit {
-            let ids: Vec<_> = holders
-                .iter()
-                .take(Waiting::MAX_HOLDERS)
-                .map(|t| t.id)
-                .collect();
+            let ids: Vec<_> = holders.iter().take(Waiting::MAX_HOLDERS).copied().collect();
             let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
             let more = if holders.len() > ids.len() {
                 ", …"

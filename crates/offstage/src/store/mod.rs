@@ -38,6 +38,7 @@ use crate::log::LogLine;
 pub use crate::schedule::Fired;
 use crate::schedule::{Schedule, ScheduleRecord};
 use crate::shared::SharedRecord;
+use crate::signal::{SignalRecord, SignalSent};
 use crate::stats::StatsRow;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
@@ -155,6 +156,14 @@ pub enum Notice {
     },
     /// A task type was paused or resumed: receivers re-read the paused task types.
     TaskTypes,
+    /// Signal `name` was sent to `task_id`: the node running it, if the task waits for it,
+    /// receives it now rather than at its next look at the store.
+    Signal {
+        /// The task it was sent to.
+        task_id: TaskId,
+        /// The signal's name.
+        name: String,
+    },
     /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
     /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
     Reconnected,
@@ -321,10 +330,10 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
 
     /// Finds nodes other than `me` that are dead (no heartbeat for `stale_after`, or, where the
     /// backend can tell sooner, whose process is gone), marks every task still `running` on
-    /// them `missing`, removes the nodes, and returns the tasks it marked. On the first call
-    /// through a store handle, whenever a node died, and at least once every half
-    /// `stale_after` otherwise, tasks `running` on no registered node are marked too (so no
-    /// task reads `running` without a live owner for longer than `stale_after`). A live node's
+    /// them `missing` (clearing `waiting_for`), removes the nodes, and returns the tasks it
+    /// marked. On the first call through a store handle, whenever a node died, and at least
+    /// once every half `stale_after` otherwise, tasks `running` on no registered node are
+    /// marked too (so no task reads `running` without a live owner for longer than `stale_after`). A live node's
     /// tasks are never touched.
     ///
     /// With `rerun`, each such task it says to run again is queued instead, in the same step,
@@ -368,7 +377,8 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
 
     /// [`Store::claim`] for one task type with a concurrency limit: claims at most `limit`, and
     /// never so many that more than `max_running` tasks named `name` would be `running` on all
-    /// nodes together. The count and the claim are one step across every handle. Fenced like
+    /// nodes together, not counting those that wait for a signal (`waiting_for` set), which
+    /// hold no place. The count and the claim are one step across every handle. Fenced like
     /// [`Store::claim`].
     async fn claim_limited(
         &self,
@@ -389,7 +399,8 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     async fn save(&self, node: NodeId, batch: Vec<(TaskId, Pending)>) -> Result<(), Error>;
 
     /// Ends task `id`, running on `node`, as `finish` says (or, with `finish.retry_at`, queues
-    /// it again, off its node, due then, with its error kept). Returns false and changes
+    /// it again, off its node, due then, with its error kept). Either way the task no longer
+    /// waits for a signal (`waiting_for` is cleared). Returns false and changes
     /// nothing, its log lines included, if the task is no longer running on `node`, for
     /// instance because another node declared `node` dead and marked it missing.
     async fn finish(&self, id: TaskId, node: NodeId, finish: Finish) -> Result<bool, Error>;
@@ -446,7 +457,7 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     async fn logs(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<LogLine>, Error>;
 
     /// Deletes up to `limit` of the finished tasks `purge` selects, oldest first, with their
-    /// log lines, and returns how many. One short step, whatever the store holds: callers
+    /// log lines and signals, and returns how many. One short step, whatever the store holds: callers
     /// repeat it until it returns less than `limit`, so writes made between the steps (launches)
     /// never wait behind a large delete. Tasks a step deletes leave [`Store::counts`] in the
     /// same step.
@@ -623,6 +634,71 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         before: Option<ActionId>,
         limit: usize,
     ) -> Result<Vec<ActionRecord>, Error>;
+
+    /// Sends signal `name` with `payload` (JSON text) to task `id` at `now`, from `sent_by`:
+    /// kept until the task receives it ([`Store::signal_receive`]). A queued or running task
+    /// gets it ([`SignalSent::Sent`], with its record); a task that has ended gets nothing
+    /// ([`SignalSent::Ended`], with the task's record); an unknown id is
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound). The check and the insert are one
+    /// step against the task's finish: a signal is never kept for a task that had ended.
+    async fn signal_send(
+        &self,
+        id: TaskId,
+        name: &str,
+        payload: String,
+        sent_by: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<SignalSent, Error>;
+
+    /// Receives, for attempt `attempt` of task `id` running on `node`, the oldest signal named
+    /// `name` that attempt may receive: one no attempt has received, or one an earlier attempt
+    /// received and did not settle. Records `received_attempt` (`attempt`) and `received_at`
+    /// (`now`) in the same step, and returns it; `None` when there is none. Fenced: nothing is
+    /// received (`None`) unless the task is `running` on `node`.
+    async fn signal_receive(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        attempt: u32,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SignalRecord>, Error>;
+
+    /// Marks task `id`, running on `node`, as waiting for signal `name` until `until` (`None`:
+    /// no timeout): its `waiting_for` and `waiting_until` are set, and from then on it does
+    /// not count against its type's concurrency limit ([`Store::claim_limited`]). Fenced: a
+    /// task not running on `node` is left as it is.
+    async fn signal_wait(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        name: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), Error>;
+
+    /// Ends the wait of task `id` (of type `name`), running on `node`, if its type's limit
+    /// admits one more: clears `waiting_for` and `waiting_until` and returns true when
+    /// `max_running` is `None` or fewer than `max_running` tasks named `name` are running and
+    /// not waiting, on all nodes. False, changing nothing, when the limit is reached: the task
+    /// waits for one to end. The count and the write are one step against every claim of the
+    /// type, as in [`Store::claim_limited`]. A task not running on `node` is left as it is
+    /// (true: it has nothing to wait for here).
+    async fn signal_resume(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        name: &str,
+        max_running: Option<usize>,
+    ) -> Result<bool, Error>;
+
+    /// Up to `limit` of the signals sent to task `id`, oldest first. Deleted with their task by
+    /// [`Store::purge`].
+    async fn signals(&self, id: TaskId, limit: usize) -> Result<Vec<SignalRecord>, Error>;
+
+    /// Up to `limit` of the tasks named `name` that hold a place under its concurrency limit
+    /// (running and not waiting for a signal), oldest first: what [`Store::claim_limited`]
+    /// counts, for the waiting reason that names them.
+    async fn limit_holders(&self, name: &str, limit: usize) -> Result<Vec<TaskId>, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

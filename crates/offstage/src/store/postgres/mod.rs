@@ -35,6 +35,7 @@ mod rows;
 mod schedules;
 mod schema;
 mod shared;
+mod signals;
 mod stats;
 mod tasks;
 mod transaction;
@@ -59,6 +60,7 @@ use crate::id::{ActionId, NodeId, TaskId};
 use crate::log::LogLine;
 use crate::schedule::{Fired, Schedule, ScheduleRecord};
 use crate::shared::SharedRecord;
+use crate::signal::{SignalRecord, SignalSent};
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
@@ -452,6 +454,56 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<ActionRecord>, Error> {
         actions::list(self, before, limit).await
+    }
+
+    async fn signal_send(
+        &self,
+        id: TaskId,
+        name: &str,
+        payload: String,
+        sent_by: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<SignalSent, Error> {
+        signals::send(self, id, name, payload, sent_by, now).await
+    }
+
+    async fn signal_receive(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        attempt: u32,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SignalRecord>, Error> {
+        signals::receive(self, id, node, attempt, name, now).await
+    }
+
+    async fn signal_wait(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        name: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
+        signals::wait(self, id, node, name, until).await
+    }
+
+    async fn signal_resume(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        name: &str,
+        max_running: Option<usize>,
+    ) -> Result<bool, Error> {
+        signals::resume(self, id, node, name, max_running).await
+    }
+
+    async fn signals(&self, id: TaskId, limit: usize) -> Result<Vec<SignalRecord>, Error> {
+        signals::list(self, id, limit).await
+    }
+
+    async fn limit_holders(&self, name: &str, limit: usize) -> Result<Vec<TaskId>, Error> {
+        signals::limit_holders(self, name, limit).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {

@@ -126,7 +126,8 @@ pub(super) async fn recover(
         let error = TaskError::node_stopped_heartbeating(&host, pid as u32);
         let marked = sqlx::query(&format!(
             "WITH changed AS (UPDATE offstage_tasks SET status = 'missing', finished_at = $2, \
-             error = $3, kill_grace_ms = NULL WHERE status = 'running' AND node = $1 \
+             error = $3, kill_grace_ms = NULL, waiting_for = NULL, waiting_until = NULL \
+             WHERE status = 'running' AND node = $1 \
              RETURNING {TASK_COLUMNS}), {} SELECT * FROM changed",
             count_change(Change::Move(Status::Running))
         ))
@@ -145,7 +146,8 @@ pub(super) async fn recover(
         // removed by hand, or that was declared dead and went on claiming).
         let marked = sqlx::query(&format!(
             "WITH changed AS (UPDATE offstage_tasks t SET status = 'missing', finished_at = $2, \
-             error = $3, kill_grace_ms = NULL WHERE t.status = 'running' AND t.node <> $1 \
+             error = $3, kill_grace_ms = NULL, waiting_for = NULL, waiting_until = NULL \
+             WHERE t.status = 'running' AND t.node <> $1 \
              AND NOT EXISTS (SELECT 1 FROM offstage_nodes n WHERE n.id = t.node) \
              RETURNING {TASK_COLUMNS}), {} SELECT * FROM changed",
             count_change(Change::Move(Status::Running))

@@ -140,13 +140,10 @@ pub(super) async fn claim_limited(
         .execute(&mut *tx)
         .await
         .map_err(failed)?;
-    let running: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM offstage_tasks WHERE status = 'running' AND name = $1",
-    )
-    .bind(name)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(failed)?;
+    // Tasks waiting for a signal hold no place (see `signals::holding`).
+    let running = super::signals::holding(&mut tx, name)
+        .await
+        .map_err(failed)?;
     let room = (max_running as i64 - running).clamp(0, limit as i64);
     if room == 0 {
         return Ok(Vec::new());
@@ -479,6 +476,7 @@ pub(super) async fn purge(
             "WITH doomed AS (SELECT id FROM offstage_tasks WHERE {FILTER} AND {PURGED} \
                  ORDER BY id LIMIT $12 FOR UPDATE SKIP LOCKED), \
              logs AS (DELETE FROM offstage_logs WHERE task_id IN (SELECT id FROM doomed)), \
+             signals AS (DELETE FROM offstage_signals WHERE task_id IN (SELECT id FROM doomed)), \
              changed AS (DELETE FROM offstage_tasks WHERE id IN (SELECT id FROM doomed) \
                  RETURNING name, status), {} \
              SELECT count(*) FROM changed",

@@ -205,6 +205,7 @@ static FINISH_TASKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH changed AS (UPDATE offstage_tasks t SET status = f.status, state = f.state, \
          return_value = f.return_value, error = f.error, kill_grace_ms = NULL, \
+         waiting_for = NULL, waiting_until = NULL, \
          finished_at = CASE WHEN f.retry_at IS NULL THEN f.finished_at END, \
          run_at = coalesce(f.retry_at, t.run_at), \
          node = CASE WHEN f.retry_at IS NULL THEN t.node END \

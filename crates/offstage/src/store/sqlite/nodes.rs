@@ -132,7 +132,7 @@ pub(super) async fn recover(
                 let mut records = Vec::new();
                 let mut mark = conn.prepare_cached(&format!(
                     "UPDATE offstage_tasks SET status = 'missing', finished_at = ?2, error = ?3, \
-                     kill_grace_ms = NULL \
+                     kill_grace_ms = NULL, waiting_for = NULL, waiting_until = NULL \
                      WHERE status = 'running' AND node = ?1 RETURNING {TASK_COLUMNS}"
                 ))?;
                 for (id, node_host, pid) in &dead {
@@ -161,7 +161,7 @@ pub(super) async fn recover(
                 let rows = conn
                     .prepare_cached(&format!(
                         "UPDATE offstage_tasks SET status = 'missing', finished_at = ?2, error = ?3, \
-                         kill_grace_ms = NULL \
+                         kill_grace_ms = NULL, waiting_for = NULL, waiting_until = NULL \
                          WHERE status = 'running' AND node != ?1 \
                          AND node NOT IN (SELECT id FROM offstage_nodes) RETURNING {TASK_COLUMNS}"
                     ))?

@@ -123,12 +123,8 @@ pub(super) async fn claim_limited(
             if !registered(conn, node)? {
                 return Ok(Err(node_dead(node)));
             }
-            let running: i64 = conn
-                .prepare_cached(
-                    "SELECT count(*) FROM offstage_tasks \
-                     WHERE status = 'running' AND name = ?1",
-                )?
-                .query_row([&name], |row| row.get(0))?;
+            // Tasks waiting for a signal hold no place (see `signals::holding`).
+            let running = super::signals::holding(conn, &name)?;
             let room = (max_running as i64 - running).clamp(0, limit as i64);
             if room == 0 {
                 return Ok(Ok(Vec::new()));
@@ -233,7 +229,7 @@ pub(super) async fn finish(
             let changed = conn
                 .prepare_cached(
                     "UPDATE offstage_tasks SET status = ?3, state = ?4, return_value = ?5, \
-                     error = ?6, kill_grace_ms = NULL, \
+                     error = ?6, kill_grace_ms = NULL, waiting_for = NULL, waiting_until = NULL, \
                      finished_at = CASE WHEN ?8 IS NULL THEN ?7 END, \
                      run_at = coalesce(?8, run_at), \
                      node = CASE WHEN ?8 IS NULL THEN node END \
@@ -545,6 +541,7 @@ pub(super) async fn purge(store: &SqliteStore, purge: &Purge, limit: usize) -> R
             )?;
             for id in &ids {
                 logs.execute([id])?;
+                super::signals::delete_of(conn, *id)?;
                 let (name, status): (String, String) =
                     task.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 if let Ok(status) = status.parse::<Status>() {

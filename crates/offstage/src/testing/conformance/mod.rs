@@ -29,6 +29,7 @@ mod lifecycle;
 mod retries;
 mod schedules;
 mod shared;
+mod signals;
 mod spawned;
 mod stats;
 mod stopping;
@@ -50,6 +51,7 @@ pub use self::lifecycle::*;
 pub use self::retries::*;
 pub use self::schedules::*;
 pub use self::shared::*;
+pub use self::signals::*;
 pub use self::spawned::*;
 pub use self::stats::*;
 pub use self::stopping::*;
@@ -248,7 +250,14 @@ macro_rules! conformance_tests {
             the_sweep_finds_and_kills_children_their_parent_left_behind,
             a_missing_parent_s_children_are_killed_unless_it_runs_again,
             a_waiting_parent_stops_waiting_when_killed,
-            a_child_whose_node_died_is_a_failure_its_parent_handles
+            a_child_whose_node_died_is_a_failure_its_parent_handles,
+            // Signals
+            signals_are_kept_and_received_oldest_first_once_per_attempt,
+            limited_claims_do_not_count_tasks_waiting_for_a_signal,
+            a_type_limited_to_2_has_50_tasks_waiting_for_a_signal,
+            a_waiting_task_is_killed_or_woken_from_another_node,
+            a_task_whose_node_died_while_waiting_receives_the_signal_when_it_runs_again,
+            a_spawned_task_waits_for_a_signal_and_takes_no_slot_after
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -263,7 +272,8 @@ macro_rules! conformance_tests {
             a_lock_wait_gives_up_after_its_timeout,
             a_node_declared_dead_stops_its_tasks_and_rejoins,
             stats_count_what_tasks_did_and_how_long_they_waited,
-            a_paced_bulk_rerun_launches_no_faster_than_asked
+            a_paced_bulk_rerun_launches_no_faster_than_asked,
+            a_signal_sent_early_is_received_at_once_and_a_timeout_is_an_error
         );
     };
     (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
