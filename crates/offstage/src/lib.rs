@@ -92,9 +92,8 @@ pub use log::{LogLevel, LogLimits, LogLine};
 pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
-    Action, ChildEnds, Config, Isolation, Launch, LaunchOptions, OnConflict, RerunOptions, Retention,
-    Runtime,
-    RuntimeBuilder, WorkerInfo,
+    Action, ChildEnds, Config, Isolation, Launch, LaunchOptions, OnConflict, RerunOptions,
+    Retention, Runtime, RuntimeBuilder, WorkerInfo,
 };
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};
@@ -111,3 +110,8 @@ pub use worker::protocol::ProtocolError;
 #[cfg(feature = "worker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub use worker::Worker;
+
+/// The examples of docs/composing.md, compiled as doctests so the page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/composing.md")]
+mod composing_doc {}
