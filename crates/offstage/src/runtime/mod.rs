@@ -9,6 +9,7 @@ mod cron;
 mod executor;
 mod fleet;
 mod isolation;
+mod keys;
 mod launch;
 pub(crate) mod live;
 mod maintenance;
@@ -38,6 +39,7 @@ pub(crate) use self::children::{
     list as list_children, outcome as child_outcome, wait_all as wait_tasks, Waiter,
 };
 pub use self::isolation::Isolation;
+pub(crate) use self::claimer::KeyLimit;
 pub(crate) use self::launch::check_labels;
 pub(crate) use self::launch::Parent;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};
