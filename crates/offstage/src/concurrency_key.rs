@@ -54,18 +54,21 @@ impl ConcurrencyKey {
         args: &Value,
     ) -> Result<String, Error> {
         let missing = |what: &str| {
+            let how = match self {
+                Self::Owner => {
+                    "launch it with an owner, or give the launch a concurrency_key".to_owned()
+                }
+                Self::Arg(field) => format!(
+                    "give its args a `{field}` field (a string or a number), or give the launch \
+                     a concurrency_key"
+                ),
+                Self::Launch => "give the launch a concurrency_key".to_owned(),
+            };
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
                     "task type `{name}` runs a limited number of tasks per concurrency key, taken \
-                     from {what}, and this launch has none: {}, or give the launch a \
-                     concurrency_key",
-                    match self {
-                        Self::Owner => "launch it with an owner".to_owned(),
-                        Self::Arg(field) =>
-                            format!("give its args a `{field}` field (a string or a number)"),
-                        Self::Launch => "it has no other source".to_owned(),
-                    }
+                     from {what}, and this launch has none: {how}"
                 ),
             )
         };

@@ -116,7 +116,18 @@ impl ClaimSet {
             if left == 0 {
                 return Ok(claimed);
             }
-            match rt.store.claim_keyed(node, keyed.name.as_str(), now, left, keyed.per_key, keyed.max_running).await {
+            match rt
+                .store
+                .claim_keyed(
+                    node,
+                    keyed.name.as_str(),
+                    now,
+                    left,
+                    keyed.per_key,
+                    keyed.max_running,
+                )
+                .await
+            {
                 Ok(records) => claimed.extend(records),
                 Err(error) if error.kind() == ErrorKind::NodeDead || claimed.is_empty() => {
                     return Err(error)

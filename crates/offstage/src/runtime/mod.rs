@@ -38,8 +38,8 @@ pub use self::children::ChildEnds;
 pub(crate) use self::children::{
     list as list_children, outcome as child_outcome, wait_all as wait_tasks, Waiter,
 };
-pub use self::isolation::Isolation;
 pub(crate) use self::claimer::KeyLimit;
+pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;
 pub(crate) use self::launch::Parent;
 pub use self::launch::{Launch, LaunchOptions, OnConflict};

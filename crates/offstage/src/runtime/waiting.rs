@@ -276,7 +276,11 @@ async fn key_full(rt: &Inner, record: &TaskRecord) -> Result<Option<Waiting>, Er
     }
     let ids: Vec<_> = holders.iter().take(Waiting::MAX_HOLDERS).copied().collect();
     let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let more = if holders.len() > ids.len() { ", …" } else { "" };
+    let more = if holders.len() > ids.len() {
+        ", …"
+    } else {
+        ""
+    };
     let mut waiting = Waiting::new(
         WaitingCode::KeyLimit,
         format!(

@@ -736,8 +736,7 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// Up to `limit` of the tasks named `name` with concurrency key `key` that hold a place
     /// (running, not waiting for a signal), oldest first: what [`Store::claim_keyed`] counts
     /// for the key, for the waiting reason that names them.
-    async fn key_holders(&self, name: &str, key: &str, limit: usize)
-        -> Result<Vec<TaskId>, Error>;
+    async fn key_holders(&self, name: &str, key: &str, limit: usize) -> Result<Vec<TaskId>, Error>;
 
     /// [`Store::signal_resume`] for a task of a type with a per-key limit: the wait ends only
     /// if fewer than `per_key` tasks of the task's key `key`, and (with `max_running`) fewer

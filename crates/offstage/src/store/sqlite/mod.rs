@@ -516,12 +516,7 @@ impl Store for SqliteStore {
         keys::counts(self, name, limit).await
     }
 
-    async fn key_holders(
-        &self,
-        name: &str,
-        key: &str,
-        limit: usize,
-    ) -> Result<Vec<TaskId>, Error> {
+    async fn key_holders(&self, name: &str, key: &str, limit: usize) -> Result<Vec<TaskId>, Error> {
         keys::holders(self, name, key, limit).await
     }
 
