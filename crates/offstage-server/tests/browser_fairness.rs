@@ -25,10 +25,18 @@ async fn the_task_types_view_shows_the_top_keys_and_a_full_key_says_why() {
     let page = Browser::open(&server.url, (1320, 900)).await;
     page.goto("#/task-types").await;
     let tenant = r#"tr[data-name="demo.tenant"]"#;
-    page.wait(&format!("{tenant} td.keys"), "text", json!("2 per key (args.tenant)"))
-        .await;
-    page.wait(&format!("{tenant} td.keys"), "text", json!("none with work"))
-        .await;
+    page.wait(
+        &format!("{tenant} td.keys"),
+        "text",
+        json!("2 per key (args.tenant)"),
+    )
+    .await;
+    page.wait(
+        &format!("{tenant} td.keys"),
+        "text",
+        json!("none with work"),
+    )
+    .await;
     let echo = r#"tr[data-name="demo.echo"] td.keys"#;
     page.wait(echo, "exact", json!("—")).await;
 
