@@ -197,7 +197,6 @@ pub(super) async fn holders(
     Ok(ids.into_iter().map(Into::into).collect())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn resume(
     store: &PostgresStore,
     id: TaskId,

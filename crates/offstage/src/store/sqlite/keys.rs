@@ -117,15 +117,14 @@ fn take_in_turns(
     let last: Option<i64> = conn
         .prepare_cached("SELECT max(served) FROM offstage_concurrency_turns WHERE name = ?1")?
         .query_row([name], |row| row.get(0))?;
-    let mut turn = micros(now).max(last.unwrap_or(i64::MIN).saturating_add(1));
+    let first = micros(now).max(last.unwrap_or(i64::MIN).saturating_add(1));
     let mut serve = conn.prepare_cached(
         "INSERT INTO offstage_concurrency_turns (name, concurrency_key, served) \
          VALUES (?1, ?2, ?3) \
          ON CONFLICT (name, concurrency_key) DO UPDATE SET served = excluded.served",
     )?;
-    for key in turns.served() {
+    for (turn, key) in (first..).zip(turns.served()) {
         serve.execute(params![name, key, turn])?;
-        turn += 1;
     }
     Ok(claimed)
 }
