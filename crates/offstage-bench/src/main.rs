@@ -7,6 +7,7 @@
 //! each on a fresh schema of that database. With `--history N`, only the history figures are
 //! taken: a store filled with `N` finished tasks against an empty one (see `history.rs`).
 
+mod fairness;
 mod fanout;
 mod history;
 mod http;
@@ -201,6 +202,46 @@ fn run(
     if wanted("dashboard") {
         for (metric, p50) in rt.block_on(http::dashboard_queries(&db("dashboard"), n, 200)) {
             out.push((metric, p50, "-"));
+        }
+    }
+    if wanted("fairness") {
+        let (backlog, samples) = if quick { (20_000, 50) } else { (100_000, 200) };
+        let store = rt.block_on(offstage::store::sqlite::SqliteStore::open(db("fairness")));
+        let result = rt.block_on(fairness::fairness(
+            std::sync::Arc::new(store.unwrap()),
+            backlog,
+            samples,
+        ));
+        out.extend(fairness::rows(
+            &result,
+            [
+                "fairness_idle_p50_ms",
+                "fairness_idle_p99_ms",
+                "fairness_key_b_behind_a_p50_ms",
+                "fairness_key_b_behind_a_p99_ms",
+                "fairness_ratio_p50",
+                "fairness_a_still_queued",
+            ],
+        ));
+        match postgres {
+            Some(url) => {
+                let result = rt.block_on(postgres::fairness(url, backlog, samples));
+                out.extend(fairness::rows(
+                    &result,
+                    [
+                        "fairness_pg_idle_p50_ms",
+                        "fairness_pg_idle_p99_ms",
+                        "fairness_pg_key_b_behind_a_p50_ms",
+                        "fairness_pg_key_b_behind_a_p99_ms",
+                        "fairness_pg_ratio_p50",
+                        "fairness_pg_a_still_queued",
+                    ],
+                ));
+            }
+            None => eprintln!(
+                "PostgreSQL fairness figures skipped: pass --postgres URL or set \
+                 OFFSTAGE_BENCH_POSTGRES"
+            ),
         }
     }
     match postgres {

@@ -33,7 +33,7 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
 }
 
 /// A small deterministic generator for launch gaps.
-fn next_gap(seed: &mut u64, max_us: u64) -> Duration {
+pub(crate) fn next_gap(seed: &mut u64, max_us: u64) -> Duration {
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;

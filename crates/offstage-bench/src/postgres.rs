@@ -70,3 +70,12 @@ pub async fn throughput(url: &str, nodes: usize, n: usize, in_flight: usize) -> 
     drop_schema(url, &schema).await;
     n as f64 / elapsed.as_secs_f64()
 }
+
+/// The fairness figures (see `fairness.rs`) on a fresh schema of the database at `url`.
+pub async fn fairness(url: &str, backlog: usize, samples: usize) -> crate::fairness::Fairness {
+    let (db, schema) = schema_url(url);
+    let store = PostgresStore::open(&db).await.unwrap();
+    let result = crate::fairness::fairness(Arc::new(store), backlog, samples).await;
+    drop_schema(url, &schema).await;
+    result
+}

@@ -1,6 +1,7 @@
 // Task types (`#/task-types`): every type a node or worker serves (or that stored tasks
-// name), who serves it, its tasks by status, and Pause / Resume, which hold its queued tasks
-// on every node or let them go.
+// name), who serves it, its tasks by status, for a type with a limit per concurrency key its
+// top keys (running and queued each), and Pause / Resume, which hold its queued tasks on every
+// node or let them go.
 
 import { api, session, watch } from "./api.js";
 import { badge, h, setCell, tell, throttled, timeEl } from "./ui.js";
@@ -19,7 +20,7 @@ export function taskTypesView(main) {
   const table = h("table", { class: "grid task-types" },
     h("caption", { class: "sr-only" }, "Task types, by name"),
     h("thead", {}, h("tr", {},
-      ["Name", "Served by", "Queued", "Running", "State"]
+      ["Name", "Served by", "Queued", "Running", "Keys", "State"]
         .concat(canControl ? ["Actions"] : [])
         .map((label) => h("th", { scope: "col" }, label)))),
     tbody);
@@ -35,7 +36,7 @@ export function taskTypesView(main) {
   function renderRow(type) {
     let row = rows.get(type.name);
     if (!row) {
-      const cells = ["name", "served", "queued", "running", "state"]
+      const cells = ["name", "served", "queued", "running", "keys", "state"]
         .map((cell) => h("td", { class: cell }));
       cells[0].append(h("a", { href: `#/?name=${enc(type.name)}`, title: `Tasks of type ${type.name}` },
         type.name));
@@ -55,6 +56,16 @@ export function taskTypesView(main) {
       ? served.join(", ") : h("span", { class: "muted" }, "nothing: its tasks wait"));
     setCell(cell("queued"), String(type.counts.queued), () => String(type.counts.queued));
     setCell(cell("running"), String(type.counts.running), () => String(type.counts.running));
+    const keys = type.concurrency_keys || [];
+    setCell(cell("keys"), JSON.stringify([type.concurrency_per_key, keys]), () => {
+      if (!type.concurrency_per_key) return h("span", { class: "muted" }, "—");
+      const list = h("ul", { class: "keys" }, keys.map((k) => h("li", { "data-key": k.key },
+        h("span", { class: "key" }, k.key), " ",
+        h("span", { class: "counts" }, `${k.running} running, ${k.queued} queued`))));
+      return [h("span", { class: "muted per-key" },
+        `${type.concurrency_per_key} per key (${type.concurrency_key}); top ${keys.length}:`),
+        keys.length ? list : h("span", { class: "muted" }, " none with work")];
+    });
     setCell(cell("state"), `${state}|${type.paused_at}`, () => [badge(state, TYPE_MARK[state]),
       type.paused_at && [h("span", { class: "muted" }, " since "), timeEl(type.paused_at)]]);
     const toggle = row.querySelector("button.toggle");

@@ -24,6 +24,16 @@ struct Seconds {
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({ "tenant": "acme", "seconds": 5 }))]
+struct TenantJob {
+    /// The customer it works for: its concurrency key.
+    tenant: String,
+    /// How long, in seconds.
+    seconds: f64,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(example = json!({ "to": 20, "interval_ms": 200 }))]
 struct Count {
     /// Counts from 1 to this.
@@ -252,6 +262,7 @@ pub fn register<R: Registers>(builder: R) -> R {
         .args_schema("demo.spin", schema::<Seconds>())
         .args_schema("demo.hog", schema::<Megabytes>())
         .args_schema("demo.fanout", schema::<Fanout>())
+        .args_schema("demo.tenant", schema::<TenantJob>())
         .task("demo.sleep", |ctx: Context, args: Seconds| async move {
             let total = duration(args.seconds)?;
             ctx.set_state(&json!({ "sleeping_s": args.seconds }))?;
@@ -405,6 +416,20 @@ pub fn register<R: Registers>(builder: R) -> R {
                 }
                 ctx.log(format!("{by} approved {}", args.what));
                 Ok::<_, TaskError>(json!({ "approved_by": by }))
+            },
+        )
+        // Work for one customer: at most 2 run at once per `tenant` (its concurrency key), on
+        // all nodes, and tenants take turns, so one tenant's thousand jobs do not hold another
+        // tenant's first one behind them.
+        .task_with(
+            "demo.tenant",
+            TaskTypeOptions::default()
+                .concurrency_per_key(2, offstage::ConcurrencyKey::Arg("tenant")),
+            |ctx: Context, args: TenantJob| async move {
+                let total = duration(args.seconds)?;
+                ctx.set_state(&json!({ "tenant": args.tenant, "sleeping_s": args.seconds }))?;
+                pause(&ctx, total).await?;
+                Ok::<_, TaskError>(args.tenant)
             },
         )
         // Burns CPU without ever awaiting: nothing in-process could stop it before it ends by

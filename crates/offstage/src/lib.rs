@@ -58,6 +58,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod action;
+mod concurrency_key;
 mod context;
 mod error;
 mod event;
@@ -81,6 +82,7 @@ mod waiting;
 mod worker;
 
 pub use action::{ActionRecord, ActionStatus, Bulk, BulkVerb};
+pub use concurrency_key::{ConcurrencyKey, KeyCount};
 pub use context::Context;
 pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};

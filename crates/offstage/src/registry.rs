@@ -153,6 +153,12 @@ pub struct TaskTypeOptions {
     /// Run a failed task again, as this policy says. Without one, a task never re-runs on its
     /// own.
     pub retry: Option<Retry>,
+    /// At most this many of its tasks of one concurrency key run at once, on all nodes
+    /// together (beside `concurrency_limit`), and queued tasks of different keys take turns.
+    /// Set with [`TaskTypeOptions::concurrency_per_key`].
+    pub concurrency_per_key: Option<u32>,
+    /// Where each task's concurrency key comes from when its launch gives none.
+    pub concurrency_key: Option<crate::ConcurrencyKey>,
 }
 
 /// When and how often a failed task runs again: up to `max_attempts` attempts in all, each
@@ -238,6 +244,27 @@ impl TaskTypeOptions {
     /// These options with at most `n` tasks running at once across all nodes (at least 1).
     pub fn concurrency_limit(mut self, n: u32) -> Self {
         self.concurrency_limit = Some(n.max(1));
+        self
+    }
+
+    /// These options with at most `n` tasks of one concurrency key running at once across all
+    /// nodes (at least 1), the key taken from `key` unless a launch gives its own
+    /// (`Launch::concurrency_key`). Queued tasks of different keys are claimed in turns, least
+    /// recently served key first, so a key with a huge backlog delays another key's first task
+    /// by at most one claim round. A launch with no key to give is refused, saying how to give
+    /// one. Works beside [`TaskTypeOptions::concurrency_limit`]; for turns without a per-key
+    /// limit, give `u32::MAX`.
+    ///
+    /// ```
+    /// use offstage::{ConcurrencyKey, TaskTypeOptions};
+    /// let per_customer = TaskTypeOptions::default()
+    ///     .concurrency_limit(50)                            // 50 at once in all
+    ///     .concurrency_per_key(5, ConcurrencyKey::Owner);   // 5 of them per owner
+    /// assert_eq!(per_customer.concurrency_key, Some(ConcurrencyKey::Owner));
+    /// ```
+    pub fn concurrency_per_key(mut self, n: u32, key: crate::ConcurrencyKey) -> Self {
+        self.concurrency_per_key = Some(n.max(1));
+        self.concurrency_key = Some(key);
         self
     }
 
@@ -383,6 +410,20 @@ impl Registry {
         self.types
             .iter()
             .filter_map(|(name, t)| Some((name.clone(), t.options.concurrency_limit? as usize)))
+            .collect()
+    }
+
+    /// The types with a per-key limit: the limit per key, and the global limit if any.
+    pub(crate) fn keyed(&self) -> Vec<crate::runtime::KeyLimit> {
+        self.types
+            .iter()
+            .filter_map(|(name, t)| {
+                Some(crate::runtime::KeyLimit {
+                    name: name.clone(),
+                    per_key: t.options.concurrency_per_key? as usize,
+                    max_running: t.options.concurrency_limit.map(|n| n as usize),
+                })
+            })
             .collect()
     }
 

@@ -110,6 +110,12 @@ pub struct TaskRecord {
     /// When that wait times out, if it does.
     #[serde(default)]
     pub waiting_until: Option<DateTime<Utc>>,
+    /// The concurrency key it counts under, for a task type with a per-key limit
+    /// ([`crate::TaskTypeOptions::concurrency_per_key`]): resolved once at launch (the launch's
+    /// own `concurrency_key`, else the owner or the args field the type names) and never
+    /// changed. At most that many tasks of one key run at once, and keys take turns.
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
 }
 
 impl TaskRecord {

@@ -42,6 +42,9 @@ pub enum WaitingCode {
     /// It runs, and waits for a signal (`signal`, until `run_at` if the wait times out),
     /// holding no slot meanwhile.
     Signal,
+    /// Its concurrency key is full: as many tasks of its type and key run as the type's
+    /// per-key limit allows (`concurrency_key`, `limit`, `holders`).
+    KeyLimit,
 }
 
 impl WaitingCode {
@@ -57,6 +60,7 @@ impl WaitingCode {
             Self::Due => "due",
             Self::KillOverdue => "kill_overdue",
             Self::Signal => "signal",
+            Self::KeyLimit => "key_limit",
         }
     }
 }
@@ -84,10 +88,10 @@ pub struct Waiting {
     /// `paused`: since when its type is paused. `kill_overdue`: when the kill was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
-    /// `concurrency_limit`: the limit.
+    /// `concurrency_limit`, `key_limit`: the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
-    /// `concurrency_limit`: some of the running tasks that hold the limit (at most
+    /// `concurrency_limit`, `key_limit`: some of the running tasks that hold the limit (at most
     /// [`Waiting::MAX_HOLDERS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
@@ -96,6 +100,9 @@ pub struct Waiting {
     /// (`"node 0193… on web-1: a, b"`, `"worker w1 on node 0193…: c"`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub served: Vec<String>,
+    /// `key_limit`: the concurrency key that is full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 impl Waiting {
@@ -112,6 +119,7 @@ impl Waiting {
             limit: None,
             holders: Vec::new(),
             served: Vec::new(),
+            concurrency_key: None,
         }
     }
 }

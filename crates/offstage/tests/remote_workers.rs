@@ -11,6 +11,105 @@ use offstage::{
 };
 use serde_json::{json, Value};
 
+/// A limit per concurrency key counts the tasks a worker runs too: with one place per owner,
+/// a node and a worker with room for five run one task of owner u1 between them, and u2's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limit_holds_for_a_type_workers_also_serve() {
+    let rt = Runtime::builder()
+        .sqlite(SqliteBackend.new_database())
+        .task_with(
+            "keyed",
+            TaskTypeOptions::default().concurrency_per_key(1, offstage::ConcurrencyKey::Owner),
+            |ctx: Context, _args: Value| async move {
+                ctx.cancelled().await;
+                Err::<(), _>(TaskError::cancelled())
+            },
+        )
+        .build()
+        .await
+        .unwrap();
+    // A worker with room for five that keeps whatever it is given running, and stops what it
+    // is told to kill.
+    let (to_node, incoming) = mpsc::unbounded::<String>();
+    let (outgoing, mut from_node) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let hello =
+        json!({ "type": "hello", "protocol": 1, "task_types": ["keyed"], "concurrency": 5 });
+    to_node.unbounded_send(hello.to_string()).unwrap();
+    let serving = rt.clone();
+    tokio::spawn(async move { serving.serve_worker(incoming, outgoing, "in-memory").await });
+    let worker = to_node.clone();
+    tokio::spawn(async move {
+        while let Some(text) = from_node.recv().await {
+            let message: Value = serde_json::from_str(&text).unwrap();
+            let reply = match message["type"].as_str() {
+                Some("kill" | "abort") => json!({
+                    "type": "failed",
+                    "task_id": message["task_id"],
+                    "error": { "kind": "killed", "message": "stopped as asked" },
+                }),
+                Some("heartbeat") => json!({ "type": "heartbeat" }),
+                _ => continue,
+            };
+            let _ = worker.unbounded_send(reply.to_string());
+        }
+    });
+
+    let mut events = rt.events();
+    let mut u1 = Vec::new();
+    for _ in 0..3 {
+        u1.push(
+            rt.launch_json("keyed", json!(null))
+                .owner("u1")
+                .await
+                .unwrap()
+                .id(),
+        );
+    }
+    let u2 = rt
+        .launch_json("keyed", json!(null))
+        .owner("u2")
+        .await
+        .unwrap()
+        .id();
+    let keys = |running_u1: u64, queued_u1: u64| {
+        vec![
+            offstage::KeyCount {
+                key: "u1".into(),
+                running: running_u1,
+                queued: queued_u1,
+            },
+            offstage::KeyCount {
+                key: "u2".into(),
+                running: 1,
+                queued: 0,
+            },
+        ]
+    };
+    let mut started = Vec::new();
+    // Each of u1's tasks in turn: one at a time, wherever it runs; u2's beside them.
+    for round in 0..3 {
+        while started.len() < round + 2 {
+            let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+                .await
+                .expect("the tasks keep moving")
+                .unwrap();
+            if let EventKind::Started { .. } = event.kind {
+                started.push(event.task_id);
+            }
+        }
+        assert!(started.contains(&u2));
+        assert_eq!(
+            rt.concurrency_keys("keyed", 10).await.unwrap(),
+            keys(1, 2 - round as u64),
+            "round {round}"
+        );
+        let holder = *started.iter().rev().find(|id| u1.contains(id)).unwrap();
+        rt.kill(holder).await.unwrap();
+    }
+    drop(to_node);
+    rt.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrency_limit_holds_for_a_type_workers_also_serve() {
     let rt = Runtime::builder()

@@ -168,6 +168,7 @@ class Client:
         isolated: bool | None = None,
         parent: str | Task | None = None,
         detached: bool | None = None,
+        concurrency_key: str | None = None,
     ) -> Task:
         """Launches task type ``name`` with ``args`` sent exactly as given (any JSON value).
 
@@ -188,6 +189,9 @@ class Client:
                 How a task in a worker launches children.
             detached: with ``parent``, leave the child running when its parent ends by
                 itself (a kill of the parent still kills it).
+            concurrency_key: the concurrency key the task counts under, for a task type with a
+                limit per key (instead of the key the type takes from the owner or the args):
+                at most that many tasks of one key run at once, and keys take turns.
         """
         body: dict[str, Any] = {"name": name}
         if args is not None:
@@ -207,6 +211,8 @@ class Client:
             body["parent"] = _task_id(parent)
         if detached is not None:
             body["detached"] = detached
+        if concurrency_key is not None:
+            body["concurrency_key"] = concurrency_key
         if run_at is not None:
             if run_at.tzinfo is None:
                 raise OffstageError(
@@ -391,7 +397,10 @@ class Client:
         return list(answer["signals"])
 
     def task_types(self) -> list[dict[str, Any]]:
-        """The task types the server knows, each ``{"name", "workers", "counts"}``."""
+        """The task types the server knows, each ``{"name", "workers", "counts"}``; a type with
+        a limit per concurrency key also has ``concurrency_per_key``, ``concurrency_key``
+        (where keys come from) and ``concurrency_keys``, its top ten keys with work
+        (``{"key", "running", "queued"}``, most running first)."""
         return list(self._request("GET", "/api/task-types")["task_types"])
 
     def stats(self, window: str = "hour") -> dict[str, Any]:

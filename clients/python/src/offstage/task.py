@@ -127,6 +127,13 @@ class Task:
         """True for a child left running when its parent ends by itself."""
         return bool(self._record.get("detached", False))
 
+    @property
+    def concurrency_key(self) -> str | None:
+        """The concurrency key the task counts under (for a task type with a limit per key),
+        resolved once at launch; ``None`` for a task without one."""
+        value = self._record.get("concurrency_key")
+        return None if value is None else str(value)
+
     def children(self) -> list[Task]:
         """This task's children, oldest first (as ``list_background_tasks`` lists tasks)."""
         return self._client.list_background_tasks(parent=self.get_id())

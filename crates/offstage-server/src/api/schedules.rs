@@ -83,6 +83,8 @@ impl ScheduleOptions {
                 .as_deref()
                 .map(str::parse::<OnConflict>)
                 .transpose()?,
+            // Each tick's key comes from the owner or the args, as its type says.
+            concurrency_key: None,
         })
     }
 }

@@ -88,6 +88,10 @@ pub(crate) struct LaunchRequest {
     /// With `parent`: leave this child running when its parent ends by itself (a kill of the
     /// parent still kills it).
     detached: Option<bool>,
+    /// The concurrency key the task counts under, for a task type with a limit per key
+    /// (instead of the key the type takes from the owner or the args): at most that many of
+    /// one key run at once, and keys take turns.
+    concurrency_key: Option<String>,
 }
 
 /// Launches a task.
@@ -143,6 +147,7 @@ pub(crate) async fn launch(
         run_at: request.run_at,
         isolated: request.isolated,
         on_conflict,
+        concurrency_key: request.concurrency_key,
     };
     let mut launch = state
         .runtime
@@ -554,6 +559,17 @@ pub(crate) struct TaskTypeView {
     /// Args that fit `args_schema`, to start from (see `offstage_server::schema::example`).
     #[schema(value_type = Option<Object>)]
     args_example: Option<serde_json::Value>,
+    /// At most this many of its tasks of one concurrency key run at once, on all nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency_per_key: Option<u32>,
+    /// Where each task's concurrency key comes from when its launch gives none: `owner`,
+    /// `args.FIELD` or `launch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency_key: Option<String>,
+    /// For a type with a per-key limit: its top ten keys with tasks queued or running, most
+    /// running first, then most queued, then by key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    concurrency_keys: Vec<offstage::KeyCount>,
 }
 
 /// The task types.
@@ -586,6 +602,9 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                 max_attempts: options.retry.map(|r| r.max_attempts),
                 paused: false,
                 paused_at: None,
+                concurrency_per_key: options.concurrency_per_key,
+                concurrency_key: options.concurrency_key.map(|k| k.to_string()),
+                concurrency_keys: Vec::new(),
             }
         })
         .collect();
@@ -606,6 +625,9 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     paused_at: None,
                     args_schema: None,
                     args_example: None,
+                    concurrency_per_key: None,
+                    concurrency_key: None,
+                    concurrency_keys: Vec::new(),
                 });
                 types.len() - 1
             }
@@ -628,6 +650,9 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     paused_at: None,
                     args_schema: None,
                     args_example: None,
+                    concurrency_per_key: None,
+                    concurrency_key: None,
+                    concurrency_keys: Vec::new(),
                 });
                 types.len() - 1
             }
@@ -649,12 +674,21 @@ pub(crate) async fn task_types(State(state): State<AppState>) -> Result<Json<Tas
                     paused_at: None,
                     args_schema: None,
                     args_example: None,
+                    concurrency_per_key: None,
+                    concurrency_key: None,
+                    concurrency_keys: Vec::new(),
                 });
                 types.len() - 1
             }
         };
         types[index].paused = true;
         types[index].paused_at = Some(paused.paused_at);
+    }
+    for task_type in types.iter_mut().filter(|t| t.concurrency_per_key.is_some()) {
+        task_type.concurrency_keys = state
+            .runtime
+            .concurrency_keys(&task_type.name, offstage::KeyCount::TOP)
+            .await?;
     }
     Ok(Json(TaskTypes { task_types: types }))
 }

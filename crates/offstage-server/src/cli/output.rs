@@ -109,6 +109,19 @@ pub(crate) fn task_types(types: &[TaskType]) -> String {
             "{:<20} {:<24} {example}\n",
             task_type.name, served
         ));
+        if let Some(per_key) = task_type.concurrency_per_key {
+            let keys: Vec<String> = task_type
+                .concurrency_keys
+                .iter()
+                .map(|k| format!("{} {} running, {} queued", k.key, k.running, k.queued))
+                .collect();
+            let keys = if keys.is_empty() {
+                "none with work".to_owned()
+            } else {
+                keys.join("; ")
+            };
+            out.push_str(&format!("{:<20} {per_key} per key; top keys: {keys}\n", ""));
+        }
     }
     out
 }
@@ -157,6 +170,7 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
                 }
             })),
         ),
+        ("concurrency_key", or_dash(task.concurrency_key.as_ref())),
     ];
     let mut out = String::new();
     for (field, value) in fields {

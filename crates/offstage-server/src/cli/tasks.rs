@@ -55,6 +55,10 @@ pub(crate) struct Launch {
     /// With --parent: leave it running when its parent ends by itself.
     #[arg(long, requires = "parent")]
     detached: bool,
+    /// The concurrency key it counts under, for a task type with a limit per key (instead of
+    /// the key the type takes from the owner or the args).
+    #[arg(long, value_name = "KEY")]
+    concurrency_key: Option<String>,
     #[command(flatten)]
     remote: Remote,
 }
@@ -100,6 +104,8 @@ struct LaunchBody {
     parent: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     detached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency_key: Option<String>,
 }
 
 impl Launch {
@@ -115,6 +121,7 @@ impl Launch {
             on_conflict: self.on_conflict,
             parent: self.parent,
             detached: self.detached,
+            concurrency_key: self.concurrency_key,
         };
         let body = serde_json::to_value(&body).map_err(|e| e.to_string())?;
         let answer = client.call(Method::POST, "/api/tasks", Some(&body)).await?;
@@ -161,6 +168,12 @@ pub(crate) struct TaskType {
     /// Paused on every node (`offstage pause`).
     #[serde(default)]
     pub(crate) paused: bool,
+    /// The limit per concurrency key, for a type with one.
+    #[serde(default)]
+    pub(crate) concurrency_per_key: Option<u32>,
+    /// Its top concurrency keys, with their running and queued counts.
+    #[serde(default)]
+    pub(crate) concurrency_keys: Vec<offstage::KeyCount>,
 }
 
 impl Types {

@@ -234,6 +234,7 @@ async fn rerun(rt: &Arc<Inner>, id: TaskId, rerun: RerunOptions) -> Result<Task,
         run_at: None,
         isolated,
         on_conflict: original.key.is_some().then_some(OnConflict::Reject),
+        concurrency_key: original.concurrency_key.clone(),
     };
     let mut launch = Launch::new(
         Arc::clone(rt),

@@ -463,7 +463,11 @@ impl RuntimeBuilder {
             origin: node,
             rejoining: Default::default(),
             names: registry.names().map(str::to_owned).collect(),
-            claims: super::claimer::ClaimSet::new(registry.names(), &registry.limited()),
+            claims: super::claimer::ClaimSet::new(
+                registry.names(),
+                &registry.limited(),
+                &registry.keyed(),
+            ),
             rerun: maintenance::rerun(&registry),
             capture: capture(config.capture_level),
             events: Arc::new(EventBus::new(config.event_replay)),

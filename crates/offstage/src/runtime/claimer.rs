@@ -20,26 +20,47 @@ use crate::task::TaskRecord;
 /// Most tasks claimed in one store call.
 const CLAIM_BATCH: usize = 256;
 
+/// A task type with a limit per concurrency key (see `concurrency_key.rs`), as the claims and
+/// the end of a signal wait apply it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeyLimit {
+    /// The task type.
+    pub(crate) name: String,
+    /// At most this many of one key's tasks hold a place at once.
+    pub(crate) per_key: usize,
+    /// The type's global concurrency limit, if it has one.
+    pub(crate) max_running: Option<usize>,
+}
+
 /// The task types one claimer claims, split the way the store claims them: types with a
-/// concurrency limit one by one (`Store::claim_limited`, which counts what runs on every
-/// node), the rest in one `Store::claim`.
+/// per-key limit one by one (`Store::claim_keyed`, keys in turns), types with a concurrency
+/// limit one by one (`Store::claim_limited`, which counts what runs on every node), the rest in
+/// one `Store::claim`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClaimSet {
     /// Types without a concurrency limit, in the form `Store::claim` takes them.
     unlimited: Vec<String>,
-    /// Types with a concurrency limit, and the limit.
+    /// Types with a concurrency limit (and no per-key limit), and the limit.
     limited: Vec<(String, usize)>,
+    /// Types with a per-key limit.
+    keyed: Vec<KeyLimit>,
 }
 
 impl ClaimSet {
-    /// `names`, each with its limit from `limits` if it has one.
+    /// `names`, each with its per-key limit from `keyed` or its limit from `limits` if it has
+    /// one.
     pub(crate) fn new(
         names: impl IntoIterator<Item = impl AsRef<str>>,
         limits: &[(String, usize)],
+        keyed: &[KeyLimit],
     ) -> Self {
         let mut set = Self::default();
         for name in names {
             let name = name.as_ref();
+            if let Some(key_limit) = keyed.iter().find(|k| k.name == name) {
+                set.keyed.push(key_limit.clone());
+                continue;
+            }
             match limits.iter().find(|(limited, _)| limited == name) {
                 Some((_, max)) => set.limited.push((name.to_owned(), *max)),
                 None => set.unlimited.push(name.to_owned()),
@@ -48,20 +69,35 @@ impl ClaimSet {
         set
     }
 
-    /// The limited types and their limits.
-    pub(crate) fn limited(&self) -> &[(String, usize)] {
-        &self.limited
+    /// The types with a per-key limit.
+    pub(crate) fn keyed(&self) -> &[KeyLimit] {
+        &self.keyed
     }
 
-    /// True when `name` has a concurrency limit here.
+    /// Type `name`'s per-key limit, if it has one.
+    pub(crate) fn key_limit(&self, name: &str) -> Option<&KeyLimit> {
+        self.keyed.iter().find(|k| k.name == name)
+    }
+
+    /// The limited types and their limits (the global limits of keyed types too).
+    pub(crate) fn limited(&self) -> Vec<(String, usize)> {
+        let keyed = self
+            .keyed
+            .iter()
+            .filter_map(|k| Some((k.name.clone(), k.max_running?)));
+        self.limited.iter().cloned().chain(keyed).collect()
+    }
+
+    /// True when `name` has a concurrency limit (global or per key) here.
     pub(crate) fn is_limited(&self, name: &str) -> bool {
-        self.limited.iter().any(|(limited, _)| limited == name)
+        self.limited.iter().any(|(limited, _)| limited == name) || self.key_limit(name).is_some()
     }
 
-    /// Claims up to `room` due tasks for `node`: the limited types first, each within its
-    /// limit, then the rest with what is left. A limited type's turn is bounded by its limit,
-    /// so it cannot crowd out the others; taking them last would let a deep backlog of
-    /// unlimited types starve them.
+    /// Claims up to `room` due tasks for `node`: the keyed and limited types first, each
+    /// within its limits, then the rest with what is left. A limited type's turn is bounded by
+    /// its limit, so it cannot crowd out the others; taking them last would let a deep backlog
+    /// of unlimited types starve them. (A keyed type with no global limit may take the whole
+    /// room; its keys share it in turns.)
     ///
     /// [`ErrorKind::NodeDead`] drops whatever was claimed before it: recovery took those tasks
     /// over with the node's others. Any other failure after some tasks were claimed is logged
@@ -75,6 +111,33 @@ impl ClaimSet {
         room: usize,
     ) -> Result<Vec<TaskRecord>, Error> {
         let mut claimed = Vec::new();
+        for keyed in &self.keyed {
+            let left = room - claimed.len();
+            if left == 0 {
+                return Ok(claimed);
+            }
+            match rt
+                .store
+                .claim_keyed(
+                    node,
+                    keyed.name.as_str(),
+                    now,
+                    left,
+                    keyed.per_key,
+                    keyed.max_running,
+                )
+                .await
+            {
+                Ok(records) => claimed.extend(records),
+                Err(error) if error.kind() == ErrorKind::NodeDead || claimed.is_empty() => {
+                    return Err(error)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, task_type = %keyed.name, "claiming failed; retrying");
+                    return Ok(claimed);
+                }
+            }
+        }
         for (name, max_running) in &self.limited {
             let left = room - claimed.len();
             if left == 0 {

@@ -40,6 +40,11 @@ pub struct LaunchOptions {
     /// Without it, keys are labels and duplicates run.
     #[serde(default)]
     pub on_conflict: Option<OnConflict>,
+    /// The concurrency key the task counts under, for a task type with a per-key limit
+    /// ([`crate::TaskTypeOptions::concurrency_per_key`]), instead of the one its type takes
+    /// from the owner or the args. Kept with the task of any type.
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
 }
 
 /// What a launch with a key does when a task of the same type and key is live (queued or
@@ -82,6 +87,15 @@ pub(crate) fn check_labels(name: &str, options: &LaunchOptions) -> Result<(), Er
     if let Some(owner) = &options.owner {
         check_text("owner", owner, MAX_OWNER_CHARS)?;
     }
+    if let Some(key) = &options.concurrency_key {
+        check_text("concurrency key", key, MAX_KEY_CHARS)?;
+        if key.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the concurrency key is empty: give a non-empty one (a tenant's id, say) or none",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -92,7 +106,8 @@ pub(super) struct Checked {
     pub(super) queued: TaskRecord,
     /// The body with its args deserialized; `None` for a type workers serve.
     pub(super) prepared: Option<crate::registry::Prepared>,
-    /// The type has a concurrency limit: it always starts through a claim, which counts.
+    /// The type has a concurrency limit (global or per key): it always starts through a claim,
+    /// which counts.
     pub(super) limited: bool,
     pub(super) on_conflict: Option<OnConflict>,
 }
@@ -226,6 +241,15 @@ impl Launch {
     /// its task type says: a kill or timeout then stops it even if it never awaits.
     pub fn isolated(mut self, isolated: bool) -> Self {
         self.options.isolated = Some(isolated);
+        self
+    }
+
+    /// The concurrency key the task counts under, for a task type with a per-key limit
+    /// ([`crate::TaskTypeOptions::concurrency_per_key`]): at most that many tasks of one key
+    /// run at once, and keys take turns. Overrides the key the type takes from the owner or
+    /// the args.
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.options.concurrency_key = Some(key.into());
         self
     }
 
@@ -376,6 +400,17 @@ impl Launch {
             }
             Err(_) => return Err(rt.unknown_task_type(&name)),
         };
+        // Resolved once, here, and kept with the task: retries, recovery and reruns of it count
+        // under the same key.
+        let concurrency_key = match (&options.concurrency_key, type_options.concurrency_key) {
+            (Some(key), _) => Some(key.clone()),
+            (None, Some(source)) if type_options.concurrency_per_key.is_some() => {
+                let key = source.resolve(&name, options.owner.as_deref(), &args)?;
+                crate::limits::check_text("concurrency key", &key, crate::limits::MAX_KEY_CHARS)?;
+                Some(key)
+            }
+            (None, _) => None,
+        };
         let isolated = options.isolated.unwrap_or(type_options.isolated);
         let timeout = options.timeout.or(type_options.timeout);
         if timeout.is_some_and(|t| t.is_zero()) {
@@ -418,12 +453,14 @@ impl Launch {
             checkpoint: checkpoint.map(|(value, _)| value),
             waiting_for: None,
             waiting_until: None,
+            concurrency_key,
         };
         Ok(Checked {
             rt,
             queued,
             prepared,
-            limited: type_options.concurrency_limit.is_some(),
+            limited: type_options.concurrency_limit.is_some()
+                || type_options.concurrency_per_key.is_some(),
             on_conflict: options.on_conflict,
         })
     }

@@ -9,6 +9,7 @@ mod cron;
 mod executor;
 mod fleet;
 mod isolation;
+mod keys;
 mod launch;
 pub(crate) mod live;
 mod maintenance;
@@ -37,6 +38,7 @@ pub use self::children::ChildEnds;
 pub(crate) use self::children::{
     list as list_children, outcome as child_outcome, wait_all as wait_tasks, Waiter,
 };
+pub(crate) use self::claimer::KeyLimit;
 pub use self::isolation::Isolation;
 pub(crate) use self::launch::check_labels;
 pub(crate) use self::launch::Parent;

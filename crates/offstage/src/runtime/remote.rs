@@ -226,7 +226,11 @@ async fn serve_inner(
 
     let mut link = Link {
         rt,
-        claims: ClaimSet::new(&connected.info.task_types, rt.claims.limited()),
+        claims: ClaimSet::new(
+            &connected.info.task_types,
+            &rt.claims.limited(),
+            rt.claims.keyed(),
+        ),
         connected: &connected,
         outgoing,
         assigned: HashMap::new(),

@@ -311,17 +311,37 @@ async fn resume(live: &Arc<LiveTask>, name: &str, had_slot: bool) -> Result<(), 
         .iter()
         .find(|(limited, _)| limited == task_type)
         .map(|(_, max)| *max);
+    // A type with a per-key limit: the task's key must have a place too.
+    let key_limit = rt
+        .claims
+        .key_limit(task_type)
+        .zip(live.started.concurrency_key.as_deref());
     let waits = rt.limit_freed.of(task_type);
     let mut look = rt.config.heartbeat_interval;
     loop {
         let freed = waits.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        match rt
-            .store
-            .signal_resume(live.id, live.owner(), task_type, max_running)
-            .await
-        {
+        let resumed = match key_limit {
+            Some((limit, key)) => {
+                rt.store
+                    .signal_resume_keyed(
+                        live.id,
+                        live.owner(),
+                        task_type,
+                        key,
+                        limit.per_key,
+                        max_running,
+                    )
+                    .await
+            }
+            None => {
+                rt.store
+                    .signal_resume(live.id, live.owner(), task_type, max_running)
+                    .await
+            }
+        };
+        match resumed {
             Ok(true) => break,
             Ok(false) => {}
             Err(error) => {

@@ -75,6 +75,7 @@ where
         checkpoint_at: None,
         waiting_for: None,
         waiting_until: None,
+        concurrency_key: None,
     };
     let inserted = match rt.store.launch_unique(&record).await {
         Err(error) if error.kind() == ErrorKind::NodeDead => {

@@ -196,6 +196,9 @@ async fn queued(rt: &Inner, record: &TaskRecord) -> Result<Waiting, Error> {
         waiting.run_at = Some(record.run_at);
         return Ok(waiting);
     }
+    if let Some(waiting) = key_full(rt, record).await? {
+        return Ok(waiting);
+    }
     let limit = rt
         .claims
         .limited()
@@ -254,4 +257,41 @@ async fn queued(rt: &Inner, record: &TaskRecord) -> Result<Waiting, Error> {
             secs(chrono::Duration::from_std(rt.config.poll_interval).unwrap_or_default())
         ),
     ))
+}
+
+/// `key_limit`, when `record`'s concurrency key has as many tasks holding a place as its
+/// type's per-key limit allows.
+async fn key_full(rt: &Inner, record: &TaskRecord) -> Result<Option<Waiting>, Error> {
+    let name = &record.name;
+    let (Some(limit), Some(key)) = (rt.claims.key_limit(name), &record.concurrency_key) else {
+        return Ok(None);
+    };
+    let per_key = limit.per_key;
+    let holders = rt
+        .store
+        .key_holders(name, key, per_key.clamp(1, ListFilter::MAX_LIMIT))
+        .await?;
+    if holders.len() < per_key {
+        return Ok(None);
+    }
+    let ids: Vec<_> = holders.iter().take(Waiting::MAX_HOLDERS).copied().collect();
+    let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let more = if holders.len() > ids.len() {
+        ", …"
+    } else {
+        ""
+    };
+    let mut waiting = Waiting::new(
+        WaitingCode::KeyLimit,
+        format!(
+            "`{name}` runs at most {per_key} at once per concurrency key on all nodes, and \
+             {per_key} of key {key:?} are running ({}{more}): it starts when one of them ends \
+             (tasks of other keys are not held up)",
+            shown.join(", ")
+        ),
+    );
+    waiting.limit = Some(per_key.min(u32::MAX as usize) as u32);
+    waiting.holders = ids;
+    waiting.concurrency_key = Some(key.clone());
+    Ok(Some(waiting))
 }

@@ -49,6 +49,8 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod turns;
 
 /// A runtime's registration in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -699,6 +701,56 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
     /// (running and not waiting for a signal), oldest first: what [`Store::claim_limited`]
     /// counts, for the waiting reason that names them.
     async fn limit_holders(&self, name: &str, limit: usize) -> Result<Vec<TaskId>, Error>;
+
+    /// [`Store::claim`] for one task type with a limit per concurrency key
+    /// ([`TaskRecord::concurrency_key`]): claims at most `limit` due tasks named `name` for
+    /// `node`, never so many that more than `per_key` tasks of one key, or (with
+    /// `max_running`) more than `max_running` tasks of the type, would hold a place (running,
+    /// not waiting for a signal) on all nodes together. Keys take turns: the keys with queued
+    /// tasks and room are served least recently served first (never served first of all), each
+    /// key its oldest due tasks by priority, the room shared evenly between them; every key a
+    /// claim looks at counts as served then. A claim reads one row per key with work and one
+    /// index range per key it serves, never the backlog. The counts, the claim and the turns
+    /// are one step across every handle; fenced like [`Store::claim`]. A paused type claims
+    /// nothing.
+    async fn claim_keyed(
+        &self,
+        node: NodeId,
+        name: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_key: usize,
+        max_running: Option<usize>,
+    ) -> Result<Vec<TaskRecord>, Error>;
+
+    /// Up to `limit` of the concurrency keys of task type `name` that have tasks queued or
+    /// holding a place, with those counts: most running first, then most queued, then by key.
+    /// Exact (the counts change in the same step as the tasks), and read from one row per key
+    /// with work, however many tasks are queued.
+    async fn concurrency_keys(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::KeyCount>, Error>;
+
+    /// Up to `limit` of the tasks named `name` with concurrency key `key` that hold a place
+    /// (running, not waiting for a signal), oldest first: what [`Store::claim_keyed`] counts
+    /// for the key, for the waiting reason that names them.
+    async fn key_holders(&self, name: &str, key: &str, limit: usize) -> Result<Vec<TaskId>, Error>;
+
+    /// [`Store::signal_resume`] for a task of a type with a per-key limit: the wait ends only
+    /// if fewer than `per_key` tasks of the task's key `key`, and (with `max_running`) fewer
+    /// than `max_running` of the type, hold a place. The counts and the write are one step
+    /// against every [`Store::claim_keyed`] of the type.
+    async fn signal_resume_keyed(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        name: &str,
+        key: &str,
+        per_key: usize,
+        max_running: Option<usize>,
+    ) -> Result<bool, Error>;
 
     /// Sends `notices` from node `from`, in order, to the other nodes on this database that
     /// [`Store::listen`]. Best effort: a notice may be lost, so nothing may depend on it for

@@ -27,6 +27,7 @@ mod checkpoints;
 mod counts;
 mod fleet;
 mod hub;
+mod keys;
 mod nodes;
 mod rows;
 mod schedules;
@@ -491,6 +492,44 @@ impl Store for SqliteStore {
 
     async fn limit_holders(&self, name: &str, limit: usize) -> Result<Vec<TaskId>, Error> {
         signals::limit_holders(self, name, limit).await
+    }
+
+    // Concurrency keys (`keys.rs`).
+
+    async fn claim_keyed(
+        &self,
+        node: NodeId,
+        name: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_key: usize,
+        max_running: Option<usize>,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        keys::claim(self, node, name, now, limit, per_key, max_running).await
+    }
+
+    async fn concurrency_keys(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::KeyCount>, Error> {
+        keys::counts(self, name, limit).await
+    }
+
+    async fn key_holders(&self, name: &str, key: &str, limit: usize) -> Result<Vec<TaskId>, Error> {
+        keys::holders(self, name, key, limit).await
+    }
+
+    async fn signal_resume_keyed(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        name: &str,
+        key: &str,
+        per_key: usize,
+        max_running: Option<usize>,
+    ) -> Result<bool, Error> {
+        keys::resume(self, id, node, name, key, per_key, max_running).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {

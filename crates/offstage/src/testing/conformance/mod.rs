@@ -19,6 +19,7 @@
 mod actions;
 mod checkpoints;
 mod children;
+mod concurrency_keys;
 mod databases;
 mod durability;
 mod fencing;
@@ -42,6 +43,7 @@ use async_trait::async_trait;
 pub use self::actions::*;
 pub use self::checkpoints::*;
 pub use self::children::*;
+pub use self::concurrency_keys::*;
 pub use self::durability::*;
 pub use self::fencing::*;
 pub use self::fleet::*;
@@ -257,7 +259,15 @@ macro_rules! conformance_tests {
             a_type_limited_to_2_has_50_tasks_waiting_for_a_signal,
             a_waiting_task_is_killed_or_woken_from_another_node,
             a_task_whose_node_died_while_waiting_receives_the_signal_when_it_runs_again,
-            a_spawned_task_waits_for_a_signal_and_takes_no_slot_after
+            a_spawned_task_waits_for_a_signal_and_takes_no_slot_after,
+            // Concurrency keys
+            a_key_limit_holds_across_two_handles,
+            keys_take_turns_so_a_backlog_holds_no_other_key_back,
+            counts_per_key_follow_every_step,
+            a_dead_node_s_places_under_a_key_come_back,
+            a_paused_keyed_type_is_not_claimed,
+            the_concurrency_key_comes_from_the_launch_the_owner_or_an_arg,
+            a_full_key_holds_its_own_tasks_and_says_so
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
