@@ -42,6 +42,9 @@ pub enum WaitingCode {
     /// It runs, and waits for a signal (`signal`, until `run_at` if the wait times out),
     /// holding no slot meanwhile.
     Signal,
+    /// It backed off (`Context::back_off`: the API it calls said to come back later) and runs
+    /// again at `run_at`, the attempt not counted.
+    BackedOff,
 }
 
 impl WaitingCode {
@@ -57,6 +60,7 @@ impl WaitingCode {
             Self::Due => "due",
             Self::KillOverdue => "kill_overdue",
             Self::Signal => "signal",
+            Self::BackedOff => "backed_off",
         }
     }
 }
@@ -75,7 +79,7 @@ pub struct Waiting {
     pub code: WaitingCode,
     /// The reason as a sentence, with what to do about it where there is something to do.
     pub message: String,
-    /// `scheduled`, `retry_backoff`: when it becomes due. `signal`: when the wait times out.
+    /// `scheduled`, `retry_backoff`, `backed_off`: when it becomes due. `signal`: when the wait times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
     /// `signal`: the name of the signal it waits for.

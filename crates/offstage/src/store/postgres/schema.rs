@@ -25,6 +25,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_composition.sql"),
     include_str!("migrations/0011_live_children.sql"),
     include_str!("migrations/0012_signal_holding.sql"),
+    // 0013 is the concurrency keys' (another branch of the same issue).
+    include_str!("migrations/0014_limiters.sql"),
 ];
 
 /// How long PostgreSQL lets one of the store's sessions sit idle inside a transaction before

@@ -25,6 +25,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_composition.sql"),
     include_str!("migrations/0011_live_children.sql"),
     include_str!("migrations/0012_signal_holding.sql"),
+    // 0013 is the concurrency keys' (another branch of the same issue).
+    include_str!("migrations/0014_limiters.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path` for writing, configured and migrated to
