@@ -96,9 +96,8 @@ pub use log::{LogLevel, LogLimits, LogLine};
 pub use registry::args_schema;
 pub use registry::{Retry, TaskType, TaskTypeOptions};
 pub use runtime::{
-    Action, ChildEnds, Config, Isolation, Launch, LaunchOptions, OnConflict, RerunOptions, Retention,
-    Runtime,
-    RuntimeBuilder, WorkerInfo,
+    Action, ChildEnds, Config, Isolation, Launch, LaunchOptions, OnConflict, RerunOptions,
+    Retention, Runtime, RuntimeBuilder, WorkerInfo,
 };
 pub use schedule::{Schedule, ScheduleRecord};
 pub use shared::{Shared, SharedChange, SharedGuard, SharedLock, SharedRecord, SharedWatch};

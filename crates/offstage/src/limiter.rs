@@ -226,7 +226,9 @@ impl Bucket {
     /// The tokens at `now`. A `now` before `refilled_at` (another writer's clock ran ahead,
     /// or a transaction began before the one that refilled last) adds nothing.
     pub(crate) fn level(&self, now: DateTime<Utc>) -> f64 {
-        let elapsed = (now - self.refilled_at).num_microseconds().unwrap_or(i64::MAX);
+        let elapsed = (now - self.refilled_at)
+            .num_microseconds()
+            .unwrap_or(i64::MAX);
         let added = self.rate * (elapsed.max(0) as f64 / 1e6);
         (self.tokens + added).min(self.burst)
     }
@@ -524,6 +526,10 @@ mod tests {
             assert_eq!(error.kind(), ErrorKind::InvalidArgument);
             assert!(error.message().contains(says), "{limit:?}: {error}");
         }
-        Limit::per_second(0.5).burst(2).max_holders(3).check("ok").unwrap();
+        Limit::per_second(0.5)
+            .burst(2)
+            .max_holders(3)
+            .check("ok")
+            .unwrap();
     }
 }

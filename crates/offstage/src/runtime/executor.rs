@@ -463,7 +463,11 @@ async fn back_off(live: Arc<LiveTask>, (delay, error): (Duration, TaskError)) {
         let mut tries = 0;
         let applied = loop {
             tries += 1;
-            match rt.store.back_off(live.id, live.owner(), back_off.clone()).await {
+            match rt
+                .store
+                .back_off(live.id, live.owner(), back_off.clone())
+                .await
+            {
                 Ok(applied) => break Some(applied),
                 Err(error) if tries >= 5 => {
                     tracing::error!(task = %live.id, %error, "could not put the task that backed off back in the queue");

@@ -84,11 +84,12 @@ pub(crate) async fn acquire(
             Ok(turn) => turn,
             Err(_) => return Ok(None),
         },
-        Wait::Until(deadline) => match tokio::time::timeout_at(deadline, queue.lock_owned()).await
-        {
-            Ok(turn) => turn,
-            Err(_) => return Ok(None),
-        },
+        Wait::Until(deadline) => {
+            match tokio::time::timeout_at(deadline, queue.lock_owned()).await {
+                Ok(turn) => turn,
+                Err(_) => return Ok(None),
+            }
+        }
         Wait::Forever => queue.lock_owned().await,
     };
     let mut backoff = FIRST_BACKOFF;
@@ -286,11 +287,7 @@ impl super::Runtime {
         ttl: Duration,
     ) -> Result<Option<Option<Uuid>>, Error> {
         check_name(name)?;
-        crate::limits::check_text(
-            "limiter holder",
-            holder,
-            crate::limits::MAX_OWNER_CHARS,
-        )?;
+        crate::limits::check_text("limiter holder", holder, crate::limits::MAX_OWNER_CHARS)?;
         let wait = if wait.is_zero() {
             Wait::Not
         } else {

@@ -76,11 +76,7 @@ async fn clock(conn: &mut PgConnection) -> sqlx::Result<DateTime<Utc>> {
         .await
 }
 
-async fn select(
-    conn: &mut PgConnection,
-    name: &str,
-    lock: bool,
-) -> sqlx::Result<Option<Stored>> {
+async fn select(conn: &mut PgConnection, name: &str, lock: bool) -> sqlx::Result<Option<Stored>> {
     let lock = if lock { " FOR UPDATE" } else { "" };
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM offstage_limiters WHERE name = $1{lock}"

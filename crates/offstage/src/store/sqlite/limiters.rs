@@ -84,7 +84,11 @@ fn live_holds(conn: &Connection, name: &str, now: i64) -> rusqlite::Result<Vec<L
     .collect()
 }
 
-fn record(conn: &Connection, stored: Stored, now: DateTime<Utc>) -> rusqlite::Result<LimiterRecord> {
+fn record(
+    conn: &Connection,
+    stored: Stored,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<LimiterRecord> {
     let holders = live_holds(conn, &stored.name, micros(now))?;
     Ok(LimiterRecord {
         tokens: stored.bucket().map(|bucket| bucket.level(now)),
@@ -182,47 +186,48 @@ pub(super) async fn acquire(
 ) -> Result<Option<Acquire>, Error> {
     let (name, hold) = (name.to_owned(), hold.clone());
     let node = hold.node;
-    let tried = store
-        .write(move |conn| {
-            let Some(stored) = select(conn, &name)? else {
-                return Ok(Tried::Unknown);
-            };
-            let now_micros = micros(now);
-            if let Some(max) = stored.limit.max_holders {
-                // Holds that no longer count go first: their node is gone, or they expired.
-                conn.prepare_cached(
-                    "DELETE FROM offstage_limiter_holds WHERE limiter = ?1 AND \
+    let tried =
+        store
+            .write(move |conn| {
+                let Some(stored) = select(conn, &name)? else {
+                    return Ok(Tried::Unknown);
+                };
+                let now_micros = micros(now);
+                if let Some(max) = stored.limit.max_holders {
+                    // Holds that no longer count go first: their node is gone, or they expired.
+                    conn.prepare_cached(
+                        "DELETE FROM offstage_limiter_holds WHERE limiter = ?1 AND \
                      (node NOT IN (SELECT id FROM offstage_nodes) OR expires_at <= ?2)",
-                )?
-                .execute(params![name, now_micros])?;
-                let held: i64 = conn
-                    .prepare_cached(
-                        "SELECT count(*) FROM offstage_limiter_holds WHERE limiter = ?1",
                     )?
-                    .query_row([&name], |row| row.get(0))?;
-                if held >= i64::from(max) {
-                    return Ok(Tried::Answer(Acquire::Full));
+                    .execute(params![name, now_micros])?;
+                    let held: i64 = conn
+                        .prepare_cached(
+                            "SELECT count(*) FROM offstage_limiter_holds WHERE limiter = ?1",
+                        )?
+                        .query_row([&name], |row| row.get(0))?;
+                    if held >= i64::from(max) {
+                        return Ok(Tried::Answer(Acquire::Full));
+                    }
+                    if !registered(conn, hold.node)? {
+                        return Ok(Tried::NodeDead);
+                    }
                 }
-                if !registered(conn, hold.node)? {
-                    return Ok(Tried::NodeDead);
-                }
-            }
-            if let Some(mut bucket) = stored.bucket() {
-                if let Err(due) = bucket.take(now) {
-                    return Ok(Tried::Answer(Acquire::NoToken(due)));
-                }
-                conn.prepare_cached(
+                if let Some(mut bucket) = stored.bucket() {
+                    if let Err(due) = bucket.take(now) {
+                        return Ok(Tried::Answer(Acquire::NoToken(due)));
+                    }
+                    conn.prepare_cached(
                     "UPDATE offstage_limiters SET tokens = ?2, refilled_at = ?3 WHERE name = ?1",
                 )?
                 .execute(params![name, bucket.tokens, micros(bucket.refilled_at)])?;
-            }
-            let held = stored.limit.max_holders.is_some();
-            if held {
-                let expires_at = hold
-                    .ttl
-                    .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
-                    .map(|ttl| micros(now + ttl));
-                conn.prepare_cached(
+                }
+                let held = stored.limit.max_holders.is_some();
+                if held {
+                    let expires_at = hold
+                        .ttl
+                        .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
+                        .map(|ttl| micros(now + ttl));
+                    conn.prepare_cached(
                     "INSERT INTO offstage_limiter_holds (id, limiter, node, holder, acquired_at, \
                      expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
@@ -234,10 +239,10 @@ pub(super) async fn acquire(
                     now_micros,
                     expires_at
                 ])?;
-            }
-            Ok(Tried::Answer(Acquire::Taken { held }))
-        })
-        .await?;
+                }
+                Ok(Tried::Answer(Acquire::Taken { held }))
+            })
+            .await?;
     match tried {
         Tried::Unknown => Ok(None),
         Tried::NodeDead => Err(node_dead(node)),

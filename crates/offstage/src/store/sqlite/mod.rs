@@ -519,7 +519,10 @@ impl Store for SqliteStore {
         limiters::delete(self, name).await
     }
 
-    async fn limiters(&self, now: DateTime<Utc>) -> Result<Vec<crate::limiter::LimiterRecord>, Error> {
+    async fn limiters(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::limiter::LimiterRecord>, Error> {
         limiters::list(self, now).await
     }
 
@@ -536,7 +539,12 @@ impl Store for SqliteStore {
         limiters::release(self, name, hold).await
     }
 
-    async fn back_off(&self, id: TaskId, node: NodeId, back_off: super::BackOff) -> Result<bool, Error> {
+    async fn back_off(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        back_off: super::BackOff,
+    ) -> Result<bool, Error> {
         back_off::back_off(self, id, node, back_off).await
     }
 }

@@ -45,7 +45,10 @@ pub async fn a_limiter_s_bucket_refills_and_never_passes_its_burst(backend: &dyn
     let record = &rt.limiters().await.unwrap()[0];
     assert_eq!(record.name, "api");
     assert_eq!(record.limit, Limit::per_second(5.0).burst(3));
-    assert!(record.tokens.unwrap() > 2.99, "a new bucket starts full: {record:?}");
+    assert!(
+        record.tokens.unwrap() > 2.99,
+        "a new bucket starts full: {record:?}"
+    );
     let take = || {
         let store = std::sync::Arc::clone(store);
         async move { store.limiter_acquire("api", &hold(me), Utc::now()).await }
@@ -62,7 +65,10 @@ pub async fn a_limiter_s_bucket_refills_and_never_passes_its_burst(backend: &dyn
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let tokens = rt.limiters().await.unwrap()[0].tokens.unwrap();
-    assert!((2.99..=3.0).contains(&tokens), "capped at the burst: {tokens}");
+    assert!(
+        (2.99..=3.0).contains(&tokens),
+        "capped at the burst: {tokens}"
+    );
     let mut taken = 0;
     while let Some(Acquire::Taken { .. }) = take().await.unwrap() {
         taken += 1;
@@ -85,7 +91,10 @@ pub async fn concurrent_holders_wait_for_a_release(backend: &dyn Backend) {
     let first = llm.acquire().await.unwrap();
     let second = llm.clone().holder("handler 2").acquire().await.unwrap();
     assert!(first.hold().is_some() && second.hold().is_some());
-    assert!(llm.try_acquire().await.unwrap().is_none(), "both holds taken");
+    assert!(
+        llm.try_acquire().await.unwrap().is_none(),
+        "both holds taken"
+    );
     let record = llm.record().await.unwrap().unwrap();
     assert_eq!(record.tokens, None, "no bucket");
     let holders: Vec<&str> = record.holders.iter().map(|h| h.holder.as_str()).collect();
@@ -130,7 +139,10 @@ pub async fn two_nodes_share_one_limiter(backend: &dyn Backend) {
     let b1 = on_b.acquire().await.unwrap();
     let b2 = on_b.acquire().await.unwrap();
     let a1 = on_a.acquire().await.unwrap();
-    assert!(on_a.try_acquire().await.unwrap().is_none(), "3 holds on 2 nodes");
+    assert!(
+        on_a.try_acquire().await.unwrap().is_none(),
+        "3 holds on 2 nodes"
+    );
     assert!(on_b.try_acquire().await.unwrap().is_none());
 
     let waiting = tokio::spawn({
@@ -178,11 +190,17 @@ pub async fn a_dead_node_s_limiter_holds_are_freed(backend: &dyn Backend) {
     let (dead, _) = dead_node(&**store).await;
     let theirs = hold(dead.id);
     assert_eq!(
-        store.limiter_acquire("llm", &theirs, rt.now()).await.unwrap(),
+        store
+            .limiter_acquire("llm", &theirs, rt.now())
+            .await
+            .unwrap(),
         Some(Acquire::Taken { held: true })
     );
     let llm = rt.limiter("llm").unwrap();
-    assert!(llm.try_acquire().await.unwrap().is_none(), "held by the dead node");
+    assert!(
+        llm.try_acquire().await.unwrap().is_none(),
+        "held by the dead node"
+    );
     let waiting = tokio::spawn({
         let llm = llm.clone();
         async move { llm.acquire_timeout(LIMIT).await }
@@ -212,12 +230,14 @@ pub async fn a_task_waiting_for_a_limiter_is_killed_and_unknown_names_say_how_to
 ) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| {
-        b.limiter("one", Limit::holders(1))
-            .task("test.limited", |ctx: Context, name: String| async move {
+        b.limiter("one", Limit::holders(1)).task(
+            "test.limited",
+            |ctx: Context, name: String| async move {
                 ctx.set_state(&json!({ "waiting": true }))?;
                 let _permit = ctx.limiter(&name)?.acquire().await?;
                 Ok::<_, TaskError>(())
-            })
+            },
+        )
     })
     .await;
     let held = rt.limiter("one").unwrap().acquire().await.unwrap();
@@ -228,23 +248,38 @@ pub async fn a_task_waiting_for_a_limiter_is_killed_and_unknown_names_say_how_to
             && matches!(&e.kind, EventKind::State { state } if state["waiting"] == json!(true))
     })
     .await;
-    let killed = tokio::time::timeout(LIMIT, task.kill()).await.unwrap().unwrap();
+    let killed = tokio::time::timeout(LIMIT, task.kill())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(killed.status, Status::Killed);
     assert!(
         killed.error.unwrap().message.contains("stopped by itself"),
         "the wait ended with the kill, within the grace period"
     );
     drop(held);
-    let free = rt.limiter("one").unwrap().acquire_timeout(LIMIT).await.unwrap();
+    let free = rt
+        .limiter("one")
+        .unwrap()
+        .acquire_timeout(LIMIT)
+        .await
+        .unwrap();
     assert!(free.is_some(), "nothing left behind");
 
     let error = rt.limiter("nope").unwrap().acquire().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NotFound);
-    assert!(error.message().contains("RuntimeBuilder::limiter"), "{error}");
+    assert!(
+        error.message().contains("RuntimeBuilder::limiter"),
+        "{error}"
+    );
     let task = rt.launch_json("test.limited", json!("nope")).await.unwrap();
     let failed = task.wait().await.unwrap();
     assert_eq!(failed.status, Status::Failed);
-    assert!(failed.error.unwrap().message.contains("PUT /api/limiters/nope"));
+    assert!(failed
+        .error
+        .unwrap()
+        .message
+        .contains("PUT /api/limiters/nope"));
     let error = rt
         .put_limiter("bad", Limit::per_second(-1.0))
         .await
@@ -273,9 +308,7 @@ async fn backs_off_once(ctx: Context, _args: Value) -> Result<Value, TaskError> 
 /// of one attempt does not stop it running again. Then it runs, as attempt 1 still, from its
 /// checkpoint. Killing a task that backed off ends it `killed`; so does a back-off returned
 /// by a task that is being killed. Paused time.
-pub async fn a_task_that_backs_off_runs_again_without_counting_an_attempt(
-    backend: &dyn Backend,
-) {
+pub async fn a_task_that_backs_off_runs_again_without_counting_an_attempt(backend: &dyn Backend) {
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| {
         b.task_with(
@@ -317,7 +350,11 @@ pub async fn a_task_that_backs_off_runs_again_without_counting_an_attempt(
     let waiting = rt.waiting(&record).await.unwrap().unwrap();
     assert_eq!(waiting.code, WaitingCode::BackedOff);
     assert_eq!(waiting.run_at, Some(record.run_at));
-    assert!(waiting.message.contains("backed off for 30"), "{}", waiting.message);
+    assert!(
+        waiting.message.contains("backed off for 30"),
+        "{}",
+        waiting.message
+    );
     let logs = rt.logs(id, 0, 100).await.unwrap();
     assert!(
         logs.iter()
@@ -326,7 +363,11 @@ pub async fn a_task_that_backs_off_runs_again_without_counting_an_attempt(
     );
 
     tokio::time::advance(Duration::from_secs(29)).await;
-    assert_eq!(task.status().await.unwrap(), Status::Queued, "not before its time");
+    assert_eq!(
+        task.status().await.unwrap(),
+        Status::Queued,
+        "not before its time"
+    );
     tokio::time::advance(Duration::from_secs(2)).await;
     wait_started(&mut events, id).await;
     let done = task.wait().await.unwrap();
