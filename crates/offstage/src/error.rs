@@ -252,7 +252,7 @@ impl TaskError {
     pub fn back_off(delay: std::time::Duration) -> Self {
         Self::new(
             Self::BACKED_OFF,
-            format!("backed off for {:.3}s", delay.as_secs_f64()),
+            format!("backed off for {}s", delay.as_millis() as f64 / 1000.0),
         )
         .with_detail(serde_json::json!({ "delay_s": delay.as_secs_f64() }).to_string())
     }

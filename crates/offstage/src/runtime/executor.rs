@@ -432,8 +432,9 @@ async fn back_off(live: Arc<LiveTask>, (delay, error): (Duration, TaskError)) {
     live.append_log(
         LogLevel::Info,
         format!(
-            "[offstage] backed off for {delay:.1?}: queued again, due at {}; attempt {} is \
-             not counted",
+            "[offstage] backed off for {}s: queued again, due at {}; attempt {} is not \
+             counted",
+            delay.as_millis() as f64 / 1000.0,
             run_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             live.started.attempt
         ),
