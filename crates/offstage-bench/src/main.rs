@@ -12,6 +12,7 @@ mod fanout;
 mod history;
 mod http;
 mod isolated;
+mod limiter;
 mod measure;
 mod postgres;
 
@@ -242,6 +243,53 @@ fn run(
                 "PostgreSQL fairness figures skipped: pass --postgres URL or set \
                  OFFSTAGE_BENCH_POSTGRES"
             ),
+        }
+    }
+    if wanted("limiter") {
+        // One limiter at 500/s, burst 10, acquired by two nodes on one store: 60 s (10 s
+        // with --quick), 4 callers on each node.
+        let run = std::time::Duration::from_secs(if quick { 10 } else { 60 });
+        let path = db("limiter");
+        let stores = rt.block_on(async {
+            let open = || async {
+                let store = offstage::store::sqlite::SqliteStore::open(&path)
+                    .await
+                    .unwrap();
+                std::sync::Arc::new(store) as std::sync::Arc<dyn offstage::store::Store>
+            };
+            [open().await, open().await]
+        });
+        let got = rt.block_on(limiter::two_nodes(stores, 500.0, 10, 4, run));
+        out.push(("limiter_sqlite_acquisitions_per_s", got.per_s, "500"));
+        out.push((
+            "limiter_sqlite_achieved_over_configured",
+            got.ratio,
+            "0.95–1.05",
+        ));
+        out.push(("limiter_sqlite_node_a_per_s", got.per_node[0], "-"));
+        out.push(("limiter_sqlite_node_b_per_s", got.per_node[1], "-"));
+        if let Some(url) = postgres {
+            let (db, schema) = postgres::schema_url(url);
+            let got = rt.block_on(async {
+                let open = || async {
+                    let store = offstage::store::postgres::PostgresStore::open(&db)
+                        .await
+                        .unwrap();
+                    std::sync::Arc::new(store) as std::sync::Arc<dyn offstage::store::Store>
+                };
+                let stores = [open().await, open().await];
+                let got = limiter::two_nodes(stores, 500.0, 10, 4, run).await;
+                postgres::drop_schema(url, &schema).await;
+                got
+            });
+            out.push(("limiter_pg_acquisitions_per_s", got.per_s, "500"));
+            out.push((
+                "limiter_pg_achieved_over_configured",
+                got.ratio,
+                "0.95–1.05",
+            ));
+            out.push(("limiter_pg_node_a_per_s", got.per_node[0], "-"));
+            out.push(("limiter_pg_node_b_per_s", got.per_node[1], "-"));
         }
     }
     match postgres {

@@ -15,7 +15,7 @@ async fn noop(_ctx: Context, _args: Value) -> Result<(), TaskError> {
 }
 
 /// A fresh schema of the database at `url`, as a URL; dropped by [`drop_schema`].
-fn schema_url(url: &str) -> (String, String) {
+pub fn schema_url(url: &str) -> (String, String) {
     let schema = format!("offstage_bench_{}", uuid::Uuid::now_v7().simple());
     let separator = if url.contains('?') { '&' } else { '?' };
     (
@@ -24,7 +24,7 @@ fn schema_url(url: &str) -> (String, String) {
     )
 }
 
-async fn drop_schema(url: &str, schema: &str) {
+pub async fn drop_schema(url: &str, schema: &str) {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut conn)

@@ -373,6 +373,8 @@ pub(crate) enum Gate {
     /// `query`, the token may also come as `?token=` (the event streams: `EventSource` cannot
     /// send headers), scoped tokens only.
     Scoped { role: Role, query: bool },
+    /// A token with either role (a limiter's permits: for launchers and for workers).
+    Either(Role, Role),
 }
 
 /// The value of the query parameter `token`, if the URI has one (percent-decoded).
@@ -434,15 +436,16 @@ fn access(state: &crate::AppState, request: &Request, gate: Gate) -> Result<Acce
         let grant = verify(state, token)?;
         return match gate {
             Gate::Scoped { .. } => Ok(Access::Scoped(grant)),
-            Gate::Role(_) => Err(ApiError::new(
+            Gate::Role(_) | Gate::Either(..) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 grant.describe(),
             )),
         };
     }
-    let needed = match gate {
-        Gate::Role(role) | Gate::Scoped { role, .. } => role,
+    let (needed, or) = match gate {
+        Gate::Role(role) | Gate::Scoped { role, .. } => (role, role),
+        Gate::Either(role, or) => (role, or),
     };
     if state.tokens.is_open() {
         // Anyone may do anything, serving tasks as a worker included (`control` alone does
@@ -454,7 +457,7 @@ fn access(state: &crate::AppState, request: &Request, gate: Gate) -> Result<Acce
         }));
     }
     let role = state.tokens.role_of(request.headers())?;
-    if role.allows(needed) {
+    if role.allows(needed) || role.allows(or) {
         Ok(Access::Role(role))
     } else {
         Err(ApiError::new(

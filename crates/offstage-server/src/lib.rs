@@ -242,6 +242,7 @@ pub fn app(mut state: AppState) -> Router {
         .route("/api/shared/{name}", get(api::shared::show))
         .route("/api/shared/{name}/events", get(api::shared::events))
         .route("/api/stats", get(api::stats::stats))
+        .route("/api/limiters", get(api::limiters::list))
         .route("/metrics", get(metrics::metrics))
         // Who did what: the record of bulk actions.
         .route("/api/actions", get(api::actions::list))
@@ -280,10 +281,21 @@ pub fn app(mut state: AppState) -> Router {
         )
         .route("/api/schedules/{name}/pause", post(api::schedules::pause))
         .route("/api/schedules/{name}/resume", post(api::schedules::resume))
+        // Changes every node's budget for an outside API: an operator's action.
+        .route(
+            "/api/limiters/{name}",
+            axum::routing::put(api::limiters::put).delete(api::limiters::delete),
+        )
         // Holds work back on every node, or lets it go: an operator's action.
         .route("/api/task-types/{name}/pause", post(api::fleet::pause))
         .route("/api/task-types/{name}/resume", post(api::fleet::resume))
         .route_layer(guard!(&state, Gate::Role(Role::Control)));
+    // A limiter's permits: for whoever launches work and for workers that run it (a Python
+    // task acquires with its worker token).
+    let limiter = Router::new()
+        .route("/api/limiters/{name}/acquire", post(api::limiters::acquire))
+        .route("/api/limiters/{name}/release", post(api::limiters::release))
+        .route_layer(guard!(&state, Gate::Either(Role::Launch, Role::Worker)));
     let worker = Router::new()
         .route("/api/workers", get(api::workers::connect))
         .route_layer(guard!(&state, Gate::Role(Role::Worker)));
@@ -292,6 +304,7 @@ pub fn app(mut state: AppState) -> Router {
         .merge(events)
         .merge(read)
         .merge(worker)
+        .merge(limiter)
         .merge(launch)
         .merge(kill)
         .merge(control)

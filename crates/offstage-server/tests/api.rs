@@ -758,11 +758,13 @@ async fn openapi_describes_every_route_the_router_serves() {
     }
     documented.sort();
     let expected = [
+        "DELETE /api/limiters/{name}",
         "DELETE /api/schedules/{name}",
         "DELETE /api/tasks",
         "GET /api/actions",
         "GET /api/actions/{id}",
         "GET /api/events",
+        "GET /api/limiters",
         "GET /api/me",
         "GET /api/nodes",
         "GET /api/schedules",
@@ -781,6 +783,8 @@ async fn openapi_describes_every_route_the_router_serves() {
         "GET /healthz",
         "GET /readyz",
         "POST /api/actions",
+        "POST /api/limiters/{name}/acquire",
+        "POST /api/limiters/{name}/release",
         "POST /api/schedules/{name}/pause",
         "POST /api/schedules/{name}/resume",
         "POST /api/task-types/{name}/pause",
@@ -790,6 +794,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         "POST /api/tasks/{id}/rerun",
         "POST /api/tasks/{id}/signals/{name}",
         "POST /api/tokens",
+        "PUT /api/limiters/{name}",
         "PUT /api/schedules/{name}",
         "PUT /api/shared/{name}",
     ];

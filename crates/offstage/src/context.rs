@@ -542,6 +542,41 @@ impl Context {
         }
     }
 
+    /// A handle to limiter `name` ([`crate::Limiter`]), whose holds name this task as their
+    /// holder; a wait to acquire ends with [`ErrorKind::Cancelled`] when the task is asked to
+    /// stop. A permit the task still holds when it ends (or is killed) is released.
+    ///
+    /// Only for tasks that run on a node (in-process): a task in a worker (isolated or remote)
+    /// gets an error, and acquires through the node's HTTP API instead
+    /// (`POST /api/limiters/{name}/acquire`).
+    pub fn limiter(&self, name: &str) -> Result<crate::Limiter, Error> {
+        match &self.backing {
+            Backing::Node(task) => crate::Limiter::new(
+                Arc::clone(&task.rt),
+                name,
+                format!("task {} ({})", task.id, task.started.name),
+                Some(task.cancel.clone()),
+            ),
+            Backing::Worker(task) => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "limiters are reached from tasks that run on a node, and task {} runs in                      a worker (isolated or remote): run its task type in-process, or acquire                      `{name}` over HTTP (POST /api/limiters/{name}/acquire)",
+                    task.id
+                ),
+            )),
+        }
+    }
+
+    /// The error to return to go back to the queue for `delay` without counting the attempt:
+    /// `return Err(ctx.back_off(delay))`. For an API that said to come back later (a 429 with
+    /// `Retry-After`). The task ends this run and is `queued` again, due after `delay`, its
+    /// attempt not counted (the claim counted it; the back-off gives it back), its state and
+    /// checkpoint kept; its waiting reason reads `backed_off`. A task that is being killed
+    /// ends `killed` all the same. See [`TaskError::back_off`].
+    pub fn back_off(&self, delay: std::time::Duration) -> TaskError {
+        TaskError::back_off(delay)
+    }
+
     /// Resolves when the task is asked to stop (killed, timed out, or interrupted by shutdown).
     /// Select on it around long awaits to stop promptly and tidily.
     pub async fn cancelled(&self) {

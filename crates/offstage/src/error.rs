@@ -235,6 +235,54 @@ impl TaskError {
         Self::new("cancelled", "the task was asked to stop")
     }
 
+    /// What a task returns to go back to the queue for `delay` without counting the attempt
+    /// (kind `backed_off`): the API it calls said to come back later (a 429). The task runs
+    /// again after `delay`, by its retry policy's count the same attempt, its state and
+    /// checkpoint kept. [`crate::Context::back_off`] makes one and logs it.
+    ///
+    /// ```
+    /// # use offstage::{Context, TaskError};
+    /// # async fn call(ctx: Context, _: ()) -> Result<(), TaskError> {
+    /// # let status = 429;
+    /// if status == 429 {
+    ///     return Err(TaskError::back_off(std::time::Duration::from_secs(30)));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn back_off(delay: std::time::Duration) -> Self {
+        Self::new(
+            Self::BACKED_OFF,
+            format!("backed off for {}s", delay.as_millis() as f64 / 1000.0),
+        )
+        .with_detail(serde_json::json!({ "delay_s": delay.as_secs_f64() }).to_string())
+    }
+
+    /// The kind of [`TaskError::back_off`].
+    pub const BACKED_OFF: &'static str = "backed_off";
+
+    /// The delay of a [`TaskError::back_off`]: `None` for any other error; `Some(Err)` for one
+    /// of kind `backed_off` whose `detail` is not `{"delay_s": <seconds>}` with a number of
+    /// seconds from 0 to a year (a worker in another language wrote it wrong).
+    pub fn back_off_delay(&self) -> Option<Result<std::time::Duration, String>> {
+        if self.kind != Self::BACKED_OFF {
+            return None;
+        }
+        let seconds = self
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|d| d.get("delay_s").and_then(serde_json::Value::as_f64));
+        Some(match seconds {
+            Some(s) if (0.0..=31_536_000.0).contains(&s) => {
+                Ok(std::time::Duration::from_secs_f64(s))
+            }
+            _ => Err(format!(
+                "the task returned an error of kind `backed_off` whose detail is {:?}: a                  back-off's detail is {{\"delay_s\": <seconds, 0 to 31536000>}} (use                  TaskError::back_off, or ctx.back_off in Python)",
+                self.detail.as_deref().unwrap_or("missing")
+            )),
+        })
+    }
+
     /// The error of a task killed while it was still queued (kind `killed`): it never ran.
     /// Recorded by [`Store::kill`](crate::store::Store::kill).
     pub fn killed_before_start() -> Self {

@@ -64,6 +64,7 @@ mod error;
 mod event;
 mod fleet;
 mod id;
+mod limiter;
 pub mod limits;
 mod log;
 mod registry;
@@ -88,6 +89,9 @@ pub use error::{Error, ErrorKind, TaskError};
 pub use event::{Event, EventKind, RecvError, Subscription};
 pub use fleet::{IsolatedProcess, NodeRecord, NodeReport, Paused, PausedTaskType, WorkerReport};
 pub use id::{ActionId, NodeId, TaskId};
+pub use limiter::{
+    Acquire, HoldRequest, Limit, Limiter, LimiterHold, LimiterPermit, LimiterRecord,
+};
 pub use log::{LogLevel, LogLimits, LogLine};
 #[cfg(feature = "schemars")]
 #[cfg_attr(docsrs, doc(cfg(feature = "schemars")))]

@@ -45,6 +45,9 @@ pub enum WaitingCode {
     /// Its concurrency key is full: as many tasks of its type and key run as the type's
     /// per-key limit allows (`concurrency_key`, `limit`, `holders`).
     KeyLimit,
+    /// It backed off (`Context::back_off`: the API it calls said to come back later) and runs
+    /// again at `run_at`, the attempt not counted.
+    BackedOff,
 }
 
 impl WaitingCode {
@@ -61,6 +64,7 @@ impl WaitingCode {
             Self::KillOverdue => "kill_overdue",
             Self::Signal => "signal",
             Self::KeyLimit => "key_limit",
+            Self::BackedOff => "backed_off",
         }
     }
 }
@@ -79,7 +83,7 @@ pub struct Waiting {
     pub code: WaitingCode,
     /// The reason as a sentence, with what to do about it where there is something to do.
     pub message: String,
-    /// `scheduled`, `retry_backoff`: when it becomes due. `signal`: when the wait times out.
+    /// `scheduled`, `retry_backoff`, `backed_off`: when it becomes due. `signal`: when the wait times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
     /// `signal`: the name of the signal it waits for.

@@ -40,6 +40,7 @@ from .context import (
     get_checkpoint,
     get_current_task,
     get_current_task_id,
+    limiter,
     log,
     save_checkpoint,
     set_task_state,
@@ -47,6 +48,7 @@ from .context import (
     task_state,
 )
 from .errors import OffstageError, StateTooLarge, TaskError, TaskKilled
+from .limiter import BackOff, Limiter, Permit, back_off
 from .task import LogLine, Task
 from .tokens import ScopedToken
 from .worker import Worker, background_task, registered_task_types, start_worker, wait_forever
@@ -54,17 +56,21 @@ from .worker import Worker, background_task, registered_task_types, start_worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackOff",
     "Client",
     "CurrentTask",
     "EventStream",
+    "Limiter",
     "LogLine",
     "OffstageError",
+    "Permit",
     "ScopedToken",
     "StateTooLarge",
     "Task",
     "TaskError",
     "TaskKilled",
     "Worker",
+    "back_off",
     "background_task",
     "check_killed",
     "connect",
@@ -74,6 +80,7 @@ __all__ = [
     "get_current_task",
     "get_current_task_id",
     "launch_background_task",
+    "limiter",
     "list_background_tasks",
     "log",
     "registered_task_types",

@@ -24,6 +24,7 @@ import httpx
 from . import _args
 from ._sse import EventStream
 from .errors import OffstageError
+from .limiter import Limiter
 from .task import LogLine, Task
 from .tokens import ScopedToken, request_body
 
@@ -470,6 +471,36 @@ class Client:
         its current value (unless ``last_version`` is already it), then each change on any
         node. Close the stream when done (it is a context manager)."""
         return self._open_events(f"/api/shared/{_quote(name)}/events", last_version)
+
+    # -- limiters ----------------------------------------------------------------------------
+
+    def limiter(self, name: str, holder: str | None = None) -> Limiter:
+        """Limiter ``name``, to acquire permits from (needs the ``launch`` or ``worker``
+        role): ``with client.limiter("stripe").acquire(): ...``."""
+        return Limiter(self, name, holder)
+
+    def set_limiter(
+        self,
+        name: str,
+        rate: float | None = None,
+        burst: int | None = None,
+        max_holders: int | None = None,
+    ) -> dict[str, Any]:
+        """Defines (or redefines) limiter ``name`` for every node: ``rate`` tokens a second
+        with up to ``burst`` saved up, at most ``max_holders`` permits held at once, or both.
+        Needs the ``control`` role. Returns the limiter."""
+        body = {"rate": rate, "burst": burst, "max_holders": max_holders}
+        body = {key: value for key, value in body.items() if value is not None}
+        return dict(self._request("PUT", f"/api/limiters/{_quote(name)}", json=body))
+
+    def list_limiters(self) -> list[dict[str, Any]]:
+        """Every limiter: ``name``, ``rate``, ``burst``, ``max_holders``, ``tokens`` (now),
+        ``holders`` and ``updated_at``."""
+        return list(self._request("GET", "/api/limiters")["limiters"])
+
+    def delete_limiter(self, name: str) -> None:
+        """Deletes limiter ``name`` and its holds (needs the ``control`` role)."""
+        self._request("DELETE", f"/api/limiters/{_quote(name)}")
 
     # -- schedules ---------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ class CurrentTask:
         timeout_ms: int | None = None,
         checkpoint: Any = None,
         send: Callable[[dict[str, Any], bool], None],
+        client: Any = None,
     ) -> None:
         self.task_id = task_id
         self.name = name
@@ -72,6 +73,8 @@ class CurrentTask:
         self._checkpoint_seq = 0
         # Checkpoints sent and not yet confirmed: seq -> [event, value, error or None].
         self._unconfirmed: dict[int, list[Any]] = {}
+        # An HTTP client of the worker's server, with the worker's token: for limiters.
+        self._client = client
 
     # -- who am I ---------------------------------------------------------------------------
 
@@ -106,6 +109,32 @@ class CurrentTask:
         self._killed.set()
 
     # -- state ------------------------------------------------------------------------------
+
+    def limiter(self, name: str) -> Any:
+        """Limiter ``name`` through the worker's server, naming this task as the holder; a
+        wait for it ends with :class:`TaskKilled` when the task is killed::
+
+            with offstage.limiter("stripe").acquire():
+                charge(customer)
+        """
+        from .limiter import Limiter
+
+        if self._client is None:
+            raise OffstageError(
+                "this task has no server to reach limiters through: run it in an "
+                "offstage.Worker, or use Client(url, token).limiter(name)",
+                code="no_server",
+            )
+        return Limiter(
+            self._client, name, f"task {self.task_id} ({self.name})", stop=self.check_killed
+        )
+
+    def back_off(self, delay: float) -> Any:
+        """The exception that sends this task back to the queue for ``delay`` seconds
+        without counting the attempt: ``raise task.back_off(30)``."""
+        from .limiter import BackOff
+
+        return BackOff(delay)
 
     def get_state(self) -> Any:
         """The state as this task last wrote it."""
@@ -320,6 +349,11 @@ def get_checkpoint() -> Any:
 def save_checkpoint(checkpoint: Any) -> None:
     """Saves the current task's checkpoint, returning once the server has stored it."""
     _require("offstage.save_checkpoint()").save_checkpoint(checkpoint)
+
+
+def limiter(name: str) -> Any:
+    """Limiter ``name`` for the running task (:meth:`CurrentTask.limiter`)."""
+    return _require("offstage.limiter").limiter(name)
 
 
 def log(message: str, level: str = "info") -> None:

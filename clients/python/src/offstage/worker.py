@@ -47,6 +47,7 @@ from . import _args
 from .client import connection
 from .context import CurrentTask, _set_current, install_streams
 from .errors import OffstageError, TaskKilled
+from .limiter import BackOff
 
 PROTOCOL = 1
 """The worker protocol version this package speaks."""
@@ -454,6 +455,16 @@ class Worker:
             else:
                 raise _ProtocolError(f"unknown message type {kind!r}")
 
+    def _client_for_tasks(self) -> Any:
+        """An HTTP client of the server, with the worker's token, shared by its tasks (for
+        limiters). Made on first use."""
+        client = getattr(self, "_task_client", None)
+        if client is None:
+            from .client import Client
+
+            client = self._task_client = Client(self.url, self.token)
+        return client
+
     def _assign(self, session: _Session, message: dict[str, Any]) -> None:
         task_id = _field(message, "task_id", str)
         name = _field(message, "name", str)
@@ -469,6 +480,7 @@ class Worker:
             timeout_ms=message.get("timeout_ms"),
             checkpoint=message.get("checkpoint"),
             send=session.send,
+            client=self._client_for_tasks(),
         )
         with session.tasks_lock:
             session.tasks[task_id] = task
@@ -531,6 +543,9 @@ def _outcome(task: CurrentTask, function: Callable[..., Any] | None) -> dict[str
         result = function(*positional, **keywords)
     except TaskKilled as error:
         return failed("killed", str(error))
+    except BackOff as error:
+        # The node queues it again without counting the attempt (docs/worker-protocol.md).
+        return failed("backed_off", str(error), json.dumps({"delay_s": error.delay}))
     except BaseException as error:  # noqa: BLE001 - every failure is the task's answer
         return failed(type(error).__name__, str(error) or repr(error), traceback.format_exc())
     try:

@@ -4,6 +4,7 @@ pub(crate) mod actions;
 pub(crate) mod events;
 pub(crate) mod fleet;
 pub(crate) mod health;
+pub(crate) mod limiters;
 pub(crate) mod openapi;
 pub(crate) mod schedules;
 pub(crate) mod session;

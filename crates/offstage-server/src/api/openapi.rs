@@ -44,6 +44,11 @@ use utoipa::OpenApi;
         super::workers::connect,
         super::health::healthz,
         super::health::readyz,
+        super::limiters::list,
+        super::limiters::put,
+        super::limiters::delete,
+        super::limiters::acquire,
+        super::limiters::release,
     ),
     components(schemas(crate::error::ErrorBody, offstage::SharedChange)),
     modifiers(&BearerAuth)

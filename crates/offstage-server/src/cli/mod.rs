@@ -12,6 +12,7 @@
 mod actions;
 mod client;
 mod fleet;
+mod limiters;
 mod out;
 mod output;
 mod schedules;
@@ -96,6 +97,10 @@ enum Command {
     /// Lists the nodes sharing the server's store: host, pid, start, last heartbeat, running
     /// tasks, task types served, workers and isolated processes.
     Nodes(fleet::Nodes),
+    /// Limiters: set, list and delete the named budgets (a rate with a burst, concurrent
+    /// holders) that tasks and handlers on every node share.
+    #[command(subcommand)]
+    Limiter(limiters::LimiterCommand),
 }
 
 impl Command {
@@ -122,6 +127,7 @@ impl Command {
             Command::Pause(command) => command.run(out).await,
             Command::Resume(command) => command.run(out).await,
             Command::Nodes(command) => command.run(out).await,
+            Command::Limiter(command) => command.run(out).await,
         }
     }
 }

@@ -175,6 +175,7 @@ pub struct RuntimeBuilder {
     isolation: Option<super::Isolation>,
     startup: Vec<super::spawned::Startup>,
     schedules: Vec<crate::schedule::Schedule>,
+    limiters: Vec<(String, crate::Limit)>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -373,6 +374,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Defines limiter `name` ([`crate::Limiter`]) for every node on the store, written when
+    /// the runtime starts. The last definition written wins: a node whose definition differs
+    /// from the store's replaces it and logs a warning, so keep one definition per name in
+    /// your code (or define it only over the API). A bad limit is an error from `build`.
+    pub fn limiter(mut self, name: impl Into<String>, limit: crate::Limit) -> Self {
+        self.limiters.push((name.into(), limit));
+        self
+    }
+
     /// Heartbeat interval and the silence after which a node counts as dead.
     pub fn heartbeat(mut self, interval: Duration, node_timeout: Duration) -> Self {
         self.config.heartbeat_interval = interval;
@@ -404,6 +414,10 @@ impl RuntimeBuilder {
         {
             crate::limits::check_text("task type name", name, crate::limits::MAX_NAME_CHARS)?;
         }
+        for (name, limit) in &self.limiters {
+            crate::limiter::check_name(name)?;
+            limit.check(name)?;
+        }
         Ok(())
     }
 
@@ -434,6 +448,7 @@ impl RuntimeBuilder {
             isolation,
             startup,
             schedules,
+            limiters,
         } = self;
         let store = open_store(store).await?;
         let clock = Clock::new();
@@ -488,6 +503,7 @@ impl RuntimeBuilder {
             shared,
             stats: Default::default(),
             fleet: Default::default(),
+            limiters: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(
@@ -507,6 +523,9 @@ impl RuntimeBuilder {
         super::fleet::refresh_paused(&inner).await;
         for schedule in &schedules {
             super::schedules::put(&inner, schedule).await?;
+        }
+        for (name, limit) in &limiters {
+            super::limiters::put(&inner, name, limit).await?;
         }
         start_loops(&inner);
         Ok(Runtime { inner })

@@ -108,9 +108,11 @@ async fn apply(rt: &Inner, notice: Notice) {
             version,
             value,
         } => rt.shared.heard(name, version, value),
+        Notice::Limiter { .. } => rt.limiters.heard(),
         Notice::Reconnected => {
             rt.schedules_changed.notify_one();
             rt.shared.wake_all();
+            rt.limiters.heard();
             super::fleet::refresh_paused(rt).await;
             tracing::info!(
                 "the notice listener reconnected; re-polling the queue and kill requests"

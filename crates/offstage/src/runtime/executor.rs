@@ -330,6 +330,10 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         // This node was declared dead since the task started: it is not ours to record.
         return forget(live).await;
     }
+    let outcome = match back_off_of(outcome) {
+        Ok(delay_and_error) => return back_off(live, delay_and_error).await,
+        Err(outcome) => outcome,
+    };
     let (status, return_value, error) = terminal(outcome);
     let retry = retry_at(&live, status, error.as_ref());
     let status = if retry.is_some() {
@@ -398,6 +402,101 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
         }
         rt.publish(live.id, EventKind::Finished { task: final_record });
     }
+    rt.ended.notify_waiters();
+    rt.limit_freed.freed(&live.started.name);
+}
+
+/// The delay and the error of a body that returned a back-off ([`TaskError::back_off`]), or
+/// the outcome to record as usual. A back-off whose delay is unreadable is a failure of kind
+/// `invalid_back_off` that says how to write one. A task stopped meanwhile (killed, timed
+/// out) is not here: its outcome is `Stopped`, whatever the body returned in its grace.
+fn back_off_of(outcome: Outcome) -> Result<(Duration, TaskError), Outcome> {
+    match outcome {
+        Outcome::Ended(BodyEnd::Returned(Err(error))) => match error.back_off_delay() {
+            Some(Ok(delay)) => Ok((delay, error)),
+            Some(Err(why)) => Err(Outcome::Ended(BodyEnd::Returned(Err(TaskError::new(
+                "invalid_back_off",
+                why,
+            ))))),
+            None => Err(Outcome::Ended(BodyEnd::Returned(Err(error)))),
+        },
+        other => Err(other),
+    }
+}
+
+/// Puts a task that backed off back in the queue, due after `delay`, without counting the
+/// attempt (`Store::back_off`), and tells everyone as a retry is told: `launched` again.
+async fn back_off(live: Arc<LiveTask>, (delay, error): (Duration, TaskError)) {
+    let rt = Arc::clone(&live.rt);
+    let run_at = rt.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    live.append_log(
+        LogLevel::Info,
+        format!(
+            "[offstage] backed off for {}s: queued again, due at {}; attempt {} is not \
+             counted",
+            delay.as_millis() as f64 / 1000.0,
+            run_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            live.started.attempt
+        ),
+    );
+    live.checkpoints_settled().await;
+    let record = {
+        let _saving = live.save_lock.lock().await;
+        let unsaved = live.take_unsaved();
+        let state = unsaved.state.unwrap_or_else(|| live.state().to_string());
+        let mut record = TaskRecord::clone(&live.started);
+        record.status = Status::Queued;
+        record.state = Value::clone(&live.state());
+        live.put_checkpoint(&mut record);
+        record.error = Some(error.clone());
+        record.run_at = run_at;
+        record.node = None;
+        record.attempt = record.attempt.saturating_sub(1);
+        record.waiting_for = None;
+        record.waiting_until = None;
+        let back_off = crate::store::BackOff {
+            state,
+            error,
+            run_at,
+            logs: unsaved.logs,
+        };
+        let mut backoff = Duration::from_millis(50);
+        let mut tries = 0;
+        let applied = loop {
+            tries += 1;
+            match rt
+                .store
+                .back_off(live.id, live.owner(), back_off.clone())
+                .await
+            {
+                Ok(applied) => break Some(applied),
+                Err(error) if tries >= 5 => {
+                    tracing::error!(task = %live.id, %error, "could not put the task that backed off back in the queue");
+                    break None;
+                }
+                Err(error) => {
+                    tracing::warn!(task = %live.id, %error, "putting the task that backed off back in the queue failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        };
+        match applied {
+            Some(true) | None => record,
+            // Somebody else ended it (another node declared this one dead): the store is right.
+            Some(false) => {
+                drop(_saving);
+                return forget(live).await;
+            }
+        }
+    };
+    let record = Arc::new(record);
+    rt.stats.ended(&record, rt.clock.now());
+    rt.unlist(&live);
+    live.done.send_replace(Some(Arc::clone(&record)));
+    rt.publish(live.id, EventKind::Launched { task: record });
+    rt.slots.wake_claimer();
+    rt.tell_others(crate::store::Notice::Queued);
     rt.ended.notify_waiters();
     rt.limit_freed.freed(&live.started.name);
 }

@@ -11,6 +11,7 @@ mod fleet;
 mod isolation;
 mod keys;
 mod launch;
+pub(crate) mod limiters;
 pub(crate) mod live;
 mod maintenance;
 mod remote;
@@ -164,6 +165,9 @@ pub(crate) struct Inner {
     /// This node's side of the fleet: the report it last wrote, and the paused task types
     /// as it last read them (which only decide whether a launch may start at once).
     pub(crate) fleet: fleet::FleetHere,
+    /// Limiters on this node: a turn per limiter for its waiters, and the wake-up of waiters
+    /// when a hold is released here or (by notice) elsewhere (`limiters.rs`).
+    pub(crate) limiters: limiters::LimiterHub,
 }
 
 impl Inner {

@@ -167,7 +167,20 @@ async fn queued(rt: &Inner, record: &TaskRecord) -> Result<Waiting, Error> {
         return Ok(waiting);
     }
     if record.run_at > now {
-        let (code, why) = if record.attempt == 0 {
+        let backed_off = record
+            .error
+            .as_ref()
+            .filter(|e| e.kind == crate::TaskError::BACKED_OFF);
+        let (code, why) = if let Some(error) = backed_off {
+            (
+                WaitingCode::BackedOff,
+                format!(
+                    "it {} (the API it calls said to come back later), so it runs again without \
+                     counting an attempt",
+                    error.message
+                ),
+            )
+        } else if record.attempt == 0 {
             (
                 WaitingCode::Scheduled,
                 "it was launched to run later".to_owned(),

@@ -34,6 +34,7 @@ use crate::error::{Error, TaskError};
 use crate::event::Event;
 use crate::fleet::{NodeRecord, NodeReport, PausedTaskType};
 use crate::id::{ActionId, NodeId, TaskId};
+use crate::limiter::{Acquire, HoldRequest, Limit, LimiterRecord};
 use crate::log::LogLine;
 pub use crate::schedule::Fired;
 use crate::schedule::{Schedule, ScheduleRecord};
@@ -169,6 +170,27 @@ pub enum Notice {
     /// Produced by [`Store::listen`] itself, never sent: the listener lost its connection (or
     /// fell behind) and notices may be missing. Receivers re-poll what they rely on.
     Reconnected,
+    /// A hold on limiter `name` was released, or the limiter was redefined or deleted:
+    /// receivers' waiters ask the store again.
+    Limiter {
+        /// The limiter's name.
+        name: String,
+    },
+}
+
+/// A running task going back to the queue without counting the attempt, as the runtime
+/// reports it to [`Store::back_off`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackOff {
+    /// The state as the task left it, as JSON text.
+    pub state: String,
+    /// Why: kind `backed_off`, kept as the record's `error` while it waits (what the waiting
+    /// reason reads).
+    pub error: TaskError,
+    /// When it becomes due again.
+    pub run_at: DateTime<Utc>,
+    /// Log lines not yet saved.
+    pub logs: Vec<LogLine>,
 }
 
 /// Which finished tasks [`Store::purge`] deletes: those that meet every condition set.
@@ -769,4 +791,56 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         let _ = me;
         Ok(None)
     }
+
+    /// Defines limiter `name` as `limit`, at `now`, and returns it with the definition it
+    /// replaced (`None` for a new one). A new limiter's bucket starts full (`burst` tokens);
+    /// a redefined one keeps its tokens, down to the new burst (a new bucket starts full),
+    /// and its holds. The last definition wins.
+    async fn limiter_put(
+        &self,
+        name: &str,
+        limit: &Limit,
+        now: DateTime<Utc>,
+    ) -> Result<(LimiterRecord, Option<Limit>), Error>;
+
+    /// Deletes limiter `name` and its holds; false if there was none.
+    async fn limiter_delete(&self, name: &str) -> Result<bool, Error>;
+
+    /// Every limiter, by name, with its tokens refilled up to the store's time and its live
+    /// holds (of registered nodes, not expired), oldest first.
+    async fn limiters(&self, now: DateTime<Utc>) -> Result<Vec<LimiterRecord>, Error>;
+
+    /// One try at limiter `name`: when it has a free hold (or no `max_holders`) and a whole
+    /// token, takes the token and, with `max_holders`, the hold `hold` asks for
+    /// ([`Acquire::Taken`]); otherwise takes nothing and says why ([`Acquire::Full`] before
+    /// [`Acquire::NoToken`], which says when the next token is due). `None` when no limiter
+    /// has that name.
+    ///
+    /// The look and the take are one step across every handle on the database: of concurrent
+    /// tries, no more get through than the bucket and the holds allow. The bucket is refilled
+    /// from its stored last refill time by the store's clock: `now` on SQLite (every node on
+    /// a file is on one machine), the database server's clock on PostgreSQL (`now` unused),
+    /// so nodes whose clocks disagree still agree on the budget. Holds of nodes that are not
+    /// registered, and expired holds, are not counted (and are deleted in the same step).
+    /// Fails with [`ErrorKind::NodeDead`](crate::ErrorKind::NodeDead), taking nothing, when a
+    /// hold is asked for on a limiter with `max_holders` and `hold.node` is not registered.
+    async fn limiter_acquire(
+        &self,
+        name: &str,
+        hold: &HoldRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Acquire>, Error>;
+
+    /// Releases hold `hold` on limiter `name`; false if it was not held (released already,
+    /// expired, freed with its node, or the limiter is gone).
+    async fn limiter_release(&self, name: &str, hold: Uuid) -> Result<bool, Error>;
+
+    /// Puts task `id`, running on `node`, back in the queue without counting the attempt:
+    /// `queued`, off its node, due at `back_off.run_at`, its `attempt` one lower (the claim
+    /// that started this attempt counted it), its state saved, its `error` set to
+    /// `back_off.error`, its checkpoint kept, no longer waiting for a signal, and the signals
+    /// this attempt received and did not settle received again by the next. Returns false and
+    /// changes nothing, its log lines included, if the task is no longer running on `node`
+    /// (fenced as [`Store::finish`] is).
+    async fn back_off(&self, id: TaskId, node: NodeId, back_off: BackOff) -> Result<bool, Error>;
 }

@@ -26,10 +26,12 @@
 //! ```
 
 mod actions;
+mod back_off;
 mod checkpoints;
 mod counts;
 mod fleet;
 mod keys;
+mod limiters;
 mod nodes;
 mod notices;
 mod rows;
@@ -558,5 +560,49 @@ impl Store for PostgresStore {
         notices::listen(&self.pool, &self.channel, me, peers)
             .await
             .map(Some)
+    }
+
+    // Limiters (`limiters.rs`): the database server's clock, not `now`.
+
+    async fn limiter_put(
+        &self,
+        name: &str,
+        limit: &crate::limiter::Limit,
+        _now: DateTime<Utc>,
+    ) -> Result<(crate::limiter::LimiterRecord, Option<crate::limiter::Limit>), Error> {
+        limiters::put(&self.pool, name, limit).await
+    }
+
+    async fn limiter_delete(&self, name: &str) -> Result<bool, Error> {
+        limiters::delete(&self.pool, name).await
+    }
+
+    async fn limiters(
+        &self,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<crate::limiter::LimiterRecord>, Error> {
+        limiters::list(&self.pool).await
+    }
+
+    async fn limiter_acquire(
+        &self,
+        name: &str,
+        hold: &crate::limiter::HoldRequest,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<crate::limiter::Acquire>, Error> {
+        limiters::acquire(&self.pool, name, hold).await
+    }
+
+    async fn limiter_release(&self, name: &str, hold: Uuid) -> Result<bool, Error> {
+        limiters::release(&self.pool, name, hold).await
+    }
+
+    async fn back_off(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        back_off: super::BackOff,
+    ) -> Result<bool, Error> {
+        back_off::back_off(self, id, node, back_off).await
     }
 }

@@ -23,11 +23,13 @@
 //! ```
 
 mod actions;
+mod back_off;
 mod checkpoints;
 mod counts;
 mod fleet;
 mod hub;
 mod keys;
+mod limiters;
 mod nodes;
 mod rows;
 mod schedules;
@@ -539,5 +541,49 @@ impl Store for SqliteStore {
 
     async fn listen(&self, me: NodeId) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
         Ok(Some(hub::listen(&self.notices, me)))
+    }
+
+    // Limiters (`limiters.rs`).
+
+    async fn limiter_put(
+        &self,
+        name: &str,
+        limit: &crate::limiter::Limit,
+        now: DateTime<Utc>,
+    ) -> Result<(crate::limiter::LimiterRecord, Option<crate::limiter::Limit>), Error> {
+        limiters::put(self, name, limit, now).await
+    }
+
+    async fn limiter_delete(&self, name: &str) -> Result<bool, Error> {
+        limiters::delete(self, name).await
+    }
+
+    async fn limiters(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::limiter::LimiterRecord>, Error> {
+        limiters::list(self, now).await
+    }
+
+    async fn limiter_acquire(
+        &self,
+        name: &str,
+        hold: &crate::limiter::HoldRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::limiter::Acquire>, Error> {
+        limiters::acquire(self, name, hold, now).await
+    }
+
+    async fn limiter_release(&self, name: &str, hold: uuid::Uuid) -> Result<bool, Error> {
+        limiters::release(self, name, hold).await
+    }
+
+    async fn back_off(
+        &self,
+        id: TaskId,
+        node: NodeId,
+        back_off: super::BackOff,
+    ) -> Result<bool, Error> {
+        back_off::back_off(self, id, node, back_off).await
     }
 }

@@ -27,6 +27,7 @@ mod fleet;
 mod history;
 mod keys;
 mod lifecycle;
+mod limiters;
 mod retries;
 mod schedules;
 mod shared;
@@ -50,6 +51,7 @@ pub use self::fleet::*;
 pub use self::history::*;
 pub use self::keys::*;
 pub use self::lifecycle::*;
+pub use self::limiters::*;
 pub use self::retries::*;
 pub use self::schedules::*;
 pub use self::shared::*;
@@ -267,7 +269,13 @@ macro_rules! conformance_tests {
             a_dead_node_s_places_under_a_key_come_back,
             a_paused_keyed_type_is_not_claimed,
             the_concurrency_key_comes_from_the_launch_the_owner_or_an_arg,
-            a_full_key_holds_its_own_tasks_and_says_so
+            a_full_key_holds_its_own_tasks_and_says_so,
+            // Limiters
+            a_limiter_s_bucket_refills_and_never_passes_its_burst,
+            concurrent_holders_wait_for_a_release,
+            two_nodes_share_one_limiter,
+            a_dead_node_s_limiter_holds_are_freed,
+            a_task_waiting_for_a_limiter_is_killed_and_unknown_names_say_how_to_define
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
@@ -283,7 +291,8 @@ macro_rules! conformance_tests {
             a_node_declared_dead_stops_its_tasks_and_rejoins,
             stats_count_what_tasks_did_and_how_long_they_waited,
             a_paced_bulk_rerun_launches_no_faster_than_asked,
-            a_signal_sent_early_is_received_at_once_and_a_timeout_is_an_error
+            a_signal_sent_early_is_received_at_once_and_a_timeout_is_an_error,
+            a_task_that_backs_off_runs_again_without_counting_an_attempt
         );
     };
     (@real [$attr:meta] $backend:expr; $($name:ident),* $(,)?) => {
