@@ -43,6 +43,8 @@ pub fn sample_record(id: TaskId) -> TaskRecord {
         checkpoint_at: None,
         waiting_for: None,
         waiting_until: None,
+        traceparent: None,
+        tracestate: None,
     }
 }
 

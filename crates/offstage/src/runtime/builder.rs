@@ -484,6 +484,7 @@ impl RuntimeBuilder {
             shared,
             stats: Default::default(),
             fleet: Default::default(),
+            timings: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(

@@ -18,6 +18,7 @@ mod schedules;
 pub(crate) mod shared;
 pub(crate) mod signals;
 mod slots;
+mod spans;
 mod spawned;
 mod stats;
 mod waiting;
@@ -162,6 +163,9 @@ pub(crate) struct Inner {
     /// This node's side of the fleet: the report it last wrote, and the paused task types
     /// as it last read them (which only decide whether a launch may start at once).
     pub(crate) fleet: fleet::FleetHere,
+    /// This node's histograms of queue wait, run time and end-to-end time per task type
+    /// (`timings.rs`), counted by the executor at each start and end, served by `/metrics`.
+    pub(crate) timings: crate::timings::Recorder,
 }
 
 impl Inner {
@@ -552,6 +556,14 @@ impl Runtime {
     /// shows once that node writes it, a minute later.
     pub async fn stats(&self, window: crate::StatsWindow) -> Result<crate::Stats, Error> {
         stats::read(&self.inner, window).await
+    }
+
+    /// This node's histograms of how long its tasks waited (from due to start), ran (start to
+    /// end, per attempt) and took from launch to end, per task type, since the node started:
+    /// what `GET /metrics` serves. Read from memory; each node counts only the attempts it
+    /// ran, so nodes' histograms add up.
+    pub fn timings(&self) -> Vec<crate::TypeTimings> {
+        self.inner.timings.snapshot()
     }
 
     /// Writes this node's stats tallies of the minutes that are over to the store now, as the

@@ -75,6 +75,8 @@ where
         checkpoint_at: None,
         waiting_for: None,
         waiting_until: None,
+        traceparent: None,
+        tracestate: None,
     };
     let inserted = match rt.store.launch_unique(&record).await {
         Err(error) if error.kind() == ErrorKind::NodeDead => {

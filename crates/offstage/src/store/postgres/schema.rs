@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_composition.sql"),
     include_str!("migrations/0011_live_children.sql"),
     include_str!("migrations/0012_signal_holding.sql"),
+    include_str!("migrations/0015_trace.sql"),
 ];
 
 /// How long PostgreSQL lets one of the store's sessions sit idle inside a transaction before

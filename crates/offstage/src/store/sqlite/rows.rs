@@ -15,7 +15,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until";
+    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until, traceparent, tracestate";
 
 pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -85,6 +85,8 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         checkpoint_at: row.get::<_, Option<i64>>(22)?.map(from_micros),
         waiting_for: row.get(23)?,
         waiting_until: row.get::<_, Option<i64>>(24)?.map(from_micros),
+        traceparent: row.get(25)?,
+        tracestate: row.get(26)?,
     })
 }
 
@@ -156,6 +158,7 @@ pub(super) struct NewTask {
     parent: Option<TaskId>,
     detached: bool,
     checkpoint: Option<(String, i64)>,
+    trace: (Option<String>, Option<String>),
 }
 
 impl From<&TaskRecord> for NewTask {
@@ -187,6 +190,7 @@ impl From<&TaskRecord> for NewTask {
                     micros(task.checkpoint_at.unwrap_or(task.launched_at)),
                 )
             }),
+            trace: (task.traceparent.clone(), task.tracestate.clone()),
         }
     }
 }
@@ -197,9 +201,9 @@ impl NewTask {
         conn.prepare_cached(
             "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
              started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated, \
-             rerun_of, parent, detached, checkpoint, checkpoint_at) \
+             rerun_of, parent, detached, checkpoint, checkpoint_at, traceparent, tracestate) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20)",
+             ?18, ?19, ?20, ?21, ?22)",
         )?
         .execute(params![
             self.id,
@@ -222,6 +226,8 @@ impl NewTask {
             self.detached,
             self.checkpoint.as_ref().map(|c| &c.0),
             self.checkpoint.as_ref().map(|c| c.1),
+            self.trace.0,
+            self.trace.1,
         ])?;
         tally.add(&self.name, self.status, 1);
         Ok(())

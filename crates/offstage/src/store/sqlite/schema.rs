@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_composition.sql"),
     include_str!("migrations/0011_live_children.sql"),
     include_str!("migrations/0012_signal_holding.sql"),
+    include_str!("migrations/0015_trace.sql"),
 ];
 
 /// Opens (creating if needed) the database at `path` for writing, configured and migrated to

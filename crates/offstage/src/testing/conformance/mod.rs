@@ -34,6 +34,7 @@ mod spawned;
 mod stats;
 mod stopping;
 mod tasks;
+mod trace;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub use self::spawned::*;
 pub use self::stats::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
+pub use self::trace::*;
 use crate::store::Store;
 
 /// A database backend under test.
@@ -257,7 +259,11 @@ macro_rules! conformance_tests {
             a_type_limited_to_2_has_50_tasks_waiting_for_a_signal,
             a_waiting_task_is_killed_or_woken_from_another_node,
             a_task_whose_node_died_while_waiting_receives_the_signal_when_it_runs_again,
-            a_spawned_task_waits_for_a_signal_and_takes_no_slot_after
+            a_spawned_task_waits_for_a_signal_and_takes_no_slot_after,
+            // Trace context
+            a_launch_keeps_its_trace_context,
+            a_child_is_launched_in_its_parents_trace,
+            a_rerun_starts_a_new_trace
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
