@@ -158,18 +158,15 @@ impl Serve {
 }
 
 async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal, and never with NO_COLOR set: a log file gets plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .try_init();
+    // Before the runtime is built: its tasks' `tracing` events go on to this subscriber.
+    let telemetry = super::telemetry::init()?;
+    let served = serve_with(serve, out).await;
+    // Last, so the spans of the tasks the shutdown interrupted go out too.
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve_with(serve: Serve, out: &mut Out) -> Result<(), Failure> {
     let tokens = Tokens::new(all_tokens(serve.tokens, &serve.token_files)?);
     let mut sites = Sites::default();
     for host in &serve.allowed_hosts {

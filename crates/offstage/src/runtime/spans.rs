@@ -187,7 +187,7 @@ mod otel {
                     otel.name = %format_args!("process {name}"),
                     otel.kind = "consumer",
                     otel.status_code = Empty,
-                    otel.status_message = Empty,
+                    otel.status_description = Empty,
                     messaging.system = "offstage",
                     messaging.operation.type = "process",
                     messaging.operation.name = "process",
@@ -242,7 +242,7 @@ mod otel {
             if let Some(error) = &record.error {
                 if record.status != Status::Completed {
                     span.record("otel.status_code", "error");
-                    span.record("otel.status_message", error.message.as_str());
+                    span.record("otel.status_description", error.message.as_str());
                     span.record("error.type", error.kind.as_str());
                 }
             }
