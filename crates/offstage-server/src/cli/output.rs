@@ -157,6 +157,7 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
                 }
             })),
         ),
+        ("trace_id", or_dash(task.trace_id())),
     ];
     let mut out = String::new();
     for (field, value) in fields {

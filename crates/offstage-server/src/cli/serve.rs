@@ -45,6 +45,10 @@ pub(crate) struct Serve {
     /// default; repeat for more.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
     cors_origins: Vec<String>,
+    /// Link each task's trace id on the dashboard's task page to this URL, with `{trace_id}`
+    /// replaced (`https://jaeger.example/trace/{trace_id}`).
+    #[arg(long, env = "OFFSTAGE_TRACE_URL", value_name = "TEMPLATE", value_parser = offstage_server::parse_trace_url)]
+    trace_url: Option<String>,
     /// A file holding the secret that signs scoped tokens (at least 32 bytes; surrounding
     /// whitespace is ignored). Servers sharing a database must share it. Also from
     /// OFFSTAGE_TOKEN_SECRET. Without either, a random secret is made at start, and the scoped
@@ -230,6 +234,9 @@ async fn serve_with(serve: Serve, out: &mut Out) -> Result<(), Failure> {
         .scoped_tokens(scoped_tokens);
     for origin in &serve.cors_origins {
         state = state.cors_origin(origin);
+    }
+    if let Some(template) = &serve.trace_url {
+        state = state.trace_url(template);
     }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(offstage_server::shutdown_signal())
