@@ -131,6 +131,29 @@ async fn metrics_has_histograms_of_wait_run_and_end_to_end_per_task_type() {
         ));
         assert!((0.3..0.5).contains(&sum), "{metric} sum {sum}");
     }
+    // Every metric the Grafana dashboard in docs/ queries is one this server serves.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/grafana/offstage.json")).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(metric) = word.strip_prefix("offstage_") {
+                    let family = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| metric.strip_suffix(suffix))
+                        .unwrap_or(metric);
+                    assert!(
+                        text.contains(&format!("# TYPE offstage_{family} ")),
+                        "{expr}"
+                    );
+                    queried += 1;
+                }
+            }
+        }
+    }
+    assert!(queried >= 6, "the dashboard queries the timing histograms");
     // Cumulative: never decreasing, and `+Inf` is the count.
     for (labels, n) in [(r#"name="demo.echo""#, 3.0), (r#"name="demo.sleep""#, 1.0)] {
         let buckets = buckets(&samples, "offstage_task_queue_wait_seconds", labels);
