@@ -249,3 +249,52 @@ async fn a_retried_task_has_one_span_per_attempt() {
         );
     }
 }
+
+/// A receiver that is down costs the tasks nothing: they run and end as usual, the spans are
+/// dropped, and a SIGTERM still ends the server (the last flush gives up after the export
+/// timeout).
+#[tokio::test]
+async fn a_receiver_that_is_down_changes_nothing_for_the_tasks() {
+    // A port nobody listens on any more.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    use offstage::testing::conformance::Backend;
+    let db = offstage::testing::conformance::SqliteBackend.new_database();
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", &db, "--demo"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &closed)
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "200")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .stderr(Stdio::null());
+    let mut server = Server::spawn(command, &db);
+    let api = Api::new(&server, None);
+    let (header, trace, _) = traceparent();
+    let task = launch(
+        &api,
+        json!({ "name": "demo.echo", "args": { "value": 7 } }),
+        &header,
+    )
+    .await;
+    let ended = api.finished(task["id"].as_str().unwrap()).await;
+    assert_eq!(ended["status"], "completed");
+    assert_eq!(ended["return_value"], 7);
+    assert_eq!(task["trace_id"], trace.as_str());
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        (server, status)
+    });
+    let (_server, status) = tokio::time::timeout(std::time::Duration::from_secs(30), exited)
+        .await
+        .expect("the server ends after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -15,8 +15,8 @@
 //! ```no_run
 //! # fn demo(rt: offstage::Runtime) {
 //! for timings in rt.timings() {
-//!     let p = timings.wait.count;
-//!     println!("{}: {p} starts, {:.3} s waited in all", timings.name, timings.wait.sum);
+//!     let (starts, waited) = (timings.wait.count, timings.wait.sum);
+//!     println!("{}: {starts} starts, {waited:.3} s waited in all", timings.name);
 //! }
 //! # }
 //! ```
