@@ -33,6 +33,11 @@ export interface Task {
   waiting_for?: string | null;
   /** When that wait times out, if it does. */
   waiting_until?: string | null;
+  /** The id of the trace it was launched in (the W3C context current at launch), if any. */
+  trace_id?: string | null;
+  /** That context's W3C `traceparent`, and its `tracestate`. */
+  traceparent?: string | null;
+  tracestate?: string | null;
   /** `null` while queued or running, then the terminal status. */
   termination_status: "completed" | "failed" | "killed" | "missing" | null;
   is_running: boolean;

@@ -14,6 +14,8 @@ mod http;
 mod isolated;
 mod limiter;
 mod measure;
+#[cfg(feature = "otel")]
+mod otel;
 mod postgres;
 
 /// The allocator a throughput-minded service would pick; glibc malloc showed up as ~15% of
@@ -37,6 +39,9 @@ fn main() {
         rt.block_on(isolated::worker_main());
         return;
     }
+    // Built with feature `otel`: every task's launch and attempt is an OpenTelemetry span.
+    #[cfg(feature = "otel")]
+    otel::install();
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
     let value_of = |flag: &str| {

@@ -14,6 +14,8 @@ export const session = {
   token: sessionStorage.getItem("offstage.token"),
   role: null,
   authRequired: false,
+  /** The tracing backend's page of a trace, `{trace_id}` in it (`--trace-url`), or null. */
+  traceUrl: null,
   can(role) {
     return this.role in ROLE_RANK && ROLE_RANK[this.role] >= ROLE_RANK[role];
   },
@@ -77,6 +79,7 @@ export async function whoAmI() {
   const me = await api("api/me", { signIn: false });
   session.role = me.role;
   session.authRequired = me.auth_required;
+  session.traceUrl = me.trace_url || null;
 }
 
 /** The live indicator in the header: `live`, `reconnecting`, `ended`, `off` or `idle`. */

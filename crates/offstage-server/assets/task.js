@@ -106,7 +106,8 @@ export function taskView(main, id) {
         task.detached ? " (detached: left running when it ends)" : "")) : []),
       ...(task.rerun_of ? fact("Rerun of", h("a", { href: `#/tasks/${task.rerun_of}`, id: "rerun-of" },
         h("code", {}, task.rerun_of))) : []),
-      ...fact("Reruns", reruns));
+      ...fact("Reruns", reruns),
+      ...fact("Trace", traceEl(task.trace_id)));
     rerun.update(task);
     signal.update(task);
     args.textContent = pretty(task.args);
@@ -115,6 +116,15 @@ export function taskView(main, id) {
     renderCheckpoint();
     renderOutcome();
     showWaiting(waiting, task.waiting);
+  }
+
+  /** The trace id, linked to the tracing backend's page of it when the server names one. */
+  function traceEl(traceId) {
+    if (!traceId) return "—";
+    const code = h("code", { id: "trace-id" }, traceId);
+    if (!session.traceUrl) return code;
+    const href = session.traceUrl.replaceAll("{trace_id}", encodeURIComponent(traceId));
+    return h("a", { href, id: "trace-link", target: "_blank", rel: "noopener" }, code);
   }
 
   function renderCheckpoint() {

@@ -77,6 +77,10 @@ struct Megabytes {
 struct Lines {
     /// How many log lines to write.
     lines: u64,
+    /// Write them as `tracing` events (captured into the log the same way on a node; with
+    /// OpenTelemetry on, events of the attempt's span) rather than with `ctx.log`.
+    #[serde(default)]
+    tracing: bool,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -285,7 +289,11 @@ pub fn register<R: Registers>(builder: R) -> R {
         })
         .task("demo.log", |ctx: Context, args: Lines| async move {
             for i in 1..=args.lines {
-                ctx.log(format!("line {i} of {}", args.lines));
+                if args.tracing {
+                    tracing::info!(line = i, "line {i} of {}", args.lines);
+                } else {
+                    ctx.log(format!("line {i} of {}", args.lines));
+                }
                 tokio::task::yield_now().await;
             }
             Ok::<_, TaskError>(args.lines)

@@ -40,6 +40,25 @@ pub use error::ApiError;
 pub use scoped::{Grant, Minted, Rights, Scope, ScopedTokens};
 pub use sites::Sites;
 
+/// Checks a trace URL template (`--trace-url`, [`AppState::trace_url`]): an `http://` or
+/// `https://` URL with `{trace_id}` where the trace id goes.
+pub fn parse_trace_url(template: &str) -> Result<String, String> {
+    let template = template.trim();
+    if !(template.starts_with("https://") || template.starts_with("http://")) {
+        return Err(format!(
+            "the trace URL `{template}` is not an http:// or https:// URL: give the tracing \
+             backend's page of a trace, as https://jaeger.example/trace/{{trace_id}}"
+        ));
+    }
+    if !template.contains("{trace_id}") {
+        return Err(format!(
+            "the trace URL `{template}` has no {{trace_id}}: put it where the trace id goes, as \
+             in https://jaeger.example/trace/{{trace_id}}"
+        ));
+    }
+    Ok(template.to_owned())
+}
+
 /// Largest request body the API reads.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -62,6 +81,9 @@ pub struct AppState {
     /// none by default. [`app`] adds each to the allowed origins of [`AppState::sites`], so the
     /// two lists cannot disagree.
     pub cors_origins: Vec<String>,
+    /// Where the dashboard links a task's trace id: a URL with `{trace_id}` in it (see
+    /// [`AppState::trace_url`]); no link when `None`.
+    pub trace_url: Option<String>,
 }
 
 impl AppState {
@@ -76,7 +98,21 @@ impl AppState {
             sites: Sites::default(),
             scoped_tokens: ScopedTokens::random(),
             cors_origins: Vec::new(),
+            trace_url: None,
         }
+    }
+
+    /// The same state, with the dashboard's task page linking the task's trace id to
+    /// `template` with `{trace_id}` replaced (`https://jaeger.example/trace/{trace_id}`): the
+    /// tracing backend's page of the trace. `GET /api/me` hands it to the dashboard.
+    ///
+    /// # Panics
+    ///
+    /// If `template` is not an http(s) URL with `{trace_id}` in it ([`parse_trace_url`] says
+    /// why).
+    pub fn trace_url(mut self, template: &str) -> Self {
+        self.trace_url = Some(parse_trace_url(template).unwrap_or_else(|e| panic!("{e}")));
+        self
     }
 
     /// The same state, signing and checking scoped tokens with `tokens`: give it the

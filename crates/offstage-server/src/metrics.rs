@@ -1,8 +1,11 @@
 //! `GET /metrics`: Prometheus text exposition.
 //!
 //! Task counts by name and status and the queue depth come from the store at scrape time (so
-//! they cover every node sharing the database); durations of tasks that ended on this node are
-//! a histogram fed by the event stream.
+//! they cover every node sharing the database). The timing histograms (queue wait, run time,
+//! end to end, per task type: [`offstage::Runtime::timings`]) are this node's, counted by its
+//! executor for the attempts it ran, so Prometheus adds the nodes' series up; durations of
+//! tasks that ended, as this node's event stream carries them, are an older histogram kept
+//! for the dashboards that read it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -150,5 +153,59 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
             histogram.count
         );
     }
+    timings(&mut out, &state.runtime.timings());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// The timing histograms of the attempts this node ran, per task type.
+fn timings(out: &mut String, all: &[offstage::TypeTimings]) {
+    out.push_str(
+        "# HELP offstage_task_queue_wait_seconds Time from when a task was due (launched, or the \
+         end of its delay or retry backoff) to when an attempt started, on this node.\n\
+         # TYPE offstage_task_queue_wait_seconds histogram\n",
+    );
+    for timings in all {
+        let labels = format!("name=\"{}\"", label(&timings.name));
+        histogram(
+            out,
+            "offstage_task_queue_wait_seconds",
+            &labels,
+            &timings.wait,
+        );
+    }
+    out.push_str(
+        "# HELP offstage_task_run_seconds Run time of the attempts that ended on this node, by \
+         how the attempt ended (retried: failed and queued again).\n\
+         # TYPE offstage_task_run_seconds histogram\n",
+    );
+    for timings in all {
+        for (status, run) in &timings.run {
+            let labels = format!("name=\"{}\",status=\"{status}\"", label(&timings.name));
+            histogram(out, "offstage_task_run_seconds", &labels, run);
+        }
+    }
+    out.push_str(
+        "# HELP offstage_task_end_to_end_seconds Time from launch to the terminal status of \
+         the tasks that ended on this node, by that status.\n\
+         # TYPE offstage_task_end_to_end_seconds histogram\n",
+    );
+    for timings in all {
+        for (status, total) in &timings.end_to_end {
+            let labels = format!("name=\"{}\",status=\"{status}\"", label(&timings.name));
+            histogram(out, "offstage_task_end_to_end_seconds", &labels, total);
+        }
+    }
+}
+
+fn histogram(out: &mut String, metric: &str, labels: &str, histogram: &offstage::Histogram) {
+    for (bound, count) in histogram.cumulative() {
+        let bound = if bound.is_infinite() {
+            "+Inf".to_owned()
+        } else {
+            bound.to_string()
+        };
+        let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", histogram.sum);
+    let _ = writeln!(out, "{metric}_count{{{labels}}} {}", histogram.count);
 }

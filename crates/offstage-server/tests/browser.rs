@@ -1091,3 +1091,40 @@ async fn a_parent_s_page_shows_its_children_live_and_a_child_s_the_path_to_the_r
     .await;
     page.close().await;
 }
+
+#[cfg_attr(
+    not(offstage_test_browser),
+    ignore = "set OFFSTAGE_TEST_BROWSER=1 to run (needs chromium and chromium-driver)"
+)]
+#[tokio::test]
+async fn the_task_page_shows_the_trace_id_linked_to_the_trace_url() {
+    let template = "https://tracing.example/trace/{trace_id}?from=offstage";
+    let page = Dashboard::start_with(&["--trace-url", template], None, WINDOW).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = page
+        .api
+        .request(reqwest::Method::POST, "/api/tasks")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({ "name": "demo.echo", "args": { "value": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    page.goto(&format!("#/tasks/{id}")).await;
+    page.wait("#trace-id", "exact", json!(trace)).await;
+    // The facts are drawn again on every event: the link is looked for by its address.
+    let link = format!("#trace-link[href='https://tracing.example/trace/{trace}?from=offstage']");
+    page.wait(&link, "count", json!(1)).await;
+    page.screenshot("dashboard-task-trace").await;
+
+    // A task launched without a trace context says so.
+    let plain = page.launch("demo.echo", json!({ "value": 2 })).await;
+    page.goto(&format!("#/tasks/{plain}")).await;
+    page.wait("h1", "text", json!("demo.echo")).await;
+    page.wait(".facts", "text", json!("Trace")).await;
+    page.wait("#trace-id", "gone", json!(null)).await;
+    page.close().await;
+}

@@ -113,6 +113,18 @@ impl Context {
         }
     }
 
+    /// The W3C trace context of this attempt: its span's, with the `otel` feature and the
+    /// app's `tracing-opentelemetry` layer, else the one the task was launched in (in a
+    /// worker, the one the node assigned it with). What a task passes on to the services it
+    /// calls (a `traceparent` header) to keep them in its trace; children launched with
+    /// [`Context::launch`] get it by themselves. `None` when the task has no trace context.
+    pub fn trace_parent(&self) -> Option<&crate::TraceContext> {
+        match &self.backing {
+            Backing::Node(task) => task.trace.as_ref(),
+            Backing::Worker(task) => task.trace.as_ref(),
+        }
+    }
+
     /// This task type's name.
     pub fn name(&self) -> &str {
         match &self.backing {
@@ -379,10 +391,12 @@ impl Context {
         match &self.backing {
             Backing::Node(task) => {
                 task.may_have_children.store(true, Ordering::Release);
-                Launch::new(Arc::clone(&task.rt), name.to_owned(), args).child_of(Parent::Running {
-                    id: task.id,
-                    owner: task.started.owner.clone(),
-                })
+                Launch::new(Arc::clone(&task.rt), name.to_owned(), args)
+                    .child_of(Parent::Running {
+                        id: task.id,
+                        owner: task.started.owner.clone(),
+                    })
+                    .inherit_trace(task.trace.clone())
             }
             Backing::Worker(task) => Launch::refused(
                 Error::new(

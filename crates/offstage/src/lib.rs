@@ -25,7 +25,10 @@
 //! - `Worker` (feature `worker`): a process that serves task types for a node;
 //! - [`store`]: the durable record, one trait and its backends: the module to read to write
 //!   another backend;
-//! - [`limits`]: how long keys, owners and names may be, and what they may not contain.
+//! - [`limits`]: how long keys, owners and names may be, and what they may not contain;
+//! - [`TraceContext`]: the W3C trace context a task was launched in (OpenTelemetry spans per
+//!   attempt with feature `otel`), and [`TypeTimings`]: this node's histograms of queue wait, run
+//!   time and end-to-end time per task type ([`Runtime::timings`]).
 //!
 //! ```no_run
 //! use offstage::{Context, Runtime, TaskError};
@@ -79,6 +82,8 @@ mod task;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod timings;
+mod trace;
 mod waiting;
 mod worker;
 
@@ -110,6 +115,8 @@ pub use stats::{
 pub use status::Status;
 pub use store::Purge;
 pub use task::{KillOnDrop, ListFilter, Task, TaskRecord};
+pub use timings::{Histogram, TypeTimings, TIMING_BUCKETS};
+pub use trace::{TraceContext, MAX_TRACESTATE_CHARS};
 pub use waiting::{Waiting, WaitingCode};
 pub use worker::isolated::isolation_entry;
 pub use worker::protocol::ProtocolError;

@@ -147,6 +147,12 @@ impl TaskLogCapture {
         Self { inner, level }
     }
 
+    /// The app's own dispatcher, which everything is forwarded to.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn inner(&self) -> &Dispatch {
+        &self.inner
+    }
+
     fn captures(&self, meta: &Metadata<'_>) -> bool {
         meta.is_event() && self.level >= *meta.level()
     }

@@ -116,6 +116,16 @@ pub struct TaskRecord {
     /// changed. At most that many tasks of one key run at once, and keys take turns.
     #[serde(default)]
     pub concurrency_key: Option<String>,
+    /// The W3C `traceparent` current when the task was launched (see [`crate::TraceContext`]):
+    /// the launching request's, the launching task's, or given with
+    /// [`crate::Launch::trace_parent`]; with the `otel` feature, the span of the launch
+    /// itself. Each attempt of the task is a span in that trace. `None` when the launch had
+    /// no trace context.
+    #[serde(default)]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` that came with `traceparent`, if any.
+    #[serde(default)]
+    pub tracestate: Option<String>,
 }
 
 impl TaskRecord {
@@ -137,6 +147,14 @@ impl TaskRecord {
             Status::Completed => Ok(true),
             status => Err(Error::from_task_end(status, self.id, self.error.clone())),
         }
+    }
+
+    /// The trace id of the trace context it was launched in (32 lowercase hex digits), read
+    /// from `traceparent`: what a tracing backend finds the launch and its attempts by.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent
+            .as_deref()
+            .and_then(crate::trace::trace_id_of)
     }
 
     /// How long it ran (or has been running, as of `now`).

@@ -44,6 +44,8 @@ pub fn sample_record(id: TaskId) -> TaskRecord {
         waiting_for: None,
         waiting_until: None,
         concurrency_key: None,
+        traceparent: None,
+        tracestate: None,
     }
 }
 

@@ -170,6 +170,7 @@ class Client:
         parent: str | Task | None = None,
         detached: bool | None = None,
         concurrency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> Task:
         """Launches task type ``name`` with ``args`` sent exactly as given (any JSON value).
 
@@ -193,6 +194,12 @@ class Client:
             concurrency_key: the concurrency key the task counts under, for a task type with a
                 limit per key (instead of the key the type takes from the owner or the args):
                 at most that many tasks of one key run at once, and keys take turns.
+            traceparent: a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``), sent as
+                the header of the same name: the task is launched in that trace
+                (``Task.trace_id``), and with OpenTelemetry on the server each attempt is a
+                span in it. From OpenTelemetry's Python API: ``propagate.inject(carrier)``
+                then ``carrier["traceparent"]``. A value that is not one is ignored by the
+                server, as the W3C specification asks.
         """
         body: dict[str, Any] = {"name": name}
         if args is not None:
@@ -222,7 +229,8 @@ class Client:
                     code="invalid_run_at",
                 )
             body["run_at"] = run_at.isoformat()
-        return Task(self, self._request("POST", "/api/tasks", json=body))
+        headers = {} if traceparent is None else {"traceparent": traceparent}
+        return Task(self, self._request("POST", "/api/tasks", json=body, headers=headers))
 
     def launch_background_task(self, name: str, *args: Any, **kwargs: Any) -> Task:
         """Launches task type ``name``, Anvil's way: the call's arguments become the task's

@@ -116,6 +116,14 @@ class Task:
         return None if value is None else str(value)
 
     @property
+    def trace_id(self) -> str | None:
+        """The id of the trace the task was launched in (32 hex digits): the W3C trace
+        context current at launch (``launch(..., traceparent=…)``, the launching task's, or the
+        server's own span with OpenTelemetry on). ``None`` when the launch had none."""
+        value = self._record.get("trace_id")
+        return None if value is None else str(value)
+
+    @property
     def parent(self) -> str | None:
         """The id of the task that launched this one as its child (from its context, or with
         ``parent=``), or ``None``."""

@@ -32,7 +32,10 @@ pub(crate) struct RerunRequest {
 /// Launches a finished task again as a new task linked to it (`rerun_of`): the same task
 /// type and launch options (priority, timeout, isolation, owner, key), with `args` if given,
 /// and with the original's checkpoint if `from_checkpoint` says so.
-#[utoipa::path(post, path = "/api/tasks/{id}/rerun", params(("id" = String, Path, description = "id of the finished task to run again")),
+#[utoipa::path(post, path = "/api/tasks/{id}/rerun", params(("id" = String, Path, description = "id of the finished task to run again"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the rerun \
+        is launched in this trace. A rerun is a new trace, never the original's; with \
+        OpenTelemetry on, its launch span links to the original's trace.")),
     request_body(content = Option<RerunRequest>), tag = "tasks",
     responses((status = 201, body = TaskView),
         (status = 404, description = "no task has that id", body = crate::error::ErrorBody),
@@ -45,6 +48,7 @@ pub(crate) struct RerunRequest {
 pub(crate) async fn rerun(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is optional: empty or `null` reruns with the original's args.
@@ -73,6 +77,7 @@ pub(crate) async fn rerun(
     let options = offstage::RerunOptions {
         args: request.args,
         from_checkpoint: request.from_checkpoint,
+        trace_parent: super::tasks::trace_context(&headers),
     };
     let task = state.runtime.rerun_with(id, options).await?;
     Ok((

@@ -18,6 +18,10 @@ pub(crate) struct Me {
     role: String,
     /// False when the server runs open (no tokens configured).
     auth_required: bool,
+    /// Where a task's trace is shown, `{trace_id}` standing for its trace id (`--trace-url`);
+    /// absent when none is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_url: Option<String>,
 }
 
 /// The presented token's role.
@@ -41,5 +45,6 @@ pub(crate) async fn me(
     Ok(Json(Me {
         role: role.to_string(),
         auth_required: !state.tokens.is_open(),
+        trace_url: state.trace_url.clone(),
     }))
 }

@@ -32,6 +32,12 @@ pub(crate) struct TaskView {
     /// `GET /api/tasks/{id}` with a role token, absent when there is nothing to say.
     #[serde(skip_serializing_if = "Option::is_none")]
     waiting: Option<offstage::Waiting>,
+    /// The id of the trace the task was launched in (32 lowercase hex digits), read from
+    /// `traceparent`: the W3C trace context current at launch (the `traceparent` header of
+    /// `POST /api/tasks`, the launching task's, or the launching app's span). With
+    /// OpenTelemetry on, each attempt of the task is a span in this trace. `null` when the
+    /// launch had no trace context.
+    trace_id: Option<String>,
 }
 
 impl From<TaskRecord> for TaskView {
@@ -40,9 +46,27 @@ impl From<TaskRecord> for TaskView {
             termination_status: record.termination_status(),
             is_running: record.is_running(),
             waiting: None,
+            trace_id: record.trace_id().map(str::to_owned),
             record,
         }
     }
+}
+
+/// The W3C trace context of a request: its `traceparent` header, with its `tracestate`. A
+/// header that is not a valid `traceparent` is ignored, as the W3C Trace Context
+/// specification asks (the task then starts a trace of its own, or none).
+pub(crate) fn trace_context(headers: &axum::http::HeaderMap) -> Option<offstage::TraceContext> {
+    let parent = headers.get("traceparent")?.to_str().ok()?;
+    let state = headers
+        .get_all("tracestate")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    offstage::TraceContext::parse(parent, Some(&state))
+        .or_else(|_| offstage::TraceContext::parse(parent, None))
+        .map_err(|error| tracing::debug!(%error, "ignoring the request's traceparent"))
+        .ok()
 }
 
 /// `POST /api/tasks`.
@@ -96,6 +120,12 @@ pub(crate) struct LaunchRequest {
 
 /// Launches a task.
 #[utoipa::path(post, path = "/api/tasks", request_body = LaunchRequest, tag = "tasks",
+    params(("traceparent" = Option<String>, Header, description = "W3C Trace Context: the task \
+        is launched in this trace, kept with it (`traceparent`, `trace_id`), and with \
+        OpenTelemetry on each of its attempts is a span in it. A header that is not a valid \
+        `traceparent` is ignored, as the specification asks."),
+        ("tracestate" = Option<String>, Header, description = "W3C Trace Context: vendor data \
+        kept with `traceparent`.")),
     responses((status = 201, body = TaskView),
         (status = 200, description = "`on_conflict: existing`: the live task with that key", body = TaskView),
         (status = 400, description = "`unknown_task_type`: `name` is no task type this server runs \
@@ -110,6 +140,7 @@ pub(crate) struct LaunchRequest {
         (status = "4XX", body = crate::error::ErrorBody)))]
 pub(crate) async fn launch(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Body(request): Body<LaunchRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     request
@@ -161,6 +192,12 @@ pub(crate) async fn launch(
     }
     if let Some(detached) = request.detached {
         launch = launch.detached(detached);
+    }
+    if let Some(trace) = trace_context(&headers) {
+        launch = launch.trace_parent(trace.traceparent());
+        if let Some(state) = trace.tracestate() {
+            launch = launch.trace_state(state);
+        }
     }
     let task = launch.await?;
     let record = task.snapshot().clone();

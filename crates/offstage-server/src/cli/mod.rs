@@ -21,6 +21,7 @@ mod shared;
 mod signals;
 mod stats;
 mod tasks;
+mod telemetry;
 mod tokens;
 mod worker;
 

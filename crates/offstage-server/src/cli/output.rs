@@ -171,6 +171,7 @@ pub(crate) fn detail(task: &TaskRecord) -> String {
             })),
         ),
         ("concurrency_key", or_dash(task.concurrency_key.as_ref())),
+        ("trace_id", or_dash(task.trace_id())),
     ];
     let mut out = String::new();
     for (field, value) in fields {

@@ -45,6 +45,10 @@ pub(crate) struct Serve {
     /// default; repeat for more.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = Sites::parse_origin)]
     cors_origins: Vec<String>,
+    /// Link each task's trace id on the dashboard's task page to this URL, with `{trace_id}`
+    /// replaced (`https://jaeger.example/trace/{trace_id}`).
+    #[arg(long, env = "OFFSTAGE_TRACE_URL", value_name = "TEMPLATE", value_parser = offstage_server::parse_trace_url)]
+    trace_url: Option<String>,
     /// A file holding the secret that signs scoped tokens (at least 32 bytes; surrounding
     /// whitespace is ignored). Servers sharing a database must share it. Also from
     /// OFFSTAGE_TOKEN_SECRET. Without either, a random secret is made at start, and the scoped
@@ -158,18 +162,15 @@ impl Serve {
 }
 
 async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal, and never with NO_COLOR set: a log file gets plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .try_init();
+    // Before the runtime is built: its tasks' `tracing` events go on to this subscriber.
+    let telemetry = super::telemetry::init()?;
+    let served = serve_with(serve, out).await;
+    // Last, so the spans of the tasks the shutdown interrupted go out too.
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve_with(serve: Serve, out: &mut Out) -> Result<(), Failure> {
     let tokens = Tokens::new(all_tokens(serve.tokens, &serve.token_files)?);
     let mut sites = Sites::default();
     for host in &serve.allowed_hosts {
@@ -233,6 +234,9 @@ async fn serve(serve: Serve, out: &mut Out) -> Result<(), Failure> {
         .scoped_tokens(scoped_tokens);
     for origin in &serve.cors_origins {
         state = state.cors_origin(origin);
+    }
+    if let Some(template) = &serve.trace_url {
+        state = state.trace_url(template);
     }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(offstage_server::shutdown_signal())

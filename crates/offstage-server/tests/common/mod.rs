@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod otlp;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

@@ -84,6 +84,10 @@ pub struct RerunOptions {
     /// it continues where the original stopped instead of from the top. The original must
     /// have saved one: otherwise the rerun is [`ErrorKind::Conflict`].
     pub from_checkpoint: bool,
+    /// The trace context of the rerun (the request that asked for it), if any. A rerun is a
+    /// new trace, not the original's: its launch span links to the original's trace instead
+    /// (feature `otel`).
+    pub trace_parent: Option<crate::TraceContext>,
 }
 
 impl Runtime {
@@ -207,6 +211,7 @@ async fn rerun(rt: &Arc<Inner>, id: TaskId, rerun: RerunOptions) -> Result<Task,
     let RerunOptions {
         args,
         from_checkpoint,
+        trace_parent,
     } = rerun;
     let original = rt.record(id).await?;
     if original.is_running() {
@@ -254,6 +259,13 @@ async fn rerun(rt: &Arc<Inner>, id: TaskId, rerun: RerunOptions) -> Result<Task,
         };
         launch = launch.checkpoint(checkpoint, at);
     }
+    if let Some(parent) = trace_parent {
+        launch = launch.trace_parent(parent.traceparent());
+        if let Some(state) = parent.tracestate() {
+            launch = launch.trace_state(state);
+        }
+    }
+    launch = launch.trace_link(original.traceparent.clone());
     launch.options(options).rerun_of(id).await.map_err(|error| {
         match (error.kind(), &original.key) {
             (ErrorKind::Conflict, Some(key)) => Error::new(

@@ -504,6 +504,7 @@ impl RuntimeBuilder {
             stats: Default::default(),
             fleet: Default::default(),
             limiters: Default::default(),
+            timings: Default::default(),
         });
         // Frees the locks of shared-state guards that were dropped (a killed task's included).
         tokio::spawn(super::shared::release_loop(

@@ -18,6 +18,7 @@ use tracing::instrument::WithSubscriber;
 
 use super::live::{LiveTask, StopReason, StopRequest};
 use super::slots::Permit;
+use super::spans::Attempt;
 use super::Inner;
 use crate::context::Context;
 use crate::error::{ErrorKind, TaskError};
@@ -106,12 +107,19 @@ fn launch_body(
     body: Result<Box<dyn FnOnce(Context) -> Body + Send>, TaskError>,
     permit: Option<Permit>,
 ) -> Arc<LiveTask> {
-    let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record));
+    // The attempt's span (feature `otel`) starts before anything else of the attempt.
+    let attempt = Attempt::start(&record);
+    let trace = attempt.context().or_else(|| {
+        let parent = record.traceparent.as_deref()?;
+        crate::TraceContext::parse(parent, record.tracestate.as_deref()).ok()
+    });
+    let live = LiveTask::new(Arc::clone(rt), Arc::clone(&record), trace);
     rt.live
         .lock()
         .expect("live map poisoned")
         .insert(record.id, Arc::clone(&live));
     rt.stats.started(&record);
+    rt.timings.started(&record);
     let resumes = record.checkpoint_at;
     rt.publish(record.id, EventKind::Started { task: record });
     if let Some(at) = resumes {
@@ -134,14 +142,15 @@ fn launch_body(
             // The task holds its slot through its live record, so that a wait for a signal
             // can give it back and take one again (`signals.rs`).
             *live.permit.lock().expect("permit poisoned") = permit;
-            let body = body(Context::node(Arc::clone(&live)));
-            tokio::spawn(supervise(Arc::clone(&live), body, deadline));
+            let body = attempt.instrument(body(Context::node(Arc::clone(&live))));
+            tokio::spawn(supervise(Arc::clone(&live), body, deadline, attempt));
         }
         Err(error) => {
             drop(permit);
             tokio::spawn(finish(
                 Arc::clone(&live),
                 Outcome::Ended(BodyEnd::Returned(Err(error))),
+                attempt,
             ));
         }
     }
@@ -167,13 +176,13 @@ impl Drop for Unlist {
 
 type Deadline = Option<(tokio::time::Instant, Duration)>;
 
-async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline) {
+async fn supervise(live: Arc<LiveTask>, body: Body, deadline: Deadline, attempt: Attempt) {
     let _unlist = Unlist(Arc::clone(&live));
     // The body is dropped when `run` returns: that is the abort, at the await it was parked on.
     let outcome = run(&live, body, deadline).await;
     // The body no longer runs: its slot is free even while the outcome is being saved.
     drop(live.permit.lock().expect("permit poisoned").take());
-    finish(live, outcome).await;
+    finish(live, outcome, attempt).await;
 }
 
 /// Polls the body to its end, or stops it as asked (kill, timeout, shutdown).
@@ -324,7 +333,9 @@ fn retry_at(
 }
 
 /// Records the terminal status (or queues the task again), tells everyone, and frees the slot.
-async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
+///
+/// The attempt's span ends with it, its status recorded.
+async fn finish(live: Arc<LiveTask>, outcome: Outcome, attempt: Attempt) {
     let rt = Arc::clone(&live.rt);
     if live.owner() != rt.node() {
         // This node was declared dead since the task started: it is not ours to record.
@@ -380,6 +391,8 @@ async fn finish(live: Arc<LiveTask>, outcome: Outcome) {
     let final_record = Arc::new(final_record);
     let ended_at = final_record.finished_at.unwrap_or_else(|| rt.clock.now());
     rt.stats.ended(&final_record, ended_at);
+    rt.timings.ended(&final_record, ended_at);
+    attempt.end(&final_record);
     // Out of the live map first: whoever sees the task end and asks again reads the store,
     // which already has the final record.
     rt.unlist(&live);

@@ -526,7 +526,7 @@ pub(crate) async fn body(
         process: Some(process),
         pid,
     };
-    let assign = super::remote::assign(&record, memory_limit);
+    let assign = super::remote::assign(&live, memory_limit);
     let process = running.process.as_mut().expect("just put there");
     let _ = process.to_child.send(to_text(&assign));
     let mut kill_sent = false;

@@ -110,6 +110,8 @@ pub(super) struct Checked {
     /// which counts.
     pub(super) limited: bool,
     pub(super) on_conflict: Option<OnConflict>,
+    /// The launch's span (feature `otel`), ended when the launch returns.
+    pub(super) span: super::spans::Launching,
 }
 
 /// How often a superseding launch may find yet another live task (each one killed) before it
@@ -147,6 +149,20 @@ pub struct Launch {
     parent: Option<Parent>,
     /// Left running when its parent ends normally (see [`Launch::detached`]).
     detached: bool,
+    /// The trace context the launch is part of (see [`Launch::trace_parent`]).
+    trace: Trace,
+}
+
+/// What a launch knows of its trace context.
+#[derive(Clone, Debug, Default)]
+struct Trace {
+    /// Given with [`Launch::trace_parent`] and [`Launch::trace_state`], checked at launch.
+    parent: Option<String>,
+    state: Option<String>,
+    /// Handed down by the launching task (`Context::launch`): its attempt's context.
+    inherited: Option<crate::TraceContext>,
+    /// The original of a rerun: the rerun's launch span links to it (feature `otel`).
+    link: Option<String>,
 }
 
 /// The parent of a child launch, as far as the launch knows it.
@@ -179,7 +195,20 @@ impl Launch {
             checkpoint: None,
             parent: None,
             detached: false,
+            trace: Trace::default(),
         }
+    }
+
+    /// Hands the launching task's trace context down to this launch (`Context::launch`).
+    pub(crate) fn inherit_trace(mut self, trace: Option<crate::TraceContext>) -> Self {
+        self.trace.inherited = trace;
+        self
+    }
+
+    /// Links this launch's span to the trace of the task it reruns (`Runtime::rerun`).
+    pub(crate) fn trace_link(mut self, traceparent: Option<String>) -> Self {
+        self.trace.link = traceparent;
+        self
     }
 
     /// Starts the task with `checkpoint`, saved at `at` (see `Runtime::rerun_with`).
@@ -283,6 +312,25 @@ impl Launch {
         self
     }
 
+    /// Launches the task in the trace of `traceparent`, a W3C `traceparent` (`00-<trace
+    /// id>-<span id>-<flags>`): what an app without OpenTelemetry passes on from the request
+    /// that launches the task. The record keeps it ([`TaskRecord::traceparent`]), and with
+    /// the `otel` feature each attempt of the task is a span in that trace. A text that is not
+    /// a `traceparent` fails the launch ([`ErrorKind::InvalidArgument`], saying why). Without
+    /// it, the launch takes the current `tracing` span's OpenTelemetry context (feature
+    /// `otel`), or its parent task's.
+    pub fn trace_parent(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace.parent = Some(traceparent.into());
+        self
+    }
+
+    /// The W3C `tracestate` that goes with [`Launch::trace_parent`] (vendor data, kept as
+    /// given; at most 512 printable ASCII characters).
+    pub fn trace_state(mut self, tracestate: impl Into<String>) -> Self {
+        self.trace.state = Some(tracestate.into());
+        self
+    }
+
     /// Reads the parent a launch names by id: it must exist and be queued or running. Its
     /// owner becomes the launch's parent owner. A child of a running parent needs no read.
     async fn resolve_parent(mut self) -> Result<Self, Error> {
@@ -338,6 +386,7 @@ impl Launch {
             checkpoint,
             parent,
             detached,
+            trace,
         } = self;
         let rt = rt?;
         if rt.is_shutting_down() {
@@ -369,6 +418,16 @@ impl Launch {
             ));
         }
         check_labels(&name, &options)?;
+        let trace_context = match (trace.parent, trace.state) {
+            (Some(parent), state) => Some(crate::TraceContext::parse(&parent, state.as_deref())?),
+            (None, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "a tracestate needs its traceparent: give both, or neither",
+                ))
+            }
+            (None, None) => trace.inherited,
+        };
         let args = args?;
         if options.on_conflict.is_some() && options.key.is_none() {
             return Err(Error::new(
@@ -427,8 +486,17 @@ impl Launch {
             }
             (None, None) => now,
         };
+        let id = TaskId::new();
+        // With the `otel` feature, the launch is a span of its own, in the given trace or the
+        // current span's, and the task's attempts are its children.
+        let span = super::spans::Launching::new(&name, id, trace_context.as_ref(), trace.link);
+        let (traceparent, tracestate) = span
+            .context()
+            .or(trace_context)
+            .map(crate::TraceContext::into_parts)
+            .unzip();
         let queued = TaskRecord {
-            id: TaskId::new(),
+            id,
             name,
             args,
             status: Status::Queued,
@@ -454,6 +522,8 @@ impl Launch {
             waiting_for: None,
             waiting_until: None,
             concurrency_key,
+            traceparent,
+            tracestate: tracestate.flatten(),
         };
         Ok(Checked {
             rt,
@@ -462,6 +532,7 @@ impl Launch {
             limited: type_options.concurrency_limit.is_some()
                 || type_options.concurrency_per_key.is_some(),
             on_conflict: options.on_conflict,
+            span,
         })
     }
 
@@ -525,7 +596,10 @@ impl Launch {
             prepared,
             limited,
             on_conflict,
+            span,
         } = self.resolve_parent().await?.check()?;
+        // Held until the launch returns: the span covers the insert.
+        let _launching = span;
         let (id, now) = (queued.id, queued.launched_at);
         let due = queued.run_at <= now;
         // Start at once, skipping the queue, when the task is due and a slot is free. Slots

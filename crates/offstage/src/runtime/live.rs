@@ -96,10 +96,18 @@ pub(crate) struct LiveTask {
     /// out. Reads of the live task show it as `waiting_for` and `waiting_until`.
     waiting: Mutex<Option<(String, Option<chrono::DateTime<chrono::Utc>>)>>,
     pub(crate) rt: Arc<Inner>,
+    /// The trace context of this attempt: its span's (feature `otel`, with the app's
+    /// `tracing-opentelemetry` layer), else the one the task was launched in. What its
+    /// children are launched in, and what a worker is assigned with.
+    pub(crate) trace: Option<crate::TraceContext>,
 }
 
 impl LiveTask {
-    pub(crate) fn new(rt: Arc<Inner>, started: Arc<TaskRecord>) -> Arc<Self> {
+    pub(crate) fn new(
+        rt: Arc<Inner>,
+        started: Arc<TaskRecord>,
+        trace: Option<crate::TraceContext>,
+    ) -> Arc<Self> {
         let state = Arc::new(started.state.clone());
         let first_log_seq = *crate::log::attempt_log_seqs(started.attempt).start();
         let checkpoint = started.checkpoint.clone().map(|value| {
@@ -128,6 +136,7 @@ impl LiveTask {
             signals_sent: watch::channel(0).0,
             waiting: Mutex::new(None),
             rt,
+            trace,
         })
     }
 

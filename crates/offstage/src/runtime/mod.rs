@@ -20,6 +20,7 @@ mod schedules;
 pub(crate) mod shared;
 pub(crate) mod signals;
 mod slots;
+mod spans;
 mod spawned;
 mod stats;
 mod waiting;
@@ -168,6 +169,9 @@ pub(crate) struct Inner {
     /// Limiters on this node: a turn per limiter for its waiters, and the wake-up of waiters
     /// when a hold is released here or (by notice) elsewhere (`limiters.rs`).
     pub(crate) limiters: limiters::LimiterHub,
+    /// This node's histograms of queue wait, run time and end-to-end time per task type
+    /// (`timings.rs`), counted by the executor at each start and end, served by `/metrics`.
+    pub(crate) timings: crate::timings::Recorder,
 }
 
 impl Inner {
@@ -558,6 +562,14 @@ impl Runtime {
     /// shows once that node writes it, a minute later.
     pub async fn stats(&self, window: crate::StatsWindow) -> Result<crate::Stats, Error> {
         stats::read(&self.inner, window).await
+    }
+
+    /// This node's histograms of how long its tasks waited (from due to start), ran (start to
+    /// end, per attempt) and took from launch to end, per task type, since the node started:
+    /// what `GET /metrics` serves. Read from memory; each node counts only the attempts it
+    /// ran, so nodes' histograms add up.
+    pub fn timings(&self) -> Vec<crate::TypeTimings> {
+        self.inner.timings.snapshot()
     }
 
     /// Writes this node's stats tallies of the minutes that are over to the store now, as the

@@ -27,7 +27,6 @@ use crate::context::Context;
 use crate::error::TaskError;
 use crate::id::TaskId;
 use crate::log::LogLevel;
-use crate::task::TaskRecord;
 use crate::worker::protocol::{
     to_text, ProtocolError, ServerMessage, WorkerMessage, PROTOCOL_VERSION,
 };
@@ -352,12 +351,12 @@ impl Link<'_> {
         for record in claimed {
             let (answer, answered) = oneshot::channel();
             let control = self.control.0.clone();
-            let message = assign(&record, None);
             let id = record.id;
             let default_grace = self.rt.config.kill_grace;
             let live = executor::start_elsewhere(self.rt, Arc::new(record), move |ctx| {
                 remote_body(ctx, answered, control, default_grace).boxed()
             });
+            let message = assign(&live, None);
             self.assigned.insert(
                 id,
                 Assigned {
@@ -502,7 +501,8 @@ impl Link<'_> {
 
 /// The `assign` message that hands `record` to a worker (or an isolated worker process, with
 /// its memory limit).
-pub(super) fn assign(record: &TaskRecord, memory_limit_bytes: Option<u64>) -> ServerMessage {
+pub(super) fn assign(live: &LiveTask, memory_limit_bytes: Option<u64>) -> ServerMessage {
+    let record = &live.started;
     ServerMessage::Assign {
         task_id: record.id,
         name: record.name.clone(),
@@ -512,6 +512,7 @@ pub(super) fn assign(record: &TaskRecord, memory_limit_bytes: Option<u64>) -> Se
         timeout_ms: record.timeout.map(crate::task::whole_millis),
         checkpoint: record.checkpoint.clone(),
         memory_limit_bytes,
+        traceparent: live.trace.as_ref().map(|cx| cx.traceparent().to_owned()),
     }
 }
 

@@ -76,6 +76,8 @@ where
         waiting_for: None,
         waiting_until: None,
         concurrency_key: None,
+        traceparent: None,
+        tracestate: None,
     };
     let inserted = match rt.store.launch_unique(&record).await {
         Err(error) if error.kind() == ErrorKind::NodeDead => {

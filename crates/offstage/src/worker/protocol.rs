@@ -124,6 +124,10 @@ pub(crate) enum ServerMessage {
         /// For isolated workers: the most address space the task may add to the process.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         memory_limit_bytes: Option<u64>,
+        /// The W3C `traceparent` of the attempt (its span on the node), when the task has a
+        /// trace context: what the worker passes on to keep its calls in the task's trace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
     /// The answer to a worker's `checkpoint`: stored (no `error`), or refused, saying why.
     CheckpointSaved {
@@ -305,6 +309,7 @@ mod tests {
             timeout_ms: None,
             checkpoint: None,
             memory_limit_bytes: None,
+            traceparent: None,
         });
         assert!(
             assign.starts_with(r#"{"type":"assign","task_id":""#),

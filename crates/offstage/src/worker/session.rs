@@ -86,11 +86,15 @@ pub(crate) async fn serve(
                 heard = tokio::time::Instant::now();
                 match ServerMessage::parse(&text)? {
                     ServerMessage::Assign {
-                        task_id, name, args, attempt, owner, checkpoint, memory_limit_bytes, ..
+                        task_id, name, args, attempt, owner, checkpoint, memory_limit_bytes,
+                        traceparent, ..
                     } => {
-                        let task = Arc::new(WorkerTask::new(
-                            task_id, name, attempt, owner, checkpoint, outgoing.clone(),
-                        ));
+                        let task = Arc::new(
+                            WorkerTask::new(
+                                task_id, name, attempt, owner, checkpoint, outgoing.clone(),
+                            )
+                            .with_trace(traceparent.as_deref()),
+                        );
                         let answered = Arc::new(AtomicBool::new(false));
                         let isolation = hello.isolated.then_some(memory_limit_bytes);
                         let run = run_one(

@@ -40,6 +40,8 @@ pub(crate) struct WorkerTask {
     /// session drops the task's body, and its wait with it.
     unconfirmed: Mutex<HashMap<u64, Unconfirmed>>,
     to_node: mpsc::UnboundedSender<String>,
+    /// The attempt's trace context, as the node assigned it (`Context::trace_parent`).
+    pub(crate) trace: Option<crate::TraceContext>,
 }
 
 impl WorkerTask {
@@ -63,7 +65,15 @@ impl WorkerTask {
             next_seq: AtomicU64::new(1),
             unconfirmed: Mutex::new(HashMap::new()),
             to_node,
+            trace: None,
         }
+    }
+
+    /// Sets the trace context the node assigned the task with (a text that is not one is
+    /// dropped: the node checked it).
+    pub(crate) fn with_trace(mut self, traceparent: Option<&str>) -> Self {
+        self.trace = traceparent.and_then(|parent| crate::TraceContext::parse(parent, None).ok());
+        self
     }
 
     pub(crate) fn state(&self) -> Value {

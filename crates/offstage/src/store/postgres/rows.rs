@@ -12,7 +12,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until, concurrency_key";
+    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until, concurrency_key, traceparent, tracestate";
 
 fn bad_column(index: usize, error: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -64,6 +64,8 @@ pub(super) fn task_from_row(row: &PgRow) -> sqlx::Result<TaskRecord> {
         waiting_for: row.try_get(23)?,
         waiting_until: row.try_get(24)?,
         concurrency_key: row.try_get(25)?,
+        traceparent: row.try_get(26)?,
+        tracestate: row.try_get(27)?,
     })
 }
 
@@ -91,6 +93,8 @@ pub(super) struct TaskArrays {
     pub(super) checkpoint: Vec<Option<String>>,
     pub(super) checkpoint_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     pub(super) concurrency_key: Vec<Option<String>>,
+    pub(super) traceparent: Vec<Option<String>>,
+    pub(super) tracestate: Vec<Option<String>>,
 }
 
 /// Inserts every task in `arrays`, and counts them (see `counts.rs`).
@@ -98,11 +102,13 @@ pub(super) static INSERT_TASKS: std::sync::LazyLock<String> = std::sync::LazyLoc
     format!(
         "WITH changed AS (INSERT INTO offstage_tasks (id, name, args, status, state, \
          launched_at, run_at, started_at, attempt, priority, task_key, owner, timeout_ms, node, \
-         isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, concurrency_key) \
+         isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, concurrency_key, \
+         traceparent, tracestate) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], \
          $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::bool[], $16::uuid[], \
-         $17::uuid[], $18::bool[], $19::text[], $20::timestamptz[], $21::text[]) \
+         $17::uuid[], $18::bool[], $19::text[], $20::timestamptz[], $21::text[], $22::text[], \
+         $23::text[]) \
          RETURNING name, status), {} \
          SELECT 1 FROM changed",
         super::counts::count_change(super::counts::Change::Insert)
@@ -138,6 +144,8 @@ impl TaskArrays {
                 .map(|_| task.checkpoint_at.unwrap_or(task.launched_at)),
         );
         self.concurrency_key.push(task.concurrency_key.clone());
+        self.traceparent.push(task.traceparent.clone());
+        self.tracestate.push(task.tracestate.clone());
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -170,6 +178,8 @@ impl TaskArrays {
             .bind(self.checkpoint)
             .bind(self.checkpoint_at)
             .bind(self.concurrency_key)
+            .bind(self.traceparent)
+            .bind(self.tracestate)
             .execute(conn)
             .await
     }

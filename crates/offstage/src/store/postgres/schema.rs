@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_signal_holding.sql"),
     include_str!("migrations/0013_concurrency_keys.sql"),
     include_str!("migrations/0014_limiters.sql"),
+    include_str!("migrations/0015_trace.sql"),
 ];
 
 /// How long PostgreSQL lets one of the store's sessions sit idle inside a transaction before

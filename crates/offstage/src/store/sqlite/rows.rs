@@ -15,7 +15,7 @@ use crate::task::{millis, whole_millis, TaskRecord};
 /// The columns every task query selects, in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, name, args, status, state, return_value, error, \
     launched_at, run_at, started_at, finished_at, attempt, priority, task_key, owner, timeout_ms, node, \
-    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until, concurrency_key";
+    isolated, rerun_of, parent, detached, checkpoint, checkpoint_at, waiting_for, waiting_until, concurrency_key, traceparent, tracestate";
 
 pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -86,6 +86,8 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         waiting_for: row.get(23)?,
         waiting_until: row.get::<_, Option<i64>>(24)?.map(from_micros),
         concurrency_key: row.get(25)?,
+        traceparent: row.get(26)?,
+        tracestate: row.get(27)?,
     })
 }
 
@@ -158,6 +160,7 @@ pub(super) struct NewTask {
     detached: bool,
     checkpoint: Option<(String, i64)>,
     concurrency_key: Option<String>,
+    trace: (Option<String>, Option<String>),
 }
 
 impl From<&TaskRecord> for NewTask {
@@ -190,6 +193,7 @@ impl From<&TaskRecord> for NewTask {
                 )
             }),
             concurrency_key: task.concurrency_key.clone(),
+            trace: (task.traceparent.clone(), task.tracestate.clone()),
         }
     }
 }
@@ -200,9 +204,10 @@ impl NewTask {
         conn.prepare_cached(
             "INSERT INTO offstage_tasks (id, name, args, status, state, launched_at, run_at, \
              started_at, attempt, priority, task_key, owner, timeout_ms, node, isolated, \
-             rerun_of, parent, detached, checkpoint, checkpoint_at, concurrency_key) \
+             rerun_of, parent, detached, checkpoint, checkpoint_at, concurrency_key, traceparent, \
+             tracestate) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21)",
+             ?18, ?19, ?20, ?21, ?22, ?23)",
         )?
         .execute(params![
             self.id,
@@ -226,6 +231,8 @@ impl NewTask {
             self.checkpoint.as_ref().map(|c| &c.0),
             self.checkpoint.as_ref().map(|c| c.1),
             self.concurrency_key,
+            self.trace.0,
+            self.trace.1,
         ])?;
         tally.add(&self.name, self.status, 1);
         Ok(())

@@ -36,6 +36,7 @@ mod spawned;
 mod stats;
 mod stopping;
 mod tasks;
+mod trace;
 
 use std::sync::Arc;
 
@@ -60,6 +61,7 @@ pub use self::spawned::*;
 pub use self::stats::*;
 pub use self::stopping::*;
 pub use self::tasks::{runtime, runtime_with};
+pub use self::trace::*;
 use crate::store::Store;
 
 /// A database backend under test.
@@ -275,7 +277,11 @@ macro_rules! conformance_tests {
             concurrent_holders_wait_for_a_release,
             two_nodes_share_one_limiter,
             a_dead_node_s_limiter_holds_are_freed,
-            a_task_waiting_for_a_limiter_is_killed_and_unknown_names_say_how_to_define
+            a_task_waiting_for_a_limiter_is_killed_and_unknown_names_say_how_to_define,
+            // Trace context
+            a_launch_keeps_its_trace_context,
+            a_child_is_launched_in_its_parents_trace,
+            a_rerun_starts_a_new_trace
         );
         $crate::conformance_tests!(@paused [$attr] $backend;
             kill_task_that_ignores_cancellation_aborts_after_grace,
