@@ -212,37 +212,74 @@ fn run(
     }
     if wanted("fairness") {
         let (backlog, samples) = if quick { (20_000, 50) } else { (100_000, 200) };
-        let store = rt.block_on(offstage::store::sqlite::SqliteStore::open(db("fairness")));
-        let result = rt.block_on(fairness::fairness(
-            std::sync::Arc::new(store.unwrap()),
-            backlog,
-            samples,
-        ));
-        out.extend(fairness::rows(
-            &result,
-            [
-                "fairness_idle_p50_ms",
-                "fairness_idle_p99_ms",
-                "fairness_key_b_behind_a_p50_ms",
-                "fairness_key_b_behind_a_p99_ms",
-                "fairness_ratio_p50",
-                "fairness_a_still_queued",
-            ],
-        ));
+        let settings: [(u32, [&'static str; 6]); 2] = [
+            (
+                32,
+                [
+                    "fairness_idle_p50_ms",
+                    "fairness_idle_p99_ms",
+                    "fairness_key_b_behind_a_p50_ms",
+                    "fairness_key_b_behind_a_p99_ms",
+                    "fairness_ratio_p50",
+                    "fairness_a_still_queued",
+                ],
+            ),
+            (
+                1_000,
+                [
+                    "fairness_all_slots_idle_p50_ms",
+                    "fairness_all_slots_idle_p99_ms",
+                    "fairness_all_slots_key_b_behind_a_p50_ms",
+                    "fairness_all_slots_key_b_behind_a_p99_ms",
+                    "fairness_all_slots_ratio_p50",
+                    "fairness_all_slots_a_still_queued",
+                ],
+            ),
+        ];
+        for (i, (per_key, names)) in settings.into_iter().enumerate() {
+            let store = rt
+                .block_on(offstage::store::sqlite::SqliteStore::open(db(&format!(
+                    "fairness{i}"
+                ))))
+                .unwrap();
+            let result = rt.block_on(fairness::fairness(
+                std::sync::Arc::new(store),
+                per_key,
+                backlog,
+                samples,
+            ));
+            out.extend(fairness::rows(&result, names));
+        }
         match postgres {
             Some(url) => {
-                let result = rt.block_on(postgres::fairness(url, backlog, samples));
-                out.extend(fairness::rows(
-                    &result,
-                    [
-                        "fairness_pg_idle_p50_ms",
-                        "fairness_pg_idle_p99_ms",
-                        "fairness_pg_key_b_behind_a_p50_ms",
-                        "fairness_pg_key_b_behind_a_p99_ms",
-                        "fairness_pg_ratio_p50",
-                        "fairness_pg_a_still_queued",
-                    ],
-                ));
+                let pg: [(u32, [&'static str; 6]); 2] = [
+                    (
+                        32,
+                        [
+                            "fairness_pg_idle_p50_ms",
+                            "fairness_pg_idle_p99_ms",
+                            "fairness_pg_key_b_behind_a_p50_ms",
+                            "fairness_pg_key_b_behind_a_p99_ms",
+                            "fairness_pg_ratio_p50",
+                            "fairness_pg_a_still_queued",
+                        ],
+                    ),
+                    (
+                        1_000,
+                        [
+                            "fairness_pg_all_slots_idle_p50_ms",
+                            "fairness_pg_all_slots_idle_p99_ms",
+                            "fairness_pg_all_slots_key_b_behind_a_p50_ms",
+                            "fairness_pg_all_slots_key_b_behind_a_p99_ms",
+                            "fairness_pg_all_slots_ratio_p50",
+                            "fairness_pg_all_slots_a_still_queued",
+                        ],
+                    ),
+                ];
+                for (per_key, names) in pg {
+                    let result = rt.block_on(postgres::fairness(url, per_key, backlog, samples));
+                    out.extend(fairness::rows(&result, names));
+                }
             }
             None => eprintln!(
                 "PostgreSQL fairness figures skipped: pass --postgres URL or set \

@@ -72,10 +72,15 @@ pub async fn throughput(url: &str, nodes: usize, n: usize, in_flight: usize) -> 
 }
 
 /// The fairness figures (see `fairness.rs`) on a fresh schema of the database at `url`.
-pub async fn fairness(url: &str, backlog: usize, samples: usize) -> crate::fairness::Fairness {
+pub async fn fairness(
+    url: &str,
+    per_key: u32,
+    backlog: usize,
+    samples: usize,
+) -> crate::fairness::Fairness {
     let (db, schema) = schema_url(url);
     let store = PostgresStore::open(&db).await.unwrap();
-    let result = crate::fairness::fairness(Arc::new(store), backlog, samples).await;
+    let result = crate::fairness::fairness(Arc::new(store), per_key, backlog, samples).await;
     drop_schema(url, &schema).await;
     result
 }

@@ -413,7 +413,11 @@ pub trait Store: std::any::Any + Send + Sync + Debug + 'static {
         max_running: usize,
     ) -> Result<Vec<TaskRecord>, Error>;
 
-    /// The earliest `run_at` among queued tasks named in `names`.
+    /// The earliest `run_at` among the queued tasks named in `names` that were launched (or
+    /// queued again: a retry, recovery) to run later than they were launched
+    /// (`run_at > launched_at`): when the claimer must wake for a task nobody will wake it
+    /// for. Tasks due at launch are not looked at (their launch wakes the claimer, and a freed
+    /// place wakes it for those a limit holds back), so a backlog of them costs this nothing.
     async fn next_run_at(&self, names: &[String]) -> Result<Option<DateTime<Utc>>, Error>;
 
     /// Saves state writes and log lines of tasks running on `node`. Writes about a task that is

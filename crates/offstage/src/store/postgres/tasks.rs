@@ -181,7 +181,9 @@ pub(super) async fn next_run_at(
     names: &[String],
 ) -> Result<Option<DateTime<Utc>>, Error> {
     sqlx::query_scalar(
-        "SELECT min(run_at) FROM offstage_tasks WHERE status = 'queued' AND name = ANY($1)",
+        // Only tasks launched to run later (`offstage_tasks_later`, migration 0013).
+        "SELECT min(run_at) FROM offstage_tasks \
+         WHERE status = 'queued' AND run_at > launched_at AND name = ANY($1)",
     )
     .bind(names)
     .fetch_one(&store.pool)

@@ -171,8 +171,10 @@ pub(super) async fn next_run_at(
     let names = json_text(&names);
     store
         .read(move |conn| {
+            // Only tasks launched to run later (`offstage_tasks_later`, migration 0013).
             conn.prepare_cached(
-                "SELECT min(run_at) FROM offstage_tasks WHERE status = 'queued' \
+                "SELECT min(run_at) FROM offstage_tasks INDEXED BY offstage_tasks_later \
+                 WHERE status = 'queued' AND run_at > launched_at \
                  AND name IN (SELECT value FROM json_each(?1))",
             )?
             .query_row([names], |row| row.get::<_, Option<i64>>(0))

@@ -8,6 +8,13 @@ CREATE INDEX offstage_tasks_key_queue ON offstage_tasks
     (name, concurrency_key, priority DESC, id, run_at)
     WHERE status = 'queued' AND concurrency_key IS NOT NULL;
 
+-- The queued tasks launched (or queued again) to run later: what the claimer reads to know
+-- when to wake (`Store::next_run_at`). Partial, so a backlog of tasks due at once (100,000 of
+-- one tenant) is not in it, and a claimer held back by a limit does not scan that backlog on
+-- every round; launches of tasks due at once do not write it.
+CREATE INDEX offstage_tasks_later ON offstage_tasks (run_at)
+    WHERE status = 'queued' AND run_at > launched_at;
+
 -- The keys with work, per task type: how many of a key's tasks are queued, and how many hold
 -- a place (running, not waiting for a signal). Kept exact by the triggers below, in the
 -- transaction of every write that changes them, so a claim reads one row per key with work
