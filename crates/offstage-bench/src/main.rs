@@ -288,9 +288,13 @@ fn run(
         }
     }
     if wanted("limiter") {
-        // One limiter at 500/s, burst 10, acquired by two nodes on one store: 60 s (10 s
-        // with --quick), 4 callers on each node.
+        // One limiter at 500/s (or OFFSTAGE_BENCH_LIMITER_RATE), burst 10, acquired by two
+        // nodes on one store: 60 s (10 s with --quick), 4 callers on each node.
         let run = std::time::Duration::from_secs(if quick { 10 } else { 60 });
+        let rate: f64 = std::env::var("OFFSTAGE_BENCH_LIMITER_RATE")
+            .ok()
+            .and_then(|rate| rate.parse().ok())
+            .unwrap_or(500.0);
         let path = db("limiter");
         let stores = rt.block_on(async {
             let open = || async {
@@ -301,7 +305,7 @@ fn run(
             };
             [open().await, open().await]
         });
-        let got = rt.block_on(limiter::two_nodes(stores, 500.0, 10, 4, run));
+        let got = rt.block_on(limiter::two_nodes(stores, rate, 10, 4, run));
         out.push(("limiter_sqlite_acquisitions_per_s", got.per_s, "500"));
         out.push((
             "limiter_sqlite_achieved_over_configured",
@@ -320,7 +324,7 @@ fn run(
                     std::sync::Arc::new(store) as std::sync::Arc<dyn offstage::store::Store>
                 };
                 let stores = [open().await, open().await];
-                let got = limiter::two_nodes(stores, 500.0, 10, 4, run).await;
+                let got = limiter::two_nodes(stores, rate, 10, 4, run).await;
                 postgres::drop_schema(url, &schema).await;
                 got
             });

@@ -117,6 +117,9 @@ pub(crate) async fn acquire(
             Wait::Until(deadline) => deadline,
             Wait::Forever => tokio::time::Instant::now() + pause,
         };
+        if pause.is_zero() {
+            continue;
+        }
         let wake = (tokio::time::Instant::now() + pause).min(deadline);
         tokio::select! {
             () = released => {}

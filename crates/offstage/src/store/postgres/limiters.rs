@@ -7,6 +7,8 @@
 //! disagree still agree on the budget. A hold is taken only while its node's row is held
 //! (`FOR KEY SHARE`), so recovery cannot remove the node between the check and the insert.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -229,6 +231,23 @@ pub(super) async fn acquire(
     if taken == 1 {
         return Ok(Some(Acquire::Taken { held: false }));
     }
+    // Refused, or not that case: a look without the row's lock says which, so a crowd of
+    // refused tries never holds up the tries that would get a token.
+    let mut conn = pool.acquire().await.map_err(err)?;
+    let Some(stored) = select(&mut conn, name, false).await.map_err(err)? else {
+        return Ok(None);
+    };
+    if stored.limit.max_holders.is_none() {
+        let now = clock(&mut conn).await.map_err(err)?;
+        if let Some(mut bucket) = stored.bucket() {
+            if let Err(due) = bucket.take(now) {
+                return Ok(Some(Acquire::NoToken(due)));
+            }
+        }
+        // A token came between the two statements: the caller tries again at once.
+        return Ok(Some(Acquire::NoToken(Duration::ZERO)));
+    }
+    drop(conn);
     let mut tx = pool.begin().await.map_err(err)?;
     let Some(stored) = select(&mut tx, name, true).await.map_err(err)? else {
         return Ok(None);
