@@ -18,6 +18,10 @@ use crate::runtime::Inner;
 /// The most tokens per second a limiter may add.
 pub(crate) const MAX_RATE: f64 = 1_000_000.0;
 
+/// The largest burst and the most concurrent holders a limiter takes: beyond them it limits
+/// nothing a store could count, and the HTTP document can say the bound.
+pub(crate) const MAX_COUNT: u32 = 1_000_000;
+
 /// What a limiter allows: a token bucket (`rate` tokens a second, at most `burst` saved up),
 /// a number of concurrent holders (`max_holders`), or both. Each acquisition takes one token
 /// and, with `max_holders`, one hold until its permit is dropped.
@@ -126,6 +130,14 @@ impl Limit {
             return bad(
                 "0 concurrent holders would never let anyone through: use at least 1".to_owned(),
             );
+        }
+        for (what, value) in [("burst", self.burst), ("max_holders", self.max_holders)] {
+            if value.is_some_and(|n| n > MAX_COUNT) {
+                return bad(format!(
+                    "a {what} of {} is out of range: use at most {MAX_COUNT}",
+                    value.unwrap_or_default()
+                ));
+            }
         }
         Ok(())
     }

@@ -40,13 +40,16 @@ pub(crate) struct LimiterList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimiterPutRequest {
-    /// Tokens per second (fractions allowed).
+    /// Tokens per second (fractions allowed): more than 0, at most 1,000,000.
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
     rate: Option<f64>,
-    /// The most tokens saved up (default 1 with a rate).
+    /// The most tokens saved up (default 1 with a rate), at most 1,000,000.
     #[serde(default, deserialize_with = "crate::extract::whole::option")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     burst: Option<u32>,
-    /// The most permits held at once on all nodes.
+    /// The most permits held at once on all nodes, at most 1,000,000.
     #[serde(default, deserialize_with = "crate::extract::whole::option")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     max_holders: Option<u32>,
 }
 
@@ -55,9 +58,11 @@ pub(crate) struct LimiterPutRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AcquireRequest {
     /// How long to wait for the limiter, in seconds, from 0 (one try, the default) to 60.
+    #[schema(minimum = 0, maximum = 60)]
     wait_s: Option<f64>,
     /// For a limiter with `max_holders`: how long the hold lasts unless released, in
     /// seconds (default 60, at most 86,400).
+    #[schema(minimum = 0, maximum = 86_400)]
     hold_s: Option<f64>,
     /// Who holds it, for people (default `HTTP API`).
     holder: Option<String>,
@@ -156,20 +161,22 @@ pub(crate) async fn acquire(
     NamePath(name): NamePath,
     body: axum::body::Bytes,
 ) -> Result<Json<AcquireAnswer>, ApiError> {
-    let request: AcquireRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        AcquireRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                format!(
+    // No body, or `null` (what the document's optional body allows), is the empty request.
+    let request: AcquireRequest =
+        if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+            AcquireRequest::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!(
                     "{e}: the body is optional; if given it is {{\"wait_s\": 5, \"hold_s\": 60, \
                      \"holder\": \"who\"}}"
                 ),
-            )
-        })?
-    };
+                )
+            })?
+        };
     let wait = seconds("wait_s", request.wait_s, 0.0, MAX_WAIT_S)?;
     let ttl = seconds("hold_s", request.hold_s, DEFAULT_HOLD_S, MAX_HOLD_S)?;
     let holder = request.holder.as_deref().unwrap_or("HTTP API");

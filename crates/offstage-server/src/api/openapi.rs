@@ -264,9 +264,10 @@ fn exact(document: &mut Value) {
                 let name = parameter["name"].as_str().unwrap_or_default().to_owned();
                 let place = parameter["in"].as_str().unwrap_or_default().to_owned();
                 match (name.as_str(), place.as_str()) {
-                    ("id", "path") | ("before", "query") | ("rerun_of", "query") => {
-                        parameter["schema"] = uuid.clone()
-                    }
+                    ("id", "path")
+                    | ("before", "query")
+                    | ("rerun_of", "query")
+                    | ("parent", "query") => parameter["schema"] = uuid.clone(),
                     ("limit", "query") => {
                         let max = if path.ends_with("/logs") {
                             10_000
