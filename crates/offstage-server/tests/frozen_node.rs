@@ -69,12 +69,15 @@ fn frozen_then_resumed(db: &str) {
         .build()
         .unwrap()
         .block_on(async {
-            // Three long counting tasks, started on A (a launch there starts there).
+            // Three long counting tasks, started on A (a launch there starts there). They
+            // count slowly: on SQLite a node frozen in the middle of a commit holds the file's
+            // write lock, and B cannot mark anything until it resumes, so the fewer commits A
+            // makes, the less often the freeze lands inside one (a limit of one shared file).
             let mut lost = Vec::new();
             for _ in 0..3 {
                 let id = api_a
                     .launch(
-                        json!({"name": "demo.count", "args": {"to": 100000, "interval_ms": 100}}),
+                        json!({"name": "demo.count", "args": {"to": 100000, "interval_ms": 500}}),
                     )
                     .await;
                 api_a
