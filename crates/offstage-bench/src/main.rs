@@ -14,6 +14,7 @@ mod http;
 mod isolated;
 mod limiter;
 mod measure;
+mod nodes;
 #[cfg(feature = "otel")]
 mod otel;
 mod postgres;
@@ -37,6 +38,11 @@ fn main() {
             .build()
             .unwrap();
         rt.block_on(isolated::worker_main());
+        return;
+    }
+    if args.first().map(String::as_str) == Some(nodes::NODE_FLAG) {
+        // Started by the node-count measurements as one node.
+        nodes::node_main(&args);
         return;
     }
     // Built with feature `otel`: every task's launch and attempt is an OpenTelemetry span.
@@ -336,6 +342,31 @@ fn run(
             ));
             out.push(("limiter_pg_node_a_per_s", got.per_node[0], "-"));
             out.push(("limiter_pg_node_b_per_s", got.per_node[1], "-"));
+        }
+    }
+    if let Some(url) = postgres.filter(|_| wanted("nodes")) {
+        // CPU per task by node count, without and with one all-events subscriber (see
+        // `nodes.rs`). Names are made per row: a bench binary may leak a few strings.
+        let tasks = if quick { 8_000 } else { 40_000 };
+        for subscriber in [false, true] {
+            for nodes in 1..=4 {
+                let got = nodes::measure(url, nodes, tasks, subscriber);
+                let prefix = if subscriber { "nodes_sub" } else { "nodes" };
+                let mut row = |what: &str, value: f64, target: &'static str| {
+                    let name: &'static str =
+                        Box::leak(format!("{prefix}_{nodes}_{what}").into_boxed_str());
+                    out.push((name, value, target));
+                };
+                row("tasks_per_s", got.tasks_per_s, "-");
+                row("cpu_us_per_task", got.node_cpu_us_per_task, "≤ 1.2× 1 node");
+                row("pg_cpu_us_per_task", got.pg_cpu_us_per_task, "-");
+                row(
+                    "notify_payloads_per_task",
+                    got.notify_payloads_per_task,
+                    "-",
+                );
+                row("notify_bytes_per_task", got.notify_bytes_per_task, "-");
+            }
         }
     }
     match postgres {

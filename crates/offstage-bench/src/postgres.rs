@@ -17,11 +17,13 @@ async fn noop(_ctx: Context, _args: Value) -> Result<(), TaskError> {
 /// A fresh schema of the database at `url`, as a URL; dropped by [`drop_schema`].
 pub fn schema_url(url: &str) -> (String, String) {
     let schema = format!("offstage_bench_{}", uuid::Uuid::now_v7().simple());
+    (schema_url_of(url, &schema), schema)
+}
+
+/// The database at `url`, on `schema`.
+pub fn schema_url_of(url: &str, schema: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
-    (
-        format!("{url}{separator}options[search_path]={schema}"),
-        schema,
-    )
+    format!("{url}{separator}options[search_path]={schema}")
 }
 
 pub async fn drop_schema(url: &str, schema: &str) {

@@ -53,6 +53,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+pub use self::notices::NoticeTraffic;
 use self::schema::{connect, migrate, without_password};
 use self::writer::Write;
 use super::{Finish, KillOutcome, KillRequest, NodeInfo, Notice, Pending, Purge, Rerun, Store};
@@ -101,6 +102,8 @@ pub struct PostgresStore {
     orphans: super::OrphanSweep,
     /// True while other nodes are registered on the database: notices are sent only then.
     peers: Arc<notices::Peers>,
+    /// What this store's notices cost, counted as they are sent and read.
+    traffic: Arc<notices::Traffic>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -153,6 +156,7 @@ impl PostgresStore {
             display,
             orphans: super::OrphanSweep::default(),
             peers: Arc::default(),
+            traffic: Arc::default(),
         })
     }
 
@@ -176,6 +180,12 @@ impl PostgresStore {
         let versions = schema::migrate_to(&pool, &display, version).await;
         pool.close().await;
         versions
+    }
+
+    /// The `NOTIFY` payloads and bytes this store has sent to the other nodes and read from
+    /// them since it opened: what many nodes cost each other (`offstage-bench --only nodes`).
+    pub fn notice_traffic(&self) -> NoticeTraffic {
+        self.traffic.read()
     }
 
     /// The connection pool, for apps that want to run their own queries beside Offstage's.
@@ -552,12 +562,13 @@ impl Store for PostgresStore {
         if !self.peers.any() {
             return Ok(());
         }
-        notices::send(&self.pool, &self.channel, from, notices).await
+        notices::send(&self.pool, &self.channel, from, notices, &self.traffic).await
     }
 
     async fn listen(&self, me: NodeId) -> Result<Option<mpsc::UnboundedReceiver<Notice>>, Error> {
         let peers = Arc::clone(&self.peers);
-        notices::listen(&self.pool, &self.channel, me, peers)
+        let traffic = Arc::clone(&self.traffic);
+        notices::listen(&self.pool, &self.channel, me, peers, traffic)
             .await
             .map(Some)
     }

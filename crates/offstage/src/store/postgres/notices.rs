@@ -69,6 +69,52 @@ impl Peers {
     }
 }
 
+/// What a store's notices cost: payloads and bytes sent by this node, and received from the
+/// others, since the store opened. Read with [`super::PostgresStore::notice_traffic`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoticeTraffic {
+    /// `NOTIFY` payloads this node sent (events, wake-ups, kills, ... in batches).
+    pub sent_payloads: u64,
+    /// Their bytes, the sender's prefix included.
+    pub sent_bytes: u64,
+    /// Payloads other nodes sent that this node's listener read.
+    pub received_payloads: u64,
+    /// Their bytes.
+    pub received_bytes: u64,
+}
+
+/// The counters behind [`NoticeTraffic`], shared by the sender and the listener.
+#[derive(Debug, Default)]
+pub(super) struct Traffic {
+    sent_payloads: AtomicU64,
+    sent_bytes: AtomicU64,
+    received_payloads: AtomicU64,
+    received_bytes: AtomicU64,
+}
+
+impl Traffic {
+    pub(super) fn read(&self) -> NoticeTraffic {
+        NoticeTraffic {
+            sent_payloads: self.sent_payloads.load(Ordering::Relaxed),
+            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
+            received_payloads: self.received_payloads.load(Ordering::Relaxed),
+            received_bytes: self.received_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sent(&self, payload: &str) {
+        self.sent_payloads.fetch_add(1, Ordering::Relaxed);
+        self.sent_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+    }
+
+    fn received(&self, payload: &str) {
+        self.received_payloads.fetch_add(1, Ordering::Relaxed);
+        self.received_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+    }
+}
+
 /// The prefix of every payload `from` sends.
 pub(super) fn sender(from: Option<NodeId>) -> String {
     from.map_or(uuid::Uuid::nil(), |n| n.as_uuid())
@@ -97,6 +143,7 @@ pub(super) async fn send(
     channel: &str,
     from: NodeId,
     notices: Vec<Notice>,
+    traffic: &Traffic,
 ) -> Result<(), Error> {
     let prefix = sender(Some(from));
     let mut payloads: Vec<String> = Vec::new();
@@ -131,6 +178,9 @@ pub(super) async fn send(
     if !current.is_empty() {
         payloads.push(current + "]");
     }
+    for payload in &payloads {
+        traffic.sent(payload);
+    }
     sqlx::query(
         "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS n(p, i) ORDER BY i",
     )
@@ -159,6 +209,7 @@ pub(super) async fn listen(
     channel: &str,
     me: NodeId,
     peers: Arc<Peers>,
+    traffic: Arc<Traffic>,
 ) -> Result<mpsc::UnboundedReceiver<Notice>, Error> {
     let own = sender(Some(me));
     let mut listener = PgListener::connect_with(pool)
@@ -182,7 +233,8 @@ pub(super) async fn listen(
                     peers.joined();
                     true
                 }
-                Ok(Some(notification)) => match read(&pool, notification.payload()).await {
+                Ok(Some(notification)) => match read(&pool, notification.payload(), &traffic).await
+                {
                     Ok(notices) => notices.into_iter().all(|n| tx.send(n).is_ok()),
                     Err(error) => {
                         tracing::warn!(%error, "an unreadable notice was dropped");
@@ -205,7 +257,8 @@ pub(super) async fn listen(
     Ok(rx)
 }
 
-async fn read(pool: &PgPool, payload: &str) -> Result<Vec<Notice>, Error> {
+async fn read(pool: &PgPool, payload: &str, traffic: &Traffic) -> Result<Vec<Notice>, Error> {
+    traffic.received(payload);
     let payload = payload.get(32..).unwrap_or_default();
     let stored;
     let text = match payload.strip_prefix('#') {
