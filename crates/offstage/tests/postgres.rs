@@ -7,6 +7,7 @@
 
 use offstage::testing::conformance::PostgresBackend;
 
+// ANCHOR: suite
 offstage::conformance_tests!(
     #[cfg_attr(
         not(offstage_test_postgres),
@@ -14,3 +15,4 @@ offstage::conformance_tests!(
     )]
     PostgresBackend::from_env()
 );
+// ANCHOR_END: suite

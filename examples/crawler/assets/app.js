@@ -44,7 +44,9 @@ function sessionToken() {
   return token.promise;
 }
 
+// ANCHOR: client
 const offstage = new Offstage("/offstage", { token: sessionToken });
+// ANCHOR_END: client
 
 function say(text) {
   $("message").textContent = text || "";
@@ -77,6 +79,7 @@ function addLog(line) {
   $("log").scrollTop = $("log").scrollHeight;
 }
 
+// ANCHOR: follow
 /** Follows crawl `task` (a task record): its status, progress and log, live. */
 function follow(task) {
   unfollow();
@@ -100,6 +103,7 @@ function follow(task) {
   });
   following = { id: task.id, watch };
 }
+// ANCHOR_END: follow
 
 function unfollow() {
   if (following) following.watch.close();
@@ -126,6 +130,7 @@ $("crawl-form").addEventListener("submit", async (e) => {
   }
 });
 
+// ANCHOR: stop
 $("stop").addEventListener("click", async () => {
   if (!following) return;
   $("stop").disabled = true;
@@ -137,6 +142,7 @@ $("stop").addEventListener("click", async () => {
     $("stop").disabled = false;
   }
 });
+// ANCHOR_END: stop
 
 /** Appends `snippet` to `parent`, the words between \u0002 and \u0003 marked. */
 function appendSnippet(parent, snippet) {

@@ -131,6 +131,7 @@ impl Crawl {
         Ok(pages)
     }
 
+    // ANCHOR: pause
     /// Sleeps for the delay between pages, or returns early if the task is asked to stop.
     async fn pause(&self, ctx: &Context) -> Result<(), TaskError> {
         tokio::select! {
@@ -138,8 +139,10 @@ impl Crawl {
             _ = tokio::time::sleep(self.delay) => Ok(()),
         }
     }
+    // ANCHOR_END: pause
 }
 
+// ANCHOR: task_type
 impl TaskType for Crawl {
     const NAME: &'static str = "crawler.crawl";
     type Args = CrawlArgs;
@@ -181,6 +184,7 @@ impl TaskType for Crawl {
         Ok(CrawlOutput { stored, failed })
     }
 }
+// ANCHOR_END: task_type
 
 /// `Ok` for an address this crawler can fetch; otherwise why not, in words.
 pub fn check_url(url: &str) -> Result<(), String> {

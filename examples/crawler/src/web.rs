@@ -66,6 +66,7 @@ impl Session {
     }
 }
 
+// ANCHOR: app
 /// The crawler's routes, and Offstage's router at `/offstage` (its API, `/offstage.js` and the
 /// dashboard) as `offstage` configures it for operators, checking the scoped tokens
 /// `GET /token` mints: one secret for both, set here.
@@ -84,6 +85,7 @@ pub fn app(state: WebState, offstage: AppState) -> Router {
         // `app_at`, not `nest`: the dashboard answers at `/offstage/` too.
         .merge(offstage_server::app_at("/offstage", offstage))
 }
+// ANCHOR_END: app
 
 /// Finds the request's session in its cookie, or makes one and sets the cookie on the answer.
 async fn session(mut request: Request, next: Next) -> Response {
@@ -169,6 +171,7 @@ struct StartBody {
     sitemap: String,
 }
 
+// ANCHOR: start
 /// `POST /crawls`: launches a crawl owned by this session. One at a time per session: a second
 /// while the first runs is a 409 that names the first.
 async fn start(
@@ -211,6 +214,7 @@ async fn start(
         })?;
     Ok((StatusCode::CREATED, Json(task.snapshot().clone())))
 }
+// ANCHOR_END: start
 
 /// This session's latest crawl that is still queued or running.
 async fn running_crawl(rt: &Runtime, session: &str) -> Result<Option<TaskRecord>, ApiError> {
@@ -239,6 +243,7 @@ async fn pages(State(state): State<WebState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "count": count })))
 }
 
+// ANCHOR: token
 /// `GET /token`: a scoped token for this session's crawls (scope `owner` = the session, rights
 /// read and kill), which the page gives Offstage's browser client. It is the page's whole
 /// access to Offstage: another session's crawls are outside its scope, and it can launch
@@ -260,6 +265,7 @@ async fn token(
     });
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
+// ANCHOR_END: token
 
 #[derive(Deserialize)]
 struct SearchQuery {

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 /// Where it listens unless given an address: not the crawler's 3000, so both can run.
 const ADDR: &str = "127.0.0.1:3001";
 
+// ANCHOR: task_type
 /// The app's own task type: builds a monthly report, page by page.
 struct BuildReport;
 
@@ -51,7 +52,9 @@ impl TaskType for BuildReport {
         Ok(format!("/files/report-{}.pdf", args.month))
     }
 }
+// ANCHOR_END: task_type
 
+// ANCHOR: handler
 /// `POST /reports/{month}`: the app's handler launches and answers at once with the task id.
 ///
 /// One report per month at a time: the key makes a second launch fail with
@@ -77,10 +80,12 @@ async fn launch_report(
         Json(json!({ "task": task.id(), "watch": watch })),
     ))
 }
+// ANCHOR_END: handler
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| ADDR.to_owned());
+    // ANCHOR: router
     let rt = Runtime::builder()
         .sqlite("embed.db")
         .register(BuildReport)
@@ -103,5 +108,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(offstage_server::shutdown_signal())
         .await?;
     rt.shutdown().await?;
+    // ANCHOR_END: router
     Ok(())
 }

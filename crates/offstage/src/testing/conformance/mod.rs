@@ -64,6 +64,7 @@ pub use self::tasks::{runtime, runtime_with};
 pub use self::trace::*;
 use crate::store::Store;
 
+// ANCHOR: backend
 /// A database backend under test.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -75,6 +76,7 @@ pub trait Backend: Send + Sync + 'static {
     /// as two processes would have.
     async fn open(&self, database: &str) -> Arc<dyn Store>;
 }
+// ANCHOR_END: backend
 
 /// The SQLite backend, on files in the system's temporary directory.
 #[cfg(feature = "sqlite")]
