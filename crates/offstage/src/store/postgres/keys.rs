@@ -197,46 +197,21 @@ pub(super) async fn holders(
     Ok(ids.into_iter().map(Into::into).collect())
 }
 
-pub(super) async fn resume(
-    store: &PostgresStore,
-    id: TaskId,
-    node: NodeId,
+/// How many tasks of type `name` with concurrency key `key` hold a place, from the counts
+/// the triggers keep: what a keyed resume counts, under the type's lock.
+pub(super) async fn key_holding(
+    conn: &mut sqlx::PgConnection,
     name: &str,
     key: &str,
-    per_key: usize,
-    max_running: Option<usize>,
-) -> Result<bool, Error> {
-    let err = |e| pg_error("ending a wait for a signal", e);
-    let mut tx = store.pool.begin().await.map_err(err)?;
-    lock_type(&mut tx, name).await.map_err(err)?;
-    if let Some(max) = max_running {
-        if super::signals::holding(&mut tx, name).await.map_err(err)? >= max as i64 {
-            return Ok(false);
-        }
-    }
-    let holding: i64 = sqlx::query_scalar(
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
         "SELECT coalesce(sum(running), 0)::int8 FROM offstage_concurrency_key_counts \
          WHERE name = $1 AND concurrency_key = $2",
     )
     .bind(name)
     .bind(key)
-    .fetch_one(&mut *tx)
+    .fetch_one(conn)
     .await
-    .map_err(err)?;
-    if holding >= per_key as i64 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "UPDATE offstage_tasks SET waiting_for = NULL, waiting_until = NULL \
-         WHERE id = $1 AND node = $2 AND status = 'running'",
-    )
-    .bind(id.as_uuid())
-    .bind(node.as_uuid())
-    .execute(&mut *tx)
-    .await
-    .map_err(err)?;
-    tx.commit().await.map_err(err)?;
-    Ok(true)
 }
 
 /// Folds the difference rows into one per key (dropping the keys with nothing queued or

@@ -509,7 +509,7 @@ impl Store for PostgresStore {
         name: &str,
         max_running: Option<usize>,
     ) -> Result<bool, Error> {
-        signals::resume(self, id, node, name, max_running).await
+        signals::resume(self, id, node, name, max_running, None).await
     }
 
     async fn signals(&self, id: TaskId, limit: usize) -> Result<Vec<SignalRecord>, Error> {
@@ -555,7 +555,7 @@ impl Store for PostgresStore {
         per_key: usize,
         max_running: Option<usize>,
     ) -> Result<bool, Error> {
-        keys::resume(self, id, node, name, key, per_key, max_running).await
+        signals::resume(self, id, node, name, max_running, Some((key, per_key))).await
     }
 
     async fn notify(&self, from: NodeId, notices: Vec<Notice>) -> Result<(), Error> {

@@ -133,24 +133,38 @@ pub(super) async fn wait(
     Ok(())
 }
 
+/// Ends task `id`'s wait if its type's limit (`max_running`) and, for a type with a per-key
+/// limit, its key's (`key`: the key and its limit) admit one more: the step behind both
+/// [`Store::signal_resume`](crate::store::Store::signal_resume) and `signal_resume_keyed`.
 pub(super) async fn resume(
     store: &PostgresStore,
     id: TaskId,
     node: NodeId,
     name: &str,
     max_running: Option<usize>,
+    key: Option<(&str, usize)>,
 ) -> Result<bool, Error> {
     let err = |e| pg_error("ending a wait for a signal", e);
     let mut tx = store.pool.begin().await.map_err(err)?;
-    if let Some(max) = max_running {
-        // The lock of `tasks::claim_limited`: claims and resumes of one type take turns.
+    if max_running.is_some() || key.is_some() {
+        // The lock of the limited and keyed claims: claims and resumes of one type take turns.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('offstage-limit'), hashtext($1))")
             .bind(name)
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        let holding = holding(&mut tx, name).await.map_err(err)?;
-        if holding >= max as i64 {
+    }
+    if let Some(max) = max_running {
+        if holding(&mut tx, name).await.map_err(err)? >= max as i64 {
+            return Ok(false);
+        }
+    }
+    if let Some((key, per_key)) = key {
+        if super::keys::key_holding(&mut tx, name, key)
+            .await
+            .map_err(err)?
+            >= per_key as i64
+        {
             return Ok(false);
         }
     }

@@ -177,40 +177,10 @@ pub(super) async fn holders(
 
 /// How many tasks of type `name` and key `key` hold a place: what a resume counts, on the
 /// writer.
-fn key_holding(conn: &Connection, name: &str, key: &str) -> rusqlite::Result<i64> {
+pub(super) fn key_holding(conn: &Connection, name: &str, key: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "SELECT coalesce(sum(running), 0) FROM offstage_concurrency_key_counts \
          WHERE name = ?1 AND concurrency_key = ?2",
     )?
     .query_row([name, key], |row| row.get(0))
-}
-
-pub(super) async fn resume(
-    store: &SqliteStore,
-    id: TaskId,
-    node: NodeId,
-    name: &str,
-    key: &str,
-    per_key: usize,
-    max_running: Option<usize>,
-) -> Result<bool, Error> {
-    let (name, key) = (name.to_owned(), key.to_owned());
-    store
-        .write(move |conn| {
-            if let Some(max) = max_running {
-                if super::signals::holding(conn, &name)? >= max as i64 {
-                    return Ok(false);
-                }
-            }
-            if key_holding(conn, &name, &key)? >= per_key as i64 {
-                return Ok(false);
-            }
-            conn.prepare_cached(
-                "UPDATE offstage_tasks SET waiting_for = NULL, waiting_until = NULL \
-                 WHERE id = ?1 AND node = ?2 AND status = 'running'",
-            )?
-            .execute(params![id, node])?;
-            Ok(true)
-        })
-        .await
 }

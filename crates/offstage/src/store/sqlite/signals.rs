@@ -124,18 +124,28 @@ pub(super) async fn wait(
         .await
 }
 
+/// Ends task `id`'s wait if its type's limit (`max_running`) and, for a type with a per-key
+/// limit, its key's (`key`: the key and its limit) admit one more: the step behind both
+/// [`Store::signal_resume`](crate::store::Store::signal_resume) and `signal_resume_keyed`.
 pub(super) async fn resume(
     store: &SqliteStore,
     id: TaskId,
     node: NodeId,
     name: &str,
     max_running: Option<usize>,
+    key: Option<(&str, usize)>,
 ) -> Result<bool, Error> {
     let name = name.to_owned();
+    let key = key.map(|(key, per_key)| (key.to_owned(), per_key));
     store
         .write(move |conn| {
             if let Some(max) = max_running {
                 if holding(conn, &name)? >= max as i64 {
+                    return Ok(false);
+                }
+            }
+            if let Some((key, per_key)) = &key {
+                if super::keys::key_holding(conn, &name, key)? >= *per_key as i64 {
                     return Ok(false);
                 }
             }
