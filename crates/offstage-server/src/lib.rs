@@ -69,8 +69,6 @@ pub struct AppState {
     pub runtime: offstage::Runtime,
     /// Who may do what.
     pub tokens: Tokens,
-    /// Task durations for `/metrics`.
-    pub durations: metrics::Durations,
     /// The host names the API answers to and the origins that may change things, beyond the
     /// defaults (see [`sites`]).
     pub sites: Sites,
@@ -87,14 +85,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// An open API (no tokens) over `runtime`. Call it inside a tokio runtime: it starts
-    /// recording task durations for `/metrics`.
+    /// An open API (no tokens) over `runtime`.
     pub fn new(runtime: offstage::Runtime) -> Self {
-        let durations = metrics::Durations::record(&runtime);
         Self {
             runtime,
             tokens: Tokens::default(),
-            durations,
             sites: Sites::default(),
             scoped_tokens: ScopedTokens::random(),
             cors_origins: Vec::new(),

@@ -174,9 +174,7 @@ async fn launch_show_list_and_logs() {
     );
     assert!(text.contains("offstage_queue_depth 0"), "{text}");
     assert!(
-        text.contains(
-            r#"offstage_task_duration_seconds_count{name="demo.log",status="completed"} 1"#
-        ),
+        text.contains(r#"offstage_task_run_seconds_count{name="demo.log",status="completed"} 1"#),
         "{text}"
     );
     let (status, health) = call(&app, get("/healthz")).await;
