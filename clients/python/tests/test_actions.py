@@ -95,3 +95,30 @@ def test_a_rerun_from_its_checkpoint_continues_where_the_original_stopped(
     assert refused.value.code == "conflict"
     assert "without from_checkpoint" in str(refused.value)
     plain.wait(timeout=30)
+
+
+def test_purge_counts_first_then_deletes_only_finished_tasks(client: offstage.Client) -> None:
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    owner = f"py-purge-{uuid.uuid4().hex[:8]}"
+    done = [client.launch("demo.echo", {"value": i}, owner=owner).wait(timeout=20) for i in range(3)]
+    live = client.launch("demo.sleep", {"seconds": 600}, owner=owner)
+
+    assert client.purge(owner=owner, keep_newest=1, dry_run=True) == 2
+    assert len(client.list_background_tasks(owner=owner)) == 4, "a dry run deletes nothing"
+    assert client.purge(owner=owner, keep_newest=1) == 2
+    left = {task.get_id() for task in client.list_background_tasks(owner=owner)}
+    assert left == {done[2].get_id(), live.get_id()}, "the newest finished one and the live one stay"
+
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)
+    assert client.purge(owner=owner, finished_before=later) == 1
+    assert [task.get_id() for task in client.list_background_tasks(owner=owner)] == [live.get_id()]
+    live.kill(grace=0)
+
+    with pytest.raises(offstage.OffstageError) as refused:
+        client.purge()
+    assert refused.value.code == "missing_finished_before"
+    with pytest.raises(offstage.OffstageError) as refused:
+        client.purge(finished_before=datetime.now())
+    assert refused.value.code == "invalid_time"

@@ -330,30 +330,55 @@ class Client:
         ``launched_after`` / ``launched_before`` are aware datetimes or RFC 3339 text;
         ``parent`` (a :class:`Task` or its id) picks that task's children.
         """
-        filter_: dict[str, Any] = {}
-        for field, value in (
-            ("name", name),
-            ("status", status),
-            ("owner", owner),
-            ("key", key),
-            ("parent", None if parent is None else _task_id(parent)),
-            ("launched_after", launched_after),
-            ("launched_before", launched_before),
-        ):
-            if isinstance(value, datetime):
-                if value.tzinfo is None:
-                    raise OffstageError(
-                        f"{field} has no time zone: give an aware datetime, "
-                        "e.g. datetime.now(timezone.utc) - timedelta(hours=1)",
-                        code="invalid_time",
-                    )
-                value = value.isoformat()
-            if value is not None:
-                filter_[field] = value
+        filter_ = _filter(
+            name=name,
+            status=status,
+            owner=owner,
+            key=key,
+            parent=None if parent is None else _task_id(parent),
+            launched_after=launched_after,
+            launched_before=launched_before,
+        )
         body: dict[str, Any] = {"verb": verb, "filter": filter_, "dry_run": dry_run}
         if per_s is not None:
             body["per_s"] = per_s
         return dict(self._request("POST", "/api/actions", json=body))
+
+    def purge(
+        self,
+        *,
+        finished_before: datetime | str | None = None,
+        keep_newest: int | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        owner: str | None = None,
+        key: str | None = None,
+        launched_after: datetime | str | None = None,
+        launched_before: datetime | str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Deletes finished tasks, with their logs, and returns how many went (with
+        ``dry_run``, how many would go, deleting nothing); needs role ``control``.
+
+        ``finished_before`` (an aware datetime or RFC 3339 text) keeps the tasks that finished
+        later; ``keep_newest`` keeps the newest that many of those matching the rest; the
+        other arguments filter as :meth:`list_background_tasks` does. At least one condition
+        is required, so that no call empties the store by accident.
+        """
+        params = _filter(
+            finished_before=finished_before,
+            keep_newest=keep_newest,
+            name=name,
+            status=status,
+            owner=owner,
+            key=key,
+            launched_after=launched_after,
+            launched_before=launched_before,
+        )
+        if dry_run:
+            params["dry_run"] = "true"
+        answer = self._request("DELETE", "/api/tasks", params=params)
+        return int(answer["would_purge"] if dry_run else answer["purged"])
 
     def get_action(self, action_id: str) -> dict[str, Any]:
         """Bulk action ``action_id``'s record: its progress while ``status`` is ``running``,
@@ -605,6 +630,23 @@ def _options(*, timeout: float | None, **options: Any) -> dict[str, Any]:
     given, with the timeout in seconds as ``timeout_s``."""
     options["timeout_s"] = timeout
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _filter(**fields: Any) -> dict[str, Any]:
+    """The fields given, times as RFC 3339 text (refusing a datetime without a time zone)."""
+    out: dict[str, Any] = {}
+    for field, value in fields.items():
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise OffstageError(
+                    f"{field} has no time zone: give an aware datetime, "
+                    "e.g. datetime.now(timezone.utc) - timedelta(hours=1)",
+                    code="invalid_time",
+                )
+            value = value.isoformat()
+        if value is not None:
+            out[field] = value
+    return out
 
 
 def _task_id(task: str | Task) -> str:
