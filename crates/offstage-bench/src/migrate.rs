@@ -29,7 +29,11 @@ pub async fn figures(dir: &Path, n: usize, url: &str) -> Figures {
         ("migrate_sqlite_to_pg_s", to_pg, "-"),
         ("migrate_sqlite_to_pg_tasks_per_s", n as f64 / to_pg, "-"),
         ("migrate_pg_to_sqlite_s", to_sqlite, "-"),
-        ("migrate_pg_to_sqlite_tasks_per_s", n as f64 / to_sqlite, "-"),
+        (
+            "migrate_pg_to_sqlite_tasks_per_s",
+            n as f64 / to_sqlite,
+            "-",
+        ),
     ]
 }
 

@@ -27,7 +27,11 @@ use serde_json::{json, Value};
 
 /// `offstage migrate` with `args`.
 fn migrate(args: &[&str]) -> Output {
-    Command::new(BIN).arg("migrate").args(args).output().unwrap()
+    Command::new(BIN)
+        .arg("migrate")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// What [`fill`] left in the source, to look for in the target.
@@ -92,7 +96,10 @@ async fn fill(db: &str, refused_while_live: Option<&str>) -> Filled {
         .unwrap();
     completed.wait().await.unwrap();
     let failed = rt.launch_json("m.fail", json!({})).await.unwrap();
-    assert_eq!(failed.wait().await.unwrap().status, offstage::Status::Failed);
+    assert_eq!(
+        failed.wait().await.unwrap().status,
+        offstage::Status::Failed
+    );
     let slow = rt.launch_json("m.slow", json!({})).await.unwrap();
     offstage::testing::wait_started(&mut events, slow.id()).await;
     slow.kill().await.unwrap();
@@ -282,7 +289,11 @@ async fn sqlite_to_sqlite_copies_everything_and_refuses_what_it_should() {
     let missing = format!("{source}.absent");
     let output = migrate(&["--from", &missing, "--to", &target]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no such file"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no such file"),
+        "{}",
+        stderr(&output)
+    );
     let output = migrate(&["--from", &source, "--to", &format!("sqlite:{source}")]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -294,7 +305,11 @@ async fn sqlite_to_sqlite_copies_everything_and_refuses_what_it_should() {
     let output = migrate(&["--from", &format!("sqlite:{source}"), "--to", &target]);
     assert_copied(&output);
     // Off a terminal, the progress is plain lines.
-    assert!(stdout(&output).contains("tasks: 8/8 copied"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("tasks: 8/8 copied"),
+        "{}",
+        stdout(&output)
+    );
     let from = SqliteBackend.open(&source).await;
     let to = SqliteBackend.open(&target).await;
     assert_same(&*from, &*to, &filled).await;
@@ -302,12 +317,19 @@ async fn sqlite_to_sqlite_copies_everything_and_refuses_what_it_should() {
     let again = migrate(&["--from", &source, "--to", &target]);
     assert_eq!(again.status.code(), Some(1));
     let said = stderr(&again);
-    assert!(said.contains("is not empty") && said.contains("8 tasks"), "{said}");
+    assert!(
+        said.contains("is not empty") && said.contains("8 tasks"),
+        "{said}"
+    );
     assert!(said.contains("--into-non-empty"), "{said}");
     // Told to, it adds nothing twice: every row is there already, so the check fails loudly.
     let into = migrate(&["--from", &source, "--to", &target, "--into-non-empty"]);
     assert_eq!(into.status.code(), Some(1), "{}", stdout(&into));
-    assert!(stderr(&into).contains("tasks: 8 in the source, 0 copied"), "{}", stderr(&into));
+    assert!(
+        stderr(&into).contains("tasks: 8 in the source, 0 copied"),
+        "{}",
+        stderr(&into)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,7 +360,11 @@ async fn sqlite_to_postgres_and_back_reads_the_same_and_serves() {
 
     let again = migrate(&["--from", &source, "--to", &target]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("is not empty"),
+        "{}",
+        stderr(&again)
+    );
 
     // A server on the copy serves the tasks; the one left running went missing with its node.
     let server = Server::start(&target, &[]);
@@ -396,7 +422,9 @@ async fn a_copy_killed_midway_finishes_when_run_again() {
 
     // Killed once the copy of the tasks is under way.
     let mut copy = Command::new(BIN)
-        .args(["migrate", "--from", &source, "--to", &target, "--batch", "500"])
+        .args([
+            "migrate", "--from", &source, "--to", &target, "--batch", "500",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -420,7 +448,9 @@ async fn a_copy_killed_midway_finishes_when_run_again() {
 
     // Another source cannot use the half-done target.
     let other = SqliteBackend.new_database();
-    offstage::store::sqlite::SqliteStore::open(&other).await.unwrap();
+    offstage::store::sqlite::SqliteStore::open(&other)
+        .await
+        .unwrap();
     let refused = migrate(&["--from", &other, "--to", &target]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(

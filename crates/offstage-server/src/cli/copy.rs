@@ -29,7 +29,11 @@ pub(crate) async fn run(
     out: &mut Out,
 ) -> Result<ExitCode, Failure> {
     if options.batch == 0 {
-        return Err("--batch 0 copies nothing: give a number of rows, such as 5000".to_owned().into());
+        return Err(
+            "--batch 0 copies nothing: give a number of rows, such as 5000"
+                .to_owned()
+                .into(),
+        );
     }
     let copy = DatabaseCopy::open(from, to)
         .await
@@ -84,7 +88,9 @@ pub(crate) async fn run(
     if report.matches() {
         out.line(format_args!(
             "done: every count matches. Start the nodes with --db {}",
-            copy.target().strip_prefix("sqlite:").unwrap_or(copy.target())
+            copy.target()
+                .strip_prefix("sqlite:")
+                .unwrap_or(copy.target())
         ))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -92,7 +98,12 @@ pub(crate) async fn run(
         .tables
         .iter()
         .filter(|t| t.source != t.copied)
-        .map(|t| format!("{}: {} in the source, {} copied", t.table, t.source, t.copied))
+        .map(|t| {
+            format!(
+                "{}: {} in the source, {} copied",
+                t.table, t.source, t.copied
+            )
+        })
         .collect();
     problems.extend(
         report

@@ -109,9 +109,7 @@ fn from_row(table: &Table, row: &PgRow) -> Result<Row, sqlx::Error> {
                 Kind::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
                 Kind::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
                 Kind::Real => row.try_get::<Option<f64>, _>(i)?.map(Value::Real),
-                Kind::Time => row
-                    .try_get::<Option<DateTime<Utc>>, _>(i)?
-                    .map(Value::time),
+                Kind::Time => row.try_get::<Option<DateTime<Utc>>, _>(i)?.map(Value::time),
                 Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
             }
             .unwrap_or(Value::Null))

@@ -199,7 +199,9 @@ pub(crate) async fn progress(store: &SqliteStore) -> Result<Option<Progress>, Er
     store
         .read(|conn| {
             let exists = conn
-                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'offstage_copy'")?
+                .prepare(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'offstage_copy'",
+                )?
                 .exists([])?;
             if !exists {
                 return Ok(None);
@@ -210,7 +212,13 @@ pub(crate) async fn progress(store: &SqliteStore) -> Result<Option<Progress>, Er
                      FROM offstage_copy",
                 )?
                 .query_map([], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(Some(rows))
@@ -260,9 +268,13 @@ pub(crate) async fn live_nodes(
     let since = now.timestamp_micros() - LIVE_WITHIN.as_micros() as i64;
     let nodes: Vec<(Vec<u8>, String, i64, i64)> = store
         .read(move |conn| {
-            conn.prepare("SELECT id, host, pid, heartbeat_at FROM offstage_nodes WHERE heartbeat_at >= ?1")?
-                .query_map([since], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
-                .collect()
+            conn.prepare(
+                "SELECT id, host, pid, heartbeat_at FROM offstage_nodes WHERE heartbeat_at >= ?1",
+            )?
+            .query_map([since], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect()
         })
         .await?;
     let host = this_host();
