@@ -459,6 +459,16 @@ async fn a_copy_killed_midway_finishes_when_run_again() {
         stderr(&refused)
     );
 
+    // Nor can the half-done target be copied from.
+    let onward = SqliteBackend.new_database();
+    let refused = migrate(&["--from", &target, "--to", &onward]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("is itself an unfinished copy"),
+        "{}",
+        stderr(&refused)
+    );
+
     // The same command again finishes it, with no task twice.
     let output = migrate(&["--from", &source, "--to", &target]);
     assert_copied(&output);

@@ -616,7 +616,8 @@ impl DatabaseCopy {
     }
 
     /// Checks that the copy may go ahead, and counts what it will copy: refuses a source with
-    /// live nodes (unless [`DatabaseCopy::force`]), a target with an unfinished copy from another
+    /// live nodes (unless [`DatabaseCopy::force`]) or an unfinished copy of its own (it is
+    /// only part of another database), a target with an unfinished copy from another
     /// source, and a target that holds data (unless [`DatabaseCopy::into_non_empty`]). A target with
     /// an unfinished copy from this source is resumed.
     pub async fn plan(&self) -> Result<Plan, Error> {
@@ -644,6 +645,16 @@ impl DatabaseCopy {
                     live.len(),
                     nodes.join(", "),
                     LIVE_WITHIN.as_secs()
+                ),
+            ));
+        }
+        if let Some(unfinished) = self.from.progress().await? {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} is itself an unfinished copy from {}: finish that copy first (run it \
+                     again), then copy from it",
+                    self.source, unfinished.source
                 ),
             ));
         }
