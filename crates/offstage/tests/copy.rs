@@ -14,7 +14,8 @@ async fn source() -> (String, DateTime<Utc>) {
     let db = SqliteBackend.new_database();
     let store = SqliteBackend.open(&db).await;
     let node = NodeId::new();
-    let minute = DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 60, 0).unwrap();
+    // A whole minute (a multiple of 60 s).
+    let minute = DateTime::from_timestamp(1_799_999_940, 0).unwrap();
     let next = minute + chrono::Duration::minutes(1);
     let expire_before = DateTime::from_timestamp(0, 0).unwrap();
     for flush in [
