@@ -5,7 +5,9 @@
 //! measurement gets a fresh SQLite database (durable: WAL, `synchronous=FULL`) in a temporary
 //! directory; with `--postgres` (or `OFFSTAGE_BENCH_POSTGRES`), the `pg_` figures are taken too,
 //! each on a fresh schema of that database. With `--history N`, only the history figures are
-//! taken: a store filled with `N` finished tasks against an empty one (see `history.rs`).
+//! taken: a store filled with `N` finished tasks against an empty one (see `history.rs`). With
+//! `--migrate N --postgres URL`, only the copy of a SQLite store of `N` tasks into PostgreSQL
+//! and back (see `migrate.rs`).
 
 mod fairness;
 mod fanout;
@@ -14,6 +16,7 @@ mod http;
 mod isolated;
 mod limiter;
 mod measure;
+mod migrate;
 mod nodes;
 #[cfg(feature = "otel")]
 mod otel;
@@ -63,34 +66,53 @@ fn main() {
             std::process::exit(2);
         })
     });
+    let migrate = value_of("--migrate").map(|n| {
+        n.replace('_', "").parse::<usize>().unwrap_or_else(|_| {
+            eprintln!("--migrate takes a number of tasks, such as 1000000; got `{n}`");
+            std::process::exit(2);
+        })
+    });
     let postgres = value_of("--postgres").or_else(|| std::env::var("OFFSTAGE_BENCH_POSTGRES").ok());
     if let Some(unknown) = args.iter().enumerate().find(|(i, a)| {
         !matches!(
             a.as_str(),
-            "--json" | "--quick" | "--only" | "--postgres" | "--history"
+            "--json" | "--quick" | "--only" | "--postgres" | "--history" | "--migrate"
         ) && !matches!(
             args.get(i.wrapping_sub(1)).map(String::as_str),
-            Some("--only" | "--postgres" | "--history")
+            Some("--only" | "--postgres" | "--history" | "--migrate")
         )
     }) {
         eprintln!(
             "unknown argument `{}`; usage: offstage-bench [--json] [--quick] [--only METRIC-PREFIX] \
-             [--postgres URL] [--history N]",
+             [--postgres URL] [--history N] [--migrate N --postgres URL]",
             unknown.1
         );
         std::process::exit(2);
     }
     let dir = std::env::temp_dir().join(format!("offstage-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
-    let results = match history {
+    let results = match (history, migrate) {
+        // The copy into PostgreSQL and back alone.
+        (_, Some(n)) => {
+            let Some(url) = postgres.as_deref() else {
+                eprintln!("--migrate copies into PostgreSQL: give --postgres URL as well");
+                std::process::exit(2);
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(migrate::figures(&dir, n, url))
+        }
         // The history figures alone: filling the store takes most of the run.
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
+        (Some(n), None) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap()
             .block_on(history::figures(&dir, n, quick)),
-        None => run(&dir, quick, only.as_deref(), postgres.as_deref()),
+        (None, None) => run(&dir, quick, only.as_deref(), postgres.as_deref()),
     };
     if std::env::var_os("OFFSTAGE_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);

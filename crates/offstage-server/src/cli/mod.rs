@@ -11,6 +11,7 @@
 
 mod actions;
 mod client;
+mod copy;
 mod fleet;
 mod limiters;
 mod out;
@@ -49,7 +50,8 @@ enum Command {
     /// Runs the server: the HTTP API and live events (SSE).
     Serve(serve::Serve),
     /// Creates or upgrades the database's schema, and exits. `serve` does this too on start;
-    /// run it alone to migrate before rolling out nodes.
+    /// run it alone to migrate before rolling out nodes. With --from and --to, copies one
+    /// database into another (SQLite to PostgreSQL, or back).
     Migrate(serve::Migrate),
     /// Serves the demo task types for a server, as a remote worker (reconnects until stopped).
     Worker(worker::Worker),

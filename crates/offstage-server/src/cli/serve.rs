@@ -1,5 +1,6 @@
 //! `offstage serve`: the HTTP API and live events over a SQLite file or a PostgreSQL database
-//! that many servers share; and `offstage migrate`, which only prepares the database.
+//! that many servers share; and `offstage migrate`, which prepares the database, or copies one
+//! into another (`cli/copy.rs`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -107,6 +108,25 @@ pub(crate) struct Migrate {
     /// The database: a SQLite file, or a postgres:// URL.
     #[arg(long, env = "OFFSTAGE_DB", default_value = "offstage.db")]
     db: String,
+    /// Copy every task, log, schedule, shared document, ... from this database (sqlite:PATH,
+    /// a path, or a postgres:// URL) into --to, with ids, statuses and timestamps. Stop the
+    /// nodes on it first. See docs/migrating.md.
+    #[arg(long, value_name = "DATABASE", requires = "to")]
+    from: Option<String>,
+    /// The database --from is copied into (sqlite:PATH, a path, or a postgres:// URL with
+    /// ?options[search_path]=SCHEMA for a schema of its own); made if missing. Running the
+    /// same copy again finishes one that was interrupted.
+    #[arg(long, value_name = "DATABASE", requires = "from")]
+    to: Option<String>,
+    /// Copy into a --to that already holds tasks or other rows, keeping them.
+    #[arg(long)]
+    into_non_empty: bool,
+    /// Copy even while nodes on --from heartbeat (they may change it during the copy).
+    #[arg(long)]
+    force: bool,
+    /// Rows written per transaction.
+    #[arg(long, default_value_t = offstage::store::copy::DEFAULT_BATCH, value_name = "ROWS")]
+    batch: usize,
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
@@ -127,6 +147,14 @@ fn shown(db: &str) -> String {
 
 impl Migrate {
     pub(crate) async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
+        if let (Some(from), Some(to)) = (&self.from, &self.to) {
+            let options = super::copy::Options {
+                into_non_empty: self.into_non_empty,
+                force: self.force,
+                batch: self.batch,
+            };
+            return super::copy::run(from, to, options, out).await;
+        }
         let db = &self.db;
         if offstage::store::postgres::is_postgres_url(db) {
             let (before, after) = offstage::store::postgres::PostgresStore::migrate(db)

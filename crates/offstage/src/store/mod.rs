@@ -44,6 +44,8 @@ use crate::stats::StatsRow;
 use crate::status::Status;
 use crate::task::{ListFilter, TaskRecord};
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod copy;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -28,6 +28,7 @@
 mod actions;
 mod back_off;
 mod checkpoints;
+pub(crate) mod copy;
 mod counts;
 mod fleet;
 mod keys;

@@ -25,6 +25,7 @@
 mod actions;
 mod back_off;
 mod checkpoints;
+pub(crate) mod copy;
 mod counts;
 mod fleet;
 mod hub;

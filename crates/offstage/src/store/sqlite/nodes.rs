@@ -219,25 +219,25 @@ pub(super) fn registered(conn: &Connection, node: NodeId) -> rusqlite::Result<bo
 }
 
 /// The folder of the nodes' lock files, beside the database file.
-fn nodes_dir(store: &SqliteStore) -> PathBuf {
+pub(super) fn nodes_dir(store: &SqliteStore) -> PathBuf {
     let mut dir = store.path.clone().into_os_string();
     dir.push("-nodes");
     PathBuf::from(dir)
 }
 
 /// The lock file of `node` in the folder `nodes_dir`.
-fn lock_file(nodes_dir: &Path, node: NodeId) -> PathBuf {
+pub(super) fn lock_file(nodes_dir: &Path, node: NodeId) -> PathBuf {
     nodes_dir.join(format!("{node}.lock"))
 }
 
 /// True when nobody holds the lock file at `path` (or it does not exist): its node is gone.
-fn lock_is_free(path: &Path) -> bool {
+pub(super) fn lock_is_free(path: &Path) -> bool {
     match File::options().write(true).open(path) {
         Ok(file) => file.try_lock().is_ok(),
         Err(_) => true,
     }
 }
 
-fn this_host() -> String {
+pub(super) fn this_host() -> String {
     crate::runtime::host_name()
 }
