@@ -151,8 +151,7 @@ impl ConfigFile {
                 path.display()
             )
         })?;
-        let document: Document =
-            toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
+        let document: Document = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
         Ok(ConfigFile {
             path: path.to_owned(),
             text,
@@ -182,11 +181,19 @@ impl ConfigFile {
             })?;
         }
         let env_tokens = std::env::var(TOKENS_ENV).is_ok_and(|text| !text.trim().is_empty());
-        if let Some(tokens) = keys.tokens.as_ref().filter(|_| !serve.gave("tokens") && !env_tokens)
+        if let Some(tokens) = keys
+            .tokens
+            .as_ref()
+            .filter(|_| !serve.gave("tokens") && !env_tokens)
         {
-            serve.tokens = self.check_all(tokens, "tokens", |text: &String| Tokens::parse_one(text))?;
+            serve.tokens =
+                self.check_all(tokens, "tokens", |text: &String| Tokens::parse_one(text))?;
         }
-        if let Some(files) = keys.token_files.as_ref().filter(|_| !serve.gave("token_files")) {
+        if let Some(files) = keys
+            .token_files
+            .as_ref()
+            .filter(|_| !serve.gave("token_files"))
+        {
             serve.token_files = self.check_all(files, "token_files", |path| {
                 Ok::<_, String>(self.relative(path))
             })?;
@@ -199,8 +206,14 @@ impl ConfigFile {
         {
             serve.token_secret_file = Some(self.relative(file.get_ref()));
         }
-        if let Some(hosts) = keys.allowed_hosts.as_ref().filter(|_| !serve.gave("allowed_hosts")) {
-            serve.allowed_hosts = self.check_all(hosts, "allowed_hosts", |text: &String| Sites::parse_host(text))?;
+        if let Some(hosts) = keys
+            .allowed_hosts
+            .as_ref()
+            .filter(|_| !serve.gave("allowed_hosts"))
+        {
+            serve.allowed_hosts = self.check_all(hosts, "allowed_hosts", |text: &String| {
+                Sites::parse_host(text)
+            })?;
         }
         if let Some(origins) = keys
             .allowed_origins
@@ -208,10 +221,18 @@ impl ConfigFile {
             .filter(|_| !serve.gave("allowed_origins"))
         {
             serve.allowed_origins =
-                self.check_all(origins, "allowed_origins", |text: &String| Sites::parse_origin(text))?;
+                self.check_all(origins, "allowed_origins", |text: &String| {
+                    Sites::parse_origin(text)
+                })?;
         }
-        if let Some(origins) = keys.cors_origins.as_ref().filter(|_| !serve.gave("cors_origins")) {
-            serve.cors_origins = self.check_all(origins, "cors_origins", |text: &String| Sites::parse_origin(text))?;
+        if let Some(origins) = keys
+            .cors_origins
+            .as_ref()
+            .filter(|_| !serve.gave("cors_origins"))
+        {
+            serve.cors_origins = self.check_all(origins, "cors_origins", |text: &String| {
+                Sites::parse_origin(text)
+            })?;
         }
         if let Some(url) = keys.trace_url.as_ref().filter(|_| !serve.gave("trace_url")) {
             serve.trace_url = Some(self.check(url, "trace_url", |text| {
@@ -221,7 +242,11 @@ impl ConfigFile {
         if let Some(demo) = keys.demo.filter(|_| !serve.gave("demo")) {
             serve.demo = demo;
         }
-        if let Some(types) = keys.remote_types.as_ref().filter(|_| !serve.gave("remote_types")) {
+        if let Some(types) = keys
+            .remote_types
+            .as_ref()
+            .filter(|_| !serve.gave("remote_types"))
+        {
             serve.remote_types = types.clone();
         }
         if let Some(insecure) = keys.insecure.filter(|_| !serve.gave("insecure")) {
@@ -231,18 +256,27 @@ impl ConfigFile {
             ("drain_s", &keys.drain_s, &mut serve.drain_s),
             ("kill_grace_s", &keys.kill_grace_s, &mut serve.kill_grace_s),
             ("heartbeat_s", &keys.heartbeat_s, &mut serve.heartbeat_s),
-            ("node_timeout_s", &keys.node_timeout_s, &mut serve.node_timeout_s),
+            (
+                "node_timeout_s",
+                &keys.node_timeout_s,
+                &mut serve.node_timeout_s,
+            ),
         ] {
             if let Some(value) = key.as_ref().filter(|_| !serve.given.contains(id)) {
-                *field = self.check(value, id, |seconds| match Duration::try_from_secs_f64(*seconds) {
-                    Ok(_) => Ok(*seconds),
-                    Err(_) => Err(format!(
+                *field = self.check(value, id, |seconds| {
+                    match Duration::try_from_secs_f64(*seconds) {
+                        Ok(_) => Ok(*seconds),
+                        Err(_) => Err(format!(
                         "{seconds} is not a number of seconds: give 0 or more, such as 10 or 0.5"
                     )),
+                    }
                 })?;
             }
         }
-        if let Some(max) = keys.max_concurrency.filter(|_| !serve.gave("max_concurrency")) {
+        if let Some(max) = keys
+            .max_concurrency
+            .filter(|_| !serve.gave("max_concurrency"))
+        {
             serve.max_concurrency = max;
         }
         if let Some(lines) = keys.log_max_lines.filter(|_| !serve.gave("log_max_lines")) {
@@ -251,7 +285,10 @@ impl ConfigFile {
         if let Some(bytes) = keys.log_max_bytes.filter(|_| !serve.gave("log_max_bytes")) {
             serve.log_max_bytes = bytes;
         }
-        if let Some(warm) = keys.warm_processes.filter(|_| !serve.gave("warm_processes")) {
+        if let Some(warm) = keys
+            .warm_processes
+            .filter(|_| !serve.gave("warm_processes"))
+        {
             serve.warm_processes = warm;
         }
         if let Some(keep) = keys.keep.as_ref().filter(|_| !serve.gave("keep")) {
@@ -259,12 +296,18 @@ impl ConfigFile {
                 text.parse().map_err(|e: offstage::Error| e.to_string())
             })?;
         }
-        if let Some(rules) = keys.keep_types.as_ref().filter(|_| !serve.gave("keep_types")) {
+        if let Some(rules) = keys
+            .keep_types
+            .as_ref()
+            .filter(|_| !serve.gave("keep_types"))
+        {
             serve.keep_types = rules
                 .iter()
                 .map(|(name, rule)| {
                     let key = format!("keep_types.\"{name}\"");
-                    self.check(rule, &key, |rule| parse_keep_type(&format!("{name}={rule}")))
+                    self.check(rule, &key, |rule| {
+                        parse_keep_type(&format!("{name}={rule}"))
+                    })
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -326,7 +369,10 @@ fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> Failure {
         .collect::<Vec<_>>()
         .join("; ")
         .replace("unknown field", "unknown key")
-        .replace("expected `serve`", "every setting goes in the [serve] table");
+        .replace(
+            "expected `serve`",
+            "every setting goes in the [serve] table",
+        );
     let Some(span) = error.span() else {
         return Failure::Message(format!("{}: {message}", path.display()));
     };
@@ -416,7 +462,10 @@ fn printed(serve: &Serve) -> Result<String, Failure> {
         serve: PrintedKeys {
             db: shown(&serve.db),
             addr: serve.addr.to_string(),
-            tokens: tokens.iter().map(|(role, _)| format!("{role}:***")).collect(),
+            tokens: tokens
+                .iter()
+                .map(|(role, _)| format!("{role}:***"))
+                .collect(),
             token_files: serve.token_files.clone(),
             token_secret_file: serve.token_secret_file.clone(),
             allowed_hosts: serve.allowed_hosts.clone(),
@@ -451,7 +500,9 @@ fn printed(serve: &Serve) -> Result<String, Failure> {
         )),
         None => head.push_str("flags, environment and defaults (no config file).\n"),
     }
-    head.push_str("# Token secrets are masked as ***: put real ones back before using this as a file.\n");
+    head.push_str(
+        "# Token secrets are masked as ***: put real ones back before using this as a file.\n",
+    );
     if serve.token_secret_file.is_none()
         && std::env::var(SECRET_ENV).is_ok_and(|text| !text.trim().is_empty())
     {

@@ -156,10 +156,12 @@ impl Migrate {
         let db = &self.db;
         #[cfg(not(feature = "postgres"))]
         if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            return Err("this offstage was built without PostgreSQL: build it with the \
+            return Err(
+                "this offstage was built without PostgreSQL: build it with the \
                         `postgres` feature (on by default), or give a SQLite file"
-                .to_owned()
-                .into());
+                    .to_owned()
+                    .into(),
+            );
         }
         #[cfg(feature = "postgres")]
         if offstage::store::postgres::is_postgres_url(db) {
