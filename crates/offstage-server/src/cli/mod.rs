@@ -3,6 +3,7 @@
 //!
 //! A **command** is a clap `Args` struct in the file of its group: `tasks.rs` (launch, types,
 //! list, show, kill, logs, purge), `schedules.rs`, `shared.rs`, `serve.rs` (serve, migrate),
+//! `config.rs` (config check and print, and the config file `serve` reads),
 //! `tokens.rs` (token), `stats.rs` (stats) and `worker.rs`. Each has the same method, `run(self, out) -> Result<ExitCode, Failure>`: it
 //! reads the server's answers into typed records (`offstage::TaskRecord`, `LogLine`,
 //! `ScheduleRecord`, `SharedRecord`, or a small serde struct for a page), prints them as a
