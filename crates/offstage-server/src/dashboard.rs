@@ -74,12 +74,12 @@ const CLIENT: &[Asset] = &[
     Asset {
         name: "offstage.js",
         content_type: JAVASCRIPT,
-        bytes: include_bytes!("../../../clients/js/offstage.js"),
+        bytes: include_bytes!("../client/offstage.js"),
     },
     Asset {
         name: "offstage.d.ts",
         content_type: "application/typescript; charset=utf-8",
-        bytes: include_bytes!("../../../clients/js/offstage.d.ts"),
+        bytes: include_bytes!("../client/offstage.d.ts"),
     },
 ];
 

@@ -13,6 +13,17 @@
 //! To show an app's users their own tasks from the browser, mint them [scoped tokens](scoped)
 //! ([`ScopedTokens`], or `POST /api/tokens`): signed, expiring, for one task or one owner.
 //! `docs/end-users.md` explains the model and its threat model.
+//!
+//! # Feature flags
+//!
+//! | Feature    | Default | What it turns on |
+//! |------------|---------|------------------|
+//! | `cli`      | yes     | The `offstage` binary: `serve`, `config`, `migrate`, `worker` and the client commands (`clap`, `reqwest`, `indicatif`, `toml`, `tracing-subscriber`, and the library's `worker`). |
+//! | `postgres` | yes     | `offstage serve --db postgres://…`: the library's PostgreSQL store. |
+//! | `otel`     | yes     | The library's task spans and, in `offstage serve`, an OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. |
+//!
+//! An app that mounts the router turns the default features off
+//! (`default-features = false`) and needs none of them: the router is always there.
 
 // Every public item documented, nothing `pub` that is not reachable from the crate root, and
 // nothing reachable that cannot be named: the public surface is what this file exports, and

@@ -53,6 +53,21 @@
 //!     rt.shutdown().await
 //! }
 //! ```
+//!
+//! # Feature flags
+//!
+//! | Feature    | Default | What it turns on |
+//! |------------|---------|------------------|
+//! | `sqlite`   | yes     | The SQLite store ([`RuntimeBuilder::sqlite`]), through `rusqlite` with SQLite built in. |
+//! | `postgres` | no      | The PostgreSQL store (`RuntimeBuilder::postgres`), through `sqlx`: many nodes on one database. |
+//! | `worker`   | no      | `Worker`: a process that serves task types for a node over a WebSocket. |
+//! | `testing`  | no      | `offstage::testing`: run a task inline, wait for an event, and the store conformance suite. |
+//! | `openapi`  | no      | OpenAPI schemas (`utoipa`) for the public records, for servers that document their API. |
+//! | `schemars` | no      | `args_schema::<T>()`: a task type's args as JSON Schema, derived with `schemars`. |
+//! | `otel`     | no      | OpenTelemetry spans per attempt, in the trace the task was launched in (`tracing-opentelemetry`). |
+//!
+//! With `sqlite` off, [`RuntimeBuilder::database`] takes only `postgres://` URLs; with both
+//! off, only a store given to [`RuntimeBuilder::store`].
 
 // Every public item documented, nothing `pub` that is not reachable from the crate root, and
 // nothing reachable that cannot be named: the public surface is what this file exports, and

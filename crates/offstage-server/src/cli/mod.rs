@@ -3,6 +3,7 @@
 //!
 //! A **command** is a clap `Args` struct in the file of its group: `tasks.rs` (launch, types,
 //! list, show, kill, logs, purge), `schedules.rs`, `shared.rs`, `serve.rs` (serve, migrate),
+//! `config.rs` (config check and print, and the config file `serve` reads),
 //! `tokens.rs` (token), `stats.rs` (stats) and `worker.rs`. Each has the same method, `run(self, out) -> Result<ExitCode, Failure>`: it
 //! reads the server's answers into typed records (`offstage::TaskRecord`, `LogLine`,
 //! `ScheduleRecord`, `SharedRecord`, or a small serde struct for a page), prints them as a
@@ -11,6 +12,7 @@
 
 mod actions;
 mod client;
+mod config;
 mod copy;
 mod fleet;
 mod limiters;
@@ -28,7 +30,8 @@ mod worker;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use self::client::Client;
 use self::out::Out;
@@ -49,6 +52,9 @@ struct Cli {
 enum Command {
     /// Runs the server: the HTTP API and live events (SSE).
     Serve(serve::Serve),
+    /// The config file of `serve`: `check` it, or `print` the settings `serve` would run with.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Creates or upgrades the database's schema, and exits. `serve` does this too on start;
     /// run it alone to migrate before rolling out nodes. With --from and --to, copies one
     /// database into another (SQLite to PostgreSQL, or back).
@@ -110,6 +116,7 @@ impl Command {
     async fn run(self, out: &mut Out) -> Result<ExitCode, Failure> {
         match self {
             Command::Serve(command) => command.run(out).await,
+            Command::Config(command) => command.run(out).await,
             Command::Migrate(command) => command.run(out).await,
             Command::Worker(command) => command.run(out).await,
             Command::Launch(command) => command.run(out).await,
@@ -188,12 +195,39 @@ impl From<std::io::Error> for Failure {
 
 /// Parses the command line and runs the command; the exit code says how it went.
 pub(crate) fn run() -> Result<ExitCode, Failure> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `serve`'s config file fills only what the flags and the environment left out.
+    if let Command::Serve(serve) = &mut cli.command {
+        serve.given = given(&matches);
+    }
+    if let Command::Config(command) = &mut cli.command {
+        command.serve_mut().given = given(&matches);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("could not start the async runtime: {e}"))?;
     runtime.block_on(cli.command.run(&mut Out::stdout()))
+}
+
+/// The ids of the arguments of the innermost subcommand that the command line or the
+/// environment gave (as opposed to a default).
+fn given(matches: &ArgMatches) -> std::collections::BTreeSet<String> {
+    let mut leaf = matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    leaf.ids()
+        .map(|id| id.as_str())
+        .filter(|id| {
+            matches!(
+                leaf.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reads a JSON `--args` or value given on the command line, with `example` in the message if
