@@ -143,10 +143,11 @@ pub async fn timeout_fails_with_kind_timeout(backend: &dyn Backend) {
 
 /// A delayed task stays queued until its time, then runs.
 pub async fn run_at_is_honoured(backend: &dyn Backend) {
-    // The clock jumps 30 s at a time here, past the default node timeout of 10 s, so this
-    // node's own maintenance may find its heartbeat stale before the heartbeat of the same
-    // instant is written, and the node rejoins mid-test. A run on PostgreSQL under heavy load
-    // hung here once; a node timeout longer than the test keeps it about run_at.
+    // The clock moves in steps shorter than 30 s: a PostgreSQL pool gives up on a connection
+    // after 30 s of tokio time, so one jump past that while a claim waits for a connection
+    // fails the claim, and with the clock held nothing moves on to its retry (CI hung here).
+    // The node timeout is longer than the test, so the node never finds its own heartbeat
+    // stale.
     let database = backend.new_database();
     let rt = runtime_with(backend, &database, |b| {
         b.heartbeat(Duration::from_secs(1), Duration::from_secs(3_600))
@@ -160,12 +161,25 @@ pub async fn run_at_is_honoured(backend: &dyn Backend) {
         .unwrap();
     let record = task.record().await.unwrap();
     assert_eq!((record.run_at - record.launched_at).num_seconds(), 60);
-    tokio::time::advance(Duration::from_secs(30)).await;
+    tokio::time::advance(Duration::from_secs(29)).await;
     let now = rt.launch_json("test.echo", json!("now")).await.unwrap();
     now.wait().await.unwrap();
     assert_eq!(task.status().await.unwrap(), Status::Queued);
-    tokio::time::advance(Duration::from_secs(31)).await;
-    wait_started(&mut events, task.id()).await;
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert_eq!(task.status().await.unwrap(), Status::Queued);
+    // Past run_at half a second at a time, letting the store's I/O finish between steps (real
+    // time, on a blocking thread), until the claimer starts it.
+    let started = wait_started(&mut events, task.id());
+    tokio::pin!(started);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut started => break,
+            _ = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20))) => {
+                tokio::time::advance(Duration::from_millis(500)).await;
+            }
+        }
+    }
     let record = task.wait().await.unwrap();
     assert_eq!(record.status, Status::Completed);
     assert!(record.started_at.unwrap() >= record.run_at);
