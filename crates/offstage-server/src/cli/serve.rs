@@ -140,7 +140,7 @@ pub(crate) struct Migrate {
     #[arg(long, value_name = "DATABASE", requires = "to")]
     from: Option<String>,
     /// The database --from is copied into (sqlite:PATH, a path, or a postgres:// URL with
-    /// ?options[search_path]=SCHEMA for a schema of its own); made if missing. Running the
+    /// `?options[search_path]=SCHEMA` for a schema of its own); made if missing. Running the
     /// same copy again finishes one that was interrupted.
     #[arg(long, value_name = "DATABASE", requires = "from")]
     to: Option<String>,
