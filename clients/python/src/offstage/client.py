@@ -362,7 +362,7 @@ class Client:
 
         ``finished_before`` (an aware datetime or RFC 3339 text) keeps the tasks that finished
         later; ``keep_newest`` keeps the newest that many of those matching the rest; the
-        other arguments filter as :meth:`list_background_tasks` does. At least one condition
+        other arguments filter as :meth:`bulk`'s do. At least one condition
         is required, so that no call empties the store by accident.
         """
         params = _filter(
